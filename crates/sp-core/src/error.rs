@@ -1,0 +1,79 @@
+//! The one error type of the core.
+
+use std::io;
+use std::time::Duration;
+
+/// Why an operation or a pipe failed. Messages say what happened and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket was closed; create a new one.
+    #[error("socket closed")]
+    Closed,
+    /// A send or receive did not complete within its timeout.
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The operation is not valid in this state (e.g. recv on a REQ context
+    /// with no request outstanding: send a request first).
+    #[error("invalid state: {0}")]
+    State(&'static str),
+    /// This protocol cannot do that (e.g. send on PULL).
+    #[error("not supported by this protocol: {0}")]
+    NotSupported(&'static str),
+    /// The URL could not be parsed or its scheme has no transport.
+    #[error("bad address {url:?}: {reason}")]
+    Address {
+        /// The address given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A message is larger than the receive limit (`Options::recv_max_size`).
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes; raise recv_max_size if this peer is trusted")]
+    TooLarge {
+        /// Announced size.
+        size: u64,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The peer broke the wire protocol; the pipe was closed.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The peer speaks an incompatible SP protocol or stack of pipe layers.
+    #[error("peer mismatch: {0}")]
+    Mismatch(String),
+    /// A pipe layer refused the peer (authentication, checksum...).
+    #[error("pipe layer {layer:?} failed: {reason}")]
+    Layer {
+        /// The layer's name.
+        layer: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The handshake did not finish before the deadline.
+    #[error("handshake did not complete within {0:?}; the peer may not be an SP endpoint")]
+    HandshakeTimeout(Duration),
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    ConnectionClosed,
+    /// An operating-system I/O error.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Result with the core error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A protocol error with a formatted reason.
+    pub fn protocol(reason: impl Into<String>) -> Error {
+        Error::Protocol(reason.into())
+    }
+    /// A layer failure.
+    pub fn layer(layer: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Layer {
+            layer: layer.into(),
+            reason: reason.into(),
+        }
+    }
+}

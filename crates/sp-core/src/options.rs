@@ -1,0 +1,97 @@
+//! Socket options. Every limit is finite by default.
+
+use std::time::Duration;
+
+/// Options of a socket. Build with `Options::default()` and the setters.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Options {
+    /// Largest message accepted from a peer, checked before any allocation.
+    /// A larger one closes the pipe and is counted. Default 1 MiB (as nanomsg).
+    pub recv_max_size: usize,
+    /// How long `send` may wait for room. `None` waits until the future is
+    /// dropped: in async Rust cancelling is the caller's tool. Default `None`.
+    pub send_timeout: Option<Duration>,
+    /// How long `recv` may wait. Default `None` (see `send_timeout`).
+    pub recv_timeout: Option<Duration>,
+    /// Messages queued per pipe on the way out. Default 128.
+    pub send_queue: usize,
+    /// Messages queued per socket on the way in. Default 128.
+    pub recv_queue: usize,
+    /// First reconnect delay of a dialer. Default 100 ms.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay; the delay doubles up to it, jittered. Default 10 s.
+    pub reconnect_max: Duration,
+    /// Deadline for the whole pipe handshake (SP header and pipe layers). Default 10 s (as nng).
+    pub handshake_timeout: Duration,
+    /// Handshakes a listener runs at once; beyond it the oldest is dropped. Default 128.
+    pub max_half_open: usize,
+    /// Hops a message may take through devices (REQ/REP, SURVEY). Default 8, at most 255.
+    pub ttl: u8,
+    /// REQ: resend a request without reply after this long. `None` disables. Default 60 s.
+    pub req_resend: Option<Duration>,
+    /// Messages a pipe writer gathers into one vectored write. Default 256.
+    pub write_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            recv_max_size: 1 << 20,
+            send_timeout: None,
+            recv_timeout: None,
+            send_queue: 128,
+            recv_queue: 128,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_half_open: 128,
+            ttl: 8,
+            req_resend: Some(Duration::from_secs(60)),
+            write_batch: 256,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$m:meta])* $name:ident : $ty:ty) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: $ty) -> Self { self.$name = v; self }
+    };
+}
+
+impl Options {
+    setter!(/// Sets `recv_max_size`.
+        recv_max_size: usize);
+    setter!(/// Sets `send_timeout`.
+        send_timeout: Option<Duration>);
+    setter!(/// Sets `recv_timeout`.
+        recv_timeout: Option<Duration>);
+    setter!(/// Sets `reconnect_min`.
+        reconnect_min: Duration);
+    setter!(/// Sets `reconnect_max`.
+        reconnect_max: Duration);
+    setter!(/// Sets `handshake_timeout`.
+        handshake_timeout: Duration);
+    setter!(/// Sets `max_half_open`.
+        max_half_open: usize);
+    setter!(/// Sets `ttl`.
+        ttl: u8);
+    setter!(/// Sets `req_resend`.
+        req_resend: Option<Duration>);
+    /// Sets the per-pipe send queue depth (at least 1).
+    pub fn send_queue(mut self, v: usize) -> Self {
+        self.send_queue = v.max(1);
+        self
+    }
+    /// Sets the socket receive queue depth (at least 1).
+    pub fn recv_queue(mut self, v: usize) -> Self {
+        self.recv_queue = v.max(1);
+        self
+    }
+    /// Sets the write batch (at least 1).
+    pub fn write_batch(mut self, v: usize) -> Self {
+        self.write_batch = v.max(1);
+        self
+    }
+}

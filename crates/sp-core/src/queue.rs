@@ -1,0 +1,493 @@
+//! A bounded multi-producer multi-consumer queue with async waits.
+//!
+//! Written for the message path: one lock per operation, batch pops (a pipe
+//! writer drains many messages per wake-up), no allocation once a waiter has
+//! registered (waiter slots are reused), and a waker is only called when
+//! someone actually waits. A waiter that was woken but gave up passes the
+//! wake-up on, so no message sits in the queue while a consumer sleeps.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Waiters of one kind (poppers or pushers), in arrival order.
+#[derive(Default)]
+pub(crate) struct WaitList {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    order: VecDeque<(usize, u64)>,
+    next_gen: u64,
+}
+
+#[derive(Default)]
+struct Slot {
+    gen: u64,
+    used: bool,
+    waker: Option<Waker>,
+    notified: bool,
+    queued: bool,
+}
+
+/// A waiter's registration; keep it across polls, release it when done.
+#[derive(Debug, Default)]
+pub struct WaitKey(Option<usize>);
+
+impl WaitKey {
+    /// True while registered in a wait list.
+    pub fn is_registered(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl WaitList {
+    pub(crate) fn register(&mut self, key: &mut WaitKey, waker: &Waker) {
+        if let Some(k) = key.0 {
+            let s = &mut self.slots[k];
+            s.notified = false;
+            match &s.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => s.waker = Some(waker.clone()),
+            }
+            if !s.queued {
+                s.queued = true;
+                self.order.push_back((k, s.gen));
+            }
+            return;
+        }
+        let k = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            self.slots.len() - 1
+        });
+        self.next_gen += 1;
+        let s = &mut self.slots[k];
+        s.gen = self.next_gen;
+        s.used = true;
+        s.waker = Some(waker.clone());
+        s.notified = false;
+        s.queued = true;
+        self.order.push_back((k, s.gen));
+        key.0 = Some(k);
+    }
+
+    /// Releases a registration; true if it had been notified (so the caller
+    /// should pass the wake-up on when it did not consume).
+    pub(crate) fn release(&mut self, key: &mut WaitKey) -> bool {
+        match key.0.take() {
+            Some(k) => {
+                let s = &mut self.slots[k];
+                let notified = s.notified;
+                s.used = false;
+                s.waker = None;
+                s.notified = false;
+                s.queued = false;
+                s.gen = 0;
+                self.free.push(k);
+                notified
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn wake_one(&mut self) {
+        while let Some((k, gen)) = self.order.pop_front() {
+            let s = &mut self.slots[k];
+            if s.used && s.gen == gen && !s.notified {
+                s.queued = false;
+                s.notified = true;
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn wake_all(&mut self) {
+        while let Some((k, gen)) = self.order.pop_front() {
+            let s = &mut self.slots[k];
+            if s.used && s.gen == gen {
+                s.queued = false;
+                s.notified = true;
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    fn has_waiters(&self) -> bool {
+        !self.order.is_empty()
+    }
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    cap: usize,
+    closed: bool,
+    poppers: WaitList,
+    pushers: WaitList,
+}
+
+/// Bounded MPMC queue. See the module docs.
+pub struct Queue<T> {
+    state: Mutex<State<T>>,
+}
+
+/// Result of a push that could not complete at once.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryPush<T> {
+    /// The queue is full; here is the item back.
+    Full(T),
+    /// The queue is closed; here is the item back.
+    Closed(T),
+}
+
+impl<T> Queue<T> {
+    /// A queue holding at most `cap` items (at least 1).
+    pub fn new(cap: usize) -> Queue<T> {
+        Queue {
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(cap.clamp(1, 1024)),
+                cap: cap.max(1),
+                closed: false,
+                poppers: WaitList::default(),
+                pushers: WaitList::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // a panic while holding this lock cannot leave the deque inconsistent
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of queued items.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes the queue: pending and future pushes fail, pops drain what is
+    /// left and then return `None`. Returns what was still queued.
+    pub fn close(&self) -> Vec<T> {
+        let mut s = self.lock();
+        s.closed = true;
+        s.poppers.wake_all();
+        s.pushers.wake_all();
+        s.items.drain(..).collect()
+    }
+
+    /// Closes for pushers only: what is queued can still be popped, then
+    /// pops return `None` (a sender hanging up).
+    pub fn close_input(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        s.poppers.wake_all();
+        s.pushers.wake_all();
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Pushes without waiting.
+    pub fn try_push(&self, item: T) -> Result<(), TryPush<T>> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(TryPush::Closed(item));
+        }
+        if s.items.len() >= s.cap {
+            return Err(TryPush::Full(item));
+        }
+        s.items.push_back(item);
+        if s.poppers.has_waiters() {
+            s.poppers.wake_one();
+        }
+        Ok(())
+    }
+
+    /// Pushes, dropping the oldest item when full (SUB's policy). Returns the
+    /// dropped item, if any.
+    pub fn push_evict(&self, item: T) -> Result<Option<T>, T> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(item);
+        }
+        let evicted = if s.items.len() >= s.cap {
+            s.items.pop_front()
+        } else {
+            None
+        };
+        s.items.push_back(item);
+        if s.poppers.has_waiters() {
+            s.poppers.wake_one();
+        }
+        Ok(evicted)
+    }
+
+    /// Pushes `*item`, waiting for room. On `Ready(Ok)` the item was taken;
+    /// on `Ready(Err(item))` the queue is closed.
+    pub fn poll_push(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        item: &mut Option<T>,
+    ) -> Poll<Result<(), T>> {
+        let mut s = self.lock();
+        let Some(it) = item.take() else {
+            s.pushers.release(key);
+            return Poll::Ready(Ok(()));
+        };
+        if s.closed {
+            s.pushers.release(key);
+            return Poll::Ready(Err(it));
+        }
+        if s.items.len() < s.cap {
+            s.items.push_back(it);
+            s.pushers.release(key);
+            if s.poppers.has_waiters() {
+                s.poppers.wake_one();
+            }
+            if s.items.len() < s.cap && s.pushers.has_waiters() {
+                s.pushers.wake_one();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        *item = Some(it);
+        s.pushers.register(key, cx.waker());
+        Poll::Pending
+    }
+
+    /// Registers interest in room without pushing (for routers choosing among queues).
+    pub fn poll_room(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<bool> {
+        let mut s = self.lock();
+        if s.closed {
+            s.pushers.release(key);
+            return Poll::Ready(false);
+        }
+        if s.items.len() < s.cap {
+            s.pushers.release(key);
+            return Poll::Ready(true);
+        }
+        s.pushers.register(key, cx.waker());
+        Poll::Pending
+    }
+
+    /// Pops one item, waiting if empty. `Ready(None)` once closed and drained.
+    pub fn poll_pop(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<Option<T>> {
+        let mut s = self.lock();
+        if let Some(item) = s.items.pop_front() {
+            s.poppers.release(key);
+            if s.pushers.has_waiters() {
+                s.pushers.wake_one();
+            }
+            if !s.items.is_empty() && s.poppers.has_waiters() {
+                s.poppers.wake_one();
+            }
+            return Poll::Ready(Some(item));
+        }
+        if s.closed {
+            s.poppers.release(key);
+            return Poll::Ready(None);
+        }
+        s.poppers.register(key, cx.waker());
+        Poll::Pending
+    }
+
+    /// Pops up to `max` items into `out`, waiting if empty. `Ready(0)` once
+    /// closed and drained.
+    pub fn poll_pop_batch(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        out: &mut Vec<T>,
+        max: usize,
+    ) -> Poll<usize> {
+        let mut s = self.lock();
+        if !s.items.is_empty() {
+            let n = max.min(s.items.len());
+            out.extend(s.items.drain(..n));
+            s.poppers.release(key);
+            if s.pushers.has_waiters() {
+                s.pushers.wake_all();
+            }
+            if !s.items.is_empty() && s.poppers.has_waiters() {
+                s.poppers.wake_one();
+            }
+            return Poll::Ready(n);
+        }
+        if s.closed {
+            s.poppers.release(key);
+            return Poll::Ready(0);
+        }
+        s.poppers.register(key, cx.waker());
+        Poll::Pending
+    }
+
+    /// Pops without waiting.
+    pub fn try_pop(&self) -> Option<T> {
+        let mut s = self.lock();
+        let item = s.items.pop_front();
+        if item.is_some() && s.pushers.has_waiters() {
+            s.pushers.wake_one();
+        }
+        item
+    }
+
+    /// Forgets a waiter that stops waiting (its future was dropped). Passes a
+    /// wake-up it received on to the next waiter.
+    pub fn cancel_pop(&self, key: &mut WaitKey) {
+        if key.0.is_none() {
+            return;
+        }
+        let mut s = self.lock();
+        if s.poppers.release(key) && !s.items.is_empty() {
+            s.poppers.wake_one();
+        }
+    }
+
+    /// Like `cancel_pop`, for pushers.
+    pub fn cancel_push(&self, key: &mut WaitKey) {
+        if key.0.is_none() {
+            return;
+        }
+        let mut s = self.lock();
+        if s.pushers.release(key) && s.items.len() < s.cap {
+            s.pushers.wake_one();
+        }
+    }
+
+    /// Waits for and pops one item.
+    pub async fn pop(&self) -> Option<T> {
+        let mut w = PopWait {
+            q: self,
+            key: WaitKey::default(),
+        };
+        std::future::poll_fn(|cx| w.q.poll_pop(cx, &mut w.key)).await
+    }
+
+    /// Waits for room and pushes.
+    pub async fn push(&self, item: T) -> Result<(), T> {
+        let mut w = PushWait {
+            q: self,
+            key: WaitKey::default(),
+        };
+        let mut slot = Some(item);
+        std::future::poll_fn(|cx| w.q.poll_push(cx, &mut w.key, &mut slot)).await
+    }
+}
+
+struct PopWait<'a, T> {
+    q: &'a Queue<T>,
+    key: WaitKey,
+}
+impl<T> Drop for PopWait<'_, T> {
+    fn drop(&mut self) {
+        self.q.cancel_pop(&mut self.key);
+    }
+}
+struct PushWait<'a, T> {
+    q: &'a Queue<T>,
+    key: WaitKey,
+}
+impl<T> Drop for PushWait<'_, T> {
+    fn drop(&mut self) {
+        self.q.cancel_push(&mut self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn bounded_and_fifo() {
+        let q = Queue::new(2);
+        q.try_push(1).unwrap();
+        q.try_push(2).unwrap();
+        assert_eq!(q.try_push(3), Err(TryPush::Full(3)));
+        assert_eq!(q.pop().await, Some(1));
+        q.try_push(3).unwrap();
+        assert_eq!(q.pop().await, Some(2));
+        assert_eq!(q.pop().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiter_passes_wakeup_on() {
+        let q = Arc::new(Queue::new(4));
+        let a = tokio::spawn({
+            let q = q.clone();
+            async move { q.pop().await }
+        });
+        let b = tokio::spawn({
+            let q = q.clone();
+            async move { q.pop().await }
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        a.abort();
+        q.try_push(7).unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), b).await;
+        // either b got it, or a consumed it before abort; then the queue is empty
+        match got {
+            Ok(Ok(v)) => assert_eq!(v, Some(7)),
+            _ => assert!(q.is_empty()),
+        }
+    }
+
+    #[tokio::test]
+    async fn many_producers_consumers_lose_nothing() {
+        let q = Arc::new(Queue::new(8));
+        let mut prods = Vec::new();
+        for p in 0..4u64 {
+            let q = q.clone();
+            prods.push(tokio::spawn(async move {
+                for i in 0..1000u64 {
+                    q.push(p * 10_000 + i).await.unwrap();
+                }
+            }));
+        }
+        let mut cons = Vec::new();
+        for _ in 0..3 {
+            let q = q.clone();
+            cons.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(v) = q.pop().await {
+                    got.push(v);
+                }
+                got
+            }));
+        }
+        for p in prods {
+            p.await.unwrap();
+        }
+        // wait for drain, then close
+        while !q.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        q.close();
+        let mut all = Vec::new();
+        for c in cons {
+            all.extend(c.await.unwrap());
+        }
+        all.sort();
+        assert_eq!(all.len(), 4000);
+        all.dedup();
+        assert_eq!(all.len(), 4000);
+    }
+
+    #[test]
+    fn evict_drops_oldest() {
+        let q = Queue::new(2);
+        q.push_evict(1).unwrap();
+        q.push_evict(2).unwrap();
+        assert_eq!(q.push_evict(3), Ok(Some(1)));
+        assert_eq!(q.try_pop(), Some(2));
+    }
+}

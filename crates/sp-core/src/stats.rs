@@ -1,0 +1,218 @@
+//! Counters: what came in, what went out, what was dropped and why.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a message was dropped. Every drop is counted and traced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// A queue was full and the protocol drops rather than waits (REP reply, PUB).
+    QueueFull,
+    /// Larger than `recv_max_size`.
+    TooLarge,
+    /// More hops than the TTL allows.
+    TtlExceeded,
+    /// The protocol header could not be parsed.
+    Malformed,
+    /// A reply or response to a request/survey nobody waits for any more.
+    Late,
+    /// No subscription matched (SUB).
+    NoSubscription,
+    /// Queued on a pipe that closed before it was written.
+    PipeClosed,
+    /// Addressed to a pipe that does not exist (any more).
+    UnknownPipe,
+    /// A message layer refused it (signature, checksum...).
+    Rejected,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 9] = [
+        DropReason::QueueFull,
+        DropReason::TooLarge,
+        DropReason::TtlExceeded,
+        DropReason::Malformed,
+        DropReason::Late,
+        DropReason::NoSubscription,
+        DropReason::PipeClosed,
+        DropReason::UnknownPipe,
+        DropReason::Rejected,
+    ];
+    fn index(self) -> usize {
+        DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// Why a pipe was refused or closed early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The SP header was malformed (magic, version, reserved bytes, truncated).
+    BadHeader,
+    /// The peer speaks an incompatible protocol.
+    ProtocolMismatch,
+    /// The peer's pipe layers differ from ours.
+    LayerMismatch,
+    /// A pipe layer's handshake failed.
+    LayerFailed,
+    /// The handshake did not finish in time.
+    HandshakeTimeout,
+    /// Dropped to make room for newer handshakes (`max_half_open`).
+    Evicted,
+    /// The protocol takes no more pipes (PAIR).
+    PipeLimit,
+    /// A pipe event hook refused it.
+    Hook,
+    /// The peer broke the protocol after the handshake (malformed frame, oversize).
+    ProtocolError,
+    /// An I/O error.
+    Io,
+}
+
+impl RejectReason {
+    /// Every reason, in counter order.
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::BadHeader,
+        RejectReason::ProtocolMismatch,
+        RejectReason::LayerMismatch,
+        RejectReason::LayerFailed,
+        RejectReason::HandshakeTimeout,
+        RejectReason::Evicted,
+        RejectReason::PipeLimit,
+        RejectReason::Hook,
+        RejectReason::ProtocolError,
+        RejectReason::Io,
+    ];
+    fn index(self) -> usize {
+        RejectReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(0)
+    }
+}
+
+/// Live counters (atomics), shared by a socket or a pipe and its tasks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    msgs_in: AtomicU64,
+    msgs_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    bytes_copied: AtomicU64,
+    pipes_opened: AtomicU64,
+    pipes_closed: AtomicU64,
+    drops: [AtomicU64; 9],
+    rejects: [AtomicU64; 10],
+}
+
+impl Counters {
+    /// Counts a message received.
+    pub fn received(&self, bytes: usize) {
+        self.msgs_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+    /// Counts a message sent.
+    pub fn sent(&self, bytes: usize) {
+        self.msgs_out.fetch_add(1, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+    /// Counts bytes a layer or transport had to copy on the send path.
+    pub fn copied(&self, bytes: usize) {
+        self.bytes_copied.fetch_add(bytes as u64, Relaxed);
+    }
+    /// Counts a drop.
+    pub fn dropped(&self, r: DropReason) {
+        self.drops[r.index()].fetch_add(1, Relaxed);
+    }
+    /// Counts a refused or broken pipe.
+    pub fn rejected(&self, r: RejectReason) {
+        self.rejects[r.index()].fetch_add(1, Relaxed);
+    }
+    pub(crate) fn pipe_opened(&self) {
+        self.pipes_opened.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn pipe_closed(&self) {
+        self.pipes_closed.fetch_add(1, Relaxed);
+    }
+    /// A consistent-enough copy of every counter.
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            msgs_in: self.msgs_in.load(Relaxed),
+            msgs_out: self.msgs_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            bytes_copied: self.bytes_copied.load(Relaxed),
+            pipes_opened: self.pipes_opened.load(Relaxed),
+            pipes_closed: self.pipes_closed.load(Relaxed),
+            drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
+            rejects: std::array::from_fn(|i| self.rejects[i].load(Relaxed)),
+        }
+    }
+}
+
+/// A snapshot of counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages received.
+    pub msgs_in: u64,
+    /// Messages sent.
+    pub msgs_out: u64,
+    /// Bytes received (SP header and body).
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Bytes copied on the send path (0 when no layer needs contiguity).
+    pub bytes_copied: u64,
+    /// Pipes attached.
+    pub pipes_opened: u64,
+    /// Pipes detached.
+    pub pipes_closed: u64,
+    drops: [u64; 9],
+    rejects: [u64; 10],
+}
+
+impl Stats {
+    /// Messages dropped for `r`.
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    /// Pipes refused or closed for `r`.
+    pub fn rejects(&self, r: RejectReason) -> u64 {
+        self.rejects[r.index()]
+    }
+    /// All refused pipes.
+    pub fn total_rejects(&self) -> u64 {
+        self.rejects.iter().sum()
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "msgs_in {} msgs_out {} bytes_in {} bytes_out {} bytes_copied {}",
+            self.msgs_in, self.msgs_out, self.bytes_in, self.bytes_out, self.bytes_copied
+        )?;
+        writeln!(
+            f,
+            "pipes_opened {} pipes_closed {}",
+            self.pipes_opened, self.pipes_closed
+        )?;
+        for r in DropReason::ALL {
+            if self.drops(r) > 0 {
+                writeln!(f, "dropped {:?} {}", r, self.drops(r))?;
+            }
+        }
+        for r in RejectReason::ALL {
+            if self.rejects(r) > 0 {
+                writeln!(f, "rejected {:?} {}", r, self.rejects(r))?;
+            }
+        }
+        Ok(())
+    }
+}

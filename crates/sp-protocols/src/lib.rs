@@ -1,0 +1,19 @@
+//! # sp-protocols: the scalability protocols of spstack
+//!
+//! Each protocol comes twice: a raw form ([`raw`]) that only routes and
+//! parses headers, and a cooked form that is a message layer over it
+//! ([`req::Req0`], [`rep::Rep0`], [`plain::Plain`]).
+//!
+//! ```
+//! use sp_core::{ProtocolId, RawProtocol};
+//! assert_eq!(sp_protocols::raw::Req0Raw.peer(), ProtocolId::REP0);
+//! ```
+
+pub mod plain;
+pub mod raw;
+pub mod rep;
+pub mod req;
+
+pub use plain::Plain;
+pub use rep::Rep0;
+pub use req::{Req0, ReqState};

@@ -1,0 +1,150 @@
+//! Raw (device-level) protocols: routing and header parsing, no I/O, no state.
+
+use sp_core::layer::Field;
+use sp_core::{
+    backtrace_field, DropReason, Message, PipeId, ProtocolId, RawProtocol, SendMode, Verdict,
+};
+
+/// Moves the backtrace (u32 BE words up to the first with the top bit set)
+/// from the body into the header. Counts words; `None` when the body ends
+/// before a terminating word.
+pub(crate) fn take_backtrace(msg: &mut Message) -> Option<usize> {
+    let mut words = 0;
+    loop {
+        let b = msg.body();
+        if b.len() < 4 {
+            return None;
+        }
+        let top = b[0] & 0x80 != 0;
+        msg.body_to_header(4);
+        words += 1;
+        if top {
+            return Some(words);
+        }
+        // bounded by the body length: no allocation, no recursion
+        if words > 255 {
+            return None;
+        }
+    }
+}
+
+/// PAIR v0, raw: one peer, no header.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pair0Raw;
+
+impl RawProtocol for Pair0Raw {
+    fn protocol(&self) -> ProtocolId {
+        ProtocolId::PAIR0
+    }
+    fn peer(&self) -> ProtocolId {
+        ProtocolId::PAIR0
+    }
+    fn send_mode(&self) -> SendMode {
+        SendMode::LoadBalance
+    }
+    fn max_pipes(&self) -> usize {
+        1
+    }
+    fn on_recv(&self, _: PipeId, _: &mut Message, _: u8) -> Verdict {
+        Verdict::Deliver
+    }
+}
+
+/// PUSH v0, raw: round-robin to pipes with room, back-pressure when none.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Push0Raw;
+
+impl RawProtocol for Push0Raw {
+    fn protocol(&self) -> ProtocolId {
+        ProtocolId::PUSH0
+    }
+    fn peer(&self) -> ProtocolId {
+        ProtocolId::PULL0
+    }
+    fn send_mode(&self) -> SendMode {
+        SendMode::LoadBalance
+    }
+    fn on_recv(&self, _: PipeId, _: &mut Message, _: u8) -> Verdict {
+        // a PULL never sends; whatever arrives is a protocol violation
+        Verdict::Drop(DropReason::Malformed)
+    }
+}
+
+/// PULL v0, raw: fair-queues everything its pushers send.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pull0Raw;
+
+impl RawProtocol for Pull0Raw {
+    fn protocol(&self) -> ProtocolId {
+        ProtocolId::PULL0
+    }
+    fn peer(&self) -> ProtocolId {
+        ProtocolId::PUSH0
+    }
+    fn send_mode(&self) -> SendMode {
+        SendMode::Never
+    }
+    fn on_recv(&self, _: PipeId, _: &mut Message, _: u8) -> Verdict {
+        Verdict::Deliver
+    }
+}
+
+/// REQ v0, raw (nng's xreq): load-balances requests; on receive moves the
+/// whole backtrace into the header.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Req0Raw;
+
+impl RawProtocol for Req0Raw {
+    fn protocol(&self) -> ProtocolId {
+        ProtocolId::REQ0
+    }
+    fn peer(&self) -> ProtocolId {
+        ProtocolId::REP0
+    }
+    fn send_mode(&self) -> SendMode {
+        SendMode::LoadBalance
+    }
+    fn on_recv(&self, _: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
+        if msg.body().len() < 4 {
+            return Verdict::Close("reply shorter than its 4-byte request id".into());
+        }
+        match take_backtrace(msg) {
+            None => Verdict::Close("backtrace with no terminating word".into()),
+            Some(n) if n > ttl as usize => Verdict::Drop(DropReason::TtlExceeded),
+            Some(_) => Verdict::Deliver,
+        }
+    }
+    fn header_format(&self) -> Vec<Field> {
+        vec![backtrace_field("backtrace")]
+    }
+}
+
+/// REP v0, raw (nng's xrep): on receive, checks the backtrace against the
+/// TTL and prepends the arriving pipe's id; on send, routes by that id.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rep0Raw;
+
+impl RawProtocol for Rep0Raw {
+    fn protocol(&self) -> ProtocolId {
+        ProtocolId::REP0
+    }
+    fn peer(&self) -> ProtocolId {
+        ProtocolId::REQ0
+    }
+    fn send_mode(&self) -> SendMode {
+        SendMode::ToHeaderPipe
+    }
+    fn on_recv(&self, pipe: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
+        match take_backtrace(msg) {
+            None => Verdict::Close("request backtrace with no terminating word".into()),
+            Some(n) if n > ttl as usize => Verdict::Drop(DropReason::TtlExceeded),
+            Some(_) => {
+                msg.push_header_u32(pipe);
+                Verdict::Deliver
+            }
+        }
+    }
+    fn header_format(&self) -> Vec<Field> {
+        vec![backtrace_field("backtrace")]
+    }
+}

@@ -1,0 +1,175 @@
+//! Cooked REP v0: remembers each request's backtrace per context and puts it
+//! on the reply — a message layer over raw REP. [`serve`] answers requests
+//! with any `tower::Service`, many at once.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::{Sink, Stream, StreamExt};
+use sp_core::layer::{ComponentInfo, MessageIo, Overhead};
+use sp_core::queue::WaitKey;
+use sp_core::{CookedProtocol, CookedSocket, Core, Error, Message, Result, Socket};
+
+/// Cooked REP v0.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rep0;
+
+impl CookedProtocol for Rep0 {
+    fn info(&self) -> ComponentInfo {
+        ComponentInfo::new("rep0", Overhead::NONE)
+    }
+    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+        Arc::new(RepShared { raw })
+    }
+}
+
+struct RepShared {
+    raw: Arc<Core>,
+}
+
+impl CookedSocket for RepShared {
+    fn context(&self) -> MessageIo {
+        let bt = Arc::new(Mutex::new(None::<Vec<u8>>));
+        MessageIo::new(
+            Box::pin(RepTx {
+                raw: self.raw.clone(),
+                bt: bt.clone(),
+                key: WaitKey::default(),
+                out: None,
+            }),
+            Box::pin(RepRx {
+                raw: self.raw.clone(),
+                bt,
+                key: WaitKey::default(),
+            }),
+        )
+    }
+}
+
+type Backtrace = Arc<Mutex<Option<Vec<u8>>>>;
+
+struct RepRx {
+    raw: Arc<Core>,
+    bt: Backtrace,
+    key: WaitKey,
+}
+
+impl Stream for RepRx {
+    type Item = Result<Message>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let this = self.get_mut();
+        match this.raw.poll_recv(cx, &mut this.key) {
+            Poll::Ready(Ok(mut m)) => {
+                let mut slot = this.bt.lock().unwrap_or_else(|e| e.into_inner());
+                // a new request replaces one left unanswered (as nng)
+                let v = slot.get_or_insert_with(Vec::new);
+                v.clear();
+                v.extend_from_slice(m.header());
+                m.clear_header();
+                Poll::Ready(Some(Ok(m)))
+            }
+            Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for RepRx {
+    fn drop(&mut self) {
+        self.raw.cancel_recv(&mut self.key);
+    }
+}
+
+struct RepTx {
+    raw: Arc<Core>,
+    bt: Backtrace,
+    key: WaitKey,
+    out: Option<Message>,
+}
+
+impl RepTx {
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.out.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        self.raw
+            .poll_send(cx, &mut self.key, &mut self.out)
+            .map_ok(|_| ())
+    }
+}
+
+impl Sink<Message> for RepTx {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_out(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, mut msg: Message) -> Result<()> {
+        let this = self.get_mut();
+        let bt = this.bt.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(bt) = bt else {
+            return Err(Error::State(
+                "no request to reply to on this context: receive one first",
+            ));
+        };
+        msg.set_header(&bt);
+        this.out = Some(msg);
+        Ok(())
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_out(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_out(cx)
+    }
+}
+
+impl Drop for RepTx {
+    fn drop(&mut self) {
+        self.raw.cancel_send(&mut self.key);
+    }
+}
+
+/// Answers requests on a REP socket with `service`, up to `concurrency` at
+/// once (each on its own context). Runs until the socket closes. A request
+/// whose handler fails gets no reply; the REQ side resends it.
+///
+/// ```no_run
+/// # async fn demo(rep: sp_core::Socket) {
+/// let echo = tower::service_fn(|req: sp_core::Message| async move { Ok::<_, std::convert::Infallible>(req) });
+/// sp_protocols::rep::serve(rep, echo, 16).await;
+/// # }
+/// ```
+pub async fn serve<S>(socket: Socket, service: S, concurrency: usize)
+where
+    S: tower::Service<Message, Response = Message> + Clone + Send + 'static,
+    S::Error: std::fmt::Display,
+    S::Future: Send,
+{
+    let workers = (0..concurrency.max(1)).map(|_| {
+        let mut ctx = socket.context();
+        let svc = service.clone();
+        async move {
+            loop {
+                let req = match ctx.next().await {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::debug!(target: "spstack", error = %e, "serve: receive failed");
+                        continue;
+                    }
+                    None => return,
+                };
+                match tower::ServiceExt::oneshot(svc.clone(), req).await {
+                    Ok(reply) => {
+                        if let Err(Error::Closed) = ctx.send(reply).await {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(target: "spstack", error = %e, "serve: handler failed; no reply sent"),
+                }
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+}

@@ -1,0 +1,448 @@
+//! Cooked REQ v0: request ids, resend, contexts — a message layer over raw REQ.
+//!
+//! [`ReqState`] is the protocol with no I/O: it assigns ids, matches replies,
+//! decides when to resend. The context halves below only move messages
+//! between it and the raw socket.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures::{Sink, Stream};
+use sp_core::layer::{ComponentInfo, MessageIo, Overhead};
+use sp_core::queue::WaitKey;
+use sp_core::{
+    CookedProtocol, CookedSocket, Core, DropReason, Error, Message, PipeEvent, PipeId, Result,
+};
+use tokio::time::{Instant, Sleep};
+
+/// Id of a context within one socket.
+pub type CtxId = u64;
+
+struct Pending {
+    ctx: CtxId,
+    request: Message,
+    pipe: Option<PipeId>,
+    sent: bool,
+    resend_at: Option<Instant>,
+    pipe_lost: bool,
+    reply: Option<Message>,
+    waker: Option<Waker>,
+}
+
+/// What happened to a reply handed to [`ReqState::on_reply`].
+#[derive(Debug)]
+pub enum ReplyOutcome {
+    /// Matched a pending request; wake this context.
+    Matched(CtxId, Option<Waker>),
+    /// Nobody waits for it (cancelled, answered, or unknown id).
+    Late,
+    /// Not a valid REQ reply header.
+    Malformed,
+}
+
+/// The REQ protocol state of one socket, all contexts included. No I/O.
+pub struct ReqState {
+    next_id: u32,
+    pending: HashMap<u32, Pending>,
+    by_ctx: HashMap<CtxId, u32>,
+    resend: Option<Duration>,
+}
+
+impl ReqState {
+    /// A state with a random first id (as nng) and a resend interval.
+    pub fn new(resend: Option<Duration>) -> ReqState {
+        ReqState {
+            next_id: fastrand::u32(..0x7fff_ffff),
+            pending: HashMap::new(),
+            by_ctx: HashMap::new(),
+            resend,
+        }
+    }
+
+    fn alloc_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_id & 0x7fff_ffff;
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.pending.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Starts a request on `ctx` (cancelling its previous one) and returns the
+    /// wire message: the id with its top bit set, then the body.
+    pub fn start(&mut self, ctx: CtxId, mut msg: Message) -> Message {
+        self.cancel(ctx);
+        let id = self.alloc_id();
+        msg.clear_header();
+        msg.push_header_u32(id | 0x8000_0000);
+        self.pending.insert(
+            id,
+            Pending {
+                ctx,
+                request: msg.clone(),
+                pipe: None,
+                sent: false,
+                resend_at: None,
+                pipe_lost: false,
+                reply: None,
+                waker: None,
+            },
+        );
+        self.by_ctx.insert(ctx, id);
+        msg
+    }
+
+    /// Records that `ctx`'s request went out on `pipe` at `now`.
+    pub fn sent(&mut self, ctx: CtxId, pipe: Option<PipeId>, now: Instant) {
+        let resend = self.resend;
+        if let Some(p) = self
+            .by_ctx
+            .get(&ctx)
+            .and_then(|id| self.pending.get_mut(id))
+        {
+            p.sent = true;
+            p.pipe = pipe;
+            p.pipe_lost = false;
+            p.resend_at = resend.map(|d| now + d);
+        }
+    }
+
+    /// True when `ctx` has a request outstanding.
+    pub fn has_request(&self, ctx: CtxId) -> bool {
+        self.by_ctx.contains_key(&ctx)
+    }
+
+    /// Matches a reply (header = backtrace from raw REQ) to its request.
+    pub fn on_reply(&mut self, mut msg: Message) -> ReplyOutcome {
+        let Some(word) = msg.pop_header_u32() else {
+            return ReplyOutcome::Malformed;
+        };
+        if word & 0x8000_0000 == 0 {
+            return ReplyOutcome::Malformed;
+        }
+        let id = word & 0x7fff_ffff;
+        match self.pending.get_mut(&id) {
+            Some(p) if p.reply.is_none() => {
+                msg.clear_header();
+                p.reply = Some(msg);
+                ReplyOutcome::Matched(p.ctx, p.waker.take())
+            }
+            _ => ReplyOutcome::Late,
+        }
+    }
+
+    /// Takes `ctx`'s reply if it arrived, ending the request.
+    pub fn take_reply(&mut self, ctx: CtxId) -> Option<Message> {
+        let id = *self.by_ctx.get(&ctx)?;
+        let reply = self.pending.get_mut(&id)?.reply.take()?;
+        self.pending.remove(&id);
+        self.by_ctx.remove(&ctx);
+        Some(reply)
+    }
+
+    /// The request to send again now, if `ctx`'s is unsent, overdue, or its
+    /// pipe died.
+    pub fn due(&mut self, ctx: CtxId, now: Instant) -> Option<Message> {
+        let p = self
+            .by_ctx
+            .get(&ctx)
+            .and_then(|id| self.pending.get_mut(id))?;
+        if p.reply.is_some() {
+            return None;
+        }
+        let overdue = p.resend_at.is_some_and(|t| now >= t);
+        if !p.sent || p.pipe_lost || overdue {
+            return Some(p.request.clone());
+        }
+        None
+    }
+
+    /// When `ctx` should next be looked at for a resend.
+    pub fn deadline(&self, ctx: CtxId) -> Option<Instant> {
+        self.by_ctx
+            .get(&ctx)
+            .and_then(|id| self.pending.get(id))
+            .and_then(|p| p.resend_at)
+    }
+
+    /// Remembers who to wake for `ctx`'s reply.
+    pub fn set_waker(&mut self, ctx: CtxId, w: &Waker) {
+        if let Some(p) = self
+            .by_ctx
+            .get(&ctx)
+            .and_then(|id| self.pending.get_mut(id))
+        {
+            match &p.waker {
+                Some(old) if old.will_wake(w) => {}
+                _ => p.waker = Some(w.clone()),
+            }
+        }
+    }
+
+    /// A pipe died: its requests go out again at once. Returns whom to wake.
+    pub fn pipe_lost(&mut self, pipe: PipeId) -> Vec<Waker> {
+        let mut wake = Vec::new();
+        for p in self.pending.values_mut() {
+            if p.pipe == Some(pipe) && p.reply.is_none() {
+                p.pipe_lost = true;
+                wake.extend(p.waker.take());
+            }
+        }
+        wake
+    }
+
+    /// Forgets `ctx`'s request (a reply arriving later is late).
+    pub fn cancel(&mut self, ctx: CtxId) {
+        if let Some(id) = self.by_ctx.remove(&ctx) {
+            self.pending.remove(&id);
+        }
+    }
+
+    /// Requests outstanding.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Cooked REQ v0.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Req0;
+
+impl CookedProtocol for Req0 {
+    fn info(&self) -> ComponentInfo {
+        // its request id is the last word of the raw backtrace: no bytes of its own
+        ComponentInfo::new("req0", Overhead::header(4))
+    }
+    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+        let shared = Arc::new_cyclic(|me| ReqShared {
+            me: me.clone(),
+            state: Mutex::new(ReqState::new(raw.options().req_resend)),
+            raw: raw.clone(),
+            next_ctx: std::sync::atomic::AtomicU64::new(1),
+        });
+        let weak: Weak<ReqShared> = Arc::downgrade(&shared);
+        raw.add_hook(Arc::new(move |ev| {
+            if let (PipeEvent::RemovePost(id, _), Some(s)) = (ev, weak.upgrade()) {
+                for w in s.lock().pipe_lost(*id) {
+                    w.wake();
+                }
+            }
+            true
+        }));
+        shared
+    }
+}
+
+struct ReqShared {
+    me: Weak<ReqShared>,
+    raw: Arc<Core>,
+    state: Mutex<ReqState>,
+    next_ctx: std::sync::atomic::AtomicU64,
+}
+
+impl ReqShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReqState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl CookedSocket for ReqShared {
+    fn context(&self) -> MessageIo {
+        let Some(shared) = self.me.upgrade() else {
+            unreachable!("a cooked socket is only used while its Arc lives")
+        };
+        let ctx = self
+            .next_ctx
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let g = Arc::new(CtxGuard { shared, ctx });
+        MessageIo::new(
+            Box::pin(ReqTx {
+                g: g.clone(),
+                key: WaitKey::default(),
+                out: None,
+            }),
+            Box::pin(ReqRx {
+                g,
+                recv_key: WaitKey::default(),
+                send_key: WaitKey::default(),
+                resend: None,
+                timer: None,
+            }),
+        )
+    }
+}
+
+/// Drops a context's request when both of its halves are gone.
+struct CtxGuard {
+    shared: Arc<ReqShared>,
+    ctx: CtxId,
+}
+
+impl Drop for CtxGuard {
+    fn drop(&mut self) {
+        self.shared.lock().cancel(self.ctx);
+    }
+}
+
+struct ReqTx {
+    g: Arc<CtxGuard>,
+    key: WaitKey,
+    out: Option<Message>,
+}
+
+impl ReqTx {
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.out.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        let s = &self.g.shared;
+        match s.raw.poll_send(cx, &mut self.key, &mut self.out) {
+            Poll::Ready(Ok(pipe)) => {
+                s.lock().sent(self.g.ctx, pipe, Instant::now());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Sink<Message> for ReqTx {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_out(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<()> {
+        let this = self.get_mut();
+        let wire = this.g.shared.lock().start(this.g.ctx, msg);
+        this.out = Some(wire);
+        Ok(())
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_out(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_out(cx)
+    }
+}
+
+impl Drop for ReqTx {
+    fn drop(&mut self) {
+        self.g.shared.raw.cancel_send(&mut self.key);
+    }
+}
+
+struct ReqRx {
+    g: Arc<CtxGuard>,
+    recv_key: WaitKey,
+    send_key: WaitKey,
+    resend: Option<Message>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl ReqRx {
+    fn release(&mut self) {
+        let raw = &self.g.shared.raw;
+        raw.cancel_recv(&mut self.recv_key);
+        raw.cancel_send(&mut self.send_key);
+    }
+}
+
+impl Stream for ReqRx {
+    type Item = Result<Message>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let this = self.get_mut();
+        let ctx = this.g.ctx;
+        let shared = this.g.shared.clone();
+        loop {
+            {
+                let mut st = shared.lock();
+                if let Some(reply) = st.take_reply(ctx) {
+                    drop(st);
+                    this.resend = None;
+                    this.release();
+                    return Poll::Ready(Some(Ok(reply)));
+                }
+                if !st.has_request(ctx) {
+                    drop(st);
+                    this.release();
+                    return Poll::Ready(Some(Err(Error::State(
+                        "no request outstanding on this context: send one first",
+                    ))));
+                }
+                if this.resend.is_none() {
+                    this.resend = st.due(ctx, Instant::now());
+                }
+                st.set_waker(ctx, cx.waker());
+            }
+            if this.resend.is_some() {
+                match shared
+                    .raw
+                    .poll_send(cx, &mut this.send_key, &mut this.resend)
+                {
+                    Poll::Ready(Ok(pipe)) => shared.lock().sent(ctx, pipe, Instant::now()),
+                    Poll::Ready(Err(e)) => {
+                        this.release();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            match shared.raw.poll_recv(cx, &mut this.recv_key) {
+                Poll::Ready(Ok(m)) => {
+                    let outcome = shared.lock().on_reply(m);
+                    match outcome {
+                        ReplyOutcome::Matched(c, w) => {
+                            if c != ctx {
+                                if let Some(w) = w {
+                                    w.wake();
+                                }
+                            }
+                        }
+                        ReplyOutcome::Late => shared.raw.counters().dropped(DropReason::Late),
+                        ReplyOutcome::Malformed => {
+                            shared.raw.counters().dropped(DropReason::Malformed)
+                        }
+                    }
+                    continue;
+                }
+                Poll::Ready(Err(e)) => {
+                    this.release();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending => {}
+            }
+            // waiting for room to resend is woken by the raw socket; only a
+            // request already out needs the resend timer
+            let deadline = if this.resend.is_none() {
+                shared.lock().deadline(ctx)
+            } else {
+                None
+            };
+            if let Some(at) = deadline {
+                let t = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                if t.deadline() != at {
+                    t.as_mut().reset(at);
+                }
+                if t.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Drop for ReqRx {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+use std::future::Future;

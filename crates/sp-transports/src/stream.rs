@@ -1,0 +1,378 @@
+//! SP framing over a byte stream (TCP, IPC): the 8-byte announcement, then
+//! `[0x01 (ipc only)] [u64 BE length] [frame]` per message.
+//!
+//! The writer gathers queued frames into vectored writes: the length prefix
+//! comes from a small per-frame array and the message bytes are referenced
+//! where they lie, so the body is never copied and many small messages share
+//! one system call. The reader checks every length against the receive limit
+//! before it allocates, and reads large frames straight into the message's
+//! own buffer.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use futures::{Sink, Stream};
+use sp_core::transport::PipeConfig;
+use sp_core::{Announcement, Error, Message, RecvBuf, Result, MAX_LAYER_LIST};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Frames above this size are collected in a growing buffer instead of being
+/// allocated whole when their header arrives: a peer that announces a huge
+/// frame and stalls costs only what it actually sent.
+const GROW_THRESHOLD: usize = 4 << 20;
+/// Frames at least this large are read straight into their own buffer.
+const DIRECT_READ: usize = 16 << 10;
+const READ_CHUNK: usize = 64 << 10;
+/// Frames queued in the writer before `poll_ready` forces a flush.
+const MAX_PENDING: usize = 1024;
+/// iovecs per `writev` (Linux allows 1024).
+const MAX_IOV: usize = 512;
+
+/// Whether frames carry IPC's leading type byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `[u64 len][frame]`.
+    Tcp,
+    /// `[0x01][u64 len][frame]`.
+    Ipc,
+}
+
+impl Framing {
+    fn prefix_len(self) -> usize {
+        match self {
+            Framing::Tcp => 8,
+            Framing::Ipc => 9,
+        }
+    }
+}
+
+/// Exchanges announcements on a fresh stream. Both sides send first, then read.
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    local: &Announcement,
+) -> Result<Announcement> {
+    s.write_all(&local.encode()).await?;
+    s.flush().await?;
+    let mut fixed = [0u8; 8];
+    read_exact(s, &mut fixed).await?;
+    let (protocol, extended) = Announcement::parse_fixed(&fixed)?;
+    let mut layers = Vec::new();
+    if extended {
+        let mut l = [0u8; 2];
+        read_exact(s, &mut l).await?;
+        let n = u16::from_be_bytes(l) as usize;
+        if n > MAX_LAYER_LIST {
+            return Err(Error::protocol(format!(
+                "layer list of {n} bytes exceeds {MAX_LAYER_LIST}"
+            )));
+        }
+        let mut list = vec![0u8; n];
+        read_exact(s, &mut list).await?;
+        layers = Announcement::parse_layers(&list)?;
+    }
+    Ok(Announcement { protocol, layers })
+}
+
+async fn read_exact<S: AsyncRead + Unpin>(s: &mut S, b: &mut [u8]) -> Result<()> {
+    match s.read_exact(b).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(Error::protocol(
+            "connection closed during the SP header (truncated header)",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The sending half: `Sink<Message>` with vectored, batched writes.
+pub struct FrameWriter<W> {
+    io: W,
+    framing: Framing,
+    frames: VecDeque<(Message, [u8; 9])>,
+    /// Bytes of the front frame (prefix included) already written.
+    written: usize,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    /// Wraps a write half.
+    pub fn new(io: W, framing: Framing) -> Self {
+        FrameWriter {
+            io,
+            framing,
+            frames: VecDeque::new(),
+            written: 0,
+        }
+    }
+
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let plen = self.framing.prefix_len();
+        while !self.frames.is_empty() {
+            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_iov = 0;
+            let mut skip = self.written;
+            'frames: for (m, prefix) in self.frames.iter() {
+                let parts = m.frame_parts();
+                let all = std::iter::once(&prefix[..plen]).chain(parts);
+                for part in all {
+                    if skip >= part.len() {
+                        skip -= part.len();
+                        continue;
+                    }
+                    if n_iov == MAX_IOV {
+                        break 'frames;
+                    }
+                    iov[n_iov] = IoSlice::new(&part[skip..]);
+                    skip = 0;
+                    n_iov += 1;
+                }
+            }
+            let n = match Pin::new(&mut self.io).poll_write_vectored(cx, &iov[..n_iov]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            let mut left = self.written + n;
+            while let Some((m, _)) = self.frames.front() {
+                let total = plen + m.frame_len();
+                if left >= total {
+                    left -= total;
+                    self.frames.pop_front();
+                } else {
+                    break;
+                }
+            }
+            self.written = left;
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Sink<Message> for FrameWriter<W> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if this.frames.len() >= MAX_PENDING {
+            return this.poll_drain(cx).map_err(Error::from);
+        }
+        Poll::Ready(Ok(()))
+    }
+    fn start_send(self: Pin<&mut Self>, m: Message) -> Result<()> {
+        let this = self.get_mut();
+        let mut prefix = [0u8; 9];
+        let len = (m.frame_len() as u64).to_be_bytes();
+        match this.framing {
+            Framing::Tcp => prefix[..8].copy_from_slice(&len),
+            Framing::Ipc => {
+                prefix[0] = 1;
+                prefix[1..].copy_from_slice(&len);
+            }
+        }
+        this.frames.push_back((m, prefix));
+        Ok(())
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_drain(cx).map_err(Error::from)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.io)
+                .poll_shutdown(cx)
+                .map_err(Error::from),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+enum ReadState {
+    Prefix,
+    /// Reading a frame straight into its buffer.
+    Direct {
+        buf: RecvBuf,
+        filled: usize,
+        len: usize,
+    },
+    /// Reading a huge frame into a buffer that grows as bytes arrive.
+    Growing {
+        buf: Vec<u8>,
+        len: usize,
+    },
+}
+
+/// The receiving half: `Stream<Item = Result<Message>>`.
+pub struct FrameReader<R> {
+    io: R,
+    framing: Framing,
+    buf: BytesMut,
+    state: ReadState,
+    max: usize,
+    headroom: usize,
+    done: bool,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps a read half with the pipe's limits.
+    pub fn new(io: R, framing: Framing, cfg: &PipeConfig) -> Self {
+        FrameReader {
+            io,
+            framing,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            state: ReadState::Prefix,
+            max: cfg.recv_max_size,
+            headroom: cfg.recv_headroom,
+            done: false,
+        }
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        loop {
+            match &mut self.state {
+                ReadState::Prefix => {
+                    let plen = self.framing.prefix_len();
+                    if self.buf.len() >= plen {
+                        let p = &self.buf[..plen];
+                        let lb = match self.framing {
+                            Framing::Tcp => &p[..8],
+                            Framing::Ipc => {
+                                if p[0] != 1 {
+                                    let t = p[0];
+                                    return Poll::Ready(Some(Err(Error::protocol(format!(
+                                        "ipc message type {t:#04x}, expected 0x01"
+                                    )))));
+                                }
+                                &p[1..9]
+                            }
+                        };
+                        let len64 = u64::from_be_bytes(lb.try_into().unwrap_or([0xff; 8]));
+                        if len64 > self.max as u64 {
+                            return Poll::Ready(Some(Err(Error::TooLarge {
+                                size: len64,
+                                limit: self.max,
+                            })));
+                        }
+                        let len = len64 as usize;
+                        if self.buf.len() - plen >= len {
+                            self.buf.advance(plen);
+                            let mut rb = RecvBuf::new(self.headroom, len);
+                            rb.as_mut().copy_from_slice(&self.buf[..len]);
+                            self.buf.advance(len);
+                            return Poll::Ready(Some(Ok(rb.into_message())));
+                        }
+                        if len > GROW_THRESHOLD {
+                            self.buf.advance(plen);
+                            let mut v = Vec::with_capacity(self.buf.len().max(READ_CHUNK));
+                            v.extend_from_slice(&self.buf);
+                            self.buf.clear();
+                            self.state = ReadState::Growing { buf: v, len };
+                            continue;
+                        }
+                        if len >= DIRECT_READ {
+                            self.buf.advance(plen);
+                            let mut rb = RecvBuf::new(self.headroom, len);
+                            let have = self.buf.len();
+                            rb.as_mut()[..have].copy_from_slice(&self.buf);
+                            self.buf.clear();
+                            self.state = ReadState::Direct {
+                                buf: rb,
+                                filled: have,
+                                len,
+                            };
+                            continue;
+                        }
+                        // a small frame, partly here: keep the prefix and read more
+                        self.buf.reserve(plen + len);
+                    }
+                    match self.poll_fill(cx) {
+                        Poll::Ready(Ok(0)) => {
+                            if self.buf.is_empty() {
+                                return Poll::Ready(None);
+                            }
+                            return Poll::Ready(Some(Err(Error::protocol(
+                                "connection closed mid-frame",
+                            ))));
+                        }
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                ReadState::Direct { buf, filled, len } => {
+                    while *filled < *len {
+                        let dst = &mut buf.as_mut()[*filled..];
+                        let mut rb = ReadBuf::new(dst);
+                        match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                            Poll::Ready(Ok(())) => {
+                                let n = rb.filled().len();
+                                if n == 0 {
+                                    return Poll::Ready(Some(Err(Error::protocol(
+                                        "connection closed mid-frame",
+                                    ))));
+                                }
+                                *filled += n;
+                            }
+                            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    }
+                    let ReadState::Direct { buf, .. } =
+                        std::mem::replace(&mut self.state, ReadState::Prefix)
+                    else {
+                        unreachable!()
+                    };
+                    return Poll::Ready(Some(Ok(buf.into_message())));
+                }
+                ReadState::Growing { buf, len } => {
+                    while buf.len() < *len {
+                        let want = (*len - buf.len()).min(buf.len().max(READ_CHUNK));
+                        buf.reserve(want);
+                        let mut limited = bytes::BufMut::limit(&mut *buf, want);
+                        match tokio_util::io::poll_read_buf(
+                            Pin::new(&mut self.io),
+                            cx,
+                            &mut limited,
+                        ) {
+                            Poll::Ready(Ok(0)) => {
+                                return Poll::Ready(Some(Err(Error::protocol(
+                                    "connection closed mid-frame",
+                                ))))
+                            }
+                            Poll::Ready(Ok(_)) => {}
+                            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    }
+                    let mut rb = RecvBuf::new(self.headroom, *len);
+                    rb.as_mut().copy_from_slice(buf);
+                    self.state = ReadState::Prefix;
+                    return Poll::Ready(Some(Ok(rb.into_message())));
+                }
+            }
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
+    type Item = Result<Message>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let r = this.poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = &r {
+            this.done = true;
+        }
+        r
+    }
+}
