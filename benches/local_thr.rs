@@ -1,1 +1,57 @@
-fn main() {}
+//! `local_thr <bind-url> <msg-size> <count>`: PULL listens, receives `count`
+//! messages of `msg-size` bytes and times them from the first to the last
+//! (so `count - 1` intervals, as the C anchors' `thr` mode). Prints one line:
+//! `RESULT lib=spstack test=thr url=.. size=.. msgs=.. secs=.. msgps=.. MBps=.. rss_kb=.. rss_before_kb=..`
+//! (MB = 10^6 bytes, payload only). Pair with `remote_thr`.
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+const TOOL: &str = "local_thr";
+
+#[tokio::main]
+async fn main() {
+    common::hard_limit(TOOL);
+    let a = common::args(TOOL, "count");
+    let rss_before = common::peak_rss_kb();
+    let sock = spstack::pull0()
+        .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
+        .build();
+    let _ep = sock
+        .listen(&a.url)
+        .await
+        .unwrap_or_else(|e| common::die(TOOL, format_args!("listen {}: {e}", a.url)));
+
+    let m = sock.recv().await.unwrap_or_else(|e| common::die(TOOL, format_args!("recv: {e}")));
+    if m.body().len() != a.size {
+        common::die(TOOL, format_args!("got {} bytes, expected {}", m.body().len(), a.size));
+    }
+    drop(m);
+    let t0 = Instant::now();
+    let mut t1 = t0;
+    for _ in 1..a.count {
+        let m = sock.recv().await.unwrap_or_else(|e| common::die(TOOL, format_args!("recv: {e}")));
+        if m.body().len() != a.size {
+            common::die(TOOL, format_args!("got {} bytes, expected {}", m.body().len(), a.size));
+        }
+        t1 = Instant::now();
+    }
+    let n = (a.count - 1) as f64;
+    let el = (t1 - t0).as_secs_f64();
+    let mps = if el > 0.0 { n / el } else { 0.0 };
+    println!(
+        "RESULT lib=spstack test=thr url={} size={} msgs={} secs={:.3} msgps={:.0} MBps={:.2} rss_kb={} rss_before_kb={}",
+        a.url,
+        a.size,
+        a.count - 1,
+        el,
+        mps,
+        mps * a.size as f64 / 1e6,
+        common::peak_rss_kb(),
+        rss_before
+    );
+    let s = sock.stats();
+    eprintln!("[{TOOL}] stats: {}", s.to_string().replace('\n', "; "));
+    sock.close();
+}

@@ -22,7 +22,7 @@
 //! ```
 
 pub use sp_core::{
-    describe, device, layer, queue, stats, transport, Announcement, BoxFuture, BoxSink, BoxStream,
+    copied_bytes, describe, device, layer, queue, stats, transport, Announcement, BoxFuture, BoxSink, BoxStream,
     Connection, ContextService, CookedProtocol, CookedSocket, Core, DropReason, Endpoint, Error,
     Message, MessageIo, Options, Overhead, PipeEvent, PipeId, PipeInfo, ProtocolId, RawProtocol,
     RejectReason, Result, SendMode, Socket, SocketBuilder, SocketContext, Stats, Verdict,

@@ -30,6 +30,16 @@ pub const DEFAULT_HEADROOM: usize = 64;
 
 const INLINE_FRAME: usize = 32;
 
+static COPIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of message data the library has copied (copy-on-write of a shared
+/// buffer, headroom too small, folding frame parts into one buffer) since
+/// the process started. A diagnostic: with no layer that needs contiguity,
+/// the send path adds nothing here.
+pub fn copied_bytes() -> u64 {
+    COPIED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Allocates a zeroed shared buffer with a single allocation: `Arc<[u8]>`
 /// built from an exact-size iterator puts the counts and the bytes together.
 fn alloc_shared(len: usize) -> Arc<[u8]> {
@@ -195,6 +205,7 @@ impl Message {
             .max(headroom);
         let len = self.end - self.start;
         let mut buf = alloc_shared(new_head + len + tailroom.max(self.tailroom()));
+        COPIED.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
         let hdr = self.split - self.start;
         if let Some(b) = Arc::get_mut(&mut buf) {
             b[new_head..new_head + len].copy_from_slice(&self.buf[self.start..self.end]);
@@ -269,6 +280,20 @@ impl Message {
     /// Makes the header part of the body again (what a transport delivers).
     pub fn header_to_body(&mut self) {
         self.split = self.start;
+    }
+
+    /// Prepends bytes to the body (what a message layer above the protocol
+    /// does), in the headroom when there is room. A header, if any, stays in
+    /// front.
+    pub fn prepend_body(&mut self, data: &[u8]) {
+        let n = data.len();
+        self.make_room(n, 0);
+        let (s, sp) = (self.start, self.split);
+        let bytes = self.bytes_mut();
+        bytes.copy_within(s..sp, s - n);
+        bytes[sp - n..sp].copy_from_slice(data);
+        self.start -= n;
+        self.split -= n;
     }
 
     /// Removes `n` bytes from the front of the body. False if too short.
@@ -521,6 +546,20 @@ mod tests {
         let copied = a.flatten_frame();
         assert_eq!(copied, 4);
         assert_eq!(a.wire(), &[9, 9, b'b', b'o', b'd', b'y', 7]);
+    }
+
+    #[test]
+    fn prepend_body_keeps_header_in_front() {
+        let mut m = Message::with_headroom(8, b"xy");
+        m.prepend_body(b"ab");
+        assert_eq!(m.body(), b"abxy");
+        m.push_header(&[1]);
+        m.prepend_body(b"0");
+        assert_eq!(m.header(), &[1]);
+        assert_eq!(m.body(), b"0abxy");
+        assert!(m.trim_body_front(1));
+        assert_eq!(m.header(), &[1]);
+        assert_eq!(m.body(), b"abxy");
     }
 
     #[test]
