@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: spstack's perf tools (benches/{local,remote}_{thr,lat}.rs)
+# against the nng / nanomsg / libzmq anchors of ../shared/perf-anchors, same machine, same run.
+#
+# Usage: bash benches/run_side_by_side.sh [OUTDIR]
+#   env: REPS=3          repetitions of everything (median [min–max] is reported)
+#        QUICK=1         smoke run: 1 rep, small counts, short anchor runs
+#        THR_SECS=2.5    anchors' throughput duration (their `thr URL SIZE SECS`)
+#        LAT_N=100000    timed round trips per latency run (both sides)
+#        TRANSPORTS="tcp ipc"  LIBS="spstack nng nn zmq"  SECTIONS="thr lat diag"
+#        ANCHORS=../shared/perf-anchors (source dir)   ABIN=/tmp/perf-anchors/bin
+# Output: OUTDIR/results.txt (RESULT lines), OUTDIR/diag.txt (/usr/bin/time per side), OUTDIR/stderr.log, OUTDIR/summary.md (printed at the end).
+# Every command runs under `timeout`; spstack's tools also stop themselves (SPBENCH_LIMIT_S, default 60 s).
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+ANCHORS=${ANCHORS:-$(cd "$ROOT/../shared/perf-anchors" 2>/dev/null && pwd)}
+ABIN=${ABIN:-/tmp/perf-anchors/bin}
+OUT=${1:-/tmp/spbench/$(date +%Y%m%d-%H%M%S)}
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  REPS=${REPS:-1}; THR_SECS=${THR_SECS:-0.5}; LAT_N=${LAT_N:-5000}; DIV=20
+else
+  REPS=${REPS:-3}; THR_SECS=${THR_SECS:-2.5}; LAT_N=${LAT_N:-100000}; DIV=1
+fi
+TRANSPORTS=${TRANSPORTS:-"tcp ipc"}
+LIBS=${LIBS:-"spstack nng nn zmq"}
+SECTIONS=${SECTIONS:-"thr lat diag"}
+SIZES_THR="64 1024 65536 1048576"
+SIZES_LAT="64 1024"
+# spstack's thr tools take a message count: about 2 s each at the rates seen on the reference machine
+count_for() { case $1 in 64) echo $((2000000 / DIV));; 1024) echo $((500000 / DIV));;
+  65536) echo $((40000 / DIV));; 1048576) echo $((3000 / DIV));; *) echo $((100000 / DIV));; esac; }
+T_CMD=${T_CMD:-120}   # outer timeout of every command, seconds
+
+mkdir -p "$OUT"
+RES=$OUT/results.txt
+ERR=$OUT/stderr.log
+DIAGF=$OUT/diag.txt
+: >"$RES"; : >"$ERR"; : >"$DIAGF"
+PORT=$((32000 + RANDOM % 20000))
+IPC=/tmp/spbench.$$.ipc
+trap 'rm -f "$IPC"' EXIT
+
+# ---------------------------------------------------------------- build
+need_pkgs="libnng-dev libnanomsg-dev libzmq3-dev pkg-config time"
+if ! dpkg -s $need_pkgs >/dev/null 2>&1; then
+  echo "installing $need_pkgs"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need_pkgs
+fi
+echo "building anchors -> $ABIN"
+make -s -C "$ANCHORS" BIN="$ABIN" >/dev/null || { echo "anchor build failed"; exit 1; }
+echo "building spstack perf tools (release)"
+ARTS=$( cd "$ROOT" && cargo build --release --benches --message-format=json 2>>"$ERR" ) \
+  || { echo "cargo build failed, see $ERR"; tail -20 "$ERR"; exit 1; }
+sp_bin() { printf '%s\n' "$ARTS" | python3 -c '
+import sys, json
+for l in sys.stdin:
+    try: j = json.loads(l)
+    except ValueError: continue
+    if j.get("reason") == "compiler-artifact" and "bench" in j["target"]["kind"] and j["target"]["name"] == sys.argv[1] and j.get("executable"):
+        print(j["executable"])' "$1" | tail -1; }
+LOCAL_THR=$(sp_bin local_thr); REMOTE_THR=$(sp_bin remote_thr)
+LOCAL_LAT=$(sp_bin local_lat); REMOTE_LAT=$(sp_bin remote_lat)
+for b in "$LOCAL_THR" "$REMOTE_THR" "$LOCAL_LAT" "$REMOTE_LAT"; do
+  [ -x "$b" ] || { echo "spstack tool not found: '$b'"; exit 1; }
+done
+
+{ echo "## date"; date -u; echo "## uname"; uname -a; echo "## cpu"; lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz" ;
+  echo "## load"; cat /proc/loadavg; echo "## rust"; rustc --version;
+  echo "## git"; (cd "$ROOT" && git rev-parse --short HEAD && git status --short | head -20);
+  echo "## settings"; echo "REPS=$REPS QUICK=$QUICK THR_SECS=$THR_SECS LAT_N=$LAT_N TRANSPORTS=$TRANSPORTS LIBS=$LIBS"; } >"$OUT/env.txt" 2>&1
+
+# ---------------------------------------------------------------- runners
+mkurl() { case $1 in tcp) PORT=$((PORT + 1)); U="tcp://127.0.0.1:$PORT";; ipc) rm -f "$IPC"; U="ipc://$IPC";; esac; }
+fail() { echo "FAIL $*" >>"$RES"; echo "  FAIL $*" >&2; }
+
+run_anchor() { # LIB MODE URL SIZE ARG
+  local lib=$1; shift
+  echo "# $(date +%T) bench_$lib $*" >>"$ERR"
+  timeout "$T_CMD" "$ABIN/bench_$lib" "$@" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=bench_$lib $*"
+  rm -f "$IPC"
+}
+
+run_sp() { # KIND(thr|lat) URL SIZE COUNT ; the local side listens, the remote side dials (with retry)
+  local kind=$1 url=$2 sz=$3 n=$4 lb rb lpid rc_r rc_l
+  if [ "$kind" = thr ]; then lb=$LOCAL_THR; rb=$REMOTE_THR; else lb=$LOCAL_LAT; rb=$REMOTE_LAT; fi
+  echo "# $(date +%T) spstack $kind $url $sz $n" >>"$ERR"
+  timeout "$T_CMD" "$lb" "$url" "$sz" "$n" >>"$RES" 2>>"$ERR" &
+  lpid=$!
+  timeout "$T_CMD" "$rb" "$url" "$sz" "$n" >>"$RES" 2>>"$ERR"; rc_r=$?
+  wait "$lpid"; rc_l=$?
+  [ $rc_r = 0 ] || fail "rc=$rc_r cmd=spstack remote_$kind $url $sz $n"
+  [ $rc_l = 0 ] || fail "rc=$rc_l cmd=spstack local_$kind $url $sz $n"
+  rm -f "$IPC"
+}
+
+has() { case " $2 " in *" $1 "*) return 0;; esac; return 1; }
+
+# ---------------------------------------------------------------- runs
+START=$(date +%s)
+for rep in $(seq "$REPS"); do
+  if has thr "$SECTIONS"; then
+    for tr in $TRANSPORTS; do for sz in $SIZES_THR; do for lib in $LIBS; do
+      mkurl "$tr"
+      echo "rep $rep thr $lib $U $sz" >&2
+      if [ "$lib" = spstack ]; then run_sp thr "$U" "$sz" "$(count_for "$sz")"
+      else run_anchor "$lib" thr "$U" "$sz" "$THR_SECS"; fi
+    done; done; done
+  fi
+  if has lat "$SECTIONS"; then
+    for tr in $TRANSPORTS; do for sz in $SIZES_LAT; do for lib in $LIBS; do
+      mkurl "$tr"
+      echo "rep $rep lat $lib $U $sz" >&2
+      if [ "$lib" = spstack ]; then run_sp lat "$U" "$sz" "$LAT_N"
+      else run_anchor "$lib" lat "$U" "$sz" "$LAT_N"; fi
+    done; done; done
+  fi
+done
+
+# ---------------------------------------------------------------- diag: CPU and context switches, tcp 64 B
+# spstack runs as two processes, so each side gets its own DIAG line (role=recv|send, role=server|client).
+if has diag "$SECTIONS"; then
+  echo "diag: /usr/bin/time over tcp 64 B runs" >&2
+  TF="-f elapsed_s=%e user_s=%U sys_s=%S cpu=%P vol_ctxsw=%w invol_ctxsw=%c"
+  mkurl tcp; n=$(count_for 64)
+  timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.l" "$LOCAL_THR" "$U" 64 "$n" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
+  timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.r" "$REMOTE_THR" "$U" 64 "$n" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
+  cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
+  echo "DIAG lib=spstack test=thr role=recv url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
+  echo "DIAG lib=spstack test=thr role=send url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
+  mkurl tcp; n=$((LAT_N + 1000))
+  timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.l" "$LOCAL_LAT" "$U" 64 "$LAT_N" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
+  timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.r" "$REMOTE_LAT" "$U" 64 "$LAT_N" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
+  cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
+  echo "DIAG lib=spstack test=lat role=server url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
+  echo "DIAG lib=spstack test=lat role=client url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
+  for lib in $LIBS; do
+    [ "$lib" = spstack ] && continue
+    mkurl tcp   # the anchors fork: %w/%c cover parent and (reaped) child together
+    timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.l" "$ABIN/bench_$lib" thr "$U" 64 "$THR_SECS" >"$OUT/d.out" 2>>"$ERR"
+    sed "s/^RESULT /DIAGRUN /" "$OUT/d.out" >>"$DIAGF"
+    echo "DIAG lib=$lib test=thr role=both url=$U size=64 msgs=$(sed -n 's/.* msgs=\([0-9]*\).*/\1/p' "$OUT/d.out") $(tail -1 "$OUT/d.l")" >>"$DIAGF"
+    mkurl tcp
+    timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.l" "$ABIN/bench_$lib" lat "$U" 64 "$LAT_N" >"$OUT/d.out" 2>>"$ERR"
+    sed "s/^RESULT /DIAGRUN /" "$OUT/d.out" >>"$DIAGF"
+    echo "DIAG lib=$lib test=lat role=both url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
+  done
+  rm -f "$OUT"/d.*
+fi
+
+echo "## wall time $(( $(date +%s) - START )) s" >>"$OUT/env.txt"
+python3 "$HERE/summarize.py" "$RES" "$DIAGF" >"$OUT/summary.md" 2>>"$ERR"
+cat "$OUT/summary.md"
+echo
+echo "results: $RES"; echo "summary: $OUT/summary.md"

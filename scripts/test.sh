@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test spstack has, on a fresh Debian machine or a used one.
+# Installs what the interop tests need (nanocat from nanomsg-utils, pynng
+# from PyPI, cargo-deny), then: fmt, clippy, cargo deny, the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v nanocat >/dev/null 2>&1 || need_apt+=(nanomsg-utils)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]} (apt)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! python3 -c 'import pynng' >/dev/null 2>&1; then
+  echo "== installing pynng 0.9.0 (pip)"
+  python3 -m pip install --quiet --root-user-action=ignore pynng==0.9.0 2>/dev/null \
+    || python3 -m pip install --quiet pynng==0.9.0
+fi
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "== installing cargo-deny"
+  cargo install --locked --quiet cargo-deny
+fi
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo deny"
+cargo deny check bans licenses sources 2>&1 | tail -n 1
+echo "== cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/spstack-test.log | grep -E '^(test result|running|error|failures:|    [a-z_:]+$)|FAILED|panicked' || true
+if grep -qE 'test result: FAILED|^error' /tmp/spstack-test.log; then
+  echo "== some tests failed; full log in /tmp/spstack-test.log"
+  exit 1
+fi
+passed=$(grep -oE '[0-9]+ passed' /tmp/spstack-test.log | awk '{s+=$1} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed' /tmp/spstack-test.log | awk '{s+=$1} END {print s+0}')
+ignored=$(grep -oE '[0-9]+ ignored' /tmp/spstack-test.log | awk '{s+=$1} END {print s+0}')
+echo "total: $passed passed, $failed failed, $ignored skipped"
