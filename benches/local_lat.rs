@@ -41,10 +41,18 @@ async fn main() {
             }
         };
         if m.body().len() != a.size {
-            common::die(TOOL, format_args!("got {} bytes, expected {}", m.body().len(), a.size));
+            common::die(
+                TOOL,
+                format_args!("got {} bytes, expected {}", m.body().len(), a.size),
+            );
         }
-        sock.send(m).await.unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
+        sock.send(m)
+            .await
+            .unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
         n += 1;
     }
-    eprintln!("SERVER lib=spstack url={} size={} echoed={n}", a.url, a.size);
+    eprintln!(
+        "SERVER lib=spstack url={} size={} echoed={n}",
+        a.url, a.size
+    );
 }

@@ -23,17 +23,29 @@ async fn main() {
         .await
         .unwrap_or_else(|e| common::die(TOOL, format_args!("listen {}: {e}", a.url)));
 
-    let m = sock.recv().await.unwrap_or_else(|e| common::die(TOOL, format_args!("recv: {e}")));
+    let m = sock
+        .recv()
+        .await
+        .unwrap_or_else(|e| common::die(TOOL, format_args!("recv: {e}")));
     if m.body().len() != a.size {
-        common::die(TOOL, format_args!("got {} bytes, expected {}", m.body().len(), a.size));
+        common::die(
+            TOOL,
+            format_args!("got {} bytes, expected {}", m.body().len(), a.size),
+        );
     }
     drop(m);
     let t0 = Instant::now();
     let mut t1 = t0;
     for _ in 1..a.count {
-        let m = sock.recv().await.unwrap_or_else(|e| common::die(TOOL, format_args!("recv: {e}")));
+        let m = sock
+            .recv()
+            .await
+            .unwrap_or_else(|e| common::die(TOOL, format_args!("recv: {e}")));
         if m.body().len() != a.size {
-            common::die(TOOL, format_args!("got {} bytes, expected {}", m.body().len(), a.size));
+            common::die(
+                TOOL,
+                format_args!("got {} bytes, expected {}", m.body().len(), a.size),
+            );
         }
         t1 = Instant::now();
     }

@@ -55,9 +55,17 @@ async fn main() {
 
 async fn roundtrip(sock: &spstack::Socket, size: usize) {
     let m = sock.new_message(size);
-    sock.send(m).await.unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
-    let r = sock.recv().await.unwrap_or_else(|e| common::die(TOOL, format_args!("recv: {e}")));
+    sock.send(m)
+        .await
+        .unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
+    let r = sock
+        .recv()
+        .await
+        .unwrap_or_else(|e| common::die(TOOL, format_args!("recv: {e}")));
     if r.body().len() != size {
-        common::die(TOOL, format_args!("reply of {} bytes, expected {size}", r.body().len()));
+        common::die(
+            TOOL,
+            format_args!("reply of {} bytes, expected {size}", r.body().len()),
+        );
     }
 }

@@ -35,7 +35,9 @@ async fn main() {
     let t0 = Instant::now();
     for _ in 0..a.count {
         let m = sock.new_message(a.size);
-        sock.send(m).await.unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
+        sock.send(m)
+            .await
+            .unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
     }
     let el = common::since(t0);
     eprintln!(
@@ -47,8 +49,14 @@ async fn main() {
         a.count as f64 / el
     );
     // Wait for the receiver to hang up (it does once it has every message).
-    if tokio::time::timeout(Duration::from_secs(30), gone.notified()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), gone.notified())
+        .await
+        .is_err()
+    {
         let s = sock.stats();
-        common::die(TOOL, format_args!("receiver did not hang up within 30 s; sent {}", s.msgs_out));
+        common::die(
+            TOOL,
+            format_args!("receiver did not hang up within 30 s; sent {}", s.msgs_out),
+        );
     }
 }

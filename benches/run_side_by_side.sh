@@ -122,27 +122,27 @@ done
 # spstack runs as two processes, so each side gets its own DIAG line (role=recv|send, role=server|client).
 if has diag "$SECTIONS"; then
   echo "diag: /usr/bin/time over tcp 64 B runs" >&2
-  TF="-f elapsed_s=%e user_s=%U sys_s=%S cpu=%P vol_ctxsw=%w invol_ctxsw=%c"
+  TF="elapsed_s=%e user_s=%U sys_s=%S cpu=%P vol_ctxsw=%w invol_ctxsw=%c"
   mkurl tcp; n=$(count_for 64)
-  timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.l" "$LOCAL_THR" "$U" 64 "$n" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
-  timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.r" "$REMOTE_THR" "$U" 64 "$n" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
+  timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$LOCAL_THR" "$U" 64 "$n" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
+  timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.r" "$REMOTE_THR" "$U" 64 "$n" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
   cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
   echo "DIAG lib=spstack test=thr role=recv url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
   echo "DIAG lib=spstack test=thr role=send url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
   mkurl tcp; n=$((LAT_N + 1000))
-  timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.l" "$LOCAL_LAT" "$U" 64 "$LAT_N" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
-  timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.r" "$REMOTE_LAT" "$U" 64 "$LAT_N" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
+  timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$LOCAL_LAT" "$U" 64 "$LAT_N" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
+  timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.r" "$REMOTE_LAT" "$U" 64 "$LAT_N" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
   cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
   echo "DIAG lib=spstack test=lat role=server url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
   echo "DIAG lib=spstack test=lat role=client url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
   for lib in $LIBS; do
     [ "$lib" = spstack ] && continue
     mkurl tcp   # the anchors fork: %w/%c cover parent and (reaped) child together
-    timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.l" "$ABIN/bench_$lib" thr "$U" 64 "$THR_SECS" >"$OUT/d.out" 2>>"$ERR"
+    timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$ABIN/bench_$lib" thr "$U" 64 "$THR_SECS" >"$OUT/d.out" 2>>"$ERR"
     sed "s/^RESULT /DIAGRUN /" "$OUT/d.out" >>"$DIAGF"
     echo "DIAG lib=$lib test=thr role=both url=$U size=64 msgs=$(sed -n 's/.* msgs=\([0-9]*\).*/\1/p' "$OUT/d.out") $(tail -1 "$OUT/d.l")" >>"$DIAGF"
     mkurl tcp
-    timeout "$T_CMD" /usr/bin/time $TF -o "$OUT/d.l" "$ABIN/bench_$lib" lat "$U" 64 "$LAT_N" >"$OUT/d.out" 2>>"$ERR"
+    timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$ABIN/bench_$lib" lat "$U" 64 "$LAT_N" >"$OUT/d.out" 2>>"$ERR"
     sed "s/^RESULT /DIAGRUN /" "$OUT/d.out" >>"$DIAGF"
     echo "DIAG lib=$lib test=lat role=both url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
   done

@@ -13,7 +13,10 @@ async fn start_device(name: &'static str, upstream: &str) -> Result<String> {
     let ep = front.listen("tcp://127.0.0.1:0").await?;
     let back = spstack::raw(Protocol::Req0).build();
     back.dial(upstream).await?;
-    println!("{name}: listening on {}, forwarding to {upstream}", ep.url());
+    println!(
+        "{name}: listening on {}, forwarding to {upstream}",
+        ep.url()
+    );
     tokio::spawn(async move { spstack::device(&front, &back).await });
     Ok(ep.url().to_string())
 }
@@ -34,9 +37,20 @@ async fn main() -> Result<()> {
     let srv = server.clone();
     tokio::spawn(async move {
         while let Ok(req) = srv.recv().await {
-            let words: Vec<String> = req.header().chunks(4).map(|w| format!("{:02x}{:02x}{:02x}{:02x}", w[0], w[1], w[2], w[3])).collect();
-            println!("server: got {:?} with backtrace [{}] ({} hops)", String::from_utf8_lossy(req.body()), words.join(" "), words.len());
-            let mut reply = spstack::Message::from(format!("reply to {}", String::from_utf8_lossy(req.body())).as_bytes());
+            let words: Vec<String> = req
+                .header()
+                .chunks(4)
+                .map(|w| format!("{:02x}{:02x}{:02x}{:02x}", w[0], w[1], w[2], w[3]))
+                .collect();
+            println!(
+                "server: got {:?} with backtrace [{}] ({} hops)",
+                String::from_utf8_lossy(req.body()),
+                words.join(" "),
+                words.len()
+            );
+            let mut reply = spstack::Message::from(
+                format!("reply to {}", String::from_utf8_lossy(req.body())).as_bytes(),
+            );
             reply.set_header(req.header());
             let _ = srv.send(reply).await;
         }
@@ -45,10 +59,21 @@ async fn main() -> Result<()> {
     for i in 0..3 {
         let msg = format!("request {i}");
         client.send(msg.as_str()).await?;
-        let reply = tokio::time::timeout(Duration::from_secs(5), client.recv()).await.map_err(|_| spstack::Error::TimedOut(Duration::from_secs(5)))??;
-        println!("client: {:?} -> {:?}", msg, String::from_utf8_lossy(reply.body()));
+        let reply = tokio::time::timeout(Duration::from_secs(5), client.recv())
+            .await
+            .map_err(|_| spstack::Error::TimedOut(Duration::from_secs(5)))??;
+        println!(
+            "client: {:?} -> {:?}",
+            msg,
+            String::from_utf8_lossy(reply.body())
+        );
     }
     let s = server.stats();
-    println!("server: {} messages in, {} out, {} dropped", s.msgs_in, s.msgs_out, s.total_drops());
+    println!(
+        "server: {} messages in, {} out, {} dropped",
+        s.msgs_in,
+        s.msgs_out,
+        s.total_drops()
+    );
     Ok(())
 }

@@ -22,10 +22,11 @@
 //! ```
 
 pub use sp_core::{
-    copied_bytes, describe, device, layer, queue, stats, transport, Announcement, BoxFuture, BoxSink, BoxStream,
-    Connection, ContextService, CookedProtocol, CookedSocket, Core, DropReason, Endpoint, Error,
-    Message, MessageIo, Options, Overhead, PipeEvent, PipeId, PipeInfo, ProtocolId, RawProtocol,
-    RejectReason, Result, SendMode, Socket, SocketBuilder, SocketContext, Stats, Verdict,
+    copied_bytes, describe, device, layer, queue, stats, transport, Announcement, BoxFuture,
+    BoxSink, BoxStream, Connection, ContextService, CookedProtocol, CookedSocket, Core, DropReason,
+    Endpoint, Error, Message, MessageIo, Options, Overhead, PipeEvent, PipeId, PipeInfo,
+    ProtocolId, RawProtocol, RejectReason, Result, SendMode, Socket, SocketBuilder, SocketContext,
+    Stats, Verdict,
 };
 pub use sp_protocols::{raw, rep, req, Plain, Rep0, Req0, ReqState};
 pub use sp_transports::{Inproc, Ipc, Tcp};

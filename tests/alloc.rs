@@ -64,7 +64,10 @@ fn sink_peer(received: Arc<AtomicUsize>) -> String {
             assert_eq!(u64::from_be_bytes(hdr) as usize, 4 + SIZE);
             s.read_exact(&mut frame).unwrap();
             assert!(frame[0] & 0x80 != 0, "request id has its top bit set");
-            assert!(frame[4..].iter().all(|&b| b == (i % 251) as u8), "body intact");
+            assert!(
+                frame[4..].iter().all(|&b| b == (i % 251) as u8),
+                "body intact"
+            );
             received.fetch_add(1, Ordering::Release);
         }
     });
@@ -73,7 +76,10 @@ fn sink_peer(received: Arc<AtomicUsize>) -> String {
 
 #[test]
 fn send_path_allocates_once_per_message_and_copies_nothing() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let received = Arc::new(AtomicUsize::new(0));
     let addr = sink_peer(received.clone());
     rt.block_on(async {
@@ -104,8 +110,15 @@ fn send_path_allocates_once_per_message_and_copies_nothing() {
         let allocs = ALLOCS.with(|a| a.get());
         let sent = N - 100;
         println!("{allocs} allocations for {sent} messages");
-        assert!(allocs <= sent + 64, "{allocs} allocations for {sent} messages: more than one per message");
-        assert_eq!(spstack::copied_bytes() - copied_before, 0, "the body was copied on the send path");
+        assert!(
+            allocs <= sent + 64,
+            "{allocs} allocations for {sent} messages: more than one per message"
+        );
+        assert_eq!(
+            spstack::copied_bytes() - copied_before,
+            0,
+            "the body was copied on the send path"
+        );
     });
 }
 
@@ -114,7 +127,11 @@ fn pipe_layer_headers_on_a_shared_request_copy_nothing() {
     // REQ keeps a clone of each request for resending, so the buffer is
     // shared when pipe layers add their header and trailer: those go to the
     // inline frame areas, not into a copy of the body.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let rep = full_stack(spstack::rep0(), Seq::default()).build();
         let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
@@ -127,10 +144,16 @@ fn pipe_layer_headers_on_a_shared_request_copy_nothing() {
             let mut m = req.new_message(4096);
             m.body_mut().fill(7);
             req.send(m).await.unwrap();
-            let got = tokio::time::timeout(Duration::from_secs(5), rep.recv()).await.unwrap().unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(5), rep.recv())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(got.body().len(), 4096);
         }
         let copied = spstack::copied_bytes() - before;
-        assert!(copied < 4096, "send path copied {copied} bytes for 50 × 4 KiB");
+        assert!(
+            copied < 4096,
+            "send path copied {copied} bytes for 50 × 4 KiB"
+        );
     });
 }

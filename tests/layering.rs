@@ -97,7 +97,11 @@ async fn two_pipe_and_two_message_layers_round_trip() {
     for i in 0..3u8 {
         req.send(&[b'q', i][..]).await.unwrap();
         let got = timeout(T, rep.recv()).await.unwrap().unwrap();
-        assert_eq!(got.body(), &[b'q', i], "message layers stripped exactly their headers");
+        assert_eq!(
+            got.body(),
+            &[b'q', i],
+            "message layers stripped exactly their headers"
+        );
         rep.send(&[b'a', i][..]).await.unwrap();
         let ans = timeout(T, req.recv()).await.unwrap().unwrap();
         assert_eq!(ans.body(), &[b'a', i]);
@@ -107,14 +111,20 @@ async fn two_pipe_and_two_message_layers_round_trip() {
     assert_eq!(*req_seq.seen.lock().unwrap(), vec![0, 1, 2]);
     // declared overhead was summed once for the whole stack
     let o = req.overhead();
-    assert_eq!(o.header, 4 /*lentag*/ + 4 /*req id*/ + 8 /*seq*/ + 2 /*magic*/);
+    assert_eq!(
+        o.header,
+        4 /*lentag*/ + 4 /*req id*/ + 8 /*seq*/ + 2 /*magic*/
+    );
     assert_eq!(o.trailer, 4);
     assert!(!o.contiguous);
 }
 
 #[tokio::test]
 async fn layers_work_over_ipc_and_inproc_too() {
-    for url in [format!("ipc:///tmp/sp-layering-{}.ipc", std::process::id()), "inproc://layering".to_string()] {
+    for url in [
+        format!("ipc:///tmp/sp-layering-{}.ipc", std::process::id()),
+        "inproc://layering".to_string(),
+    ] {
         let rep = full_stack(spstack::rep0(), Seq::default()).build();
         let ep = rep.listen(&url).await.unwrap();
         let req = full_stack(spstack::req0(), Seq::default()).build();
@@ -123,7 +133,10 @@ async fn layers_work_over_ipc_and_inproc_too() {
         let got = timeout(T, rep.recv()).await.unwrap().unwrap();
         assert_eq!(got.body(), b"over", "{url}");
         rep.send("back").await.unwrap();
-        assert_eq!(timeout(T, req.recv()).await.unwrap().unwrap().body(), b"back");
+        assert_eq!(
+            timeout(T, req.recv()).await.unwrap().unwrap().body(),
+            b"back"
+        );
     }
 }
 
@@ -132,9 +145,14 @@ async fn missing_pipe_layer_is_refused_naming_it() {
     let rep = full_stack(spstack::rep0(), Seq::default()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     // the client lacks the checksum layer
-    let req = spstack::req0().pipe_layer(PipeLayer::new(LengthTag)).build();
+    let req = spstack::req0()
+        .pipe_layer(PipeLayer::new(LengthTag))
+        .build();
     let err = req.dial(ep.url()).await.unwrap_err().to_string();
-    assert!(err.contains("crc/1"), "error names the first differing layer: {err}");
+    assert!(
+        err.contains("crc/1"),
+        "error names the first differing layer: {err}"
+    );
     // a plain (nng-shaped) client is refused too, and the server counts it
     let plain = spstack::req0().build();
     let err = plain.dial(ep.url()).await.unwrap_err().to_string();
@@ -142,7 +160,10 @@ async fn missing_pipe_layer_is_refused_naming_it() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(rep.stats().rejects(RejectReason::LayerMismatch) >= 2);
     // layers in the wrong order
-    let swapped = spstack::req0().pipe_layer(PipeLayer::new(Checksum)).pipe_layer(PipeLayer::new(LengthTag)).build();
+    let swapped = spstack::req0()
+        .pipe_layer(PipeLayer::new(Checksum))
+        .pipe_layer(PipeLayer::new(LengthTag))
+        .build();
     let err = swapped.dial(ep.url()).await.unwrap_err().to_string();
     assert!(err.contains("layer 0"), "{err}");
 }
@@ -160,22 +181,44 @@ async fn captured_frame_decodes_field_by_field() {
 
     let rec = rec.lock().unwrap().clone();
     let (ann, fr) = frames(&rec);
-    assert_eq!(&ann[..4], &[0, b'S', b'P', 1], "a layered stack announces version 1");
+    assert_eq!(
+        &ann[..4],
+        &[0, b'S', b'P', 1],
+        "a layered stack announces version 1"
+    );
     // two handshake frames (lentag hello, crc key), then the request
     assert_eq!(fr.len(), 3, "{fr:?}");
     let d = req.describe("tcp", &fr[2]).unwrap();
     println!("{d}");
     assert_eq!(d.error, None);
     assert_eq!(d.body, b"hello");
-    let names: Vec<_> = d.fields.iter().map(|f| format!("{}.{}", f.component, f.field)).collect();
+    let names: Vec<_> = d
+        .fields
+        .iter()
+        .map(|f| format!("{}.{}", f.component, f.field))
+        .collect();
     assert_eq!(
         names,
-        ["tcp.length", "lentag/1.inner_len", "req/raw.backtrace", "seq/1.seq", "magic/1.magic", "crc/1.checksum"]
+        [
+            "tcp.length",
+            "lentag/1.inner_len",
+            "req/raw.backtrace",
+            "seq/1.seq",
+            "magic/1.magic",
+            "crc/1.checksum"
+        ]
     );
-    assert_eq!(d.field("length").unwrap().bytes, ((fr[2].len() - 8) as u64).to_be_bytes());
+    assert_eq!(
+        d.field("length").unwrap().bytes,
+        ((fr[2].len() - 8) as u64).to_be_bytes()
+    );
     let bt = d.field("backtrace").unwrap();
     assert_eq!(bt.bytes.len(), 4, "one word: the request id");
-    assert!(bt.bytes[0] & 0x80 != 0 && bt.value.starts_with("id 0x"), "{}", bt.value);
+    assert!(
+        bt.bytes[0] & 0x80 != 0 && bt.value.starts_with("id 0x"),
+        "{}",
+        bt.value
+    );
     assert_eq!(d.field("seq").unwrap().bytes, 0u64.to_be_bytes());
     assert_eq!(d.field("magic").unwrap().bytes, b"SP");
 }
@@ -186,9 +229,12 @@ async fn peer_verifies_pipe_layer_and_closes_on_tampering() {
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     // announcement is 10 + list bytes; the handshake frames follow; flip a
     // byte far enough in to land in the first request's body
-    let ann_len = spstack::Announcement { protocol: spstack::ProtocolId::REQ0, layers: vec!["lentag/1".into(), "crc/1".into()] }
-        .encode()
-        .len();
+    let ann_len = spstack::Announcement {
+        protocol: spstack::ProtocolId::REQ0,
+        layers: vec!["lentag/1".into(), "crc/1".into()],
+    }
+    .encode()
+    .len();
     // lentag's hello travels bare; crc's key frame already carries the length tag
     let handshake = (8 + 3) + (8 + 4 + 4);
     let body_at = ann_len + handshake + 8 + 4 + 4 + 8 + 2 + 1;
@@ -196,6 +242,15 @@ async fn peer_verifies_pipe_layer_and_closes_on_tampering() {
     let req = full_stack(spstack::req0(), Seq::default()).build();
     req.dial(&paddr).await.unwrap();
     req.send("tampered").await.unwrap();
-    assert!(timeout(Duration::from_millis(500), rep.recv()).await.is_err(), "a tampered frame is never delivered");
-    assert!(rep.stats().rejects(RejectReason::ProtocolError) >= 1, "{}", rep.stats());
+    assert!(
+        timeout(Duration::from_millis(500), rep.recv())
+            .await
+            .is_err(),
+        "a tampered frame is never delivered"
+    );
+    assert!(
+        rep.stats().rejects(RejectReason::ProtocolError) >= 1,
+        "{}",
+        rep.stats()
+    );
 }

@@ -52,11 +52,19 @@ async fn request_id_has_top_bit_set_on_the_wire() {
         assert_eq!(h.len(), 8, "header {h:02x?}");
         let pipe = word(h, 0);
         let id = word(h, 1);
-        assert_eq!(pipe & 0x8000_0000, 0, "pipe id {pipe:#x} must have top bit clear");
+        assert_eq!(
+            pipe & 0x8000_0000,
+            0,
+            "pipe id {pipe:#x} must have top bit clear"
+        );
         assert_ne!(pipe, 0);
         assert_eq!(Some(pipe), m.pipe());
         assert!(req.pipes().len() == 1);
-        assert_ne!(id & 0x8000_0000, 0, "request id {id:#x} must have top bit set");
+        assert_ne!(
+            id & 0x8000_0000,
+            0,
+            "request id {id:#x} must have top bit set"
+        );
         assert_eq!(m.body(), &[i]);
         ids.push(id);
         // answer, with the backtrace as received
@@ -87,7 +95,11 @@ async fn req_resends_on_its_timer() {
     // ignore it; the REQ must send the same request again
     let second = within("resent copy", rep.recv()).await.unwrap();
     let gap = t0.elapsed();
-    assert_eq!(first.header(), second.header(), "same pipe and same request id");
+    assert_eq!(
+        first.header(),
+        second.header(),
+        "same pipe and same request id"
+    );
     assert_eq!(first.body(), second.body());
     assert!(
         gap >= Duration::from_millis(120),
@@ -276,7 +288,10 @@ async fn sizes_round_trip(url: &str) {
         req.send(body.clone()).await.unwrap();
         let r = within("echo", req.recv()).await.unwrap();
         assert_eq!(r.body().len(), size, "size over {url}");
-        assert!(r.body() == &body[..], "payload of {size} bytes over {url} differs");
+        assert!(
+            r.body() == &body[..],
+            "payload of {size} bytes over {url} differs"
+        );
     }
     rep.close();
 }

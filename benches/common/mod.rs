@@ -17,7 +17,10 @@ pub struct Args {
 
 /// `<url> <msg-size> <count>` like nng's perf tools. Exits with usage on error.
 pub fn args(tool: &str, what: &str) -> Args {
-    let a: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let a: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let usage = || -> ! {
         eprintln!("usage: {tool} <url> <msg-size> <{what}>");
         std::process::exit(1)

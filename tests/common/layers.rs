@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use spstack::layer::{ComponentInfo, Field, Handshake, MessageIo, MessageLayer, Overhead, PipeLayer};
+use spstack::layer::{
+    ComponentInfo, Field, Handshake, MessageIo, MessageLayer, Overhead, PipeLayer,
+};
 use spstack::{BoxFuture, BoxSink, BoxStream, Connection, Error, Message, Result};
 
 fn fnv(parts: &[&[u8]], key: u32) -> u32 {
@@ -30,7 +32,8 @@ pub struct LengthTag;
 
 impl Handshake for LengthTag {
     fn info(&self) -> ComponentInfo {
-        ComponentInfo::new("lentag/1", Overhead::header(4)).with_header(vec![Field::be("inner_len", 4)])
+        ComponentInfo::new("lentag/1", Overhead::header(4))
+            .with_header(vec![Field::be("inner_len", 4)])
     }
     fn handshake(&self, mut conn: Connection) -> BoxFuture<'static, Result<Connection>> {
         Box::pin(async move {
@@ -72,8 +75,13 @@ impl Stream for TagStream {
         match self.0.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(mut m))) => {
                 let b = m.body();
-                if b.len() < 4 || u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize != b.len() - 4 {
-                    return Poll::Ready(Some(Err(Error::layer("lentag/1", "length tag does not match the frame"))));
+                if b.len() < 4
+                    || u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize != b.len() - 4
+                {
+                    return Poll::Ready(Some(Err(Error::layer(
+                        "lentag/1",
+                        "length tag does not match the frame",
+                    ))));
                 }
                 m.trim_body_front(4);
                 Poll::Ready(Some(Ok(m)))
@@ -92,14 +100,18 @@ pub struct Checksum;
 
 impl Handshake for Checksum {
     fn info(&self) -> ComponentInfo {
-        ComponentInfo::new("crc/1", Overhead::trailer(4)).with_trailer(vec![Field::be("checksum", 4)])
+        ComponentInfo::new("crc/1", Overhead::trailer(4))
+            .with_trailer(vec![Field::be("checksum", 4)])
     }
     fn handshake(&self, mut conn: Connection) -> BoxFuture<'static, Result<Connection>> {
         Box::pin(async move {
             let mine = fastrand_u32();
             conn.tx.send(Message::from(&mine.to_be_bytes()[..])).await?;
             let theirs = conn.rx.next().await.ok_or(Error::ConnectionClosed)??;
-            let t: [u8; 4] = theirs.body().try_into().map_err(|_| Error::layer("crc/1", "bad key frame"))?;
+            let t: [u8; 4] = theirs
+                .body()
+                .try_into()
+                .map_err(|_| Error::layer("crc/1", "bad key frame"))?;
             let key = mine ^ u32::from_be_bytes(t);
             conn.tx = Box::pin(CrcSink(conn.tx, key));
             conn.rx = Box::pin(CrcStream(conn.rx, key));
@@ -110,7 +122,10 @@ impl Handshake for Checksum {
 
 fn fastrand_u32() -> u32 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
     fnv(&[&n.to_le_bytes()], std::process::id())
 }
 
@@ -142,7 +157,10 @@ impl Stream for CrcStream {
             Poll::Ready(Some(Ok(mut m))) => {
                 let b = m.body();
                 if b.len() < 4 {
-                    return Poll::Ready(Some(Err(Error::layer("crc/1", "frame shorter than its checksum"))));
+                    return Poll::Ready(Some(Err(Error::layer(
+                        "crc/1",
+                        "frame shorter than its checksum",
+                    ))));
                 }
                 let (data, sum) = b.split_at(b.len() - 4);
                 if fnv(&[data], key).to_be_bytes() != sum {
@@ -198,7 +216,8 @@ pub struct Magic;
 
 impl MessageLayer for Magic {
     fn info(&self) -> ComponentInfo {
-        ComponentInfo::new("magic/1", Overhead::header(2)).with_header(vec![Field::bytes("magic", 2)])
+        ComponentInfo::new("magic/1", Overhead::header(2))
+            .with_header(vec![Field::bytes("magic", 2)])
     }
     fn wrap(&self, inner: MessageIo) -> MessageIo {
         let tx = inner.tx.with(|mut m: Message| {

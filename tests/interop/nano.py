@@ -112,6 +112,7 @@ def start_watchdog(timeout):
         for p in procs:
             try:
                 p.kill()
+                p.wait(1)
             except Exception:
                 pass
         sys.stderr.write("FAIL: watchdog: peer did not finish within %.1f s\n" % limit)
@@ -169,6 +170,28 @@ def is_listening(pid, url):
                 return True
         return False
     return None
+
+
+def has_connection(pid):
+    """True if process pid has an established tcp or connected unix stream
+    socket (nanomsg itself uses eventfds, not sockets, on Linux)."""
+    inodes = _socket_inodes(pid)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            for line in open(table).read().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "01" and f[9] in inodes:
+                    return True
+        except OSError:
+            pass
+    try:
+        for line in open("/proc/net/unix").read().splitlines()[1:]:
+            f = line.split()
+            if len(f) >= 7 and f[5] == "03" and f[6] in inodes:
+                return True
+    except OSError:
+        pass
+    return False
 
 
 def sleep_request(pid):
@@ -388,20 +411,24 @@ class NanocatRunner:
             fail(describe_mismatch(what, index, size, expected, got))
         return got
 
-    def wait_sent(self, p, min_sleep):
+    def wait_sent(self, p, min_sleep, watch_conn=False):
         """Wait until nanocat's main thread sleeps >= min_sleep seconds, i.e.
-        the --interval sleep after nn_send() returned."""
+        the --interval sleep after nn_send() returned.  With watch_conn,
+        return whether a connection existed at some poll before that."""
         deadline = time.monotonic() + self.t
         hits = 0
+        seen_conn = False
         while time.monotonic() < deadline:
             if p.proc.poll() is not None:
                 fail("nanocat exited before sending %s" % p.describe())
+            if watch_conn and not seen_conn:
+                seen_conn = has_connection(p.pid)
             s = sleep_request(p.pid)
             if s == float("inf") and time.monotonic() - p.start < self.a.send_delay + 0.5:
                 s = None   # cannot tell a --delay sleep from the interval sleep yet
             hits = hits + 1 if (s is not None and s >= min_sleep) else 0
             if hits >= 2:
-                return
+                return seen_conn
             time.sleep(0.005)
         fail("nanocat did not send within %.1f s (no peer?) %s" % (self.t, p.describe()))
 
@@ -447,7 +474,10 @@ class NanocatRunner:
                 # exits right after nn_send() drops whatever the kernel
                 # socket buffer did not take, and a nanomsg receiver may
                 # drop a message that arrives just before the close).
-                self.wait_sent(p, BIG_INTERVAL / 2)
+                seen_conn = self.wait_sent(p, BIG_INTERVAL / 2, watch_conn=pub)
+                if pub and not seen_conn:
+                    fail("no subscriber was connected when nanocat published message "
+                         "#%d (after --delay %g s) %s" % (index, self.a.send_delay, p.describe()))
                 time.sleep(self.a.linger)
             finally:
                 p.kill()
@@ -557,6 +587,11 @@ def check_nanocat_support(args):
     """None if fine, else the reason (-> exit 3)."""
     if args.proto == "pair1":
         return "pair1 (PAIR v1, protocol 0x11) does not exist in nanomsg"
+    n = len(args.sizes) * args.count_per_size
+    if args.proto == "respondent0" and n > 1:
+        return ("nanocat respondent0 answers one survey per process and the surveyor's "
+                "next survey is lost with the old connection (surveys are not re-sent); "
+                "run one wrapper per message (sequence length here: %d)" % n)
     hdr = NANOCAT_RECV_HDR[args.proto]
     if hdr is None or args.allow_oversize:
         return None
@@ -655,6 +690,38 @@ def load_libnanomsg():
     return lib
 
 
+def kernel_unsent_bytes():
+    """Sum of SIOCOUTQ over this process's sockets: bytes written to the
+    kernel but not yet consumed by the peer (unix) / not yet acked (tcp)."""
+    total = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink("/proc/self/fd/" + fd).startswith("socket:"):
+                continue
+            b = bytearray(4)
+            fcntl.ioctl(int(fd), termios.TIOCOUTQ, b)   # == SIOCOUTQ
+            total += struct.unpack("i", b)[0]
+        except OSError:
+            continue      # listening sockets, closed fds, ...
+    return total
+
+
+def wait_kernel_drained(max_wait, polls=4, interval=0.01):
+    """Wait (at most max_wait s) until SIOCOUTQ is 0 on all our sockets in
+    `polls` polls in a row, `interval` s apart.  A heuristic: nanomsg may
+    still hold the tail of a big message in user space (its worker thread
+    writes it when the socket becomes writable), and the kernel queue can be
+    empty for a moment in between; hence several polls."""
+    deadline = time.monotonic() + max_wait
+    zeros = 0
+    while time.monotonic() < deadline:
+        zeros = zeros + 1 if kernel_unsent_bytes() == 0 else 0
+        if zeros >= polls:
+            return True
+        time.sleep(interval)
+    return False
+
+
 def run_libnanomsg(args):
     if args.proto == "pair1":
         sys.stderr.write("UNSUPPORTED: pair1 (PAIR v1) does not exist in nanomsg\n")
@@ -742,6 +809,12 @@ def run_libnanomsg(args):
             if role == "send":
                 send(fast_payload(size, index), "message", index, size)
                 last_was_send = True
+                if args.proto == "pub0":
+                    # nanomsg PUB (nn_dist) skips a pipe that is still busy
+                    # with the previous message, i.e. that message is
+                    # dropped for that subscriber.  Pace the sends: wait until
+                    # the kernel has handed everything to the peer.
+                    wait_kernel_drained(args.timeout)
             elif role == "recv":
                 check(recv("message", index, size), fast_payload(size, index), "message", index, size)
             elif role == "client":
@@ -755,6 +828,7 @@ def run_libnanomsg(args):
                 last_was_send = True
         if last_was_send:
             # nanomsg 1.x ignores NN_LINGER: nn_close() drops unsent data.
+            wait_kernel_drained(args.linger)
             deadline = time.monotonic() + args.linger
             while time.monotonic() < deadline and conns() > 0:
                 time.sleep(0.02)

@@ -96,6 +96,15 @@ pub trait RawProtocol: Send + Sync + 'static {
     }
 }
 
+/// What [`Core::send_now`] did with a message.
+#[derive(Debug)]
+pub enum Handover {
+    /// Queued (on this pipe, when one pipe was chosen).
+    Queued(Option<PipeId>),
+    /// Not queued: no pipe could take it. Try again with `poll_send`.
+    Kept(Message),
+}
+
 /// Pipe lifecycle events, as nng's `nng_pipe_notify`.
 #[derive(Clone, Debug)]
 pub enum PipeEvent {
@@ -400,7 +409,7 @@ impl Core {
         for i in 0..n {
             let idx = (start + i) % n;
             let p = &t.list[idx];
-            let Some(m) = msg.take() else { return None };
+            let m = msg.take()?;
             match p.queue.try_push(m) {
                 Ok(()) => {
                     self.rr.store(idx + 1, Ordering::Relaxed);
@@ -446,6 +455,92 @@ impl Core {
         }
         w_register(&mut w, key, cx);
         Poll::Pending
+    }
+
+    /// Ready when a message handed to [`Core::send_now`] will be queued
+    /// without waiting: for load-balancing protocols, when some pipe has
+    /// room. Cancelling this wait loses nothing: no message is held.
+    pub fn poll_send_ready(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<Result<()>> {
+        if self.is_closed() {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        match self.proto.send_mode() {
+            SendMode::Never => Poll::Ready(Err(Error::NotSupported("this protocol cannot send"))),
+            SendMode::LoadBalance => {
+                if self.lb_has_room() {
+                    self.release_send_key(key);
+                    return Poll::Ready(Ok(()));
+                }
+                let mut w = self.send_waiters.lock().unwrap_or_else(|e| e.into_inner());
+                if self.lb_has_room() || self.is_closed() {
+                    w_release(&mut w, key, &self.send_waiting);
+                    return Poll::Ready(if self.is_closed() {
+                        Err(Error::Closed)
+                    } else {
+                        Ok(())
+                    });
+                }
+                if !key_registered(key) {
+                    self.send_waiting.fetch_add(1, Ordering::AcqRel);
+                }
+                w_register(&mut w, key, cx);
+                Poll::Pending
+            }
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn lb_has_room(&self) -> bool {
+        self.read_pipes().list.iter().any(|p| p.queue.has_room())
+    }
+
+    /// Hands a message over without waiting, after [`Core::poll_send_ready`].
+    /// Gives it back only if no pipe is left to take it.
+    pub fn send_now(&self, msg: Message) -> Result<Handover> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        match self.proto.send_mode() {
+            SendMode::LoadBalance => {
+                let mut slot = Some(msg);
+                if let Some(m) = slot.as_mut() {
+                    if let Verdict::Drop(r) = self.proto.on_send(m) {
+                        self.drop_msg(r, "refused on send");
+                        return Ok(Handover::Queued(None));
+                    }
+                }
+                if let Some(id) = self.try_send_lb(&mut slot) {
+                    return Ok(Handover::Queued(Some(id)));
+                }
+                let Some(m) = slot else {
+                    return Ok(Handover::Queued(None));
+                };
+                // lost a race for the room poll_send_ready saw: queue it anyway
+                let t = self.read_pipes();
+                let n = t.list.len();
+                let start = self.rr.load(Ordering::Relaxed);
+                let mut m = m;
+                for i in 0..n {
+                    let p = &t.list[(start + i) % n];
+                    match p.queue.force_push(m) {
+                        Ok(()) => return Ok(Handover::Queued(Some(p.id))),
+                        Err(back) => m = back,
+                    }
+                }
+                Ok(Handover::Kept(m))
+            }
+            _ => {
+                let waker = futures::task::noop_waker();
+                let mut cx = Context::from_waker(&waker);
+                let mut key = WaitKey::default();
+                let mut slot = Some(msg);
+                match self.poll_send(&mut cx, &mut key, &mut slot) {
+                    Poll::Ready(r) => r.map(Handover::Queued),
+                    // only load balancing waits
+                    Poll::Pending => Ok(Handover::Kept(slot.take().unwrap_or_default())),
+                }
+            }
+        }
     }
 
     fn release_send_key(&self, key: &mut WaitKey) {
@@ -782,32 +877,35 @@ impl Core {
     async fn writer(self: Arc<Self>, p: Arc<PipeEntry>, mut tx: crate::BoxSink) {
         let mut batch = Vec::with_capacity(self.opts.write_batch.min(1024));
         let mut key = WaitKey::default();
+        // one cancellation future for the pipe's life: re-creating it per
+        // batch would register a fresh waiter every time
+        let cancelled = p.cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let n = tokio::select! {
                 biased;
-                _ = p.cancel.cancelled() => break,
+                _ = &mut cancelled => break,
                 n = std::future::poll_fn(|cx| p.queue.poll_pop_batch(cx, &mut key, &mut batch, self.opts.write_batch)) => n,
             };
             if n == 0 {
                 break;
             }
             self.wake_senders();
-            let mut failed = None;
-            for m in batch.drain(..) {
-                let len = m.len();
-                if let Err(e) = tx.feed(m).await {
-                    failed = Some(e);
-                    break;
+            let write = async {
+                for m in batch.drain(..) {
+                    let len = m.len();
+                    tx.feed(m).await?;
+                    p.stats.sent(len);
+                    self.stats.sent(len);
                 }
-                p.stats.sent(len);
-                self.stats.sent(len);
-            }
-            if failed.is_none() {
-                if let Err(e) = tx.flush().await {
-                    failed = Some(e);
-                }
-            }
-            if let Some(e) = failed {
+                tx.flush().await
+            };
+            let res = tokio::select! {
+                biased;
+                _ = &mut cancelled => break,
+                r = write => r,
+            };
+            if let Err(e) = res {
                 debug!(target: "spstack", error = %e, "pipe write failed");
                 break;
             }
@@ -818,63 +916,111 @@ impl Core {
     }
 
     async fn reader(&self, p: Arc<PipeEntry>, mut rx: crate::BoxStream) {
+        use futures::FutureExt;
+        const BATCH: usize = 64;
         let ttl = self.opts.ttl;
+        let cancelled = p.cancel.cancelled();
+        tokio::pin!(cancelled);
+        let mut batch: VecDeque<Message> = VecDeque::with_capacity(BATCH);
+        let mut key = WaitKey::default();
         loop {
-            let next = tokio::select! {
+            let mut next = tokio::select! {
                 biased;
-                _ = p.cancel.cancelled() => return,
+                _ = &mut cancelled => return,
                 n = rx.next() => n,
             };
-            let mut m = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    let reason = match &e {
-                        Error::TooLarge { .. } => {
-                            self.stats.dropped(DropReason::TooLarge);
-                            p.stats.dropped(DropReason::TooLarge);
-                            RejectReason::ProtocolError
+            // take every frame already decoded, then deliver them under one
+            // lock and at most one wake-up
+            let mut finished = false;
+            loop {
+                match next {
+                    Some(Ok(m)) => {
+                        if let Err(reason) = self.accept_frame(&p, m, ttl, &mut batch) {
+                            warn!(target: "spstack", why = reason, "protocol violation; closing pipe");
+                            finished = true;
+                            break;
                         }
-                        Error::Io(_) | Error::ConnectionClosed => RejectReason::Io,
-                        _ => RejectReason::ProtocolError,
-                    };
-                    if reason != RejectReason::Io {
-                        self.stats.rejected(reason);
                     }
-                    warn!(target: "spstack", error = %e, "pipe closed");
-                    return;
-                }
-                None => {
-                    debug!(target: "spstack", "peer closed the pipe");
-                    return;
-                }
-            };
-            let len = m.len();
-            p.stats.received(len);
-            self.stats.received(len);
-            match self.proto.on_recv(p.id, &mut m, ttl) {
-                Verdict::Deliver => {
-                    m.set_pipe(Some(p.id));
-                    let pushed = tokio::select! {
-                        biased;
-                        _ = p.cancel.cancelled() => return,
-                        r = self.recv.push(m) => r,
-                    };
-                    if pushed.is_err() {
-                        return;
+                    Some(Err(e)) => {
+                        self.count_pipe_error(&p, &e);
+                        finished = true;
+                        break;
+                    }
+                    None => {
+                        debug!(target: "spstack", "peer closed the pipe");
+                        finished = true;
+                        break;
                     }
                 }
-                Verdict::Drop(r) => {
-                    p.stats.dropped(r);
-                    self.drop_msg(r, "dropped on receive");
+                if batch.len() >= BATCH {
+                    break;
                 }
-                Verdict::Close(why) => {
-                    self.stats.dropped(DropReason::Malformed);
-                    self.stats.rejected(RejectReason::ProtocolError);
-                    warn!(target: "spstack", why, "protocol violation; closing pipe");
+                match rx.next().now_or_never() {
+                    Some(n) => next = n,
+                    None => break,
+                }
+            }
+            if !batch.is_empty() {
+                let pushed = tokio::select! {
+                    biased;
+                    _ = &mut cancelled => return,
+                    r = std::future::poll_fn(|cx| self.recv.poll_push_batch(cx, &mut key, &mut batch)) => r,
+                };
+                if pushed.is_err() {
                     return;
                 }
             }
+            if finished {
+                return;
+            }
         }
+    }
+
+    /// Counts and parses one received frame; queues it for delivery or drops
+    /// it. `Err` means the peer broke the protocol and the pipe must close.
+    fn accept_frame(
+        &self,
+        p: &PipeEntry,
+        mut m: Message,
+        ttl: u8,
+        out: &mut VecDeque<Message>,
+    ) -> Result<(), String> {
+        let len = m.len();
+        p.stats.received(len);
+        self.stats.received(len);
+        match self.proto.on_recv(p.id, &mut m, ttl) {
+            Verdict::Deliver => {
+                m.set_pipe(Some(p.id));
+                out.push_back(m);
+                Ok(())
+            }
+            Verdict::Drop(r) => {
+                p.stats.dropped(r);
+                self.drop_msg(r, "dropped on receive");
+                Ok(())
+            }
+            Verdict::Close(why) => {
+                self.stats.dropped(DropReason::Malformed);
+                self.stats.rejected(RejectReason::ProtocolError);
+                Err(why)
+            }
+        }
+    }
+
+    fn count_pipe_error(&self, p: &PipeEntry, e: &Error) {
+        let reason = match e {
+            Error::TooLarge { .. } => {
+                self.stats.dropped(DropReason::TooLarge);
+                p.stats.dropped(DropReason::TooLarge);
+                RejectReason::ProtocolError
+            }
+            Error::Io(_) | Error::ConnectionClosed => RejectReason::Io,
+            _ => RejectReason::ProtocolError,
+        };
+        if reason != RejectReason::Io {
+            self.stats.rejected(reason);
+        }
+        warn!(target: "spstack", error = %e, "pipe closed");
     }
 }
 

@@ -489,7 +489,7 @@ impl RecvBuf {
         }
     }
     /// The bytes to fill.
-    pub fn as_mut(&mut self) -> &mut [u8] {
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
         let (h, l) = (self.headroom, self.len);
         match Arc::get_mut(&mut self.buf) {
             Some(b) => &mut b[h..h + l],

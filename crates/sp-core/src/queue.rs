@@ -211,6 +211,26 @@ impl<T> Queue<T> {
         Ok(())
     }
 
+    /// True when a push would not wait.
+    pub fn has_room(&self) -> bool {
+        let s = self.lock();
+        !s.closed && s.items.len() < s.cap
+    }
+
+    /// Pushes even when full (by at most a few items: for a sender that was
+    /// told there was room and lost a race for it). Fails only when closed.
+    pub fn force_push(&self, item: T) -> Result<(), T> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(item);
+        }
+        s.items.push_back(item);
+        if s.poppers.has_waiters() {
+            s.poppers.wake_one();
+        }
+        Ok(())
+    }
+
     /// Pushes, dropping the oldest item when full (SUB's policy). Returns the
     /// dropped item, if any.
     pub fn push_evict(&self, item: T) -> Result<Option<T>, T> {
@@ -259,6 +279,40 @@ impl<T> Queue<T> {
             return Poll::Ready(Ok(()));
         }
         *item = Some(it);
+        s.pushers.register(key, cx.waker());
+        Poll::Pending
+    }
+
+    /// Pushes as many of `items` as fit, waiting for room for the rest.
+    /// `Ready(Ok)` once all are queued; `Ready(Err)` if the queue closed.
+    pub fn poll_push_batch(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        items: &mut VecDeque<T>,
+    ) -> Poll<Result<(), ()>> {
+        let mut s = self.lock();
+        if s.closed {
+            s.pushers.release(key);
+            items.clear();
+            return Poll::Ready(Err(()));
+        }
+        let mut pushed = 0;
+        while s.items.len() < s.cap {
+            let Some(it) = items.pop_front() else { break };
+            s.items.push_back(it);
+            pushed += 1;
+        }
+        for _ in 0..pushed.min(4) {
+            if !s.poppers.has_waiters() {
+                break;
+            }
+            s.poppers.wake_one();
+        }
+        if items.is_empty() {
+            s.pushers.release(key);
+            return Poll::Ready(Ok(()));
+        }
         s.pushers.register(key, cx.waker());
         Poll::Pending
     }

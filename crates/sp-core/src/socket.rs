@@ -7,7 +7,7 @@ use std::task::{Context as TaskCx, Poll};
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
-use crate::core::{Core, CoreParts, Endpoint, PipeEvent, PipeHook, PipeId, RawProtocol};
+use crate::core::{Core, CoreParts, Endpoint, Handover, PipeEvent, PipeHook, PipeId, RawProtocol};
 use crate::describe::{describe_frame, Description};
 use crate::layer::{
     Bare, BoxSink, BoxStream, ComponentInfo, Field, FieldKind, Handshake, MessageIo, MessageLayer,
@@ -138,8 +138,8 @@ impl SocketBuilder {
         let io = shared.open_context();
         Socket {
             inner: Arc::new(SocketInner {
-                tx: tokio::sync::Mutex::new(io.tx),
-                rx: tokio::sync::Mutex::new(io.rx),
+                tx: futures::lock::Mutex::new(io.tx),
+                rx: futures::lock::Mutex::new(io.rx),
                 shared,
             }),
         }
@@ -173,8 +173,8 @@ impl Drop for Shared {
 }
 
 struct SocketInner {
-    tx: tokio::sync::Mutex<BoxSink>,
-    rx: tokio::sync::Mutex<BoxStream>,
+    tx: futures::lock::Mutex<BoxSink>,
+    rx: futures::lock::Mutex<BoxStream>,
     shared: Arc<Shared>,
 }
 
@@ -434,19 +434,18 @@ impl RawSink {
 impl Sink<Message> for RawSink {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+        let this = self.get_mut();
+        if this.pending.is_some() {
+            return this.poll_pending(cx);
+        }
+        // wait for room before taking the message: a send that is cancelled
+        // or times out here has handed nothing over
+        this.core.poll_send_ready(cx, &mut this.key)
     }
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
         let this = self.get_mut();
-        this.pending = Some(item);
-        // try at once: the common case completes here without a second poll
-        let waker = futures::task::noop_waker();
-        let mut cx = TaskCx::from_waker(&waker);
-        if let Poll::Ready(r) = this
-            .core
-            .poll_send(&mut cx, &mut this.key, &mut this.pending)
-        {
-            r?;
+        if let Handover::Kept(m) = this.core.send_now(item)? {
+            this.pending = Some(m);
         }
         Ok(())
     }

@@ -21,8 +21,9 @@ pub(crate) fn take_backtrace(msg: &mut Message) -> Option<usize> {
         if top {
             return Some(words);
         }
-        // bounded by the body length: no allocation, no recursion
-        if words > 255 {
+        // bounded by the body length: no allocation, no recursion; more than
+        // 256 words exceeds any TTL (at most 255) plus the replying hop
+        if words > 256 {
             return None;
         }
     }
@@ -108,9 +109,11 @@ impl RawProtocol for Req0Raw {
         if msg.body().len() < 4 {
             return Verdict::Close("reply shorter than its 4-byte request id".into());
         }
+        // a reply carries one word more than its request did at the REP that
+        // accepted it (that REP's own pipe id), so the request's limit plus one
         match take_backtrace(msg) {
             None => Verdict::Close("backtrace with no terminating word".into()),
-            Some(n) if n > ttl as usize => Verdict::Drop(DropReason::TtlExceeded),
+            Some(n) if n > ttl as usize + 1 => Verdict::Drop(DropReason::TtlExceeded),
             Some(_) => Verdict::Deliver,
         }
     }

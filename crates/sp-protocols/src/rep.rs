@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures::{Sink, Stream, StreamExt};
 use sp_core::layer::{ComponentInfo, MessageIo, Overhead};
 use sp_core::queue::WaitKey;
-use sp_core::{CookedProtocol, CookedSocket, Core, Error, Message, Result, Socket};
+use sp_core::{CookedProtocol, CookedSocket, Core, Error, Handover, Message, Result, Socket};
 
 /// Cooked REP v0.
 #[derive(Clone, Copy, Debug, Default)]
@@ -114,7 +114,10 @@ impl Sink<Message> for RepTx {
             ));
         };
         msg.set_header(&bt);
-        this.out = Some(msg);
+        // replies are routed by their backtrace and never wait (a full pipe drops them, counted)
+        if let Handover::Kept(m) = this.raw.send_now(msg)? {
+            this.out = Some(m);
+        }
         Ok(())
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {

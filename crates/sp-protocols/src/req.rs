@@ -14,7 +14,8 @@ use futures::{Sink, Stream};
 use sp_core::layer::{ComponentInfo, MessageIo, Overhead};
 use sp_core::queue::WaitKey;
 use sp_core::{
-    CookedProtocol, CookedSocket, Core, DropReason, Error, Message, PipeEvent, PipeId, Result,
+    CookedProtocol, CookedSocket, Core, DropReason, Error, Handover, Message, PipeEvent, PipeId,
+    Result,
 };
 use tokio::time::{Instant, Sleep};
 
@@ -263,7 +264,6 @@ impl CookedSocket for ReqShared {
             Box::pin(ReqTx {
                 g: g.clone(),
                 key: WaitKey::default(),
-                out: None,
             }),
             Box::pin(ReqRx {
                 g,
@@ -291,42 +291,30 @@ impl Drop for CtxGuard {
 struct ReqTx {
     g: Arc<CtxGuard>,
     key: WaitKey,
-    out: Option<Message>,
-}
-
-impl ReqTx {
-    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.out.is_none() {
-            return Poll::Ready(Ok(()));
-        }
-        let s = &self.g.shared;
-        match s.raw.poll_send(cx, &mut self.key, &mut self.out) {
-            Poll::Ready(Ok(pipe)) => {
-                s.lock().sent(self.g.ctx, pipe, Instant::now());
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 impl Sink<Message> for ReqTx {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_out(cx)
+        let this = self.get_mut();
+        this.g.shared.raw.poll_send_ready(cx, &mut this.key)
     }
     fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<()> {
         let this = self.get_mut();
-        let wire = this.g.shared.lock().start(this.g.ctx, msg);
-        this.out = Some(wire);
+        let s = &this.g.shared;
+        let wire = s.lock().start(this.g.ctx, msg);
+        // a request no pipe could take stays unsent in the state; the reply
+        // side sends it as soon as it can (ReqState::due)
+        if let Handover::Queued(pipe) = s.raw.send_now(wire)? {
+            s.lock().sent(this.g.ctx, pipe, Instant::now());
+        }
         Ok(())
     }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_out(cx)
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
     }
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_out(cx)
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -265,7 +265,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         if self.buf.len() - plen >= len {
                             self.buf.advance(plen);
                             let mut rb = RecvBuf::new(self.headroom, len);
-                            rb.as_mut().copy_from_slice(&self.buf[..len]);
+                            rb.bytes_mut().copy_from_slice(&self.buf[..len]);
                             self.buf.advance(len);
                             return Poll::Ready(Some(Ok(rb.into_message())));
                         }
@@ -281,7 +281,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             self.buf.advance(plen);
                             let mut rb = RecvBuf::new(self.headroom, len);
                             let have = self.buf.len();
-                            rb.as_mut()[..have].copy_from_slice(&self.buf);
+                            rb.bytes_mut()[..have].copy_from_slice(&self.buf);
                             self.buf.clear();
                             self.state = ReadState::Direct {
                                 buf: rb,
@@ -309,7 +309,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
                 ReadState::Direct { buf, filled, len } => {
                     while *filled < *len {
-                        let dst = &mut buf.as_mut()[*filled..];
+                        let dst = &mut buf.bytes_mut()[*filled..];
                         let mut rb = ReadBuf::new(dst);
                         match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
                             Poll::Ready(Ok(())) => {
@@ -353,7 +353,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         }
                     }
                     let mut rb = RecvBuf::new(self.headroom, *len);
-                    rb.as_mut().copy_from_slice(buf);
+                    rb.bytes_mut().copy_from_slice(buf);
                     self.state = ReadState::Prefix;
                     return Poll::Ready(Some(Ok(rb.into_message())));
                 }

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Side-by-side tables from run_side_by_side.sh output.
+
+usage: summarize.py RESULTS.txt [DIAG.txt]
+
+Reads `RESULT key=value ...` lines (same fields as ../shared/perf-anchors/harness.h, so
+spstack's tools and the C anchors mix freely; the anchors' own summarize.py also reads this
+file) and prints markdown: median [min–max] over repetitions, one column per library, plus
+a check of spstack against its targets and, from DIAG.txt, CPU and context switches per message.
+"""
+import statistics as st
+import sys
+from collections import defaultdict
+
+
+def parse(path, tag):
+    rows, fails = [], []
+    try:
+        f = open(path)
+    except OSError:
+        return rows, fails
+    for line in f:
+        if line.startswith(tag + " "):
+            rows.append(dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv))
+        elif line.startswith("FAIL"):
+            fails.append(line.strip())
+    return rows, fails
+
+
+rows, fails = parse(sys.argv[1], "RESULT")
+diag = parse(sys.argv[2], "DIAG")[0] if len(sys.argv) > 2 else []
+
+LIBS = ["spstack", "nng", "nanomsg", "zmq"]
+LIBN = {"spstack": "spstack", "nng": "nng 1.5.2", "nanomsg": "nanomsg 1.1.5", "zmq": "libzmq 4.3.4"}
+TRS = ["tcp", "ipc", "inproc"]
+
+
+def tr(r):
+    return r["url"].split("://")[0]
+
+
+def hsize(s):
+    return {64: "64 B", 1024: "1 KiB", 65536: "64 KiB", 1048576: "1 MiB"}.get(int(s), str(s))
+
+
+def f(v, nd=0):
+    if v >= 100 or nd == 0:
+        return f"{v:,.0f}"
+    return f"{v:.{nd}f}"
+
+
+def mr(vals, nd=0):
+    m = st.median(vals)
+    if len(vals) == 1:
+        return f(m, nd)
+    return f"{f(m, nd)} [{f(min(vals), nd)}–{f(max(vals), nd)}]"
+
+
+def group(test):
+    g = defaultdict(list)
+    for r in rows:
+        if r.get("test") == test:
+            g[(tr(r), int(r["size"]), r["lib"])].append(r)
+    return g
+
+
+def med(g, key, field):
+    rs = g.get(key)
+    return st.median(float(r[field]) for r in rs) if rs else None
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a is not None and b else "–"
+
+
+out = []
+p = out.append
+
+thr = group("thr")
+if thr:
+    cells = sorted({(k[0], k[1]) for k in thr}, key=lambda k: (TRS.index(k[0]) if k[0] in TRS else 9, k[1]))
+    libs = [l for l in LIBS if any(k[2] == l for k in thr)] + sorted({k[2] for k in thr} - set(LIBS))
+    p("### PUSH/PULL throughput (receiver-timed): msgs/s median [min–max] (MB/s median)\n")
+    p("| transport | size | " + " | ".join(LIBN.get(l, l) for l in libs) + " | spstack ÷ nng | spstack ÷ nanomsg | spstack ÷ zmq |")
+    p("|---|---|" + "---|" * (len(libs) + 3))
+    for t, s in cells:
+        row = []
+        for l in libs:
+            rs = thr.get((t, s, l))
+            if not rs:
+                row.append("–")
+                continue
+            row.append(f"{mr([float(r['msgps']) for r in rs])} ({f(st.median(float(r['MBps']) for r in rs), 1)})")
+        sp = med(thr, (t, s, "spstack"), "msgps")
+        p(f"| {t} | {hsize(s)} | " + " | ".join(row) + " | "
+          + " | ".join(ratio(sp, med(thr, (t, s, l), "msgps")) for l in ("nng", "nanomsg", "zmq")) + " |")
+    p("")
+    p("Receiver peak RSS, KiB (median): " + "; ".join(
+        f"{LIBN.get(l, l)} tcp 64 B {f(med(thr, ('tcp', 64, l), 'rss_kb'))}, tcp 1 MiB {f(med(thr, ('tcp', 1048576, l), 'rss_kb'))}"
+        for l in libs if med(thr, ("tcp", 64, l), "rss_kb") is not None and med(thr, ("tcp", 1048576, l), "rss_kb") is not None))
+    p("")
+
+lat = group("lat")
+if lat:
+    cells = sorted({(k[0], k[1]) for k in lat}, key=lambda k: (k[1], TRS.index(k[0]) if k[0] in TRS else 9))
+    libs = [l for l in LIBS if any(k[2] == l for k in lat)] + sorted({k[2] for k in lat} - set(LIBS))
+    p("### REQ/REP round-trip latency, µs: p50 median [min–max] / p99 median (mean median)\n")
+    p("| transport | size | " + " | ".join(LIBN.get(l, l) for l in libs) + " | spstack one-way (nng/nanomsg \"average latency\") |")
+    p("|---|---|" + "---|" * (len(libs) + 1))
+    for t, s in cells:
+        row = []
+        for l in libs:
+            rs = lat.get((t, s, l))
+            if not rs:
+                row.append("–")
+                continue
+            row.append(f"{mr([float(r['p50_us']) for r in rs], 1)} / {f(st.median(float(r['p99_us']) for r in rs), 1)} "
+                       f"({f(st.median(float(r['mean_us']) for r in rs), 1)})")
+        ow = [float(r["avg_latency_us"]) for r in lat.get((t, s, "spstack"), []) if "avg_latency_us" in r]
+        p(f"| {t} | {hsize(s)} | " + " | ".join(row) + f" | {mr(ow, 1) if ow else '–'} |")
+    n = {r["n"] for r in rows if r.get("test") == "lat"}
+    p(f"\nRound trips per run: {', '.join(sorted(n))} timed (after 1,000 warm-up).\n")
+
+# targets
+checks = []
+def chk(name, a, b, want_ge=True, factor=1.0):
+    if a is None or b is None:
+        checks.append((name, "–", "–", "n/a"))
+        return
+    ok = a >= factor * b if want_ge else a <= factor * b
+    checks.append((name, a, b, "met" if ok else "**short**"))
+
+if thr:
+    sp, nng, nn = (med(thr, ("tcp", 64, l), "msgps") for l in ("spstack", "nng", "nanomsg"))
+    chk("tcp 64 B msgs/s ≥ 10× nng", sp, nng, True, 10.0)
+    chk("tcp 64 B msgs/s ≥ nanomsg", sp, nn)
+    for t in ("tcp", "ipc"):
+        for s in (65536, 1048576):
+            chk(f"{t} {hsize(s)} MB/s ≥ nanomsg", med(thr, (t, s, "spstack"), "MBps"), med(thr, (t, s, "nanomsg"), "MBps"))
+if lat:
+    chk("tcp 64 B REQ/REP p50 ≤ nanomsg (µs)", med(lat, ("tcp", 64, "spstack"), "p50_us"),
+        med(lat, ("tcp", 64, "nanomsg"), "p50_us"), False)
+if checks:
+    p("### spstack against its targets (medians)\n")
+    p("| target | spstack | reference | verdict |")
+    p("|---|---|---|---|")
+    for name, a, b, v in checks:
+        fa = f(a, 1) if isinstance(a, float) else a
+        fb = f(b, 1) if isinstance(b, float) else b
+        if name.startswith("tcp 64 B msgs/s ≥ 10×") and isinstance(b, float):
+            fb = f"10 × {f(b)} = {f(10 * b)}"
+        p(f"| {name} | {fa} | {fb} | {v} |")
+    p("")
+
+if diag:
+    p("### CPU and context switches, tcp 64 B (/usr/bin/time; anchors: both processes together)\n")
+    p("| lib | test | role | msgs or round trips | elapsed s | user s | sys s | vol ctxsw | invol ctxsw | ctxsw per msg | CPU µs per msg |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|")
+    for d in diag:
+        try:
+            n = float(d["msgs"])
+            cs = float(d["vol_ctxsw"]) + float(d["invol_ctxsw"])
+            cpu = float(d["user_s"]) + float(d["sys_s"])
+            p(f"| {d['lib']} | {d['test']} | {d['role']} | {f(n)} | {d['elapsed_s']} | {d['user_s']} | {d['sys_s']} | "
+              f"{d['vol_ctxsw']} | {d['invol_ctxsw']} | {cs / n:.3f} | {cpu / n * 1e6:.2f} |")
+        except (KeyError, ValueError, ZeroDivisionError):
+            p(f"| {d.get('lib')} | {d.get('test')} | {d.get('role')} | (incomplete: {' '.join(k + '=' + v for k, v in d.items())}) |||||||| ")
+    p("")
+
+if fails:
+    p("### Failures\n")
+    for l in fails:
+        p(f"- `{l}`")
+    p("")
+
+print("\n".join(out))
