@@ -996,6 +996,103 @@ async fn rep_more_hops_than_ttl_is_dropped_and_pipe_kept() {
     assert_no_library_panic();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn req_drops_late_and_too_deep_replies_and_keeps_the_pipe() {
+    init();
+    let evil_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let evil_url = format!("tcp://{}", evil_l.local_addr().expect("addr"));
+    let req = spstack::req0().options(Options::default().ttl(8)).build();
+    let accept = async {
+        let (mut s, _) = evil_l.accept().await.expect("accept");
+        handshake(&mut s, REP0, REQ0).await;
+        s
+    };
+    let (dialed, s) = tokio::join!(timeout(WAIT, req.dial(&evil_url)), timeout(WAIT, accept));
+    dialed.expect("dial in time").expect("dial");
+    let mut s = s.expect("evil accept in time");
+
+    timeout(WAIT, req.send("question"))
+        .await
+        .expect("send in time")
+        .expect("send");
+    let got = read_tcp_frame(&mut s).await;
+    let id = u32::from_be_bytes(got[..4].try_into().expect("4 bytes")) & 0x7fff_ffff;
+    assert_eq!(&got[4..], b"question");
+    let pending = {
+        let req = req.clone();
+        tokio::spawn(async move { timeout(WAIT, req.recv()).await })
+    };
+
+    // a reply to a request nobody sent: dropped as late, pipe kept
+    s.write_all(&tcp_frame(&request(id ^ 0x1234, b"stranger")))
+        .await
+        .expect("send");
+    wait_stats(&req, "Late", |st| st.drops(DropReason::Late) == 1).await;
+    // a reply that went through 9 devices + the id word: more than ttl 8
+    let mut deep = Vec::new();
+    for w in 1..=9u32 {
+        deep.extend_from_slice(&w.to_be_bytes());
+    }
+    deep.extend_from_slice(&request(id, b"too deep"));
+    s.write_all(&tcp_frame(&deep)).await.expect("send");
+    let st = wait_stats(&req, "TtlExceeded", |st| {
+        st.drops(DropReason::TtlExceeded) == 1
+    })
+    .await;
+    assert_eq!(st.pipes_closed, 0);
+    assert_eq!(st.total_rejects(), 0);
+    assert_eq!(req.pipes().len(), 1);
+    assert!(!pending.is_finished(), "a bad reply was delivered");
+
+    // the right reply on the same connection is delivered
+    s.write_all(&tcp_frame(&request(id, b"answer")))
+        .await
+        .expect("send");
+    let r = pending
+        .await
+        .expect("recv task")
+        .expect("reply in time")
+        .expect("recv");
+    assert_eq!(r.body(), b"answer");
+    expect_open(&mut s, Duration::from_millis(50), "after dropped replies").await;
+    assert_no_library_panic();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_does_not_block_the_rep() {
+    init();
+    const N: u32 = 400;
+    let (rep, url) = rep_on_tcp(Options::default().send_queue(8).write_batch(8)).await;
+    let mut s = connect(&url).await;
+    handshake(&mut s, REQ0, REP0).await;
+    let mut burst = Vec::new();
+    for id in 1..=N {
+        burst.extend_from_slice(&tcp_frame(&request(id, b"give me 64 KiB")));
+    }
+    s.write_all(&burst).await.expect("send");
+    // answer every request with 64 KiB; the evil peer reads none of it
+    let reply = vec![0x42u8; 64 << 10];
+    let t0 = Instant::now();
+    for _ in 0..N {
+        let m = timeout(WAIT, rep.recv())
+            .await
+            .expect("recv in time")
+            .expect("recv");
+        assert_eq!(m.body(), b"give me 64 KiB");
+        timeout(WAIT, rep.send(reply.clone()))
+            .await
+            .expect("a reply to a peer that never reads must not block")
+            .expect("reply");
+    }
+    assert!(t0.elapsed() < WAIT, "answering took {:?}", t0.elapsed());
+    let st = wait_stats(&rep, "QueueFull", |st| st.drops(DropReason::QueueFull) > 0).await;
+    assert_eq!(st.pipes_closed, 0);
+    assert_rep_serves(&rep, &url).await;
+    drop(s);
+    wait_stats(&rep, "the silent pipe closed", |st| st.pipes_closed == 2).await;
+    assert_no_library_panic();
+}
+
 // ------------------------------------------------------------------------
 // IPC
 // ------------------------------------------------------------------------
@@ -1448,6 +1545,20 @@ async fn many_empty_frames_cost_linear_time() {
         "{N} empty frames took {took:?}"
     );
     assert_eq!(pull.stats().msgs_in, N as u64);
+    let push = spstack::push0().build();
+    timeout(WAIT, push.dial(&url))
+        .await
+        .expect("dial in time")
+        .expect("dial");
+    timeout(WAIT, push.send("after"))
+        .await
+        .expect("send in time")
+        .expect("send");
+    let m = timeout(WAIT, pull.recv())
+        .await
+        .expect("recv in time")
+        .expect("recv");
+    assert_eq!(m.body(), b"after");
     assert_no_library_panic();
 }
 

@@ -160,7 +160,8 @@ impl Endpoint {
     pub fn url(&self) -> &str {
         &self.url
     }
-    /// Stops dialing or listening. Pipes already open stay open.
+    /// Stops dialing or listening and closes the pipes this endpoint opened
+    /// (as `nng_dialer_close` / `nng_listener_close` do).
     pub fn close(&self) {
         self.cancel.cancel();
     }
@@ -642,6 +643,9 @@ impl Core {
             let core = self.clone();
             let ho = half_open.clone();
             let pipe_cancel = cancel.clone();
+            // hold the list while spawning: a handshake that finishes at once
+            // must find its entry to remove it
+            let mut ho_guard = half_open.lock().unwrap_or_else(|e| e.into_inner());
             let task = tokio::spawn(async move {
                 let res = core.open_pipe(raw, false).await;
                 ho.lock()
@@ -651,10 +655,8 @@ impl Core {
                     let _ = core.attach(conn, &pipe_cancel);
                 }
             });
-            let mut ho = half_open.lock().unwrap_or_else(|e| e.into_inner());
-            if !task.is_finished() {
-                ho.push_back((id, task.abort_handle()));
-            }
+            ho_guard.push_back((id, task.abort_handle()));
+            let ho = &mut ho_guard;
             while ho.len() > self.opts.max_half_open {
                 if let Some((_, h)) = ho.pop_front() {
                     h.abort();
