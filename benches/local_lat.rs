@@ -11,11 +11,16 @@ const TOOL: &str = "local_lat";
 
 #[tokio::main]
 async fn main() {
+    common::run(body()).await
+}
+
+async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "roundtrips");
     let sock = spstack::rep0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
+    common::watch(&sock);
     let gone = Arc::new(tokio::sync::Notify::new());
     {
         let gone = gone.clone();
@@ -50,9 +55,12 @@ async fn main() {
             .await
             .unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
         n += 1;
+        common::progress();
     }
     eprintln!(
-        "SERVER lib=spstack url={} size={} echoed={n}",
-        a.url, a.size
+        "SERVER lib={} url={} size={} echoed={n}",
+        common::lib_name(),
+        a.url,
+        a.size
     );
 }

@@ -12,12 +12,17 @@ const TOOL: &str = "local_thr";
 
 #[tokio::main]
 async fn main() {
+    common::run(body()).await
+}
+
+async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "count");
     let rss_before = common::peak_rss_kb();
     let sock = spstack::pull0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
+    common::watch(&sock);
     let _ep = sock
         .listen(&a.url)
         .await
@@ -48,12 +53,14 @@ async fn main() {
             );
         }
         t1 = Instant::now();
+        common::progress();
     }
     let n = (a.count - 1) as f64;
     let el = (t1 - t0).as_secs_f64();
     let mps = if el > 0.0 { n / el } else { 0.0 };
     println!(
-        "RESULT lib=spstack test=thr url={} size={} msgs={} secs={:.3} msgps={:.0} MBps={:.2} rss_kb={} rss_before_kb={}",
+        "RESULT lib={} test=thr url={} size={} msgs={} secs={:.3} msgps={:.0} MBps={:.2} rss_kb={} rss_before_kb={}",
+        common::lib_name(),
         a.url,
         a.size,
         a.count - 1,

@@ -14,11 +14,16 @@ const TOOL: &str = "remote_lat";
 
 #[tokio::main]
 async fn main() {
+    common::run(body()).await
+}
+
+async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "roundtrips");
     let sock = spstack::req0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
+    common::watch(&sock);
     let _ep = sock
         .dial_background(&a.url)
         .unwrap_or_else(|e| common::die(TOOL, format_args!("dial {}: {e}", a.url)));
@@ -38,7 +43,8 @@ async fn main() {
     let sum: f64 = v.iter().map(|&x| x as f64).sum();
     v.sort_unstable();
     println!(
-        "RESULT lib=spstack test=lat url={} size={} n={} mean_us={:.2} p50_us={:.2} p99_us={:.2} min_us={:.2} max_us={:.2} rt_per_s={:.0} avg_latency_us={:.2}",
+        "RESULT lib={} test=lat url={} size={} n={} mean_us={:.2} p50_us={:.2} p99_us={:.2} min_us={:.2} max_us={:.2} rt_per_s={:.0} avg_latency_us={:.2}",
+        common::lib_name(),
         a.url,
         a.size,
         n,
@@ -68,4 +74,5 @@ async fn roundtrip(sock: &spstack::Socket, size: usize) {
             format_args!("reply of {} bytes, expected {size}", r.body().len()),
         );
     }
+    common::progress();
 }

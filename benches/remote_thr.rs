@@ -13,11 +13,16 @@ const TOOL: &str = "remote_thr";
 
 #[tokio::main]
 async fn main() {
+    common::run(body()).await
+}
+
+async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "count");
     let sock = spstack::push0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
+    common::watch(&sock);
     let gone = Arc::new(tokio::sync::Notify::new());
     {
         let gone = gone.clone();
@@ -38,10 +43,12 @@ async fn main() {
         sock.send(m)
             .await
             .unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
+        common::progress();
     }
     let el = common::since(t0);
     eprintln!(
-        "SENDER lib=spstack url={} size={} msgs={} secs={:.3} msgps={:.0} (includes connect)",
+        "SENDER lib={} url={} size={} msgs={} secs={:.3} msgps={:.0} (includes connect)",
+        common::lib_name(),
         a.url,
         a.size,
         a.count,

@@ -7,7 +7,9 @@
 #        QUICK=1         smoke run: 1 rep, small counts, short anchor runs
 #        THR_SECS=2.5    anchors' throughput duration (their `thr URL SIZE SECS`)
 #        LAT_N=100000    timed round trips per latency run (both sides)
-#        TRANSPORTS="tcp ipc"  LIBS="spstack nng nn zmq"  SECTIONS="thr lat diag"
+#        TRANSPORTS="tcp ipc"  LIBS="spstack spstack-spawn nng nn zmq"  SECTIONS="thr lat diag"
+#          spstack: the tools' body runs in #[tokio::main]'s block_on (main thread, not a runtime worker);
+#          spstack-spawn: the same binaries with SPBENCH_SPAWN=1, body in tokio::spawn (on a worker)
 #        ANCHORS=../shared/perf-anchors (source dir)   ABIN=/tmp/perf-anchors/bin
 # Output: OUTDIR/results.txt (RESULT lines), OUTDIR/diag.txt (/usr/bin/time per side), OUTDIR/stderr.log, OUTDIR/summary.md (printed at the end).
 # Every command runs under `timeout`; spstack's tools also stop themselves (SPBENCH_LIMIT_S, default 60 s).
@@ -24,7 +26,7 @@ else
   REPS=${REPS:-3}; THR_SECS=${THR_SECS:-2.5}; LAT_N=${LAT_N:-100000}; DIV=1
 fi
 TRANSPORTS=${TRANSPORTS:-"tcp ipc"}
-LIBS=${LIBS:-"spstack nng nn zmq"}
+LIBS=${LIBS:-"spstack spstack-spawn nng nn zmq"}
 SECTIONS=${SECTIONS:-"thr lat diag"}
 SIZES_THR="64 1024 65536 1048576"
 SIZES_LAT="64 1024"
@@ -65,10 +67,16 @@ LOCAL_LAT=$(sp_bin local_lat); REMOTE_LAT=$(sp_bin remote_lat)
 for b in "$LOCAL_THR" "$REMOTE_THR" "$LOCAL_LAT" "$REMOTE_LAT"; do
   [ -x "$b" ] || { echo "spstack tool not found: '$b'"; exit 1; }
 done
+# private copies: a concurrent `cargo build` in the same target dir must not swap binaries mid-run
+mkdir -p "$OUT/bin"
+cp "$LOCAL_THR" "$OUT/bin/local_thr"; cp "$REMOTE_THR" "$OUT/bin/remote_thr"
+cp "$LOCAL_LAT" "$OUT/bin/local_lat"; cp "$REMOTE_LAT" "$OUT/bin/remote_lat"
+LOCAL_THR=$OUT/bin/local_thr; REMOTE_THR=$OUT/bin/remote_thr
+LOCAL_LAT=$OUT/bin/local_lat; REMOTE_LAT=$OUT/bin/remote_lat
 
 { echo "## date"; date -u; echo "## uname"; uname -a; echo "## cpu"; lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz" ;
-  echo "## load"; cat /proc/loadavg; echo "## rust"; rustc --version;
-  echo "## git"; (cd "$ROOT" && git rev-parse --short HEAD && git status --short | head -20);
+  echo "## load at start"; cat /proc/loadavg; echo "## rust"; rustc --version;
+  echo "## git"; (cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null && git status --short | head -20) || echo "not a git checkout; SPBENCH_REV=${SPBENCH_REV:-unset}";
   echo "## settings"; echo "REPS=$REPS QUICK=$QUICK THR_SECS=$THR_SECS LAT_N=$LAT_N TRANSPORTS=$TRANSPORTS LIBS=$LIBS"; } >"$OUT/env.txt" 2>&1
 
 # ---------------------------------------------------------------- runners
@@ -77,21 +85,22 @@ fail() { echo "FAIL $*" >>"$RES"; echo "  FAIL $*" >&2; }
 
 run_anchor() { # LIB MODE URL SIZE ARG
   local lib=$1; shift
-  echo "# $(date +%T) bench_$lib $*" >>"$ERR"
+  echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) bench_$lib $*" >>"$ERR"
   timeout "$T_CMD" "$ABIN/bench_$lib" "$@" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=bench_$lib $*"
   rm -f "$IPC"
 }
 
-run_sp() { # KIND(thr|lat) URL SIZE COUNT ; the local side listens, the remote side dials (with retry)
-  local kind=$1 url=$2 sz=$3 n=$4 lb rb lpid rc_r rc_l
+run_sp() { # LIB KIND(thr|lat) URL SIZE COUNT ; the local side listens, the remote side dials (with retry)
+  local lib=$1 kind=$2 url=$3 sz=$4 n=$5 lb rb lpid rc_r rc_l spawn=0
+  [ "$lib" = spstack-spawn ] && spawn=1
   if [ "$kind" = thr ]; then lb=$LOCAL_THR; rb=$REMOTE_THR; else lb=$LOCAL_LAT; rb=$REMOTE_LAT; fi
-  echo "# $(date +%T) spstack $kind $url $sz $n" >>"$ERR"
-  timeout "$T_CMD" "$lb" "$url" "$sz" "$n" >>"$RES" 2>>"$ERR" &
+  echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib $kind $url $sz $n" >>"$ERR"
+  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$lb" "$url" "$sz" "$n" >>"$RES" 2>>"$ERR" &
   lpid=$!
-  timeout "$T_CMD" "$rb" "$url" "$sz" "$n" >>"$RES" 2>>"$ERR"; rc_r=$?
+  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$rb" "$url" "$sz" "$n" >>"$RES" 2>>"$ERR"; rc_r=$?
   wait "$lpid"; rc_l=$?
-  [ $rc_r = 0 ] || fail "rc=$rc_r cmd=spstack remote_$kind $url $sz $n"
-  [ $rc_l = 0 ] || fail "rc=$rc_l cmd=spstack local_$kind $url $sz $n"
+  [ $rc_r = 0 ] || fail "rc=$rc_r cmd=$lib remote_$kind $url $sz $n"
+  [ $rc_l = 0 ] || fail "rc=$rc_l cmd=$lib local_$kind $url $sz $n"
   rm -f "$IPC"
 }
 
@@ -104,7 +113,7 @@ for rep in $(seq "$REPS"); do
     for tr in $TRANSPORTS; do for sz in $SIZES_THR; do for lib in $LIBS; do
       mkurl "$tr"
       echo "rep $rep thr $lib $U $sz" >&2
-      if [ "$lib" = spstack ]; then run_sp thr "$U" "$sz" "$(count_for "$sz")"
+      if [ "${lib#spstack}" != "$lib" ]; then run_sp "$lib" thr "$U" "$sz" "$(count_for "$sz")"
       else run_anchor "$lib" thr "$U" "$sz" "$THR_SECS"; fi
     done; done; done
   fi
@@ -112,7 +121,7 @@ for rep in $(seq "$REPS"); do
     for tr in $TRANSPORTS; do for sz in $SIZES_LAT; do for lib in $LIBS; do
       mkurl "$tr"
       echo "rep $rep lat $lib $U $sz" >&2
-      if [ "$lib" = spstack ]; then run_sp lat "$U" "$sz" "$LAT_N"
+      if [ "${lib#spstack}" != "$lib" ]; then run_sp "$lib" lat "$U" "$sz" "$LAT_N"
       else run_anchor "$lib" lat "$U" "$sz" "$LAT_N"; fi
     done; done; done
   fi
@@ -123,20 +132,24 @@ done
 if has diag "$SECTIONS"; then
   echo "diag: /usr/bin/time over tcp 64 B runs" >&2
   TF="elapsed_s=%e user_s=%U sys_s=%S cpu=%P vol_ctxsw=%w invol_ctxsw=%c"
-  mkurl tcp; n=$(count_for 64)
-  timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$LOCAL_THR" "$U" 64 "$n" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
-  timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.r" "$REMOTE_THR" "$U" 64 "$n" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
-  cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
-  echo "DIAG lib=spstack test=thr role=recv url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
-  echo "DIAG lib=spstack test=thr role=send url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
-  mkurl tcp; n=$((LAT_N + 1000))
-  timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$LOCAL_LAT" "$U" 64 "$LAT_N" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
-  timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.r" "$REMOTE_LAT" "$U" 64 "$LAT_N" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
-  cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
-  echo "DIAG lib=spstack test=lat role=server url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
-  echo "DIAG lib=spstack test=lat role=client url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
   for lib in $LIBS; do
-    [ "$lib" = spstack ] && continue
+    [ "${lib#spstack}" = "$lib" ] && continue
+    spawn=0; [ "$lib" = spstack-spawn ] && spawn=1
+    mkurl tcp; n=$(count_for 64)
+    SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$LOCAL_THR" "$U" 64 "$n" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
+    SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.r" "$REMOTE_THR" "$U" 64 "$n" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
+    cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
+    echo "DIAG lib=$lib test=thr role=recv url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
+    echo "DIAG lib=$lib test=thr role=send url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
+    mkurl tcp; n=$((LAT_N + 1000))
+    SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$LOCAL_LAT" "$U" 64 "$LAT_N" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
+    SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.r" "$REMOTE_LAT" "$U" 64 "$LAT_N" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
+    cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
+    echo "DIAG lib=$lib test=lat role=server url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
+    echo "DIAG lib=$lib test=lat role=client url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
+  done
+  for lib in $LIBS; do
+    [ "${lib#spstack}" != "$lib" ] && continue
     mkurl tcp   # the anchors fork: %w/%c cover parent and (reaped) child together
     timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$ABIN/bench_$lib" thr "$U" 64 "$THR_SECS" >"$OUT/d.out" 2>>"$ERR"
     sed "s/^RESULT /DIAGRUN /" "$OUT/d.out" >>"$DIAGF"
@@ -149,7 +162,8 @@ if has diag "$SECTIONS"; then
   rm -f "$OUT"/d.*
 fi
 
-echo "## wall time $(( $(date +%s) - START )) s" >>"$OUT/env.txt"
+{ echo "## wall time $(( $(date +%s) - START )) s"; echo "## load at end"; cat /proc/loadavg;
+  echo "## git at end"; (cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null && git status --short | head -20) || echo "not a git checkout"; } >>"$OUT/env.txt"
 python3 "$HERE/summarize.py" "$RES" "$DIAGF" >"$OUT/summary.md" 2>>"$ERR"
 cat "$OUT/summary.md"
 echo

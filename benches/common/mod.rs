@@ -2,7 +2,54 @@
 //! only auto-discovers `benches/*.rs` and `benches/*/main.rs`).
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Messages (or round trips) done so far; printed if the hard limit hits.
+pub static PROGRESS: AtomicU64 = AtomicU64::new(0);
+static SOCKET: OnceLock<spstack::Socket> = OnceLock::new();
+
+/// Counts one message or round trip done.
+#[inline]
+pub fn progress() {
+    PROGRESS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Registers the tool's socket so the hard limit can print its counters.
+pub fn watch(sock: &spstack::Socket) {
+    let _ = SOCKET.set(sock.clone());
+}
+
+/// `SPBENCH_SPAWN=1` runs the tool's body in `tokio::spawn` (on a runtime
+/// worker) instead of on `main`'s `block_on` thread, and reports
+/// `lib=spstack-spawn`. The default measures what `#[tokio::main]` code gets.
+pub fn spawned() -> bool {
+    std::env::var("SPBENCH_SPAWN")
+        .map(|v| v == "1")
+        .unwrap_or(false)
+}
+
+/// The `lib=` name of this run.
+pub fn lib_name() -> &'static str {
+    if spawned() {
+        "spstack-spawn"
+    } else {
+        "spstack"
+    }
+}
+
+/// Runs `body` on the current task, or in `tokio::spawn` with `SPBENCH_SPAWN=1`.
+pub async fn run(body: impl std::future::Future<Output = ()> + Send + 'static) {
+    if spawned() {
+        if let Err(e) = tokio::spawn(body).await {
+            eprintln!("fatal: tool task failed: {e}");
+            std::process::exit(2);
+        }
+    } else {
+        body.await
+    }
+}
 
 /// Largest message a tool accepts: 1 MiB payload plus headers, with room.
 pub const RECV_MAX: usize = 2 << 20;
@@ -42,14 +89,33 @@ pub fn args(tool: &str, what: &str) -> Args {
 
 /// Hard wall-clock limit: after `SPBENCH_LIMIT_S` seconds (default 60) the
 /// process prints an error and exits with status 3, whatever it is doing.
+///
+/// Also turns on `tracing` output to stderr when `RUST_LOG` is set
+/// (e.g. `RUST_LOG=spstack=debug`), for diagnosing a stuck run.
 pub fn hard_limit(tool: &'static str) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let secs: u64 = std::env::var("SPBENCH_LIMIT_S")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(secs));
-        eprintln!("[{tool}] fatal: hard time limit of {secs} s reached");
+        eprintln!(
+            "[{tool}] fatal: hard time limit of {secs} s reached; progress {}",
+            PROGRESS.load(Ordering::Relaxed)
+        );
+        if let Some(s) = SOCKET.get() {
+            eprintln!(
+                "[{tool}] stats: {}; pipes {:?}",
+                s.stats().to_string().replace('\n', "; "),
+                s.pipes()
+            );
+        }
         std::process::exit(3);
     });
 }

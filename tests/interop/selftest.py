@@ -4,6 +4,7 @@
 tcp:// and ipc://, in both listen/dial directions.
 
     python3 tests/interop/selftest.py [--quick] [--filter SUBSTRING] [-j N]
+        [--count N] [--timeout SECS] [--nano-args "--linger 0.3 --send-delay 0.3"]
 
 Prints one line per run and a summary; exit 0 only if every run passed.
 Every subprocess is bounded by a timeout.
@@ -11,6 +12,7 @@ Every subprocess is bounded by a timeout.
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,7 +99,10 @@ def main():
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=20)
     ap.add_argument("-j", type=int, default=1, help="parallel runs (default 1)")
+    ap.add_argument("--nano-args", default="",
+                    help='extra nano.py options, e.g. "--linger 0.3 --send-delay 0.3"')
     a = ap.parse_args()
+    NANO.extend(a.nano_args.split())
 
     cases = []
     transports = ["tcp"] if a.quick else ["tcp", "ipc"]
@@ -124,6 +129,7 @@ def main():
             ok, line = f.result()
             failures += not ok
             print(line, flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     print("%d runs, %d failed" % (len(cases), failures))
     return 1 if failures else 0
 

@@ -250,6 +250,11 @@ impl Core {
         self.read_pipes().list.iter().map(|p| p.id).collect()
     }
 
+    /// True while the pipe is attached.
+    pub fn has_pipe(&self, id: PipeId) -> bool {
+        self.read_pipes().by_id.contains_key(&id)
+    }
+
     /// What is known about a pipe.
     pub fn pipe_info(&self, id: PipeId) -> Option<Arc<PipeInfo>> {
         let t = self.read_pipes();

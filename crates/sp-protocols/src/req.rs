@@ -251,6 +251,23 @@ impl ReqShared {
     }
 }
 
+impl ReqShared {
+    /// Records that `ctx`'s request went out on `pipe`. The pipe may have
+    /// died between being chosen and this record, before the pipe-loss hook
+    /// could see the request on it: check, so the resend happens at once
+    /// rather than after the resend timer.
+    fn record_sent(&self, ctx: CtxId, pipe: Option<PipeId>) {
+        self.lock().sent(ctx, pipe, Instant::now());
+        if let Some(p) = pipe {
+            if !self.raw.has_pipe(p) {
+                for w in self.lock().pipe_lost(p) {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
 impl CookedSocket for ReqShared {
     fn context(&self) -> MessageIo {
         let Some(shared) = self.me.upgrade() else {
@@ -306,7 +323,7 @@ impl Sink<Message> for ReqTx {
         // a request no pipe could take stays unsent in the state; the reply
         // side sends it as soon as it can (ReqState::due)
         if let Handover::Queued(pipe) = s.raw.send_now(wire)? {
-            s.lock().sent(this.g.ctx, pipe, Instant::now());
+            s.record_sent(this.g.ctx, pipe);
         }
         Ok(())
     }
@@ -372,7 +389,7 @@ impl Stream for ReqRx {
                     .raw
                     .poll_send(cx, &mut this.send_key, &mut this.resend)
                 {
-                    Poll::Ready(Ok(pipe)) => shared.lock().sent(ctx, pipe, Instant::now()),
+                    Poll::Ready(Ok(pipe)) => shared.record_sent(ctx, pipe),
                     Poll::Ready(Err(e)) => {
                         this.release();
                         return Poll::Ready(Some(Err(e)));
@@ -434,3 +451,83 @@ impl Drop for ReqRx {
 }
 
 use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply_to(wire: &Message, body: &[u8]) -> Message {
+        let mut r = Message::from(body);
+        r.push_header(&wire.header()[..4]);
+        r
+    }
+
+    #[test]
+    fn ids_have_top_bit_and_replies_match() {
+        let mut st = ReqState::new(Some(Duration::from_secs(60)));
+        let wire = st.start(1, Message::from(&b"q"[..]));
+        assert_eq!(wire.header()[0] & 0x80, 0x80);
+        assert_eq!(wire.body(), b"q");
+        st.sent(1, Some(7), Instant::now());
+        assert!(matches!(
+            st.on_reply(reply_to(&wire, b"a")),
+            ReplyOutcome::Matched(1, _)
+        ));
+        assert_eq!(st.take_reply(1).unwrap().body(), b"a");
+        assert!(!st.has_request(1));
+        // the same reply again is late
+        assert!(matches!(
+            st.on_reply(reply_to(&wire, b"a")),
+            ReplyOutcome::Late
+        ));
+    }
+
+    #[test]
+    fn resend_when_due_or_pipe_lost_and_not_before() {
+        let t0 = Instant::now();
+        let mut st = ReqState::new(Some(Duration::from_secs(1)));
+        let wire = st.start(1, Message::from(&b"q"[..]));
+        assert!(st.due(1, t0).is_some(), "unsent requests are due");
+        st.sent(1, Some(7), t0);
+        assert!(st.due(1, t0 + Duration::from_millis(999)).is_none());
+        let again = st.due(1, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(again.header(), wire.header(), "a resend keeps its id");
+        st.sent(1, Some(7), t0);
+        assert!(
+            st.pipe_lost(8).is_empty() && st.due(1, t0).is_none(),
+            "another pipe's loss does not matter"
+        );
+        st.pipe_lost(7);
+        assert!(
+            st.due(1, t0).is_some(),
+            "its own pipe's loss resends at once"
+        );
+    }
+
+    #[test]
+    fn new_request_cancels_the_old_one_and_contexts_are_independent() {
+        let mut st = ReqState::new(None);
+        let old = st.start(1, Message::from(&b"old"[..]));
+        let other = st.start(2, Message::from(&b"other"[..]));
+        let new = st.start(1, Message::from(&b"new"[..]));
+        assert_ne!(old.header(), new.header());
+        assert!(matches!(
+            st.on_reply(reply_to(&old, b"x")),
+            ReplyOutcome::Late
+        ));
+        assert!(matches!(
+            st.on_reply(reply_to(&other, b"y")),
+            ReplyOutcome::Matched(2, _)
+        ));
+        assert!(matches!(
+            st.on_reply(reply_to(&new, b"z")),
+            ReplyOutcome::Matched(1, _)
+        ));
+        assert_eq!(st.take_reply(1).unwrap().body(), b"z");
+        assert_eq!(st.take_reply(2).unwrap().body(), b"y");
+        assert_eq!(st.deadline(1), None, "resend disabled");
+        let mut bad = Message::from(&b"x"[..]);
+        bad.push_header_u32(5);
+        assert!(matches!(st.on_reply(bad), ReplyOutcome::Malformed));
+    }
+}
