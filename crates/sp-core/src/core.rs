@@ -200,7 +200,7 @@ impl Core {
             layers: p.layer_names,
         };
         Arc::new(Core {
-            recv: Queue::new(p.opts.recv_queue),
+            recv: Queue::with_bytes(p.opts.recv_queue, p.opts.recv_queue_bytes, Message::len),
             proto: p.proto,
             opts: p.opts,
             transports: p.transports,
@@ -828,7 +828,11 @@ impl Core {
         let cancel = parent.child_token();
         let entry = Arc::new(PipeEntry {
             id,
-            queue: Arc::new(Queue::new(self.opts.send_queue)),
+            queue: Arc::new(Queue::with_bytes(
+                self.opts.send_queue,
+                self.opts.send_queue_bytes,
+                Message::len,
+            )),
             info: info.clone(),
             stats: Arc::new(Counters::default()),
             cancel: cancel.clone(),
@@ -925,6 +929,7 @@ impl Core {
     async fn reader(&self, p: Arc<PipeEntry>, mut rx: crate::BoxStream) {
         use futures::FutureExt;
         const BATCH: usize = 64;
+        const BATCH_BYTES: usize = 256 << 10;
         let ttl = self.opts.ttl;
         let cancelled = p.cancel.cancelled();
         tokio::pin!(cancelled);
@@ -939,9 +944,11 @@ impl Core {
             // take every frame already decoded, then deliver them under one
             // lock and at most one wake-up
             let mut finished = false;
+            let mut batch_bytes = 0;
             loop {
                 match next {
                     Some(Ok(m)) => {
+                        batch_bytes += m.len();
                         if let Err(reason) = self.accept_frame(&p, m, ttl, &mut batch) {
                             warn!(target: "spstack", why = reason, "protocol violation; closing pipe");
                             finished = true;
@@ -959,7 +966,7 @@ impl Core {
                         break;
                     }
                 }
-                if batch.len() >= BATCH {
+                if batch.len() >= BATCH || batch_bytes >= BATCH_BYTES {
                     break;
                 }
                 match rx.next().now_or_never() {

@@ -18,6 +18,11 @@ pub struct Options {
     pub send_queue: usize,
     /// Messages queued per socket on the way in. Default 128.
     pub recv_queue: usize,
+    /// Bytes queued per pipe on the way out (one larger message still fits
+    /// alone). Default 4 MiB.
+    pub send_queue_bytes: usize,
+    /// Bytes queued per socket on the way in. Default 4 MiB.
+    pub recv_queue_bytes: usize,
     /// First reconnect delay of a dialer. Default 100 ms.
     pub reconnect_min: Duration,
     /// Largest reconnect delay; the delay doubles up to it, jittered. Default 10 s.
@@ -42,6 +47,8 @@ impl Default for Options {
             recv_timeout: None,
             send_queue: 128,
             recv_queue: 128,
+            send_queue_bytes: 4 << 20,
+            recv_queue_bytes: 4 << 20,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -63,6 +70,10 @@ macro_rules! setter {
 impl Options {
     setter!(/// Sets `recv_max_size`.
         recv_max_size: usize);
+    setter!(/// Sets `send_queue_bytes`.
+        send_queue_bytes: usize);
+    setter!(/// Sets `recv_queue_bytes`.
+        recv_queue_bytes: usize);
     setter!(/// Sets `send_timeout`.
         send_timeout: Option<Duration>);
     setter!(/// Sets `recv_timeout`.

@@ -123,9 +123,28 @@ impl WaitList {
 struct State<T> {
     items: VecDeque<T>,
     cap: usize,
+    bytes: usize,
+    cap_bytes: usize,
+    weigh: fn(&T) -> usize,
     closed: bool,
     poppers: WaitList,
     pushers: WaitList,
+}
+
+impl<T> State<T> {
+    /// Full by count, or by bytes (one item is always admitted, however large).
+    fn full(&self) -> bool {
+        self.items.len() >= self.cap || (self.bytes >= self.cap_bytes && !self.items.is_empty())
+    }
+    fn push(&mut self, t: T) {
+        self.bytes += (self.weigh)(&t);
+        self.items.push_back(t);
+    }
+    fn pop(&mut self) -> Option<T> {
+        let t = self.items.pop_front()?;
+        self.bytes -= (self.weigh)(&t);
+        Some(t)
+    }
 }
 
 /// Bounded MPMC queue. See the module docs.
@@ -145,10 +164,19 @@ pub enum TryPush<T> {
 impl<T> Queue<T> {
     /// A queue holding at most `cap` items (at least 1).
     pub fn new(cap: usize) -> Queue<T> {
+        Queue::with_bytes(cap, usize::MAX, |_| 0)
+    }
+
+    /// A queue holding at most `cap` items and about `cap_bytes` bytes as
+    /// `weigh` counts them (a single item larger than that still fits alone).
+    pub fn with_bytes(cap: usize, cap_bytes: usize, weigh: fn(&T) -> usize) -> Queue<T> {
         Queue {
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(cap.clamp(1, 1024)),
                 cap: cap.max(1),
+                bytes: 0,
+                cap_bytes,
+                weigh,
                 closed: false,
                 poppers: WaitList::default(),
                 pushers: WaitList::default(),
@@ -178,6 +206,7 @@ impl<T> Queue<T> {
         s.closed = true;
         s.poppers.wake_all();
         s.pushers.wake_all();
+        s.bytes = 0;
         s.items.drain(..).collect()
     }
 
@@ -201,10 +230,10 @@ impl<T> Queue<T> {
         if s.closed {
             return Err(TryPush::Closed(item));
         }
-        if s.items.len() >= s.cap {
+        if s.full() {
             return Err(TryPush::Full(item));
         }
-        s.items.push_back(item);
+        s.push(item);
         if s.poppers.has_waiters() {
             s.poppers.wake_one();
         }
@@ -214,7 +243,7 @@ impl<T> Queue<T> {
     /// True when a push would not wait.
     pub fn has_room(&self) -> bool {
         let s = self.lock();
-        !s.closed && s.items.len() < s.cap
+        !s.closed && !s.full()
     }
 
     /// Pushes even when full (by at most a few items: for a sender that was
@@ -224,7 +253,7 @@ impl<T> Queue<T> {
         if s.closed {
             return Err(item);
         }
-        s.items.push_back(item);
+        s.push(item);
         if s.poppers.has_waiters() {
             s.poppers.wake_one();
         }
@@ -238,12 +267,8 @@ impl<T> Queue<T> {
         if s.closed {
             return Err(item);
         }
-        let evicted = if s.items.len() >= s.cap {
-            s.items.pop_front()
-        } else {
-            None
-        };
-        s.items.push_back(item);
+        let evicted = if s.full() { s.pop() } else { None };
+        s.push(item);
         if s.poppers.has_waiters() {
             s.poppers.wake_one();
         }
@@ -267,13 +292,13 @@ impl<T> Queue<T> {
             s.pushers.release(key);
             return Poll::Ready(Err(it));
         }
-        if s.items.len() < s.cap {
-            s.items.push_back(it);
+        if !s.full() {
+            s.push(it);
             s.pushers.release(key);
             if s.poppers.has_waiters() {
                 s.poppers.wake_one();
             }
-            if s.items.len() < s.cap && s.pushers.has_waiters() {
+            if !s.full() && s.pushers.has_waiters() {
                 s.pushers.wake_one();
             }
             return Poll::Ready(Ok(()));
@@ -298,9 +323,9 @@ impl<T> Queue<T> {
             return Poll::Ready(Err(()));
         }
         let mut pushed = 0;
-        while s.items.len() < s.cap {
+        while !s.full() {
             let Some(it) = items.pop_front() else { break };
-            s.items.push_back(it);
+            s.push(it);
             pushed += 1;
         }
         for _ in 0..pushed.min(4) {
@@ -324,7 +349,7 @@ impl<T> Queue<T> {
             s.pushers.release(key);
             return Poll::Ready(false);
         }
-        if s.items.len() < s.cap {
+        if !s.full() {
             s.pushers.release(key);
             return Poll::Ready(true);
         }
@@ -335,7 +360,7 @@ impl<T> Queue<T> {
     /// Pops one item, waiting if empty. `Ready(None)` once closed and drained.
     pub fn poll_pop(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<Option<T>> {
         let mut s = self.lock();
-        if let Some(item) = s.items.pop_front() {
+        if let Some(item) = s.pop() {
             s.poppers.release(key);
             if s.pushers.has_waiters() {
                 s.pushers.wake_one();
@@ -365,7 +390,11 @@ impl<T> Queue<T> {
         let mut s = self.lock();
         if !s.items.is_empty() {
             let n = max.min(s.items.len());
-            out.extend(s.items.drain(..n));
+            for _ in 0..n {
+                if let Some(t) = s.pop() {
+                    out.push(t);
+                }
+            }
             s.poppers.release(key);
             if s.pushers.has_waiters() {
                 s.pushers.wake_all();
@@ -386,7 +415,7 @@ impl<T> Queue<T> {
     /// Pops without waiting.
     pub fn try_pop(&self) -> Option<T> {
         let mut s = self.lock();
-        let item = s.items.pop_front();
+        let item = s.pop();
         if item.is_some() && s.pushers.has_waiters() {
             s.pushers.wake_one();
         }
@@ -411,7 +440,7 @@ impl<T> Queue<T> {
             return;
         }
         let mut s = self.lock();
-        if s.pushers.release(key) && s.items.len() < s.cap {
+        if s.pushers.release(key) && !s.full() {
             s.pushers.wake_one();
         }
     }

@@ -193,8 +193,6 @@ enum ReadState {
     /// Reading a frame straight into its buffer.
     Direct {
         buf: RecvBuf,
-        filled: usize,
-        len: usize,
     },
     /// Reading a huge frame into a buffer that grows as bytes arrive.
     Growing {
@@ -265,7 +263,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         if self.buf.len() - plen >= len {
                             self.buf.advance(plen);
                             let mut rb = RecvBuf::new(self.headroom, len);
-                            rb.bytes_mut().copy_from_slice(&self.buf[..len]);
+                            rb.extend_from(&self.buf[..len]);
                             self.buf.advance(len);
                             return Poll::Ready(Some(Ok(rb.into_message())));
                         }
@@ -280,14 +278,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         if len >= DIRECT_READ {
                             self.buf.advance(plen);
                             let mut rb = RecvBuf::new(self.headroom, len);
-                            let have = self.buf.len();
-                            rb.bytes_mut()[..have].copy_from_slice(&self.buf);
+                            rb.extend_from(&self.buf);
                             self.buf.clear();
-                            self.state = ReadState::Direct {
-                                buf: rb,
-                                filled: have,
-                                len,
-                            };
+                            self.state = ReadState::Direct { buf: rb };
                             continue;
                         }
                         // a small frame, partly here: keep the prefix and read more
@@ -307,10 +300,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         Poll::Pending => return Poll::Pending,
                     }
                 }
-                ReadState::Direct { buf, filled, len } => {
-                    while *filled < *len {
-                        let dst = &mut buf.bytes_mut()[*filled..];
-                        let mut rb = ReadBuf::new(dst);
+                ReadState::Direct { buf } => {
+                    while buf.remaining() > 0 {
+                        let mut rb = ReadBuf::uninit(buf.unfilled());
                         match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
                             Poll::Ready(Ok(())) => {
                                 let n = rb.filled().len();
@@ -319,13 +311,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                                         "connection closed mid-frame",
                                     ))));
                                 }
-                                *filled += n;
+                                buf.advance(n);
                             }
                             Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                             Poll::Pending => return Poll::Pending,
                         }
                     }
-                    let ReadState::Direct { buf, .. } =
+                    let ReadState::Direct { buf } =
                         std::mem::replace(&mut self.state, ReadState::Prefix)
                     else {
                         unreachable!()
@@ -353,7 +345,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         }
                     }
                     let mut rb = RecvBuf::new(self.headroom, *len);
-                    rb.bytes_mut().copy_from_slice(buf);
+                    rb.extend_from(buf);
                     self.state = ReadState::Prefix;
                     return Poll::Ready(Some(Ok(rb.into_message())));
                 }
