@@ -157,3 +157,30 @@ fn pipe_layer_headers_on_a_shared_request_copy_nothing() {
         );
     });
 }
+
+#[test]
+fn inproc_hands_over_the_very_same_buffer() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pull = spstack::pull0().build();
+        pull.listen("inproc://alloc-zero-copy").await.unwrap();
+        let push = spstack::push0().build();
+        push.dial("inproc://alloc-zero-copy").await.unwrap();
+        for size in [1usize, 1024, 1 << 20] {
+            let mut m = push.new_message(size);
+            m.body_mut().fill(3);
+            let sent_at = m.body().as_ptr();
+            push.send(m).await.unwrap();
+            let got = pull.recv().await.unwrap();
+            assert_eq!(got.body().len(), size);
+            assert_eq!(
+                got.body().as_ptr(),
+                sent_at,
+                "inproc serialised or copied a {size}-byte body"
+            );
+        }
+    });
+}

@@ -186,7 +186,11 @@ impl MessageLayer for Seq {
     fn info(&self) -> ComponentInfo {
         ComponentInfo::new("seq/1", Overhead::header(8)).with_header(vec![Field::be("seq", 8)])
     }
-    fn wrap(&self, inner: MessageIo) -> MessageIo {
+}
+
+impl tower::Layer<MessageIo> for Seq {
+    type Service = MessageIo;
+    fn layer(&self, inner: MessageIo) -> MessageIo {
         let seen = self.seen.clone();
         let mut next = 0u64;
         let tx = inner.tx.with(move |mut m: Message| {
@@ -219,7 +223,11 @@ impl MessageLayer for Magic {
         ComponentInfo::new("magic/1", Overhead::header(2))
             .with_header(vec![Field::bytes("magic", 2)])
     }
-    fn wrap(&self, inner: MessageIo) -> MessageIo {
+}
+
+impl tower::Layer<MessageIo> for Magic {
+    type Service = MessageIo;
+    fn layer(&self, inner: MessageIo) -> MessageIo {
         let tx = inner.tx.with(|mut m: Message| {
             m.prepend_body(b"SP");
             std::future::ready(Ok::<_, Error>(m))

@@ -326,37 +326,62 @@ impl MessageIo {
     }
 }
 
-/// A message layer in erased form: its description and how to wrap a stream.
-pub trait MessageLayer: Send + Sync + 'static {
+/// A message layer: a `tower::Layer` that wraps one message stream and
+/// returns another, plus its description. The socket applies it once per
+/// context (a REQ context has its own state in every layer above it).
+///
+/// ```
+/// use futures::StreamExt;
+/// use sp_core::layer::{ComponentInfo, MessageIo, MessageLayer, Overhead};
+///
+/// /// Counts what comes in; changes nothing.
+/// struct Count(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+/// impl tower::Layer<MessageIo> for Count {
+///     type Service = MessageIo;
+///     fn layer(&self, io: MessageIo) -> MessageIo {
+///         let n = self.0.clone();
+///         let rx = io.rx.inspect(move |_| { n.fetch_add(1, std::sync::atomic::Ordering::Relaxed); });
+///         MessageIo::new(io.tx, Box::pin(rx))
+///     }
+/// }
+/// impl MessageLayer for Count {
+///     fn info(&self) -> ComponentInfo { ComponentInfo::new("count/1", Overhead::NONE) }
+/// }
+/// ```
+pub trait MessageLayer:
+    tower::Layer<MessageIo, Service = MessageIo> + Send + Sync + 'static
+{
     /// Name, overhead, header format.
     fn info(&self) -> ComponentInfo;
-    /// Wraps one stream (called once per context).
-    fn wrap(&self, inner: MessageIo) -> MessageIo;
 }
 
-/// Adapts any `tower::Layer<MessageIo, Service = MessageIo>` plus its info
-/// into a [`MessageLayer`].
-pub struct TowerMessageLayer<L> {
+/// Gives any `tower::Layer<MessageIo, Service = MessageIo>` a description,
+/// making it a [`MessageLayer`].
+pub struct Described<L> {
     layer: L,
     info: ComponentInfo,
 }
 
-impl<L> TowerMessageLayer<L> {
+impl<L> Described<L> {
     /// Wraps a tower layer with its component description.
     pub fn new(layer: L, info: ComponentInfo) -> Self {
-        TowerMessageLayer { layer, info }
+        Described { layer, info }
     }
 }
 
-impl<L> MessageLayer for TowerMessageLayer<L>
+impl<L: tower::Layer<MessageIo, Service = MessageIo>> tower::Layer<MessageIo> for Described<L> {
+    type Service = MessageIo;
+    fn layer(&self, inner: MessageIo) -> MessageIo {
+        self.layer.layer(inner)
+    }
+}
+
+impl<L> MessageLayer for Described<L>
 where
     L: tower::Layer<MessageIo, Service = MessageIo> + Send + Sync + 'static,
 {
     fn info(&self) -> ComponentInfo {
         self.info.clone()
-    }
-    fn wrap(&self, inner: MessageIo) -> MessageIo {
-        self.layer.layer(inner)
     }
 }
 

@@ -162,7 +162,7 @@ impl Shared {
             Some(c) => c.context(),
             None => raw_io(self.core.clone()),
         };
-        self.msg_layers.iter().fold(base, |io, l| l.wrap(io))
+        self.msg_layers.iter().fold(base, |io, l| l.layer(io))
     }
 }
 
