@@ -52,8 +52,21 @@ pub enum SendMode {
     Broadcast,
     /// To every pipe but the one the message came from (BUS).
     BroadcastExceptOrigin,
+    /// To the pipe set on the message (`Message::set_pipe`) if any, dropped
+    /// if it is gone or full; otherwise load-balanced (polyamorous PAIR1).
+    ToMessagePipe,
     /// Sending is not part of this protocol (PULL, SUB).
     Never,
+}
+
+/// What a full receive queue does to the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvPolicy {
+    /// Stop reading the pipe until there is room (back-pressure to the peer).
+    Wait,
+    /// Drop the oldest queued message, counted as `QueueFull` (SUB).
+    DropOldest,
 }
 
 /// What to do with a received message.
@@ -85,6 +98,10 @@ pub trait RawProtocol: Send + Sync + 'static {
     /// Adjusts a message about to be queued on a pipe (PAIR1's hop count).
     fn on_send(&self, _msg: &mut Message) -> Verdict {
         Verdict::Deliver
+    }
+    /// What to do when the socket's receive queue is full.
+    fn recv_policy(&self) -> RecvPolicy {
+        RecvPolicy::Wait
     }
     /// Header bytes the protocol adds on receive (REP's pipe id).
     fn recv_headroom(&self) -> usize {
@@ -354,6 +371,15 @@ impl Core {
         match mode {
             SendMode::Never => Poll::Ready(Err(Error::NotSupported("this protocol cannot send"))),
             SendMode::LoadBalance => self.poll_send_lb(cx, key, msg),
+            SendMode::ToMessagePipe if msg.as_ref().is_some_and(|m| m.pipe().is_some()) => {
+                let Some(m) = msg.take() else {
+                    return Poll::Ready(Ok(None));
+                };
+                let id = m.pipe().unwrap_or_default();
+                self.send_to_pipe(id, m);
+                Poll::Ready(Ok(Some(id)))
+            }
+            SendMode::ToMessagePipe => self.poll_send_lb(cx, key, msg),
             SendMode::ToHeaderPipe => {
                 let Some(mut m) = msg.take() else {
                     return Poll::Ready(Ok(None));
@@ -362,14 +388,7 @@ impl Core {
                     self.drop_msg(DropReason::Malformed, "no pipe id in header");
                     return Poll::Ready(Ok(None));
                 };
-                let entry = {
-                    let t = self.read_pipes();
-                    t.by_id.get(&id).map(|&i| t.list[i].clone())
-                };
-                match entry {
-                    None => self.drop_msg(DropReason::UnknownPipe, "reply to a pipe that is gone"),
-                    Some(p) => self.push_or_drop(&p, m),
-                }
+                self.send_to_pipe(id, m);
                 Poll::Ready(Ok(Some(id)))
             }
             SendMode::Broadcast | SendMode::BroadcastExceptOrigin => {
@@ -387,6 +406,17 @@ impl Core {
                 }
                 Poll::Ready(Ok(None))
             }
+        }
+    }
+
+    fn send_to_pipe(&self, id: PipeId, m: Message) {
+        let entry = {
+            let t = self.read_pipes();
+            t.by_id.get(&id).map(|&i| t.list[i].clone())
+        };
+        match entry {
+            None => self.drop_msg(DropReason::UnknownPipe, "addressed to a pipe that is gone"),
+            Some(p) => self.push_or_drop(&p, m),
         }
     }
 
@@ -472,7 +502,7 @@ impl Core {
         }
         match self.proto.send_mode() {
             SendMode::Never => Poll::Ready(Err(Error::NotSupported("this protocol cannot send"))),
-            SendMode::LoadBalance => {
+            SendMode::LoadBalance | SendMode::ToMessagePipe => {
                 if self.lb_has_room() {
                     self.release_send_key(key);
                     return Poll::Ready(Ok(()));
@@ -506,8 +536,11 @@ impl Core {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        match self.proto.send_mode() {
-            SendMode::LoadBalance => {
+        let mode = self.proto.send_mode();
+        let balanced = mode == SendMode::LoadBalance
+            || (mode == SendMode::ToMessagePipe && msg.pipe().is_none());
+        match mode {
+            _ if balanced => {
                 let mut slot = Some(msg);
                 if let Some(m) = slot.as_mut() {
                     if let Verdict::Drop(r) = self.proto.on_send(m) {
@@ -972,6 +1005,21 @@ impl Core {
                 match rx.next().now_or_never() {
                     Some(n) => next = n,
                     None => break,
+                }
+            }
+            if !batch.is_empty() && self.proto.recv_policy() == RecvPolicy::DropOldest {
+                for m in batch.drain(..) {
+                    match self.recv.push_evict(m) {
+                        Ok(None) => {}
+                        Ok(Some(_)) => {
+                            p.stats.dropped(DropReason::QueueFull);
+                            self.drop_msg(
+                                DropReason::QueueFull,
+                                "receive queue full: oldest dropped",
+                            );
+                        }
+                        Err(_) => return,
+                    }
                 }
             }
             if !batch.is_empty() {

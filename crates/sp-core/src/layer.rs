@@ -326,6 +326,26 @@ impl MessageIo {
     }
 }
 
+/// A protocol-specific handle on one context's state (SUB's subscriptions,
+/// SURVEYOR's deadline...), reached with `Socket::control` /
+/// `SocketContext::control` and a downcast to the protocol's type.
+pub type Control = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// What a cooked protocol opens: the context's message stream and, if the
+/// protocol has per-context settings, their control handle.
+pub struct CookedContext {
+    /// The context's messages.
+    pub io: MessageIo,
+    /// Its settings, if any.
+    pub control: Option<Control>,
+}
+
+impl From<MessageIo> for CookedContext {
+    fn from(io: MessageIo) -> Self {
+        CookedContext { io, control: None }
+    }
+}
+
 /// A message layer: a `tower::Layer` that wraps one message stream and
 /// returns another, plus its description. The socket applies it once per
 /// context (a REQ context has its own state in every layer above it).

@@ -32,7 +32,8 @@ pub mod transport;
 
 pub use crate::announce::{Announcement, MAX_LAYER_LIST};
 pub use crate::core::{
-    Core, Endpoint, Handover, PipeEvent, PipeHook, PipeId, RawProtocol, SendMode, Verdict,
+    Core, Endpoint, Handover, PipeEvent, PipeHook, PipeId, RawProtocol, RecvPolicy, SendMode,
+    Verdict,
 };
 pub use crate::error::{Error, Result};
 pub use crate::layer::{BoxFuture, BoxSink, BoxStream, Connection, MessageIo, Overhead, PipeInfo};

@@ -10,8 +10,8 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use crate::core::{Core, CoreParts, Endpoint, Handover, PipeEvent, PipeHook, PipeId, RawProtocol};
 use crate::describe::{describe_frame, Description};
 use crate::layer::{
-    Bare, BoxSink, BoxStream, ComponentInfo, Field, FieldKind, Handshake, MessageIo, MessageLayer,
-    Overhead, PipeInfo, PipeLayer, PipeLayerEntry, UpgradeService,
+    Bare, BoxSink, BoxStream, ComponentInfo, Control, CookedContext, Field, FieldKind, Handshake,
+    MessageIo, MessageLayer, Overhead, PipeInfo, PipeLayer, PipeLayerEntry, UpgradeService,
 };
 use crate::queue::WaitKey;
 use crate::stats::Stats;
@@ -31,7 +31,7 @@ pub trait CookedProtocol: Send + Sync + 'static {
 pub trait CookedSocket: Send + Sync + 'static {
     /// A new independent context (REQ: its own outstanding request; REP: its
     /// own request being answered; PUSH/PULL/PAIR: another handle).
-    fn context(&self) -> MessageIo;
+    fn context(&self) -> CookedContext;
 }
 
 /// Builds a [`Socket`]: protocol, transports, pipe layers, message layers, options.
@@ -135,11 +135,12 @@ impl SocketBuilder {
             components,
             overhead,
         });
-        let io = shared.open_context();
+        let (io, control) = shared.open_context();
         Socket {
             inner: Arc::new(SocketInner {
                 tx: futures::lock::Mutex::new(io.tx),
                 rx: futures::lock::Mutex::new(io.rx),
+                control,
                 shared,
             }),
         }
@@ -157,12 +158,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn open_context(&self) -> MessageIo {
+    fn open_context(&self) -> (MessageIo, Option<Control>) {
         let base = match &self.cooked {
             Some(c) => c.context(),
-            None => raw_io(self.core.clone()),
+            None => CookedContext::from(raw_io(self.core.clone())),
         };
-        self.msg_layers.iter().fold(base, |io, l| l.layer(io))
+        let io = self.msg_layers.iter().fold(base.io, |io, l| l.layer(io));
+        (io, base.control)
     }
 }
 
@@ -175,6 +177,7 @@ impl Drop for Shared {
 struct SocketInner {
     tx: futures::lock::Mutex<BoxSink>,
     rx: futures::lock::Mutex<BoxStream>,
+    control: Option<Control>,
     shared: Arc<Shared>,
 }
 
@@ -227,12 +230,19 @@ impl Socket {
 
     /// A new context: its own protocol state, the same pipes.
     pub fn context(&self) -> SocketContext {
-        let io = self.inner.shared.open_context();
+        let (io, control) = self.inner.shared.open_context();
         SocketContext {
             tx: io.tx,
             rx: io.rx,
+            control,
             shared: self.inner.shared.clone(),
         }
+    }
+
+    /// The default context's protocol settings, as the protocol's own type
+    /// (e.g. SUB's subscriptions); `None` if the protocol has none of that type.
+    pub fn control<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.inner.control.clone()?.downcast::<T>().ok()
     }
 
     /// Listens on `url` (`tcp://127.0.0.1:0` picks a port; see `Endpoint::url`).
@@ -341,10 +351,16 @@ impl Socket {
 pub struct SocketContext {
     tx: BoxSink,
     rx: BoxStream,
+    control: Option<Control>,
     shared: Arc<Shared>,
 }
 
 impl SocketContext {
+    /// This context's protocol settings, as the protocol's own type.
+    pub fn control<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.control.clone()?.downcast::<T>().ok()
+    }
+
     /// Sends on this context.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
         let fut = self.tx.send(msg.into());

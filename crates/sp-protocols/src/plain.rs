@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Sink;
-use sp_core::layer::{ComponentInfo, MessageIo, Overhead};
+use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
 use sp_core::{raw_io, BoxSink, CookedProtocol, CookedSocket, Core, Error, Message, Result};
 
 /// Cooked form of a headerless protocol.
@@ -39,9 +39,9 @@ struct PlainSocket {
 }
 
 impl CookedSocket for PlainSocket {
-    fn context(&self) -> MessageIo {
+    fn context(&self) -> CookedContext {
         let io = raw_io(self.raw.clone());
-        MessageIo::new(Box::pin(ClearHeader(io.tx)), io.rx)
+        MessageIo::new(Box::pin(ClearHeader(io.tx)), io.rx).into()
     }
 }
 

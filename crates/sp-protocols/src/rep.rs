@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::{Sink, Stream, StreamExt};
-use sp_core::layer::{ComponentInfo, MessageIo, Overhead};
+use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
 use sp_core::queue::WaitKey;
 use sp_core::{CookedProtocol, CookedSocket, Core, Error, Handover, Message, Result, Socket};
 
@@ -29,7 +29,7 @@ struct RepShared {
 }
 
 impl CookedSocket for RepShared {
-    fn context(&self) -> MessageIo {
+    fn context(&self) -> CookedContext {
         let bt = Arc::new(Mutex::new(None::<Vec<u8>>));
         MessageIo::new(
             Box::pin(RepTx {
@@ -44,6 +44,7 @@ impl CookedSocket for RepShared {
                 key: WaitKey::default(),
             }),
         )
+        .into()
     }
 }
 

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::{Sink, Stream};
-use sp_core::layer::{ComponentInfo, MessageIo, Overhead};
+use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
 use sp_core::queue::WaitKey;
 use sp_core::{
     CookedProtocol, CookedSocket, Core, DropReason, Error, Handover, Message, PipeEvent, PipeId,
@@ -269,7 +269,7 @@ impl ReqShared {
 }
 
 impl CookedSocket for ReqShared {
-    fn context(&self) -> MessageIo {
+    fn context(&self) -> CookedContext {
         let Some(shared) = self.me.upgrade() else {
             unreachable!("a cooked socket is only used while its Arc lives")
         };
@@ -290,6 +290,7 @@ impl CookedSocket for ReqShared {
                 timer: None,
             }),
         )
+        .into()
     }
 }
 
