@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test spstack has, on a fresh Debian machine or a used one.
 # Installs what the interop tests need (nanocat from nanomsg-utils, pynng
-# from PyPI, cargo-deny), then: fmt, clippy, cargo deny, the test suite.
+# from PyPI, nngcat as spcat's reference, cargo-deny), then: fmt, clippy,
+# cargo deny, the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v nanocat >/dev/null 2>&1 || need_apt+=(nanomsg-utils)
+command -v nngcat >/dev/null 2>&1 || need_apt+=(nng-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

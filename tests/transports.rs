@@ -471,3 +471,38 @@ async fn pipe_event_hook_can_reject() {
     let r = tokio::time::timeout(Duration::from_millis(100), pull.recv()).await;
     assert!(r.is_err());
 }
+
+#[tokio::test]
+async fn pipe_events_stream_reports_joins_and_leaves() {
+    let pull = spstack::pull0().build();
+    let mut events = pull.pipe_events();
+    let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
+    let push = spstack::push0().build();
+    push.dial(ep.url()).await.unwrap();
+    let joined = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let id = match joined {
+        spstack::PipeEvent::AddPost(id, info) => {
+            assert_eq!(info.peer.protocol, spstack::ProtocolId::PUSH0);
+            assert!(
+                info.peer_addr.starts_with("tcp://127.0.0.1:"),
+                "{}",
+                info.peer_addr
+            );
+            id
+        }
+        other => panic!("expected AddPost, got {other:?}"),
+    };
+    assert_eq!(pull.pipes(), vec![id]);
+    push.close();
+    let left = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(left, spstack::PipeEvent::RemovePost(i, _) if i == id),
+        "{left:?}"
+    );
+}

@@ -198,6 +198,7 @@ pub struct Core {
     send_waiting: AtomicUsize,
     stats: Counters,
     hooks: RwLock<Vec<PipeHook>>,
+    events: tokio::sync::broadcast::Sender<PipeEvent>,
     cancel: CancellationToken,
     closed: AtomicBool,
 }
@@ -229,6 +230,7 @@ impl Core {
             send_waiting: AtomicUsize::new(0),
             stats: Counters::default(),
             hooks: RwLock::new(Vec::new()),
+            events: tokio::sync::broadcast::channel(256).0,
             cancel: CancellationToken::new(),
             closed: AtomicBool::new(false),
         })
@@ -304,7 +306,18 @@ impl Core {
 
     fn fire(&self, ev: &PipeEvent) -> bool {
         let hooks = self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone();
-        hooks.iter().all(|h| h(ev))
+        let admitted = hooks.iter().all(|h| h(ev));
+        // subscribers only hear about pipes that actually joined or left
+        if admitted && !matches!(ev, PipeEvent::AddPre(..)) {
+            let _ = self.events.send(ev.clone());
+        }
+        admitted
+    }
+
+    /// Subscribes to pipe events (`AddPost`, `RemovePost`). A subscriber
+    /// that falls more than 256 events behind is told how many it missed.
+    pub fn pipe_events(&self) -> tokio::sync::broadcast::Receiver<PipeEvent> {
+        self.events.subscribe()
     }
 
     fn transport(&self, url: &str) -> Result<Arc<dyn Transport>> {

@@ -288,6 +288,12 @@ impl Socket {
         self.inner.shared.core.add_hook(h);
     }
 
+    /// A stream of pipe events (joined, left) to await; to reject pipes use
+    /// [`Socket::on_pipe_event`], which runs before a pipe joins.
+    pub fn pipe_events(&self) -> tokio::sync::broadcast::Receiver<PipeEvent> {
+        self.inner.shared.core.pipe_events()
+    }
+
     /// The options in force.
     pub fn options(&self) -> &Options {
         self.inner.shared.core.options()
