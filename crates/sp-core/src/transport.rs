@@ -1,7 +1,7 @@
 //! What a transport provides: connections that announce themselves and then
 //! carry frames. A transport knows nothing of the protocol above it.
 
-use crate::layer::{BoxFuture, ComponentInfo, Connection};
+use crate::layer::{BoxFuture, ComponentInfo, Connection, PipeInfo};
 use crate::{Announcement, Result};
 
 /// Per-pipe settings a transport needs.
@@ -13,6 +13,29 @@ pub struct PipeConfig {
     pub recv_headroom: usize,
     /// What this side announces.
     pub local: Announcement,
+}
+
+impl PipeConfig {
+    /// What a transport knows about a pipe it just announced.
+    pub fn pipe_info(
+        &self,
+        transport: &'static str,
+        local_addr: String,
+        peer_addr: String,
+        peer: Announcement,
+        dialer: bool,
+    ) -> PipeInfo {
+        PipeInfo {
+            transport,
+            local_addr,
+            peer_addr,
+            local: self.local.clone(),
+            peer,
+            peer_identity: None,
+            recv_max_size: self.recv_max_size,
+            dialer,
+        }
+    }
 }
 
 /// A transport: `tcp`, `ipc`, `inproc`...

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::{Sink, Stream};
-use sp_core::layer::{ComponentInfo, Overhead, PipeInfo};
+use sp_core::layer::{ComponentInfo, Overhead};
 use sp_core::queue::{Queue, WaitKey};
 use sp_core::transport::{Listener, PipeConfig, Transport, Unannounced};
 use sp_core::{split_url, Announcement, BoxFuture, Connection, Error, Message, Result};
@@ -174,16 +174,7 @@ impl Unannounced for Half {
                     key: WaitKey::default(),
                     max: cfg.recv_max_size,
                 }),
-                info: PipeInfo {
-                    transport: "inproc",
-                    local_addr: addr.clone(),
-                    peer_addr: addr,
-                    local: cfg.local.clone(),
-                    peer,
-                    peer_identity: None,
-                    recv_max_size: cfg.recv_max_size,
-                    dialer,
-                },
+                info: cfg.pipe_info("inproc", addr.clone(), addr, peer, dialer),
             })
         })
     }

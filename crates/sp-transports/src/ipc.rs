@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use sp_core::layer::{ComponentInfo, Field, Overhead, PipeInfo};
+use sp_core::layer::{ComponentInfo, Field, Overhead};
 use sp_core::transport::{Listener, PipeConfig, Transport, Unannounced};
 use sp_core::{split_url, BoxFuture, Connection, Error, Result};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::stream::{exchange, FrameReader, FrameWriter, Framing};
+use crate::stream::{open, Framing};
 
 /// The IPC transport.
 #[derive(Clone, Copy, Debug, Default)]
@@ -100,24 +100,14 @@ impl Unannounced for IpcUnannounced {
         cfg: PipeConfig,
         dialer: bool,
     ) -> BoxFuture<'static, Result<Connection>> {
-        Box::pin(async move {
-            let IpcUnannounced { mut s, addr } = *self;
-            let peer_ann = exchange(&mut s, &cfg.local).await?;
-            let (r, w) = s.into_split();
-            Ok(Connection {
-                tx: Box::pin(FrameWriter::new(w, Framing::Ipc)),
-                rx: Box::pin(FrameReader::new(r, Framing::Ipc, &cfg)),
-                info: PipeInfo {
-                    transport: "ipc",
-                    local_addr: addr.clone(),
-                    peer_addr: addr,
-                    local: cfg.local.clone(),
-                    peer: peer_ann,
-                    peer_identity: None,
-                    recv_max_size: cfg.recv_max_size,
-                    dialer,
-                },
-            })
-        })
+        let IpcUnannounced { s, addr } = *self;
+        Box::pin(open(
+            s,
+            UnixStream::into_split,
+            Framing::Ipc,
+            cfg,
+            dialer,
+            ("ipc", addr.clone(), addr),
+        ))
     }
 }

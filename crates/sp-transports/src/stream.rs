@@ -49,6 +49,31 @@ impl Framing {
     }
 }
 
+/// Exchanges announcements on a fresh stream `s`, then splits it into a
+/// framed connection (the part TCP and IPC share).
+pub async fn open<S, R, W>(
+    mut s: S,
+    split: impl FnOnce(S) -> (R, W),
+    framing: Framing,
+    cfg: PipeConfig,
+    dialer: bool,
+    addrs: (&'static str, String, String),
+) -> Result<sp_core::Connection>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = exchange(&mut s, &cfg.local).await?;
+    let (r, w) = split(s);
+    let (transport, local_addr, peer_addr) = addrs;
+    Ok(sp_core::Connection {
+        tx: Box::pin(FrameWriter::new(w, framing)),
+        rx: Box::pin(FrameReader::new(r, framing, &cfg)),
+        info: cfg.pipe_info(transport, local_addr, peer_addr, peer, dialer),
+    })
+}
+
 /// Exchanges announcements on a fresh stream. Both sides send first, then read.
 pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,

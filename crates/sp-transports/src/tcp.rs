@@ -2,12 +2,12 @@
 
 use std::net::SocketAddr;
 
-use sp_core::layer::{ComponentInfo, Field, Overhead, PipeInfo};
+use sp_core::layer::{ComponentInfo, Field, Overhead};
 use sp_core::transport::{Listener, PipeConfig, Transport, Unannounced};
 use sp_core::{split_url, BoxFuture, Connection, Error, Result};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::stream::{exchange, FrameReader, FrameWriter, Framing};
+use crate::stream::{open, Framing};
 
 /// The TCP transport.
 #[derive(Clone, Copy, Debug, Default)]
@@ -140,24 +140,14 @@ impl Unannounced for TcpUnannounced {
         cfg: PipeConfig,
         dialer: bool,
     ) -> BoxFuture<'static, Result<Connection>> {
-        Box::pin(async move {
-            let TcpUnannounced { mut s, local, peer } = *self;
-            let peer_ann = exchange(&mut s, &cfg.local).await?;
-            let (r, w) = s.into_split();
-            Ok(Connection {
-                tx: Box::pin(FrameWriter::new(w, Framing::Tcp)),
-                rx: Box::pin(FrameReader::new(r, Framing::Tcp, &cfg)),
-                info: PipeInfo {
-                    transport: "tcp",
-                    local_addr: local,
-                    peer_addr: peer,
-                    local: cfg.local.clone(),
-                    peer: peer_ann,
-                    peer_identity: None,
-                    recv_max_size: cfg.recv_max_size,
-                    dialer,
-                },
-            })
-        })
+        let TcpUnannounced { s, local, peer } = *self;
+        Box::pin(open(
+            s,
+            TcpStream::into_split,
+            Framing::Tcp,
+            cfg,
+            dialer,
+            ("tcp", local, peer),
+        ))
     }
 }
