@@ -28,6 +28,11 @@ pub use sp_core::{
     ProtocolId, RawProtocol, RejectReason, Result, SendMode, Socket, SocketBuilder, SocketContext,
     Stats, Verdict,
 };
+pub use sp_protocols::{
+    bus, pair1, reflect, survey, Bus0, Bus0Raw, Pair1, Pair1Raw, Respondent0, Respondent0Raw,
+    Surveyor0, Surveyor0Raw, SurveyorControl,
+};
+pub use sp_protocols::{pubsub, Pub0, Pub0Raw, Sub0, Sub0Raw, SubControl};
 pub use sp_protocols::{raw, rep, req, Plain, Rep0, Req0, ReqState};
 pub use sp_transports::{Inproc, Ipc, Tcp};
 
@@ -52,6 +57,19 @@ pub enum Protocol {
     Req0,
     /// REP v0.
     Rep0,
+    /// SURVEYOR v0 (cooked: survey deadline, default 1 s; see [`survey`]).
+    Surveyor0,
+    /// RESPONDENT v0.
+    Respondent0,
+    /// BUS v0 (raw: floods to every peer but the message's origin; see [`bus`]).
+    Bus0,
+    /// PAIR v1, one peer (see [`pair1_poly`] for many; see [`mod@pair1`]).
+    Pair1,
+    /// PUB v0: never blocks; per-pipe drops counted (see [`pubsub`]).
+    Pub0,
+    /// SUB v0: prefix subscriptions per context, drops the oldest (see [`pubsub`]).
+    /// Raw: socket-wide subscriptions, starting with everything (see [`raw_sub0`]).
+    Sub0,
 }
 
 /// A builder for the cooked form of `p`, with tcp, ipc and inproc.
@@ -63,6 +81,16 @@ pub fn cooked(p: Protocol) -> SocketBuilder {
         Protocol::Pull0 => b.cooked(Plain::PULL0),
         Protocol::Req0 => b.cooked(Req0),
         Protocol::Rep0 => b.cooked(Rep0),
+        Protocol::Surveyor0 => b.cooked(Surveyor0::default()),
+        Protocol::Respondent0 => b.cooked(Respondent0),
+        Protocol::Bus0 => b.cooked(Bus0),
+        Protocol::Pair1 => b.cooked(Pair1::MONO),
+        Protocol::Pub0 => b.cooked(Pub0),
+        // the raw half filters with the union of the contexts' subscriptions
+        Protocol::Sub0 => {
+            let sub = Sub0::new();
+            with_transports(SocketBuilder::new(sub.raw_protocol())).cooked(sub)
+        }
     }
 }
 
@@ -74,6 +102,12 @@ pub fn raw(p: Protocol) -> SocketBuilder {
         Protocol::Pull0 => SocketBuilder::new(raw::Pull0Raw),
         Protocol::Req0 => SocketBuilder::new(raw::Req0Raw),
         Protocol::Rep0 => SocketBuilder::new(raw::Rep0Raw),
+        Protocol::Surveyor0 => SocketBuilder::new(Surveyor0Raw),
+        Protocol::Respondent0 => SocketBuilder::new(Respondent0Raw),
+        Protocol::Bus0 => SocketBuilder::new(Bus0Raw),
+        Protocol::Pair1 => SocketBuilder::new(Pair1Raw::MONO),
+        Protocol::Pub0 => SocketBuilder::new(Pub0Raw),
+        Protocol::Sub0 => SocketBuilder::new(Sub0Raw::new()),
     })
 }
 
@@ -96,4 +130,50 @@ pub fn req0() -> SocketBuilder {
 /// Cooked REP0.
 pub fn rep0() -> SocketBuilder {
     cooked(Protocol::Rep0)
+}
+/// Cooked SURVEYOR0 (survey time 1 s; per context with [`SurveyorControl`]).
+pub fn surveyor0() -> SocketBuilder {
+    cooked(Protocol::Surveyor0)
+}
+/// Cooked RESPONDENT0.
+pub fn respondent0() -> SocketBuilder {
+    cooked(Protocol::Respondent0)
+}
+/// Cooked BUS0.
+pub fn bus0() -> SocketBuilder {
+    cooked(Protocol::Bus0)
+}
+/// Cooked PAIR1, one peer.
+pub fn pair1() -> SocketBuilder {
+    cooked(Protocol::Pair1)
+}
+/// Cooked PAIR1, polyamorous: many peers; sending a received message (or
+/// any with `Message::set_pipe`) answers its peer, others go round-robin.
+pub fn pair1_poly() -> SocketBuilder {
+    with_transports(SocketBuilder::new(Pair1Raw::POLY)).cooked(Pair1::POLY)
+}
+/// Raw PAIR1, polyamorous (for devices and [`reflect`]).
+pub fn pair1_poly_raw() -> SocketBuilder {
+    with_transports(SocketBuilder::new(Pair1Raw::POLY))
+}
+/// Cooked PUB0: `send` never waits; a subscriber too slow to keep up
+/// loses messages, counted per pipe (`Socket::pipe_stats`).
+pub fn pub0() -> SocketBuilder {
+    cooked(Protocol::Pub0)
+}
+/// Cooked SUB0: each context (the socket's default one included) has its own
+/// subscriptions, reached with `socket.control::<SubControl>()` or
+/// `ctx.control::<SubControl>()`; it starts with none (receives nothing).
+pub fn sub0() -> SocketBuilder {
+    cooked(Protocol::Sub0)
+}
+/// Raw SUB0 and its socket-wide subscriptions (it starts subscribed to
+/// everything, as nng's raw SUB). The same handle is reachable later with
+/// `socket.control::<SubControl>()`.
+pub fn raw_sub0() -> (SocketBuilder, std::sync::Arc<SubControl>) {
+    let proto = Sub0Raw::new();
+    let ctl = proto
+        .control()
+        .expect("a raw SUB of its own has its own subscriptions");
+    (with_transports(SocketBuilder::new(proto)), ctl)
 }

@@ -99,6 +99,11 @@ pub trait RawProtocol: Send + Sync + 'static {
     fn on_send(&self, _msg: &mut Message) -> Verdict {
         Verdict::Deliver
     }
+    /// Settings of the raw socket itself (raw SUB's subscriptions), reached
+    /// with `Socket::control` when no cooked protocol sits above.
+    fn control(&self) -> Option<crate::layer::Control> {
+        None
+    }
     /// What to do when the socket's receive queue is full.
     fn recv_policy(&self) -> RecvPolicy {
         RecvPolicy::Wait
@@ -470,40 +475,30 @@ impl Core {
         None
     }
 
+    /// Load-balanced send as one poll: wait for room, then hand over. The
+    /// protocol's `on_send` runs once, when the message is queued, however
+    /// often this is polled.
     fn poll_send_lb(
         &self,
         cx: &mut Context<'_>,
         key: &mut WaitKey,
         msg: &mut Option<Message>,
     ) -> Poll<Result<Option<PipeId>>> {
-        if let Some(m) = msg.as_mut() {
-            if let Verdict::Drop(r) = self.proto.on_send(m) {
-                msg.take();
-                self.drop_msg(r, "refused on send");
+        loop {
+            match self.poll_send_ready(cx, key) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            let Some(m) = msg.take() else {
                 return Poll::Ready(Ok(None));
+            };
+            match self.send_now(m)? {
+                Handover::Queued(p) => return Poll::Ready(Ok(p)),
+                // no pipe could take it: poll_send_ready waits for one
+                Handover::Kept(m) => *msg = Some(m),
             }
         }
-        if let Some(id) = self.try_send_lb(msg) {
-            self.release_send_key(key);
-            return Poll::Ready(Ok(Some(id)));
-        }
-        // slow path: register, then retry under the waiters' lock so a
-        // writer that frees room in between cannot be missed
-        let mut w = self.send_waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(id) = self.try_send_lb(msg) {
-            if key_registered(key) {
-                w_release(&mut w, key, &self.send_waiting);
-            }
-            return Poll::Ready(Ok(Some(id)));
-        }
-        if self.is_closed() {
-            return Poll::Ready(Err(Error::Closed));
-        }
-        if !key_registered(key) {
-            self.send_waiting.fetch_add(1, Ordering::AcqRel);
-        }
-        w_register(&mut w, key, cx);
-        Poll::Pending
     }
 
     /// Ready when a message handed to [`Core::send_now`] will be queued
@@ -554,6 +549,10 @@ impl Core {
             || (mode == SendMode::ToMessagePipe && msg.pipe().is_none());
         match mode {
             _ if balanced => {
+                if self.read_pipes().list.is_empty() {
+                    // untouched: on_send has not run, the caller may retry
+                    return Ok(Handover::Kept(msg));
+                }
                 let mut slot = Some(msg);
                 if let Some(m) = slot.as_mut() {
                     if let Verdict::Drop(r) = self.proto.on_send(m) {

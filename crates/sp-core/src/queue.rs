@@ -1,5 +1,11 @@
 //! A bounded multi-producer multi-consumer queue with async waits.
 //!
+//! Consumers waiting on an empty queue are all woken when items arrive:
+//! a consumer may be a `Stream` whose caller dropped its `next()` future,
+//! leaving a registration it never withdraws, and waking only one waiter
+//! could pick exactly that one. With one consumer (the common case) this
+//! costs nothing extra.
+//!
 //! Written for the message path: one lock per operation, batch pops (a pipe
 //! writer drains many messages per wake-up), no allocation once a waiter has
 //! registered (waiter slots are reused), and a waker is only called when
@@ -235,7 +241,7 @@ impl<T> Queue<T> {
         }
         s.push(item);
         if s.poppers.has_waiters() {
-            s.poppers.wake_one();
+            s.poppers.wake_all();
         }
         Ok(())
     }
@@ -255,7 +261,7 @@ impl<T> Queue<T> {
         }
         s.push(item);
         if s.poppers.has_waiters() {
-            s.poppers.wake_one();
+            s.poppers.wake_all();
         }
         Ok(())
     }
@@ -270,7 +276,7 @@ impl<T> Queue<T> {
         let evicted = if s.full() { s.pop() } else { None };
         s.push(item);
         if s.poppers.has_waiters() {
-            s.poppers.wake_one();
+            s.poppers.wake_all();
         }
         Ok(evicted)
     }
@@ -296,7 +302,7 @@ impl<T> Queue<T> {
             s.push(it);
             s.pushers.release(key);
             if s.poppers.has_waiters() {
-                s.poppers.wake_one();
+                s.poppers.wake_all();
             }
             if !s.full() && s.pushers.has_waiters() {
                 s.pushers.wake_one();
@@ -332,7 +338,7 @@ impl<T> Queue<T> {
             if !s.poppers.has_waiters() {
                 break;
             }
-            s.poppers.wake_one();
+            s.poppers.wake_all();
         }
         if items.is_empty() {
             s.pushers.release(key);
@@ -366,7 +372,7 @@ impl<T> Queue<T> {
                 s.pushers.wake_one();
             }
             if !s.items.is_empty() && s.poppers.has_waiters() {
-                s.poppers.wake_one();
+                s.poppers.wake_all();
             }
             return Poll::Ready(Some(item));
         }
@@ -400,7 +406,7 @@ impl<T> Queue<T> {
                 s.pushers.wake_all();
             }
             if !s.items.is_empty() && s.poppers.has_waiters() {
-                s.poppers.wake_one();
+                s.poppers.wake_all();
             }
             return Poll::Ready(n);
         }
@@ -430,7 +436,7 @@ impl<T> Queue<T> {
         }
         let mut s = self.lock();
         if s.poppers.release(key) && !s.items.is_empty() {
-            s.poppers.wake_one();
+            s.poppers.wake_all();
         }
     }
 

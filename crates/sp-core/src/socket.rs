@@ -161,7 +161,10 @@ impl Shared {
     fn open_context(&self) -> (MessageIo, Option<Control>) {
         let base = match &self.cooked {
             Some(c) => c.context(),
-            None => CookedContext::from(raw_io(self.core.clone())),
+            None => CookedContext {
+                io: raw_io(self.core.clone()),
+                control: self.core.protocol().control(),
+            },
         };
         let io = self.msg_layers.iter().fold(base.io, |io, l| l.layer(io));
         (io, base.control)

@@ -1,0 +1,645 @@
+//! SURVEYOR v0 and RESPONDENT v0 (`rfc/sp-surveyor-01`): a surveyor
+//! broadcasts a question, every respondent may answer, answers count until
+//! the survey's deadline.
+//!
+//! The wire header is REQ/REP's backtrace with a survey id (top bit set) as
+//! its last word. The raw forms ([`Surveyor0Raw`], [`Respondent0Raw`]) only
+//! route; the cooked surveyor ([`Surveyor0`]) is [`SurveyState`] (ids,
+//! deadlines, matching, no I/O) with thin async context halves over it, as
+//! cooked REQ is.
+//!
+//! # Receiving on a surveyor context
+//!
+//! After `send(question)`, `recv()` yields each response as it arrives, until
+//! the survey's deadline (default [`DEFAULT_SURVEY_TIME`], 1 s as in nng,
+//! nanomsg and mangos; set it per context with [`SurveyorControl`]). Responses
+//! that arrived before the deadline are still handed out after it; then
+//! `recv()` returns **[`Error::TimedOut`]** once, carrying the survey time, and
+//! the survey is over: a response arriving after that is dropped and counted
+//! as [`DropReason::Late`], and a further `recv()` returns
+//! [`Error::State`] until the next survey is sent. A new survey on the same
+//! context ends the previous one (its stragglers are late too).
+//!
+//! ```no_run
+//! # async fn demo(surveyor: sp_core::Socket) -> sp_core::Result<()> {
+//! use std::time::Duration;
+//! use sp_core::Error;
+//! use sp_protocols::survey::SurveyorControl;
+//!
+//! // (spstack::surveyor0().build() makes such a socket)
+//! surveyor.control::<SurveyorControl>().unwrap().set_deadline(Duration::from_millis(250));
+//! surveyor.send("who is there?").await?;
+//! loop {
+//!     match surveyor.recv().await {
+//!         Ok(answer) => println!("{:?}", answer.body()),
+//!         Err(Error::TimedOut(_)) => break, // the survey is over
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures::{Sink, Stream};
+use sp_core::layer::{ComponentInfo, CookedContext, Field, MessageIo, Overhead};
+use sp_core::queue::WaitKey;
+use sp_core::{
+    backtrace_field, CookedProtocol, CookedSocket, Core, DropReason, Error, Message, PipeId,
+    ProtocolId, RawProtocol, Result, SendMode, Verdict,
+};
+use tokio::time::{Instant, Sleep};
+
+use crate::raw::take_backtrace;
+use crate::rep::Rep0;
+
+/// How long a survey collects responses unless told otherwise: 1 s, as in
+/// nng (`NNG_OPT_SURVEYOR_SURVEYTIME`), nanomsg and mangos.
+pub const DEFAULT_SURVEY_TIME: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------
+// raw forms
+// ---------------------------------------------------------------------------
+
+/// SURVEYOR v0, raw (nng's xsurveyor): broadcasts surveys to every
+/// respondent (dropped per pipe when its queue is full); on receive moves the
+/// whole backtrace of a response into the header.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Surveyor0Raw;
+
+impl RawProtocol for Surveyor0Raw {
+    fn protocol(&self) -> ProtocolId {
+        ProtocolId::SURVEYOR0
+    }
+    fn peer(&self) -> ProtocolId {
+        ProtocolId::RESPONDENT0
+    }
+    fn send_mode(&self) -> SendMode {
+        SendMode::Broadcast
+    }
+    fn on_recv(&self, _: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
+        if msg.body().len() < 4 {
+            // as nng's surveyor: a response without its survey id closes the pipe
+            return Verdict::Close("response shorter than its 4-byte survey id".into());
+        }
+        // a response carries one word more than its survey did at the
+        // respondent that accepted it, as a REQ reply does
+        match take_backtrace(msg) {
+            None => Verdict::Close("response backtrace with no terminating word".into()),
+            Some(n) if n > ttl as usize + 1 => Verdict::Drop(DropReason::TtlExceeded),
+            Some(_) => Verdict::Deliver,
+        }
+    }
+    fn header_format(&self) -> Vec<Field> {
+        vec![backtrace_field("backtrace")]
+    }
+}
+
+/// RESPONDENT v0, raw (nng's xrespondent), the same as a raw REP: on receive
+/// checks the backtrace against the TTL and prepends the arriving pipe's id;
+/// on send routes by that id (dropped, counted, if the pipe is gone or full).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Respondent0Raw;
+
+impl RawProtocol for Respondent0Raw {
+    fn protocol(&self) -> ProtocolId {
+        ProtocolId::RESPONDENT0
+    }
+    fn peer(&self) -> ProtocolId {
+        ProtocolId::SURVEYOR0
+    }
+    fn send_mode(&self) -> SendMode {
+        SendMode::ToHeaderPipe
+    }
+    fn on_recv(&self, pipe: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
+        match take_backtrace(msg) {
+            None => Verdict::Close("survey backtrace with no terminating word".into()),
+            Some(n) if n > ttl as usize => Verdict::Drop(DropReason::TtlExceeded),
+            Some(_) => {
+                msg.push_header_u32(pipe);
+                Verdict::Deliver
+            }
+        }
+    }
+    fn header_format(&self) -> Vec<Field> {
+        vec![backtrace_field("backtrace")]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// cooked RESPONDENT: cooked REP's per-context backtrace, another name
+// ---------------------------------------------------------------------------
+
+/// Cooked RESPONDENT v0: each context remembers the backtrace of the survey
+/// it received and puts it on its response (exactly what cooked REP does).
+/// Sending with no survey received on that context is [`Error::State`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Respondent0;
+
+impl CookedProtocol for Respondent0 {
+    fn info(&self) -> ComponentInfo {
+        ComponentInfo::new("respondent0", Overhead::NONE)
+    }
+    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+        Rep0.attach(raw)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// the surveyor's state, no I/O
+// ---------------------------------------------------------------------------
+
+/// Id of a context within one socket.
+pub type CtxId = u64;
+
+struct Survey {
+    ctx: CtxId,
+    time: Duration,
+    deadline: Instant,
+    responses: VecDeque<Message>,
+    waker: Option<Waker>,
+}
+
+/// What happened to a response handed to [`SurveyState::on_response`].
+#[derive(Debug)]
+pub enum ResponseOutcome {
+    /// Queued for this context; wake it.
+    Matched(CtxId, Option<Waker>),
+    /// Its survey is over, cancelled or unknown.
+    Late,
+    /// Its survey has `cap` responses waiting unread already.
+    Full,
+    /// Not a valid survey response header.
+    Malformed,
+}
+
+/// What a context's receive should do next.
+#[derive(Debug)]
+pub enum Next {
+    /// Hand out this response.
+    Response(Message),
+    /// Nothing yet; wait for a response or until this instant.
+    Wait(Instant),
+    /// The survey ended (this was its time); it is forgotten now.
+    Expired(Duration),
+    /// No survey on this context.
+    NoSurvey,
+}
+
+/// The SURVEYOR state of one socket, all contexts included. No I/O: the
+/// caller passes the time in.
+pub struct SurveyState {
+    next_id: u32,
+    surveys: HashMap<u32, Survey>,
+    by_ctx: HashMap<CtxId, u32>,
+    cap: usize,
+}
+
+impl SurveyState {
+    /// A state with a random first id (as nng) that keeps at most `cap`
+    /// unread responses per survey (more are dropped, counted `QueueFull`).
+    pub fn new(cap: usize) -> SurveyState {
+        SurveyState {
+            next_id: fastrand::u32(..0x7fff_ffff),
+            surveys: HashMap::new(),
+            by_ctx: HashMap::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn alloc_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_id & 0x7fff_ffff;
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.surveys.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Starts a survey on `ctx` lasting `time` from `now` (ending its
+    /// previous one) and returns the wire message: the id with its top bit
+    /// set, then the body.
+    pub fn start(&mut self, ctx: CtxId, mut msg: Message, now: Instant, time: Duration) -> Message {
+        self.cancel(ctx);
+        let id = self.alloc_id();
+        msg.clear_header();
+        msg.set_pipe(None);
+        msg.push_header_u32(id | 0x8000_0000);
+        self.surveys.insert(
+            id,
+            Survey {
+                ctx,
+                time,
+                deadline: now + time,
+                responses: VecDeque::new(),
+                waker: None,
+            },
+        );
+        self.by_ctx.insert(ctx, id);
+        msg
+    }
+
+    /// Matches a response (header = backtrace from raw SURVEYOR) received
+    /// at `now` to its survey.
+    pub fn on_response(&mut self, mut msg: Message, now: Instant) -> ResponseOutcome {
+        let Some(word) = msg.pop_header_u32() else {
+            return ResponseOutcome::Malformed;
+        };
+        if word & 0x8000_0000 == 0 {
+            return ResponseOutcome::Malformed;
+        }
+        let cap = self.cap;
+        match self.surveys.get_mut(&(word & 0x7fff_ffff)) {
+            Some(s) if now < s.deadline => {
+                if s.responses.len() >= cap {
+                    return ResponseOutcome::Full;
+                }
+                msg.clear_header();
+                s.responses.push_back(msg);
+                ResponseOutcome::Matched(s.ctx, s.waker.take())
+            }
+            _ => ResponseOutcome::Late,
+        }
+    }
+
+    /// The next step for `ctx`'s receive at `now`.
+    pub fn next(&mut self, ctx: CtxId, now: Instant) -> Next {
+        let Some(&id) = self.by_ctx.get(&ctx) else {
+            return Next::NoSurvey;
+        };
+        let Some(s) = self.surveys.get_mut(&id) else {
+            self.by_ctx.remove(&ctx);
+            return Next::NoSurvey;
+        };
+        if let Some(m) = s.responses.pop_front() {
+            return Next::Response(m);
+        }
+        if now < s.deadline {
+            return Next::Wait(s.deadline);
+        }
+        let time = s.time;
+        self.cancel(ctx);
+        Next::Expired(time)
+    }
+
+    /// Remembers who to wake for `ctx`'s responses.
+    pub fn set_waker(&mut self, ctx: CtxId, w: &Waker) {
+        if let Some(s) = self
+            .by_ctx
+            .get(&ctx)
+            .and_then(|id| self.surveys.get_mut(id))
+        {
+            match &s.waker {
+                Some(old) if old.will_wake(w) => {}
+                _ => s.waker = Some(w.clone()),
+            }
+        }
+    }
+
+    /// Ends `ctx`'s survey (responses arriving later are late).
+    pub fn cancel(&mut self, ctx: CtxId) {
+        if let Some(id) = self.by_ctx.remove(&ctx) {
+            self.surveys.remove(&id);
+        }
+    }
+
+    /// Surveys in progress (or expired and not yet noticed).
+    pub fn outstanding(&self) -> usize {
+        self.surveys.len()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// cooked SURVEYOR
+// ---------------------------------------------------------------------------
+
+/// A surveyor context's settings, reached with
+/// `Socket::control::<SurveyorControl>()` or
+/// `SocketContext::control::<SurveyorControl>()`.
+#[derive(Debug)]
+pub struct SurveyorControl {
+    nanos: AtomicU64,
+}
+
+impl SurveyorControl {
+    fn new(d: Duration) -> SurveyorControl {
+        let c = SurveyorControl {
+            nanos: AtomicU64::new(0),
+        };
+        c.set_deadline(d);
+        c
+    }
+    /// How long a survey sent on this context collects responses.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+    /// Sets the survey time of this context; applies to surveys sent from
+    /// now on (as nng reads it at send). Clamped to 1 ns..=about 584 years.
+    pub fn set_deadline(&self, d: Duration) {
+        let n = d.as_nanos().clamp(1, u64::MAX as u128) as u64;
+        self.nanos.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Cooked SURVEYOR v0: survey ids, deadlines, contexts.
+#[derive(Clone, Copy, Debug)]
+pub struct Surveyor0 {
+    deadline: Duration,
+}
+
+impl Default for Surveyor0 {
+    fn default() -> Self {
+        Surveyor0 {
+            deadline: DEFAULT_SURVEY_TIME,
+        }
+    }
+}
+
+impl Surveyor0 {
+    /// A surveyor whose contexts start with survey time `d` instead of 1 s.
+    pub fn with_deadline(d: Duration) -> Surveyor0 {
+        Surveyor0 { deadline: d }
+    }
+}
+
+impl CookedProtocol for Surveyor0 {
+    fn info(&self) -> ComponentInfo {
+        // its survey id is the last word of the raw backtrace
+        ComponentInfo::new("surveyor0", Overhead::header(4))
+    }
+    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+        Arc::new_cyclic(|me| SurvShared {
+            me: me.clone(),
+            state: Mutex::new(SurveyState::new(raw.options().recv_queue)),
+            raw,
+            deadline: self.deadline,
+            next_ctx: AtomicU64::new(1),
+        })
+    }
+}
+
+struct SurvShared {
+    me: Weak<SurvShared>,
+    raw: Arc<Core>,
+    state: Mutex<SurveyState>,
+    deadline: Duration,
+    next_ctx: AtomicU64,
+}
+
+impl SurvShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SurveyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl CookedSocket for SurvShared {
+    fn context(&self) -> CookedContext {
+        let Some(shared) = self.me.upgrade() else {
+            unreachable!("a cooked socket is only used while its Arc lives")
+        };
+        let ctx = self.next_ctx.fetch_add(1, Ordering::Relaxed);
+        let control = Arc::new(SurveyorControl::new(self.deadline));
+        let g = Arc::new(CtxGuard {
+            shared,
+            ctx,
+            control: control.clone(),
+        });
+        CookedContext {
+            io: MessageIo::new(
+                Box::pin(SurvTx {
+                    g: g.clone(),
+                    key: WaitKey::default(),
+                }),
+                Box::pin(SurvRx {
+                    g,
+                    key: WaitKey::default(),
+                    timer: None,
+                }),
+            ),
+            control: Some(control),
+        }
+    }
+}
+
+/// Ends a context's survey when both of its halves are gone.
+struct CtxGuard {
+    shared: Arc<SurvShared>,
+    ctx: CtxId,
+    control: Arc<SurveyorControl>,
+}
+
+impl Drop for CtxGuard {
+    fn drop(&mut self) {
+        self.shared.lock().cancel(self.ctx);
+    }
+}
+
+struct SurvTx {
+    g: Arc<CtxGuard>,
+    key: WaitKey,
+}
+
+impl Sink<Message> for SurvTx {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        // a broadcast never waits; this only reports a closed socket
+        let this = self.get_mut();
+        this.g.shared.raw.poll_send_ready(cx, &mut this.key)
+    }
+    fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<()> {
+        let g = &self.g;
+        let time = g.control.deadline();
+        let wire = g.shared.lock().start(g.ctx, msg, Instant::now(), time);
+        // broadcast: queued on every pipe with room, dropped (counted) on the others
+        g.shared.raw.send_now(wire)?;
+        Ok(())
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for SurvTx {
+    fn drop(&mut self) {
+        self.g.shared.raw.cancel_send(&mut self.key);
+    }
+}
+
+struct SurvRx {
+    g: Arc<CtxGuard>,
+    key: WaitKey,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Stream for SurvRx {
+    type Item = Result<Message>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let this = self.get_mut();
+        let ctx = this.g.ctx;
+        let shared = this.g.shared.clone();
+        loop {
+            let now = Instant::now();
+            let deadline = {
+                let mut st = shared.lock();
+                match st.next(ctx, now) {
+                    Next::Response(m) => {
+                        drop(st);
+                        shared.raw.cancel_recv(&mut this.key);
+                        return Poll::Ready(Some(Ok(m)));
+                    }
+                    Next::Expired(time) => {
+                        drop(st);
+                        shared.raw.cancel_recv(&mut this.key);
+                        return Poll::Ready(Some(Err(Error::TimedOut(time))));
+                    }
+                    Next::NoSurvey => {
+                        drop(st);
+                        shared.raw.cancel_recv(&mut this.key);
+                        return Poll::Ready(Some(Err(Error::State(
+                            "no survey in progress on this context: send one first",
+                        ))));
+                    }
+                    Next::Wait(at) => {
+                        st.set_waker(ctx, cx.waker());
+                        at
+                    }
+                }
+            };
+            // whoever polls takes responses off the raw socket and files them
+            // under their survey, waking the context that owns it
+            match shared.raw.poll_recv(cx, &mut this.key) {
+                Poll::Ready(Ok(m)) => {
+                    let outcome = shared.lock().on_response(m, Instant::now());
+                    let counters = shared.raw.counters();
+                    match outcome {
+                        ResponseOutcome::Matched(c, w) => {
+                            if c != ctx {
+                                if let Some(w) = w {
+                                    w.wake();
+                                }
+                            }
+                        }
+                        ResponseOutcome::Late => counters.dropped(DropReason::Late),
+                        ResponseOutcome::Full => counters.dropped(DropReason::QueueFull),
+                        ResponseOutcome::Malformed => counters.dropped(DropReason::Malformed),
+                    }
+                    continue;
+                }
+                Poll::Ready(Err(e)) => {
+                    shared.raw.cancel_recv(&mut this.key);
+                    return Poll::Ready(match e {
+                        Error::Closed => None,
+                        e => Some(Err(e)),
+                    });
+                }
+                Poll::Pending => {}
+            }
+            let t = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if t.deadline() != deadline {
+                t.as_mut().reset(deadline);
+            }
+            if t.as_mut().poll(cx).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Drop for SurvRx {
+    fn drop(&mut self) {
+        self.g.shared.raw.cancel_recv(&mut self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response_to(wire: &Message, body: &[u8]) -> Message {
+        let mut r = Message::from(body);
+        r.push_header(&wire.header()[..4]);
+        r
+    }
+
+    #[test]
+    fn responses_until_the_deadline_then_expired_then_no_survey() {
+        let t0 = Instant::now();
+        let time = Duration::from_millis(100);
+        let mut st = SurveyState::new(8);
+        let wire = st.start(1, Message::from(&b"q"[..]), t0, time);
+        assert_eq!(wire.header()[0] & 0x80, 0x80, "survey ids have the top bit");
+        assert_eq!(wire.body(), b"q");
+        assert!(matches!(st.next(1, t0), Next::Wait(at) if at == t0 + time));
+        for b in [&b"a"[..], b"b"] {
+            assert!(matches!(
+                st.on_response(response_to(&wire, b), t0),
+                ResponseOutcome::Matched(1, _)
+            ));
+        }
+        assert!(matches!(st.next(1, t0), Next::Response(m) if m.body() == b"a"));
+        // on time, read after the deadline: still handed out
+        let late = t0 + time;
+        assert!(matches!(st.next(1, late), Next::Response(m) if m.body() == b"b"));
+        assert!(matches!(
+            st.on_response(response_to(&wire, b"c"), late),
+            ResponseOutcome::Late
+        ));
+        assert!(matches!(st.next(1, late), Next::Expired(t) if t == time));
+        assert!(matches!(st.next(1, late), Next::NoSurvey));
+        assert_eq!(st.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_new_survey_ends_the_old_and_contexts_are_independent() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut st = SurveyState::new(2);
+        let old = st.start(1, Message::from(&b"old"[..]), t0, s);
+        let other = st.start(2, Message::from(&b"other"[..]), t0, s);
+        let new = st.start(1, Message::from(&b"new"[..]), t0, s);
+        assert_ne!(old.header(), new.header());
+        assert!(matches!(
+            st.on_response(response_to(&old, b"x"), t0),
+            ResponseOutcome::Late
+        ));
+        assert!(matches!(
+            st.on_response(response_to(&other, b"y"), t0),
+            ResponseOutcome::Matched(2, _)
+        ));
+        for _ in 0..2 {
+            assert!(matches!(
+                st.on_response(response_to(&new, b"z"), t0),
+                ResponseOutcome::Matched(1, _)
+            ));
+        }
+        assert!(matches!(
+            st.on_response(response_to(&new, b"z"), t0),
+            ResponseOutcome::Full
+        ));
+        let mut bad = Message::from(&b"x"[..]);
+        bad.push_header_u32(5);
+        assert!(matches!(
+            st.on_response(bad, t0),
+            ResponseOutcome::Malformed
+        ));
+        assert!(matches!(
+            st.on_response(Message::from(&b"no header"[..]), t0),
+            ResponseOutcome::Malformed
+        ));
+        st.cancel(2);
+        assert!(matches!(st.next(2, t0), Next::NoSurvey));
+    }
+}

@@ -1,0 +1,375 @@
+//! Interop of SURVEYOR/RESPONDENT, BUS and PAIR1 against the real libraries:
+//! pynng (nng 1.11) and nanocat (nanomsg 1.1.5) as peers, tcp and ipc, with
+//! spstack listening and dialing. Payloads follow `tests/interop/README.md`
+//! (message i is `payload(size, i)`, its answer `payload(size, i + 1000)`).
+//!
+//! * SURVEYOR: spstack surveys several foreign respondents (3 nng, or 2
+//!   nanocat — one survey per nanocat run, README N7), collects one answer
+//!   from each, and the survey then ends with `Error::TimedOut` at its
+//!   deadline. RESPONDENT: a foreign surveyor surveys spstack.
+//! * BUS, three nodes: spstack as the hub two foreign nodes dial (it answers
+//!   once both have spoken, so each gets the answer), and spstack dialing two
+//!   foreign nodes (each answers it). With nng, also nng → one spstack raw
+//!   BUS socket reflecting (`spstack::reflect`) → nng.
+//! * PAIR1 with nng only (nanomsg has none, README N11).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use spstack::{Error, Options, Protocol, Socket};
+use tokio::process::Command;
+use tokio::time::{sleep, timeout};
+
+const SIZES: [usize; 3] = [0, 1, 65536];
+const STEP: Duration = Duration::from_secs(30);
+
+fn payload(size: usize, index: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| ((i * 31 + index * 7 + 1) & 0xff) as u8)
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Peer {
+    Nng,
+    Nano,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Tr {
+    Tcp,
+    Ipc,
+}
+
+static PORT: AtomicU16 = AtomicU16::new(0);
+
+fn url(tr: Tr, tag: &str) -> String {
+    match tr {
+        Tr::Tcp => {
+            if PORT.load(Ordering::Relaxed) == 0 {
+                // a different range from tests/interop.rs
+                let base = 40000 + (std::process::id() % 15000) as u16;
+                let _ = PORT.compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            loop {
+                let p = PORT.fetch_add(1, Ordering::Relaxed);
+                if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+                    return format!("tcp://127.0.0.1:{p}");
+                }
+            }
+        }
+        Tr::Ipc => format!("ipc:///tmp/spstack-family-{}-{tag}.ipc", std::process::id()),
+    }
+}
+
+struct Child {
+    child: tokio::process::Child,
+    what: String,
+}
+
+/// Starts a foreign peer; in listen mode waits until it is bound.
+async fn foreign(peer: Peer, proto: &str, mode: &str, url: &str, sizes: &[usize]) -> Child {
+    let tag = url.replace(['/', ':', '.'], "_");
+    let ready = std::env::temp_dir().join(format!(
+        "spstack-fready-{}-{tag}-{proto}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&ready);
+    let sizes_arg = sizes
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(match peer {
+            Peer::Nng => "peer.py",
+            Peer::Nano => "nano.py",
+        });
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .args(["--proto", proto, "--mode", mode, "--url", url])
+        .args(["--sizes", &sizes_arg, "--timeout", "20"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if peer == Peer::Nano {
+        cmd.args(["--send-delay", "0.3", "--linger", "0.3"]);
+    }
+    let what = format!("{peer:?} {proto} {mode} {url}");
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3 for {what}: {e}"));
+    if mode == "listen" {
+        let t0 = Instant::now();
+        while !ready.exists() {
+            assert!(t0.elapsed() < STEP, "{what}: never became ready");
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Child { child, what }
+}
+
+impl Child {
+    /// Waits for the peer; panics unless it checked everything and said OK.
+    async fn finish(self) {
+        let what = self.what.clone();
+        let out = timeout(Duration::from_secs(60), self.child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: peer did not exit"))
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("OK"),
+            "{what}: peer failed ({:?})\nstdout: {stdout}\nstderr: {stderr}",
+            out.status
+        );
+    }
+}
+
+fn opts() -> Options {
+    Options::default()
+        .recv_max_size(2 << 20)
+        .reconnect_min(Duration::from_millis(20))
+        .reconnect_max(Duration::from_millis(200))
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = spstack::Result<T>>) -> T {
+    timeout(STEP, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: timed out"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+async fn wait_pipes(s: &Socket, n: usize, what: &str) {
+    let t0 = Instant::now();
+    while s.pipes().len() < n {
+        assert!(
+            t0.elapsed() < STEP,
+            "{what}: only {} pipes",
+            s.pipes().len()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn finish_all(children: Vec<Child>) {
+    for c in children {
+        c.finish().await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SURVEYOR / RESPONDENT
+// ---------------------------------------------------------------------------
+
+/// spstack SURVEYOR against `n` foreign respondents, each answering every survey.
+async fn surveyor_vs_respondents(peer: Peer, n: usize, tr: Tr, we_listen: bool) {
+    // nanocat's respondent serves one survey per run (README N7)
+    let sizes: &[usize] = if peer == Peer::Nano { &[65536] } else { &SIZES };
+    let s = spstack::surveyor0().options(opts()).build();
+    let base = format!("surv-{peer:?}-{tr:?}-{we_listen}");
+    let mut children = Vec::new();
+    if we_listen {
+        let u = url(tr, &base);
+        within("listen", s.listen(&u)).await;
+        for _ in 0..n {
+            children.push(foreign(peer, "respondent0", "dial", &u, sizes).await);
+        }
+    } else {
+        for k in 0..n {
+            let u = url(tr, &format!("{base}-{k}"));
+            children.push(foreign(peer, "respondent0", "listen", &u, sizes).await);
+            s.dial_background(&u).unwrap();
+        }
+    }
+    let ctx = format!("spstack surveyor vs {n} {peer:?} respondents, {base}");
+    // a survey sent before a respondent is connected does not reach it
+    wait_pipes(&s, n, &ctx).await;
+    for (i, &size) in sizes.iter().enumerate() {
+        within(&ctx, s.send(payload(size, i))).await;
+        for k in 0..n {
+            let m = within(&ctx, s.recv()).await;
+            assert!(
+                m.body() == &payload(size, i + 1000)[..],
+                "{ctx}: answer {k} to survey {i} ({size} B) differs"
+            );
+        }
+    }
+    // everyone answered the last survey; it ends at its deadline (1 s, as nng's)
+    let t0 = Instant::now();
+    match timeout(STEP, s.recv()).await {
+        Ok(Err(Error::TimedOut(d))) => assert_eq!(d, Duration::from_secs(1)),
+        other => panic!("{ctx}: expected the deadline, got {other:?}"),
+    }
+    assert!(t0.elapsed() < Duration::from_millis(1500), "{ctx}");
+    finish_all(children).await;
+    assert_eq!(s.stats().total_drops(), 0, "{ctx}");
+}
+
+/// A foreign SURVEYOR surveys an spstack RESPONDENT.
+async fn respondent_vs_surveyor(peer: Peer, tr: Tr, we_listen: bool) {
+    let r = spstack::respondent0().options(opts()).build();
+    let u = url(tr, &format!("resp-{peer:?}-{tr:?}-{we_listen}"));
+    let child = if we_listen {
+        within("listen", r.listen(&u)).await;
+        foreign(peer, "surveyor0", "dial", &u, &SIZES).await
+    } else {
+        let c = foreign(peer, "surveyor0", "listen", &u, &SIZES).await;
+        r.dial_background(&u).unwrap();
+        c
+    };
+    let ctx = format!("spstack respondent vs {peer:?} surveyor {u}");
+    for (i, &size) in SIZES.iter().enumerate() {
+        let m = within(&ctx, r.recv()).await;
+        assert!(
+            m.body() == &payload(size, i)[..],
+            "{ctx}: survey {i} differs"
+        );
+        within(&ctx, r.send(payload(size, i + 1000))).await;
+    }
+    child.finish().await;
+}
+
+macro_rules! each_way {
+    ($($name:ident: $body:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            for tr in [Tr::Tcp, Tr::Ipc] {
+                for we_listen in [true, false] {
+                    let f: &dyn Fn(Tr, bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = &$body;
+                    f(tr, we_listen).await;
+                }
+            }
+        }
+    )*};
+}
+
+each_way! {
+    spstack_surveyor_with_three_nng_respondents: |tr, l| Box::pin(surveyor_vs_respondents(Peer::Nng, 3, tr, l));
+    spstack_surveyor_with_two_nanomsg_respondents: |tr, l| Box::pin(surveyor_vs_respondents(Peer::Nano, 2, tr, l));
+    nng_surveyor_with_spstack_respondent: |tr, l| Box::pin(respondent_vs_surveyor(Peer::Nng, tr, l));
+    nanomsg_surveyor_with_spstack_respondent: |tr, l| Box::pin(respondent_vs_surveyor(Peer::Nano, tr, l));
+    spstack_bus_with_two_nng_nodes: |tr, l| Box::pin(bus_three_nodes(Peer::Nng, tr, l));
+    spstack_bus_with_two_nanomsg_nodes: |tr, l| Box::pin(bus_three_nodes(Peer::Nano, tr, l));
+    spstack_pair1_with_nng: |tr, l| Box::pin(pair1_vs_nng(tr, l));
+}
+
+// ---------------------------------------------------------------------------
+// BUS
+// ---------------------------------------------------------------------------
+
+/// Three nodes: spstack and two foreign BUS nodes. Listening, spstack is the
+/// hub both foreign nodes dial (they speak first, README "dialer sends
+/// first"); dialing, spstack speaks first to two listening foreign nodes.
+async fn bus_three_nodes(peer: Peer, tr: Tr, we_listen: bool) {
+    let sizes: &[usize] = if peer == Peer::Nano {
+        &[1, 65536]
+    } else {
+        &SIZES
+    };
+    let s = spstack::bus0().options(opts()).build();
+    let base = format!("bus-{peer:?}-{tr:?}-{we_listen}");
+    let ctx = format!("spstack bus with two {peer:?} nodes, {base}");
+    let mut children = Vec::new();
+    if we_listen {
+        let u = url(tr, &base);
+        within("listen", s.listen(&u)).await;
+        for _ in 0..2 {
+            children.push(foreign(peer, "bus0", "dial", &u, sizes).await);
+        }
+        for (i, &size) in sizes.iter().enumerate() {
+            // both nodes say message i; one answer on the bus reaches both
+            for _ in 0..2 {
+                let m = within(&ctx, s.recv()).await;
+                assert!(
+                    m.body() == &payload(size, i)[..],
+                    "{ctx}: message {i} differs"
+                );
+            }
+            within(&ctx, s.send(payload(size, i + 1000))).await;
+        }
+    } else {
+        for k in 0..2 {
+            let u = url(tr, &format!("{base}-{k}"));
+            children.push(foreign(peer, "bus0", "listen", &u, sizes).await);
+            s.dial_background(&u).unwrap();
+        }
+        wait_pipes(&s, 2, &ctx).await;
+        for (i, &size) in sizes.iter().enumerate() {
+            within(&ctx, s.send(payload(size, i))).await;
+            for _ in 0..2 {
+                let m = within(&ctx, s.recv()).await;
+                assert!(
+                    m.body() == &payload(size, i + 1000)[..],
+                    "{ctx}: answer to {i} differs"
+                );
+            }
+        }
+    }
+    finish_all(children).await;
+}
+
+/// nng BUS (dials) → one spstack raw BUS socket, reflecting → nng BUS
+/// (listens): the reflector floods each message to the other node only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nng_bus_through_a_spstack_reflector() {
+    for tr in [Tr::Tcp, Tr::Ipc] {
+        let hub = spstack::raw(Protocol::Bus0).options(opts()).build();
+        let hub_url = url(tr, "reflector-hub");
+        let far_url = url(tr, "reflector-far");
+        let server = foreign(Peer::Nng, "bus0", "listen", &far_url, &SIZES).await;
+        within("listen", hub.listen(&hub_url)).await;
+        hub.dial_background(&far_url).unwrap();
+        wait_pipes(&hub, 1, "reflector to server").await;
+        let h = hub.clone();
+        let dev = tokio::spawn(async move { spstack::reflect(&h).await });
+        let client = foreign(Peer::Nng, "bus0", "dial", &hub_url, &SIZES).await;
+        client.finish().await;
+        server.finish().await;
+        assert_eq!(hub.stats().msgs_in, 2 * SIZES.len() as u64, "{tr:?}");
+        assert_eq!(hub.stats().total_drops(), 0, "{tr:?}");
+        dev.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PAIR1
+// ---------------------------------------------------------------------------
+
+/// spstack PAIR1 with nng's: the dialer sends first.
+async fn pair1_vs_nng(tr: Tr, we_listen: bool) {
+    let sizes: &[usize] = &[0, 1, 65536, 1 << 20];
+    let s = spstack::pair1().options(opts()).build();
+    let u = url(tr, &format!("pair1-{tr:?}-{we_listen}"));
+    let child = if we_listen {
+        within("listen", s.listen(&u)).await;
+        foreign(Peer::Nng, "pair1", "dial", &u, sizes).await
+    } else {
+        let c = foreign(Peer::Nng, "pair1", "listen", &u, sizes).await;
+        s.dial_background(&u).unwrap();
+        c
+    };
+    let ctx = format!("spstack pair1 vs nng {u}");
+    for (i, &size) in sizes.iter().enumerate() {
+        if we_listen {
+            let m = within(&ctx, s.recv()).await;
+            assert!(m.body() == &payload(size, i)[..], "{ctx}: {i} differs");
+            within(&ctx, s.send(payload(size, i + 1000))).await;
+        } else {
+            within(&ctx, s.send(payload(size, i))).await;
+            let m = within(&ctx, s.recv()).await;
+            assert!(
+                m.body() == &payload(size, i + 1000)[..],
+                "{ctx}: reply {i} differs"
+            );
+        }
+    }
+    child.finish().await;
+    assert_eq!(s.stats().total_drops(), 0, "{ctx}");
+}
