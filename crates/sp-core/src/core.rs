@@ -515,7 +515,15 @@ impl Core {
                     self.release_send_key(key);
                     return Poll::Ready(Ok(()));
                 }
+                // announce the wait first, then look again: a writer frees
+                // room and then reads the count (`wake_senders`), so one of
+                // the two sees the other (both sides fence)
                 let mut w = self.send_waiters.lock().unwrap_or_else(|e| e.into_inner());
+                if !key_registered(key) {
+                    self.send_waiting.fetch_add(1, Ordering::SeqCst);
+                }
+                w_register(&mut w, key, cx);
+                std::sync::atomic::fence(Ordering::SeqCst);
                 if self.lb_has_room() || self.is_closed() {
                     w_release(&mut w, key, &self.send_waiting);
                     return Poll::Ready(if self.is_closed() {
@@ -524,10 +532,6 @@ impl Core {
                         Ok(())
                     });
                 }
-                if !key_registered(key) {
-                    self.send_waiting.fetch_add(1, Ordering::AcqRel);
-                }
-                w_register(&mut w, key, cx);
                 Poll::Pending
             }
             _ => Poll::Ready(Ok(())),
@@ -607,7 +611,8 @@ impl Core {
     }
 
     fn wake_senders(&self) {
-        if self.send_waiting.load(Ordering::Acquire) > 0 {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.send_waiting.load(Ordering::SeqCst) > 0 {
             self.send_waiters
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
