@@ -123,7 +123,12 @@ for rep in $(seq "$REPS"); do
       echo "rep $rep lat $lib $U $sz" >&2
       if [ "${lib#spstack}" != "$lib" ]; then run_sp "$lib" lat "$U" "$sz" "$LAT_N"
       else run_anchor "$lib" lat "$U" "$sz" "$LAT_N"; fi
-    done; done; done
+    done
+      # floor: raw socket ping-pong (TCP_NODELAY / AF_UNIX socketpair), same size, same moment
+      [ -x "$ABIN/raw_lat" ] && { kind=$tr; [ "$tr" = ipc ] && kind=unix
+        echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) raw_lat $kind $sz" >>"$ERR"
+        timeout "$T_CMD" "$ABIN/raw_lat" "$kind" "$sz" "$LAT_N" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=raw_lat $kind $sz"; }
+    done; done
   fi
 done
 

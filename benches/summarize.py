@@ -30,13 +30,15 @@ def parse(path, tag):
 rows, fails = parse(sys.argv[1], "RESULT")
 diag = parse(sys.argv[2], "DIAG")[0] if len(sys.argv) > 2 else []
 
-LIBS = ["spstack", "spstack-spawn", "nng", "nanomsg", "zmq"]
-LIBN = {"spstack": "spstack", "spstack-spawn": "spstack (spawned)", "nng": "nng 1.5.2", "nanomsg": "nanomsg 1.1.5", "zmq": "libzmq 4.3.4"}
+LIBS = ["spstack", "spstack-spawn", "nng", "nanomsg", "zmq", "floor"]
+LIBN = {"spstack": "spstack", "spstack-spawn": "spstack (spawned)", "nng": "nng 1.5.2", "nanomsg": "nanomsg 1.1.5", "zmq": "libzmq 4.3.4",
+        "floor": "floor: raw socket ping-pong"}
 TRS = ["tcp", "ipc", "inproc"]
 
 
 def tr(r):
-    return r["url"].split("://")[0]
+    t = r["url"].split("://")[0]
+    return "ipc" if t == "unix" else t  # raw_lat floors: url=tcp / url=unix
 
 
 def hsize(s):
@@ -60,7 +62,8 @@ def group(test):
     g = defaultdict(list)
     for r in rows:
         if r.get("test") == test:
-            g[(tr(r), int(r["size"]), r["lib"])].append(r)
+            lib = "floor" if r["lib"].startswith("raw-") else r["lib"]
+            g[(tr(r), int(r["size"]), lib)].append(r)
     return g
 
 
