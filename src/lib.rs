@@ -24,8 +24,8 @@
 pub use sp_core::{
     copied_bytes, describe, device, layer, queue, stats, transport, Announcement, BoxFuture,
     BoxSink, BoxStream, Connection, ContextService, CookedProtocol, CookedSocket, Core, DropReason,
-    Endpoint, Error, Message, MessageIo, Options, Overhead, PipeEvent, PipeId, PipeInfo,
-    ProtocolId, RawProtocol, RejectReason, Result, SendMode, Socket, SocketBuilder, SocketContext,
+    Endpoint, Error, Handover, Message, MessageIo, Options, Overhead, PipeEvent, PipeId, PipeInfo,
+    ProtocolId, RawProtocol, RecvPolicy, RejectReason, Result, SendMode, Socket, SocketBuilder, SocketContext,
     Stats, Verdict,
 };
 pub use sp_protocols::{
