@@ -29,6 +29,36 @@ pub(crate) fn take_backtrace(msg: &mut Message) -> Option<usize> {
     }
 }
 
+/// The answering side's receive (raw REQ, raw SURVEYOR): the whole
+/// backtrace of a reply goes into the header. `what` and `id` name the
+/// message and its id in errors ("reply"/"request id", "response"/"survey id"). A reply carries one word more than its
+/// request did at the REP that accepted it (that REP's own pipe id), so the
+/// limit is the TTL plus one.
+pub(crate) fn recv_answer(msg: &mut Message, ttl: u8, what: &str, id: &str) -> Verdict {
+    if msg.body().len() < 4 {
+        return Verdict::Close(format!("{what} shorter than its 4-byte {id}"));
+    }
+    match take_backtrace(msg) {
+        None => Verdict::Close(format!("{what} backtrace with no terminating word")),
+        Some(n) if n > ttl as usize + 1 => Verdict::Drop(DropReason::TtlExceeded),
+        Some(_) => Verdict::Deliver,
+    }
+}
+
+/// The asked side's receive (raw REP, raw RESPONDENT): checks the backtrace
+/// against the TTL (dropping, not closing, as nng) and prepends the arriving
+/// pipe's id, which a send then routes by.
+pub(crate) fn recv_question(pipe: PipeId, msg: &mut Message, ttl: u8, what: &str) -> Verdict {
+    match take_backtrace(msg) {
+        None => Verdict::Close(format!("{what} backtrace with no terminating word")),
+        Some(n) if n > ttl as usize => Verdict::Drop(DropReason::TtlExceeded),
+        Some(_) => {
+            msg.push_header_u32(pipe);
+            Verdict::Deliver
+        }
+    }
+}
+
 /// PAIR v0, raw: one peer, no header.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pair0Raw;
@@ -106,16 +136,7 @@ impl RawProtocol for Req0Raw {
         SendMode::LoadBalance
     }
     fn on_recv(&self, _: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
-        if msg.body().len() < 4 {
-            return Verdict::Close("reply shorter than its 4-byte request id".into());
-        }
-        // a reply carries one word more than its request did at the REP that
-        // accepted it (that REP's own pipe id), so the request's limit plus one
-        match take_backtrace(msg) {
-            None => Verdict::Close("backtrace with no terminating word".into()),
-            Some(n) if n > ttl as usize + 1 => Verdict::Drop(DropReason::TtlExceeded),
-            Some(_) => Verdict::Deliver,
-        }
+        recv_answer(msg, ttl, "reply", "request id")
     }
     fn header_format(&self) -> Vec<Field> {
         vec![backtrace_field("backtrace")]
@@ -138,14 +159,7 @@ impl RawProtocol for Rep0Raw {
         SendMode::ToHeaderPipe
     }
     fn on_recv(&self, pipe: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
-        match take_backtrace(msg) {
-            None => Verdict::Close("request backtrace with no terminating word".into()),
-            Some(n) if n > ttl as usize => Verdict::Drop(DropReason::TtlExceeded),
-            Some(_) => {
-                msg.push_header_u32(pipe);
-                Verdict::Deliver
-            }
-        }
+        recv_question(pipe, msg, ttl, "request")
     }
     fn header_format(&self) -> Vec<Field> {
         vec![backtrace_field("backtrace")]

@@ -56,7 +56,7 @@ use sp_core::{
 };
 use tokio::time::{Instant, Sleep};
 
-use crate::raw::take_backtrace;
+use crate::raw::{recv_answer, recv_question};
 use crate::rep::Rep0;
 
 /// How long a survey collects responses unless told otherwise: 1 s, as in
@@ -84,17 +84,8 @@ impl RawProtocol for Surveyor0Raw {
         SendMode::Broadcast
     }
     fn on_recv(&self, _: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
-        if msg.body().len() < 4 {
-            // as nng's surveyor: a response without its survey id closes the pipe
-            return Verdict::Close("response shorter than its 4-byte survey id".into());
-        }
-        // a response carries one word more than its survey did at the
-        // respondent that accepted it, as a REQ reply does
-        match take_backtrace(msg) {
-            None => Verdict::Close("response backtrace with no terminating word".into()),
-            Some(n) if n > ttl as usize + 1 => Verdict::Drop(DropReason::TtlExceeded),
-            Some(_) => Verdict::Deliver,
-        }
+        // as nng's surveyor: a response without its survey id closes the pipe
+        recv_answer(msg, ttl, "response", "survey id")
     }
     fn header_format(&self) -> Vec<Field> {
         vec![backtrace_field("backtrace")]
@@ -118,14 +109,7 @@ impl RawProtocol for Respondent0Raw {
         SendMode::ToHeaderPipe
     }
     fn on_recv(&self, pipe: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
-        match take_backtrace(msg) {
-            None => Verdict::Close("survey backtrace with no terminating word".into()),
-            Some(n) if n > ttl as usize => Verdict::Drop(DropReason::TtlExceeded),
-            Some(_) => {
-                msg.push_header_u32(pipe);
-                Verdict::Deliver
-            }
-        }
+        recv_question(pipe, msg, ttl, "survey")
     }
     fn header_format(&self) -> Vec<Field> {
         vec![backtrace_field("backtrace")]
