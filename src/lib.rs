@@ -25,8 +25,8 @@ pub use sp_core::{
     copied_bytes, describe, device, layer, queue, stats, transport, Announcement, BoxFuture,
     BoxSink, BoxStream, Connection, ContextService, CookedProtocol, CookedSocket, Core, DropReason,
     Endpoint, Error, Handover, Message, MessageIo, Options, Overhead, PipeEvent, PipeId, PipeInfo,
-    ProtocolId, RawProtocol, RecvPolicy, RejectReason, Result, SendMode, Socket, SocketBuilder, SocketContext,
-    Stats, Verdict,
+    ProtocolId, RawProtocol, RecvPolicy, RejectReason, Result, SendMode, Socket, SocketBuilder,
+    SocketContext, Stats, Verdict,
 };
 pub use sp_protocols::{
     bus, pair1, reflect, survey, Bus0, Bus0Raw, Pair1, Pair1Raw, Respondent0, Respondent0Raw,
