@@ -7,7 +7,9 @@
 #        QUICK=1         smoke run: 1 rep, small counts, short anchor runs
 #        THR_SECS=2.5    anchors' throughput duration (their `thr URL SIZE SECS`)
 #        LAT_N=100000    timed round trips per latency run (both sides)
-#        TRANSPORTS="tcp ipc"  LIBS="spstack spstack-spawn nng nn zmq"  SECTIONS="thr lat diag"
+#        TRANSPORTS="tcp ipc"  LIBS="spstack spstack-spawn nng nn zmq"  SECTIONS="thr lat diag" (also: pubsub survey)
+#        PS_SECS=$THR_SECS  NSUBS="1 4 16"   pubsub: PUB sends 64 B for PS_SECS s to N SUB processes (anchors: `pubsub URL 64 SECS N`)
+#        SURVEY_N=20000  NRESP="1 4 16"      survey: timed surveys per run, respondents (spstack only; the anchors have no survey mode)
 #          spstack: the tools' body runs in #[tokio::main]'s block_on (main thread, not a runtime worker);
 #          spstack-spawn: the same binaries with SPBENCH_SPAWN=1, body in tokio::spawn (on a worker)
 #        ANCHORS=../shared/perf-anchors (source dir)   ABIN=/tmp/perf-anchors/bin
@@ -21,10 +23,13 @@ ABIN=${ABIN:-/tmp/perf-anchors/bin}
 OUT=${1:-/tmp/spbench/$(date +%Y%m%d-%H%M%S)}
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-  REPS=${REPS:-1}; THR_SECS=${THR_SECS:-0.5}; LAT_N=${LAT_N:-5000}; DIV=20
+  REPS=${REPS:-1}; THR_SECS=${THR_SECS:-0.5}; LAT_N=${LAT_N:-5000}; DIV=20; SURVEY_N=${SURVEY_N:-1000}
 else
-  REPS=${REPS:-3}; THR_SECS=${THR_SECS:-2.5}; LAT_N=${LAT_N:-100000}; DIV=1
+  REPS=${REPS:-3}; THR_SECS=${THR_SECS:-2.5}; LAT_N=${LAT_N:-100000}; DIV=1; SURVEY_N=${SURVEY_N:-20000}
 fi
+PS_SECS=${PS_SECS:-$THR_SECS}
+NSUBS=${NSUBS:-"1 4 16"}
+NRESP=${NRESP:-"1 4 16"}
 TRANSPORTS=${TRANSPORTS:-"tcp ipc"}
 LIBS=${LIBS:-"spstack spstack-spawn nng nn zmq"}
 SECTIONS=${SECTIONS:-"thr lat diag"}
@@ -64,7 +69,8 @@ for l in sys.stdin:
         print(j["executable"])' "$1" | tail -1; }
 LOCAL_THR=$(sp_bin local_thr); REMOTE_THR=$(sp_bin remote_thr)
 LOCAL_LAT=$(sp_bin local_lat); REMOTE_LAT=$(sp_bin remote_lat)
-for b in "$LOCAL_THR" "$REMOTE_THR" "$LOCAL_LAT" "$REMOTE_LAT"; do
+PUBSUB=$(sp_bin pubsub); SURVEY_LAT=$(sp_bin survey_lat)
+for b in "$LOCAL_THR" "$REMOTE_THR" "$LOCAL_LAT" "$REMOTE_LAT" "$PUBSUB" "$SURVEY_LAT"; do
   [ -x "$b" ] || { echo "spstack tool not found: '$b'"; exit 1; }
 done
 # private copies: a concurrent `cargo build` in the same target dir must not swap binaries mid-run
@@ -73,11 +79,14 @@ cp "$LOCAL_THR" "$OUT/bin/local_thr"; cp "$REMOTE_THR" "$OUT/bin/remote_thr"
 cp "$LOCAL_LAT" "$OUT/bin/local_lat"; cp "$REMOTE_LAT" "$OUT/bin/remote_lat"
 LOCAL_THR=$OUT/bin/local_thr; REMOTE_THR=$OUT/bin/remote_thr
 LOCAL_LAT=$OUT/bin/local_lat; REMOTE_LAT=$OUT/bin/remote_lat
+cp "$PUBSUB" "$OUT/bin/pubsub"; cp "$SURVEY_LAT" "$OUT/bin/survey_lat"
+PUBSUB=$OUT/bin/pubsub; SURVEY_LAT=$OUT/bin/survey_lat
 
 { echo "## date"; date -u; echo "## uname"; uname -a; echo "## cpu"; lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz" ;
   echo "## load at start"; cat /proc/loadavg; echo "## rust"; rustc --version;
   echo "## git"; (cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null && git status --short | head -20) || echo "not a git checkout; SPBENCH_REV=${SPBENCH_REV:-unset}";
-  echo "## settings"; echo "REPS=$REPS QUICK=$QUICK THR_SECS=$THR_SECS LAT_N=$LAT_N TRANSPORTS=$TRANSPORTS LIBS=$LIBS"; } >"$OUT/env.txt" 2>&1
+  echo "## settings"; echo "REPS=$REPS QUICK=$QUICK THR_SECS=$THR_SECS LAT_N=$LAT_N TRANSPORTS=$TRANSPORTS LIBS=$LIBS SECTIONS=$SECTIONS";
+  echo "PS_SECS=$PS_SECS NSUBS=$NSUBS SURVEY_N=$SURVEY_N NRESP=$NRESP"; } >"$OUT/env.txt" 2>&1
 
 # ---------------------------------------------------------------- runners
 mkurl() { case $1 in tcp) PORT=$((PORT + 1)); U="tcp://127.0.0.1:$PORT";; ipc) rm -f "$IPC"; U="ipc://$IPC";; esac; }
@@ -106,6 +115,23 @@ run_sp() { # LIB KIND(thr|lat) URL SIZE COUNT ; the local side listens, the remo
 
 has() { case " $2 " in *" $1 "*) return 0;; esac; return 1; }
 
+RUNID=0
+run_pubsub() { # LIB URL NSUBS ; one PUB + NSUBS SUB processes. Every RESULT line gets nsubs= (the anchors
+  # do not print it) and run= (to add up the subscribers of one run).
+  local lib=$1 url=$2 n=$3 spawn=0 rc tmp=$OUT/ps.out
+  RUNID=$((RUNID + 1))
+  echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib pubsub $url 64 $PS_SECS $n" >>"$ERR"
+  if [ "${lib#spstack}" != "$lib" ]; then
+    [ "$lib" = spstack-spawn ] && spawn=1
+    SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$PUBSUB" "$url" 64 "$PS_SECS" "$n" >"$tmp" 2>>"$ERR"; rc=$?
+  else
+    timeout "$T_CMD" "$ABIN/bench_$lib" pubsub "$url" 64 "$PS_SECS" "$n" >"$tmp" 2>>"$ERR"; rc=$?
+  fi
+  sed -n "/^RESULT /{/ nsubs=/!s/\$/ nsubs=$n/;s/\$/ run=$RUNID/;p}" "$tmp" >>"$RES"
+  [ $rc = 0 ] || fail "rc=$rc cmd=$lib pubsub $url 64 $PS_SECS $n"
+  rm -f "$IPC" "$tmp"
+}
+
 # ---------------------------------------------------------------- runs
 START=$(date +%s)
 for rep in $(seq "$REPS"); do
@@ -129,6 +155,38 @@ for rep in $(seq "$REPS"); do
         echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) raw_lat $kind $sz" >>"$ERR"
         timeout "$T_CMD" "$ABIN/raw_lat" "$kind" "$sz" "$LAT_N" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=raw_lat $kind $sz"; }
     done; done
+  fi
+  if has pubsub "$SECTIONS"; then
+    for tr in $TRANSPORTS; do for n in $NSUBS; do for lib in $LIBS; do
+      mkurl "$tr"
+      echo "rep $rep pubsub $lib $U N=$n" >&2
+      run_pubsub "$lib" "$U" "$n"
+    done; done; done
+  fi
+  if has survey "$SECTIONS"; then
+    # SURVEYOR round trip (spstack only), then at the same moment spstack REQ/REP and the raw floor, 64 B
+    for tr in $TRANSPORTS; do
+      for n in $NRESP; do for lib in $LIBS; do
+        [ "${lib#spstack}" = "$lib" ] && continue
+        spawn=0; [ "$lib" = spstack-spawn ] && spawn=1
+        mkurl "$tr"
+        echo "rep $rep survey $lib $U N=$n" >&2
+        echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib survey_lat $U 64 $SURVEY_N $n" >>"$ERR"
+        SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$SURVEY_LAT" "$U" 64 "$SURVEY_N" "$n" >>"$RES" 2>>"$ERR" \
+          || fail "rc=$? cmd=$lib survey_lat $U 64 $SURVEY_N $n"
+        rm -f "$IPC"
+      done; done
+      if ! has lat "$SECTIONS"; then
+        for lib in $LIBS; do
+          [ "${lib#spstack}" = "$lib" ] && continue
+          mkurl "$tr"; echo "rep $rep survey-ref $lib lat $U" >&2
+          run_sp "$lib" lat "$U" 64 "$SURVEY_N"
+        done
+        [ -x "$ABIN/raw_lat" ] && { kind=$tr; [ "$tr" = ipc ] && kind=unix
+          echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) raw_lat $kind 64" >>"$ERR"
+          timeout "$T_CMD" "$ABIN/raw_lat" "$kind" 64 "$SURVEY_N" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=raw_lat $kind 64"; }
+      fi
+    done
   fi
 done
 

@@ -124,6 +124,118 @@ if lat:
     n = {r["n"] for r in rows if r.get("test") == "lat"}
     p(f"\nRound trips per run: {', '.join(sorted(n))} timed (after 1,000 warm-up).\n")
 
+# PUB/SUB fan-out (test=pubsub; nsubs= and run= are added by run_side_by_side.sh)
+ps = [r for r in rows if r.get("test") == "pubsub" and "nsubs" in r]
+if ps:
+    runs = defaultdict(lambda: {"pub": None, "subs": []})
+    for r in ps:
+        k = (tr(r), int(r["nsubs"]), r["lib"], r.get("run", r["url"]))
+        if r["role"] == "pub":
+            runs[k]["pub"] = r
+        elif r["role"].startswith("sub"):
+            runs[k]["subs"].append(r)
+    cell = defaultdict(list)  # (tr, n, lib) -> [run]
+    for (t, n, l, _), v in runs.items():
+        cell[(t, n, l)].append(v)
+    cells = sorted({(k[0], k[1]) for k in cell}, key=lambda k: (TRS.index(k[0]) if k[0] in TRS else 9, k[1]))
+    libs = [l for l in LIBS if any(k[2] == l for k in cell)] + sorted({k[2] for k in cell} - set(LIBS))
+
+    def sub_rates(vs):
+        return [float(s_["msgps"]) for v in vs for s_ in v["subs"]]
+
+    def pub_rate(vs):
+        x = [float(v["pub"]["msgps"]) for v in vs if v["pub"]]
+        return st.median(x) if x else None
+
+    p("### PUB→N SUB fan-out, 64 B: delivered msgs/s per subscriber, median [min–max] over all subscribers of all runs "
+      "(share of the PUB's offered rate)\n")
+    p("| transport | N | " + " | ".join(LIBN.get(l, l) for l in libs) + " |")
+    p("|---|---|" + "---|" * len(libs))
+    for t, n in cells:
+        row = []
+        for l in libs:
+            vs = cell.get((t, n, l))
+            sr = sub_rates(vs) if vs else []
+            if not sr:
+                row.append("–")
+                continue
+            pr = pub_rate(vs)
+            share = f" ({100 * st.median(sr) / pr:.0f} %)" if pr else ""
+            # † a subscriber whose first→last span is under 10 % of the PUB's send time (a burst, not a stream)
+            burst = any(float(s_["secs"]) < 0.1 * float(v["pub"]["secs"]) for v in vs if v["pub"] for s_ in v["subs"])
+            row.append(mr(sr) + share + (" †" if burst else ""))
+        p(f"| {t} | {n} | " + " | ".join(row) + " |")
+    p("\n† At least one subscriber got its messages within under 10 % of the PUB's send time: a burst, so its rate means nothing.\n")
+    p("Per run, medians over runs: PUB offered msgs/s; aggregate delivered msgs/s (sum over the N subscribers); "
+      "subscribers that reported / N. spstack also counts its drops: PUB = QueueFull drops per second of "
+      "sending, all pipes together (socket counter; the per-pipe sum is checked against it); SUB = its own receive "
+      "queue's QueueFull drops per subscriber (oldest dropped). The anchors do not report drops: "
+      "offered − delivered per subscriber is what they lost somewhere.\n")
+    p("| transport | N | lib | PUB offered/s | aggregate delivered/s | subs reported | PUB QueueFull drops/s | SUB QueueFull drops per sub | SUB msgs off the wire per sub |")
+    p("|---|---|---|---|---|---|---|---|---|")
+    for t, n in cells:
+        for l in libs:
+            vs = cell.get((t, n, l))
+            if not vs:
+                continue
+            pr = pub_rate(vs)
+            agg = [sum(float(s_["msgps"]) for s_ in v["subs"]) for v in vs if v["subs"]]
+            rep_ = f"{min(len(v['subs']) for v in vs)}–{max(len(v['subs']) for v in vs)}" \
+                if len({len(v['subs']) for v in vs}) > 1 else str(len(vs[0]["subs"]))
+            pd, sd, wire = "–", "–", "–"
+            pubs = [v["pub"] for v in vs if v["pub"] and "drops_queuefull" in v["pub"]]
+            if pubs:
+                x = [float(q["drops_queuefull"]) / float(q["secs"]) for q in pubs if float(q["secs"]) > 0]
+                pd = mr(x) if x else "–"
+                bad = [q for q in pubs if q.get("pipe_drops_queuefull") not in (None, q["drops_queuefull"])]
+                if bad:
+                    pd += f" (per-pipe sum differs in {len(bad)} run(s))"
+            subd = [float(s_["drops_queuefull"]) for v in vs for s_ in v["subs"] if "drops_queuefull" in s_]
+            if subd:
+                sd = mr(subd)
+            w = [float(s_["msgs_in"]) for v in vs for s_ in v["subs"] if "msgs_in" in s_]
+            if w:
+                wire = mr(w)
+            p(f"| {t} | {n} | {LIBN.get(l, l)} | {f(pr) if pr else '–'} | {mr(agg) if agg else '–'} | {rep_}/{n} | {pd} | {sd} | {wire} |")
+    p("")
+
+# SURVEYOR round trip (spstack only; the anchors have no survey mode)
+sv = group("survey")
+if sv:
+    svn = defaultdict(list)
+    for r in rows:
+        if r.get("test") == "survey":
+            svn[(tr(r), int(r["nresp"]), r["lib"])].append(r)
+    cells = sorted({(k[0], k[1]) for k in svn}, key=lambda k: (TRS.index(k[0]) if k[0] in TRS else 9, k[1]))
+    libs = [l for l in LIBS if any(k[2] == l for k in svn)] + sorted({k[2] for k in svn} - set(LIBS))
+    p("### SURVEYOR round trip, 64 B, send → all N responses, µs: p50 median [min–max] / p99 median (mean median); "
+      "responses/s median\n")
+    p("The anchors (nng, nanomsg, zmq) have no survey mode. The reference columns are spstack REQ/REP "
+      "(`remote_lat`, 64 B) and the raw socket ping-pong floor, same transport, same run.\n")
+    p("| transport | N | " + " | ".join(LIBN.get(l, l) + " | resp/s" for l in libs)
+      + " | incomplete surveys | ref: REQ/REP spstack | ref: REQ/REP spstack (spawned) | ref: floor |")
+    p("|---|---|" + "---|---|" * len(libs) + "---|---|---|---|")
+    for t, n in cells:
+        row = []
+        inc = 0
+        for l in libs:
+            rs = svn.get((t, n, l))
+            if not rs:
+                row += ["–", "–"]
+                continue
+            inc += sum(int(r.get("incomplete", 0)) for r in rs)
+            row.append(f"{mr([float(r['p50_us']) for r in rs], 1)} / {f(st.median(float(r['p99_us']) for r in rs), 1)} "
+                       f"({f(st.median(float(r['mean_us']) for r in rs), 1)})")
+            row.append(f(st.median(float(r["resp_per_s"]) for r in rs)))
+        refs = []
+        for l in ("spstack", "spstack-spawn", "floor"):
+            rs = lat.get((t, 64, l)) if lat else None
+            refs.append(f"{mr([float(r['p50_us']) for r in rs], 1)} / {f(st.median(float(r['p99_us']) for r in rs), 1)}"
+                        if rs else "–")
+        p(f"| {t} | {n} | " + " | ".join(row) + f" | {inc} | " + " | ".join(refs) + " |")
+    ns = sorted({r["n"] for r in rows if r.get("test") == "survey"})
+    p(f"\nTimed surveys per run: {', '.join(ns)} (after 1,000 warm-up). The reference columns show p50 / p99.\n")
+
 # targets
 checks = []
 def chk(name, a, b, want_ge=True, factor=1.0):

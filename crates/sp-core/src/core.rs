@@ -508,6 +508,17 @@ impl Core {
         if self.is_closed() {
             return Poll::Ready(Err(Error::Closed));
         }
+        // a send that never waits (PUB, a roomy queue) must still yield now
+        // and then, or a hot send loop starves the pipe writers of its worker
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let r = self.poll_send_ready_inner(cx, key);
+        if r.is_ready() {
+            coop.made_progress();
+        }
+        r
+    }
+
+    fn poll_send_ready_inner(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<Result<()>> {
         match self.proto.send_mode() {
             SendMode::Never => Poll::Ready(Err(Error::NotSupported("this protocol cannot send"))),
             SendMode::LoadBalance | SendMode::ToMessagePipe => {
@@ -634,8 +645,12 @@ impl Core {
 
     /// Receives the next message for the application.
     pub fn poll_recv(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<Result<Message>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         match self.recv.poll_pop(cx, key) {
-            Poll::Ready(Some(m)) => Poll::Ready(Ok(m)),
+            Poll::Ready(Some(m)) => {
+                coop.made_progress();
+                Poll::Ready(Ok(m))
+            }
             Poll::Ready(None) => Poll::Ready(Err(Error::Closed)),
             Poll::Pending => Poll::Pending,
         }

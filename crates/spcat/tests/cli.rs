@@ -683,7 +683,7 @@ const CASES: &[Case] = &[
         peer_prints: "",
     },
     Case {
-        spcat: &["--surveyor0", "-D", "q", "-Q", "-C", "3", "-i", "1"],
+        spcat: &["--surveyor0", "-D", "q", "-Q", "-C", "5", "-i", "1"],
         listen_extra: &[],
         peer: "respondent0",
         peer_data: "a",
@@ -715,7 +715,7 @@ const CASES: &[Case] = &[
         peer_prints: "hi",
     },
     Case {
-        spcat: &["--bus0", "-D", "hi", "-Q", "-C", "3", "-i", "1"],
+        spcat: &["--bus0", "-D", "hi", "-Q", "-C", "5", "-i", "1"],
         listen_extra: &[],
         peer: "bus0",
         peer_data: "yo",
@@ -777,24 +777,31 @@ fn check_case(c: &Case, listen: bool, peer: StartPeer) {
 }
 
 fn interop(peer: fn(&Case, &str, &str) -> Option<Child>, supports: fn(&Case) -> bool) {
-    let handles: Vec<_> = CASES
+    // a few cases at a time: each starts a Python interpreter or nanocat, and
+    // dozens at once on two cores would starve the time-bound exchanges
+    let jobs: Vec<_> = CASES
         .iter()
         .filter(|c| supports(c))
         .flat_map(|c| [(c, false), (c, true)])
-        .map(|(c, listen)| {
-            thread::spawn(move || {
-                check_case(
-                    c,
-                    listen,
-                    Box::new(move |mode, url| peer(c, mode, url).unwrap()),
-                )
-            })
-        })
         .collect();
     let mut failed = Vec::new();
-    for h in handles {
-        if let Err(e) = h.join() {
-            failed.push(e);
+    for chunk in jobs.chunks(4) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .map(|&(c, listen)| {
+                thread::spawn(move || {
+                    check_case(
+                        c,
+                        listen,
+                        Box::new(move |mode, url| peer(c, mode, url).unwrap()),
+                    )
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Err(e) = h.join() {
+                failed.push(e);
+            }
         }
     }
     assert!(failed.is_empty(), "{} interop case(s) failed", failed.len());
