@@ -348,20 +348,6 @@ impl<T> Queue<T> {
         Poll::Pending
     }
 
-    /// Registers interest in room without pushing (for routers choosing among queues).
-    pub fn poll_room(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<bool> {
-        let mut s = self.lock();
-        if s.closed {
-            s.pushers.release(key);
-            return Poll::Ready(false);
-        }
-        if !s.full() {
-            s.pushers.release(key);
-            return Poll::Ready(true);
-        }
-        s.pushers.register(key, cx.waker());
-        Poll::Pending
-    }
 
     /// Pops one item, waiting if empty. `Ready(None)` once closed and drained.
     pub fn poll_pop(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<Option<T>> {
