@@ -348,7 +348,6 @@ impl<T> Queue<T> {
         Poll::Pending
     }
 
-
     /// Pops one item, waiting if empty. `Ready(None)` once closed and drained.
     pub fn poll_pop(&self, cx: &mut Context<'_>, key: &mut WaitKey) -> Poll<Option<T>> {
         let mut s = self.lock();
