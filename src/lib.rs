@@ -29,10 +29,10 @@ pub use sp_core::{
     SocketContext, Stats, Verdict,
 };
 pub use sp_protocols::{
-    bus, pair1, reflect, survey, Bus0, Bus0Raw, Pair1, Pair1Raw, Respondent0, Respondent0Raw,
-    Surveyor0, Surveyor0Raw, SurveyorControl,
+    bus, pair1, reflect, survey, Bus0Raw, Pair1, Pair1Raw, Respondent0, Respondent0Raw, Surveyor0,
+    Surveyor0Raw, SurveyorControl,
 };
-pub use sp_protocols::{pubsub, Pub0, Pub0Raw, Sub0, Sub0Raw, SubControl};
+pub use sp_protocols::{pubsub, Pub0Raw, Sub0, Sub0Raw, SubControl};
 pub use sp_protocols::{raw, rep, req, Plain, Rep0, Req0, ReqState};
 pub use sp_transports::{Inproc, Ipc, Tcp};
 
@@ -83,9 +83,9 @@ pub fn cooked(p: Protocol) -> SocketBuilder {
         Protocol::Rep0 => b.cooked(Rep0),
         Protocol::Surveyor0 => b.cooked(Surveyor0::default()),
         Protocol::Respondent0 => b.cooked(Respondent0),
-        Protocol::Bus0 => b.cooked(Bus0),
+        Protocol::Bus0 => b.cooked(Plain::BUS0),
         Protocol::Pair1 => b.cooked(Pair1::MONO),
-        Protocol::Pub0 => b.cooked(Pub0),
+        Protocol::Pub0 => b.cooked(Plain::PUB0),
         // the raw half filters with the union of the contexts' subscriptions
         Protocol::Sub0 => {
             let sub = Sub0::new();

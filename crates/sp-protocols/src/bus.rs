@@ -1,7 +1,7 @@
 //! BUS v0: every node sends to all its directly connected peers; delivery is
 //! one hop, there is no wire header.
 //!
-//! * **Cooked** ([`Bus0`]): a send goes to every peer (any header and pipe a
+//! * **Cooked** ([`Plain::BUS0`](crate::Plain::BUS0)): a send goes to every peer (any header and pipe a
 //!   reused message carries are cleared first); a receive hands out the body,
 //!   with `Message::pipe` set to the peer it came from.
 //! * **Raw** ([`Bus0Raw`]): a received message keeps its arriving pipe
@@ -14,16 +14,7 @@
 //! Sends never wait: a peer whose queue is full misses the message (dropped,
 //! counted `QueueFull`), as in nng and nanomsg.
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use futures::Sink;
-use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
-use sp_core::{
-    raw_io, BoxSink, CookedProtocol, CookedSocket, Core, Error, Message, PipeId, ProtocolId,
-    RawProtocol, Result, SendMode, Socket, Verdict,
-};
+use sp_core::{Error, Message, PipeId, ProtocolId, RawProtocol, Result, SendMode, Socket, Verdict};
 
 /// BUS v0, raw: flood to every peer but the message's own pipe.
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,52 +32,6 @@ impl RawProtocol for Bus0Raw {
     }
     fn on_recv(&self, _: PipeId, _: &mut Message, _: u8) -> Verdict {
         Verdict::Deliver
-    }
-}
-
-/// Cooked BUS v0.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Bus0;
-
-impl CookedProtocol for Bus0 {
-    fn info(&self) -> ComponentInfo {
-        ComponentInfo::new("bus0", Overhead::NONE)
-    }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
-        Arc::new(BusSocket { raw })
-    }
-}
-
-struct BusSocket {
-    raw: Arc<Core>,
-}
-
-impl CookedSocket for BusSocket {
-    fn context(&self) -> CookedContext {
-        let io = raw_io(self.raw.clone());
-        MessageIo::new(Box::pin(ToEveryone(io.tx)), io.rx).into()
-    }
-}
-
-/// A cooked send reaches every peer, even when the message was received
-/// from one of them.
-struct ToEveryone(BoxSink);
-
-impl Sink<Message> for ToEveryone {
-    type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_ready(cx)
-    }
-    fn start_send(mut self: Pin<&mut Self>, mut m: Message) -> Result<()> {
-        m.clear_header();
-        m.set_pipe(None);
-        self.0.as_mut().start_send(m)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_flush(cx)
-    }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_close(cx)
     }
 }
 

@@ -1,12 +1,14 @@
-//! The cooked form of protocols with no header (PAIR0, PUSH0, PULL0): every
-//! context is another handle on the raw socket; a send drops any header a
-//! reused message still carries (nng #123).
+//! The cooked form of protocols with no header (PAIR0, PUSH0, PULL0, PUB0,
+//! BUS0): every context is another handle on the raw socket; a send drops any
+//! header or pipe a reused message still carries (nng #123), so a BUS
+//! message received from one peer and sent on reaches every peer; the half a
+//! protocol lacks (PUSH and PUB receive nothing) fails at once.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::Sink;
+use futures::{Sink, Stream};
 use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
 use sp_core::{raw_io, BoxSink, CookedProtocol, CookedSocket, Core, Error, Message, Result};
 
@@ -14,15 +16,36 @@ use sp_core::{raw_io, BoxSink, CookedProtocol, CookedSocket, Core, Error, Messag
 #[derive(Clone, Debug)]
 pub struct Plain {
     name: &'static str,
+    /// `None` when the protocol receives; otherwise why it does not.
+    no_recv: Option<&'static str>,
 }
 
 impl Plain {
     /// Cooked PAIR0.
-    pub const PAIR0: Plain = Plain { name: "pair0" };
+    pub const PAIR0: Plain = Plain {
+        name: "pair0",
+        no_recv: None,
+    };
     /// Cooked PUSH0.
-    pub const PUSH0: Plain = Plain { name: "push0" };
+    pub const PUSH0: Plain = Plain {
+        name: "push0",
+        no_recv: Some("PUSH cannot receive"),
+    };
     /// Cooked PULL0.
-    pub const PULL0: Plain = Plain { name: "pull0" };
+    pub const PULL0: Plain = Plain {
+        name: "pull0",
+        no_recv: None,
+    };
+    /// Cooked PUB0: never waits for a subscriber; what a full pipe drops is counted.
+    pub const PUB0: Plain = Plain {
+        name: "pub0",
+        no_recv: Some("PUB cannot receive"),
+    };
+    /// Cooked BUS0: a send reaches every peer.
+    pub const BUS0: Plain = Plain {
+        name: "bus0",
+        no_recv: None,
+    };
 }
 
 impl CookedProtocol for Plain {
@@ -30,30 +53,40 @@ impl CookedProtocol for Plain {
         ComponentInfo::new(self.name, Overhead::NONE)
     }
     fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
-        Arc::new(PlainSocket { raw })
+        Arc::new(PlainSocket {
+            raw,
+            no_recv: self.no_recv,
+        })
     }
 }
 
 struct PlainSocket {
     raw: Arc<Core>,
+    no_recv: Option<&'static str>,
 }
 
 impl CookedSocket for PlainSocket {
     fn context(&self) -> CookedContext {
         let io = raw_io(self.raw.clone());
-        MessageIo::new(Box::pin(ClearHeader(io.tx)), io.rx).into()
+        let rx = match self.no_recv {
+            None => io.rx,
+            Some(why) => Box::pin(Refuse(why)),
+        };
+        MessageIo::new(Box::pin(Fresh(io.tx)), rx).into()
     }
 }
 
-struct ClearHeader(BoxSink);
+/// Drops a reused message's header and pipe before it goes out.
+struct Fresh(BoxSink);
 
-impl Sink<Message> for ClearHeader {
+impl Sink<Message> for Fresh {
     type Error = Error;
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.0.as_mut().poll_ready(cx)
     }
     fn start_send(mut self: Pin<&mut Self>, mut m: Message) -> Result<()> {
         m.clear_header();
+        m.set_pipe(None);
         self.0.as_mut().start_send(m)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -61,5 +94,31 @@ impl Sink<Message> for ClearHeader {
     }
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.0.as_mut().poll_close(cx)
+    }
+}
+
+/// The half of a context a protocol does not have: fails at once.
+pub(crate) struct Refuse(pub(crate) &'static str);
+
+impl Stream for Refuse {
+    type Item = Result<Message>;
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        Poll::Ready(Some(Err(Error::NotSupported(self.0))))
+    }
+}
+
+impl Sink<Message> for Refuse {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Err(Error::NotSupported(self.0)))
+    }
+    fn start_send(self: Pin<&mut Self>, _: Message) -> Result<()> {
+        Err(Error::NotSupported(self.0))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }

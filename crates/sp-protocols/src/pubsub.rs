@@ -37,12 +37,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
-use futures::{Sink, Stream};
+use futures::Stream;
 use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
 use sp_core::queue::WaitKey;
 use sp_core::{
-    raw_io, BoxSink, CookedProtocol, CookedSocket, Core, DropReason, Error, Message, PipeId,
-    ProtocolId, RawProtocol, RecvPolicy, Result, SendMode, Verdict,
+    CookedProtocol, CookedSocket, Core, DropReason, Error, Message, PipeId, ProtocolId,
+    RawProtocol, RecvPolicy, Result, SendMode, Verdict,
 };
 
 use trie::TopicTrie;
@@ -323,83 +323,6 @@ impl RawProtocol for Sub0Raw {
     }
 }
 
-// ---------------------------------------------------------------- cooked PUB
-
-/// Cooked PUB v0: publishes through raw PUB; a reused message's header is
-/// dropped (PUB has none). Receiving is an error.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Pub0;
-
-impl CookedProtocol for Pub0 {
-    fn info(&self) -> ComponentInfo {
-        ComponentInfo::new("pub0", Overhead::NONE)
-    }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
-        Arc::new(PubSocket { raw })
-    }
-}
-
-struct PubSocket {
-    raw: Arc<Core>,
-}
-
-impl CookedSocket for PubSocket {
-    fn context(&self) -> CookedContext {
-        let io = raw_io(self.raw.clone());
-        MessageIo::new(
-            Box::pin(Publish(io.tx)),
-            Box::pin(Refuse("PUB cannot receive")),
-        )
-        .into()
-    }
-}
-
-struct Publish(BoxSink);
-
-impl Sink<Message> for Publish {
-    type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_ready(cx)
-    }
-    fn start_send(mut self: Pin<&mut Self>, mut m: Message) -> Result<()> {
-        m.clear_header();
-        m.set_pipe(None);
-        self.0.as_mut().start_send(m)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_flush(cx)
-    }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_close(cx)
-    }
-}
-
-/// The half of a context a protocol does not have: fails at once.
-struct Refuse(&'static str);
-
-impl Stream for Refuse {
-    type Item = Result<Message>;
-    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        Poll::Ready(Some(Err(Error::NotSupported(self.0))))
-    }
-}
-
-impl Sink<Message> for Refuse {
-    type Error = Error;
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Err(Error::NotSupported(self.0)))
-    }
-    fn start_send(self: Pin<&mut Self>, _: Message) -> Result<()> {
-        Err(Error::NotSupported(self.0))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 // ---------------------------------------------------------------- cooked SUB
 
 /// Cooked SUB v0: per-context subscriptions and queues over raw SUB. Build
@@ -541,7 +464,7 @@ impl CookedSocket for SubShared {
             },
         );
         let io = MessageIo::new(
-            Box::pin(Refuse("SUB cannot send")),
+            Box::pin(crate::plain::Refuse("SUB cannot send")),
             Box::pin(SubRx {
                 shared,
                 id,
