@@ -13,139 +13,15 @@
 //!   BUS socket reflecting (`spstack::reflect`) → nng.
 //! * PAIR1 with nng only (nanomsg has none, README N11).
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU16, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use spstack::{Error, Options, Protocol, Socket};
-use tokio::process::Command;
+use common::foreign::{foreign, opts, payload, url, within, Child, Peer, Tr, STEP};
+use spstack::{Error, Protocol, Socket};
 use tokio::time::{sleep, timeout};
 
 const SIZES: [usize; 3] = [0, 1, 65536];
-const STEP: Duration = Duration::from_secs(30);
-
-fn payload(size: usize, index: usize) -> Vec<u8> {
-    (0..size)
-        .map(|i| ((i * 31 + index * 7 + 1) & 0xff) as u8)
-        .collect()
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Peer {
-    Nng,
-    Nano,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Tr {
-    Tcp,
-    Ipc,
-}
-
-static PORT: AtomicU16 = AtomicU16::new(0);
-
-fn url(tr: Tr, tag: &str) -> String {
-    match tr {
-        Tr::Tcp => {
-            if PORT.load(Ordering::Relaxed) == 0 {
-                // a different range from tests/interop.rs
-                let base = 40000 + (std::process::id() % 15000) as u16;
-                let _ = PORT.compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed);
-            }
-            loop {
-                let p = PORT.fetch_add(1, Ordering::Relaxed);
-                if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-                    return format!("tcp://127.0.0.1:{p}");
-                }
-            }
-        }
-        Tr::Ipc => format!("ipc:///tmp/spstack-family-{}-{tag}.ipc", std::process::id()),
-    }
-}
-
-struct Child {
-    child: tokio::process::Child,
-    what: String,
-}
-
-/// Starts a foreign peer; in listen mode waits until it is bound.
-async fn foreign(peer: Peer, proto: &str, mode: &str, url: &str, sizes: &[usize]) -> Child {
-    let tag = url.replace(['/', ':', '.'], "_");
-    let ready = std::env::temp_dir().join(format!(
-        "spstack-fready-{}-{tag}-{proto}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&ready);
-    let sizes_arg = sizes
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(match peer {
-            Peer::Nng => "peer.py",
-            Peer::Nano => "nano.py",
-        });
-    let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .args(["--proto", proto, "--mode", mode, "--url", url])
-        .args(["--sizes", &sizes_arg, "--timeout", "20"])
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if peer == Peer::Nano {
-        cmd.args(["--send-delay", "0.3", "--linger", "0.3"]);
-    }
-    let what = format!("{peer:?} {proto} {mode} {url}");
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run python3 for {what}: {e}"));
-    if mode == "listen" {
-        let t0 = Instant::now();
-        while !ready.exists() {
-            assert!(t0.elapsed() < STEP, "{what}: never became ready");
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-    Child { child, what }
-}
-
-impl Child {
-    /// Waits for the peer; panics unless it checked everything and said OK.
-    async fn finish(self) {
-        let what = self.what.clone();
-        let out = timeout(Duration::from_secs(60), self.child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("{what}: peer did not exit"))
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("OK"),
-            "{what}: peer failed ({:?})\nstdout: {stdout}\nstderr: {stderr}",
-            out.status
-        );
-    }
-}
-
-fn opts() -> Options {
-    Options::default()
-        .recv_max_size(2 << 20)
-        .reconnect_min(Duration::from_millis(20))
-        .reconnect_max(Duration::from_millis(200))
-}
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = spstack::Result<T>>) -> T {
-    timeout(STEP, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: timed out"))
-        .unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
 async fn wait_pipes(s: &Socket, n: usize, what: &str) {
     let t0 = Instant::now();
     while s.pipes().len() < n {

@@ -10,141 +10,19 @@
 //! Payloads of 0 B, 1 B, 64 KiB and 1 MiB, checked byte for byte; the
 //! foreign side is `tests/interop/peer.py` / `nano.py` (see the README there).
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU16, Ordering};
+mod common;
+
 use std::time::Duration;
 
+use common::foreign::{foreign, opts, payload, url, within, Peer, Tr, STEP};
+
 use futures::FutureExt;
-use spstack::{Options, SocketContext, SubControl};
-use tokio::process::Command;
-use tokio::time::timeout;
+use spstack::{SocketContext, SubControl};
 
 const SIZES: [usize; 4] = [0, 1, 65536, 1 << 20];
-const STEP: Duration = Duration::from_secs(30);
-
-fn payload(size: usize, index: usize) -> Vec<u8> {
-    (0..size)
-        .map(|i| ((i * 31 + index * 7 + 1) & 0xff) as u8)
-        .collect()
-}
-
-// The first bytes of the sequence: message 0 is empty, 1 is [08],
-// 2 starts 0f 2e, 3 starts 16 35.
 const MSG1: &[u8] = &[0x08];
 const MSG2_PREFIX: &[u8] = &[0x0f, 0x2e];
 const MSG3_PREFIX: &[u8] = &[0x16];
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Peer {
-    Nng,
-    Nano,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Tr {
-    Tcp,
-    Ipc,
-}
-
-static PORT: AtomicU16 = AtomicU16::new(0);
-
-fn url(tr: Tr, tag: &str) -> String {
-    match tr {
-        Tr::Tcp => {
-            if PORT.load(Ordering::Relaxed) == 0 {
-                // another range than tests/interop.rs uses for the same pid
-                let base = 30000 + (std::process::id() % 20000) as u16;
-                let _ = PORT.compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed);
-            }
-            loop {
-                let p = PORT.fetch_add(1, Ordering::Relaxed);
-                if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-                    return format!("tcp://127.0.0.1:{p}");
-                }
-            }
-        }
-        Tr::Ipc => format!("ipc:///tmp/spstack-ps-{}-{tag}.ipc", std::process::id()),
-    }
-}
-
-fn script(peer: Peer) -> PathBuf {
-    let name = match peer {
-        Peer::Nng => "peer.py",
-        Peer::Nano => "nano.py",
-    };
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/interop")
-        .join(name)
-}
-
-struct Child {
-    child: tokio::process::Child,
-    what: String,
-}
-
-/// Starts the foreign peer; in listen mode waits until it is bound.
-async fn foreign(peer: Peer, proto: &str, mode: &str, url: &str, tag: &str) -> Child {
-    let ready = std::env::temp_dir().join(format!("spstack-ps-ready-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_file(&ready);
-    let sizes = SIZES.map(|s| s.to_string()).join(",");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script(peer))
-        .args(["--proto", proto, "--mode", mode, "--url", url])
-        .args(["--sizes", &sizes, "--timeout", "20"])
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if peer == Peer::Nano {
-        cmd.args(["--send-delay", "0.3", "--linger", "0.3"]);
-    }
-    let what = format!("{peer:?} {proto} {mode} {url}");
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run python3 for {what}: {e}"));
-    if mode == "listen" {
-        let t0 = std::time::Instant::now();
-        while !ready.exists() {
-            assert!(t0.elapsed() < STEP, "{what}: never became ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    Child { child, what }
-}
-
-impl Child {
-    /// Waits for the peer; panics unless it checked everything and said OK.
-    async fn finish(self) {
-        let what = self.what.clone();
-        let out = timeout(Duration::from_secs(60), self.child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("{what}: peer did not exit"))
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("OK 4 messages"),
-            "{what}: peer failed ({:?})\nstdout: {stdout}\nstderr: {stderr}",
-            out.status
-        );
-    }
-}
-
-fn opts() -> Options {
-    Options::default()
-        .recv_max_size(2 << 20)
-        .reconnect_min(Duration::from_millis(20))
-        .reconnect_max(Duration::from_millis(200))
-}
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = spstack::Result<T>>) -> T {
-    timeout(STEP, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: timed out"))
-        .unwrap_or_else(|e| panic!("{what}: {e}"))
-}
 
 fn subscribe(ctl: &SubControl, topics: &[&[u8]]) {
     for t in topics {
@@ -184,9 +62,9 @@ async fn foreign_pub_to_sub_contexts(peer: Peer, tr: Tr, spstack_listens: bool) 
 
     let child = if spstack_listens {
         within("listen", s.listen(&u)).await;
-        foreign(peer, "pub0", "dial", &u, &tag).await
+        foreign(peer, "pub0", "dial", &u, &SIZES).await
     } else {
-        let c = foreign(peer, "pub0", "listen", &u, &tag).await;
+        let c = foreign(peer, "pub0", "listen", &u, &SIZES).await;
         s.dial_background(&u).unwrap();
         c
     };
@@ -224,8 +102,8 @@ async fn spstack_pub_to_several_subs(tr: Tr, pub_listens: bool) {
     let (nng, nano) = if pub_listens {
         let u = url(tr, &tag);
         within("listen", p.listen(&u)).await;
-        let nng = foreign(Peer::Nng, "sub0", "dial", &u, &format!("{tag}-nng")).await;
-        let nano = foreign(Peer::Nano, "sub0", "dial", &u, &format!("{tag}-nano")).await;
+        let nng = foreign(Peer::Nng, "sub0", "dial", &u, &SIZES).await;
+        let nano = foreign(Peer::Nano, "sub0", "dial", &u, &SIZES).await;
         within("dial", all.dial(&u)).await;
         within("dial", some.dial(&u)).await;
         (nng, nano)
@@ -236,8 +114,8 @@ async fn spstack_pub_to_several_subs(tr: Tr, pub_listens: bool) {
             url(tr, &format!("{tag}-3")),
             url(tr, &format!("{tag}-4")),
         );
-        let nng = foreign(Peer::Nng, "sub0", "listen", &u1, &format!("{tag}-nng")).await;
-        let nano = foreign(Peer::Nano, "sub0", "listen", &u2, &format!("{tag}-nano")).await;
+        let nng = foreign(Peer::Nng, "sub0", "listen", &u1, &SIZES).await;
+        let nano = foreign(Peer::Nano, "sub0", "listen", &u2, &SIZES).await;
         within("listen", all.listen(&u3)).await;
         within("listen", some.listen(&u4)).await;
         for u in [&u1, &u2, &u3, &u4] {
