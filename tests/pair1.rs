@@ -2,22 +2,16 @@
 //! drops and closes on (raw-TCP evil peer), one peer only, polyamorous mode,
 //! devices adding hops, the TTL stopping a forwarding loop, the reflector.
 
-use std::future::Future;
+mod common;
+
+use common::wire::*;
 use std::time::{Duration, Instant};
 
 use spstack::{DropReason, Message, Options, Protocol, RejectReason, Socket, Stats};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::{sleep, timeout};
+use tokio::io::AsyncWriteExt;
+use tokio::time::sleep;
 
-const WAIT: Duration = Duration::from_secs(5);
 const PAIR1: u16 = 0x11;
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
 
 async fn wait_stats(s: &Socket, what: &str, cond: impl Fn(&Stats) -> bool) -> Stats {
     let t0 = Instant::now();
@@ -47,55 +41,14 @@ async fn listen(s: &Socket) -> String {
         .to_string()
 }
 
-fn sp_header(proto: u16) -> [u8; 8] {
-    let p = proto.to_be_bytes();
-    [0, b'S', b'P', 0, p[0], p[1], 0, 0]
+async fn evil_pair1(url: &str) -> tokio::net::TcpStream {
+    evil(url, PAIR1, PAIR1).await
 }
 
 fn frame(hops: u32, body: &[u8]) -> Vec<u8> {
     let mut p = hops.to_be_bytes().to_vec();
     p.extend_from_slice(body);
-    let mut f = (p.len() as u64).to_be_bytes().to_vec();
-    f.extend_from_slice(&p);
-    f
-}
-
-async fn evil(url: &str) -> TcpStream {
-    let mut s = within(
-        "connect",
-        TcpStream::connect(url.strip_prefix("tcp://").unwrap()),
-    )
-    .await
-    .unwrap();
-    s.write_all(&sp_header(PAIR1)).await.unwrap();
-    let mut h = [0u8; 8];
-    within("header", s.read_exact(&mut h)).await.unwrap();
-    assert_eq!(h, sp_header(PAIR1));
-    s
-}
-
-async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
-    let mut len = [0u8; 8];
-    within("frame length", s.read_exact(&mut len))
-        .await
-        .unwrap();
-    let len = u64::from_be_bytes(len);
-    assert!(len < 1 << 20);
-    let mut b = vec![0u8; len as usize];
-    within("frame body", s.read_exact(&mut b)).await.unwrap();
-    b
-}
-
-async fn expect_closed(s: &mut TcpStream, what: &str) {
-    let mut b = [0u8; 1024];
-    let t0 = Instant::now();
-    loop {
-        match timeout(WAIT.saturating_sub(t0.elapsed()), s.read(&mut b)).await {
-            Err(_) => panic!("{what}: connection not closed"),
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => continue,
-        }
-    }
+    tcp_frame(&p)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +63,7 @@ async fn wire_bytes_and_what_a_receiver_accepts() {
         vec![0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 1],
     ];
     for (i, f) in bad.iter().enumerate() {
-        let mut s = evil(&url).await;
+        let mut s = evil_pair1(&url).await;
         s.write_all(f).await.unwrap();
         expect_closed(&mut s, &format!("frame {f:02x?}")).await;
         let k = i as u64 + 1;
@@ -120,7 +73,7 @@ async fn wire_bytes_and_what_a_receiver_accepts() {
         .await;
     }
 
-    let mut s = evil(&url).await;
+    let mut s = evil_pair1(&url).await;
     wait_pipes(&p, 1).await;
     // what we send: nng's bytes, the first hop carries 1
     p.send("hi").await.unwrap();
@@ -159,7 +112,7 @@ async fn mono_refuses_a_second_peer_and_roundtrips() {
     let b = spstack::pair1().build();
     within("dial", b.dial(&url)).await.unwrap();
     wait_pipes(&a, 1).await;
-    let mut second = evil(&url).await;
+    let mut second = evil_pair1(&url).await;
     expect_closed(&mut second, "second peer").await;
     wait_stats(&a, "pipe limit", |st| {
         st.rejects(RejectReason::PipeLimit) == 1
@@ -183,7 +136,7 @@ async fn send_before_a_peer_waits_and_carries_one_hop() {
     // no peer yet: the send waits (and must not count a hop per retry)
     let sender = tokio::spawn(async move { a2.send("early").await });
     sleep(Duration::from_millis(50)).await;
-    let mut s = evil(&url).await;
+    let mut s = evil_pair1(&url).await;
     within("send", sender).await.unwrap().unwrap();
     assert_eq!(read_frame(&mut s).await, b"\x00\x00\x00\x01early");
 }
@@ -259,7 +212,7 @@ async fn a_device_adds_a_hop_and_the_ttl_stops_it() {
     within("far dial", far.dial(&back_url)).await.unwrap();
     let (f, b) = (front.clone(), back.clone());
     let dev = tokio::spawn(async move { spstack::device(&f, &b).await });
-    let mut s = evil(&front_url).await;
+    let mut s = evil_pair1(&front_url).await;
     wait_pipes(&front, 1).await;
     wait_pipes(&back, 1).await;
     // the device adds one hop each way
@@ -298,7 +251,7 @@ async fn raw_poly_reflector_answers_each_peer() {
     let dev = tokio::spawn(async move { spstack::reflect(&r2).await });
     let mut evils = Vec::new();
     for _ in 0..2 {
-        evils.push(evil(&url).await);
+        evils.push(evil_pair1(&url).await);
     }
     wait_pipes(&r, 2).await;
     for (i, s) in evils.iter_mut().enumerate() {

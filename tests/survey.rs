@@ -2,23 +2,16 @@
 //! error, late responses counted, contexts on both sides, a device between
 //! them, and raw-TCP evil peers on both sides.
 
-use std::future::Future;
+mod common;
+
+use common::wire::*;
 use std::time::{Duration, Instant};
 
 use spstack::{
     DropReason, Error, Message, Options, Protocol, RejectReason, Socket, Stats, SurveyorControl,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::{sleep, timeout};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use tokio::io::AsyncWriteExt;
+use tokio::time::sleep;
 
 async fn wait_stats(s: &Socket, what: &str, cond: impl Fn(&Stats) -> bool) -> Stats {
     let t0 = Instant::now();
@@ -297,55 +290,6 @@ async fn surveys_cross_a_device() {
 // evil peers over raw TCP
 // ---------------------------------------------------------------------------
 
-fn sp_header(proto: u16) -> [u8; 8] {
-    let p = proto.to_be_bytes();
-    [0, b'S', b'P', 0, p[0], p[1], 0, 0]
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = (payload.len() as u64).to_be_bytes().to_vec();
-    f.extend_from_slice(payload);
-    f
-}
-
-async fn evil(url: &str, mine: u16, theirs: u16) -> TcpStream {
-    let mut s = within(
-        "connect",
-        TcpStream::connect(url.strip_prefix("tcp://").unwrap()),
-    )
-    .await
-    .unwrap();
-    s.write_all(&sp_header(mine)).await.unwrap();
-    let mut h = [0u8; 8];
-    within("header", s.read_exact(&mut h)).await.unwrap();
-    assert_eq!(h, sp_header(theirs));
-    s
-}
-
-async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
-    let mut len = [0u8; 8];
-    within("frame length", s.read_exact(&mut len))
-        .await
-        .unwrap();
-    let len = u64::from_be_bytes(len);
-    assert!(len < 1 << 20);
-    let mut b = vec![0u8; len as usize];
-    within("frame body", s.read_exact(&mut b)).await.unwrap();
-    b
-}
-
-async fn expect_closed(s: &mut TcpStream, what: &str) {
-    let mut b = [0u8; 1024];
-    let t0 = Instant::now();
-    loop {
-        match timeout(WAIT.saturating_sub(t0.elapsed()), s.read(&mut b)).await {
-            Err(_) => panic!("{what}: connection not closed"),
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => continue,
-        }
-    }
-}
-
 const SURVEYOR0: u16 = 0x62;
 const RESPONDENT0: u16 = 0x63;
 
@@ -390,7 +334,7 @@ async fn evil_respondent_bad_backtraces() {
         set_deadline(&surveyor, Duration::from_millis(200));
         surveyor.send("q").await.unwrap();
         let _ = read_frame(&mut s).await;
-        s.write_all(&frame(c)).await.unwrap();
+        s.write_all(&tcp_frame(c)).await.unwrap();
         expect_closed(&mut s, &format!("response {c:02x?}")).await;
         let k = i as u64 + 1;
         wait_stats(&surveyor, "protocol error", |st| {
@@ -412,10 +356,12 @@ async fn evil_respondent_bad_backtraces() {
     assert_eq!(q[0] & 0x80, 0x80, "survey ids have the top bit set");
     let id = u32::from_be_bytes(q[..4].try_into().unwrap()) & 0x7fff_ffff;
     let too_deep: Vec<u32> = (1..=9).collect(); // 9 + id = 10 words > ttl + 1
-    s.write_all(&frame(&words(&too_deep, id, b"deep")))
+    s.write_all(&tcp_frame(&words(&too_deep, id, b"deep")))
         .await
         .unwrap();
-    s.write_all(&frame(&words(&[], id, b"fine"))).await.unwrap();
+    s.write_all(&tcp_frame(&words(&[], id, b"fine")))
+        .await
+        .unwrap();
     let m = within("good response", surveyor.recv()).await.unwrap();
     assert_eq!(m.body(), b"fine");
     let st = surveyor.stats();
@@ -444,7 +390,7 @@ async fn evil_surveyor_bad_backtraces() {
     let cases: [&[u8]; 3] = [b"", b"\x00\x00\x00\x01", b"hello"];
     for (i, c) in cases.iter().enumerate() {
         let mut s = evil(&url, SURVEYOR0, RESPONDENT0).await;
-        s.write_all(&frame(c)).await.unwrap();
+        s.write_all(&tcp_frame(c)).await.unwrap();
         expect_closed(&mut s, &format!("survey {c:02x?}")).await;
         let k = i as u64 + 1;
         wait_stats(&respondent, "protocol error", |st| {
@@ -456,7 +402,7 @@ async fn evil_surveyor_bad_backtraces() {
     }
     let mut s = evil(&url, SURVEYOR0, RESPONDENT0).await;
     let eight: Vec<u32> = (1..=8).collect(); // 8 + id = 9 words > ttl 8
-    s.write_all(&frame(&words(&eight, 7, b"far")))
+    s.write_all(&tcp_frame(&words(&eight, 7, b"far")))
         .await
         .unwrap();
     wait_stats(&respondent, "ttl drop", |st| {
@@ -465,7 +411,7 @@ async fn evil_surveyor_bad_backtraces() {
     .await;
     // 7 hops + id = 8 words: delivered, and the response carries the stack back
     let seven: Vec<u32> = (1..=7).collect();
-    s.write_all(&frame(&words(&seven, 8, b"near")))
+    s.write_all(&tcp_frame(&words(&seven, 8, b"near")))
         .await
         .unwrap();
     let m = within("survey", respondent.recv()).await.unwrap();

@@ -1,3 +1,4 @@
 //! Shared test support.
 pub mod foreign;
 pub mod layers;
+pub mod wire;
