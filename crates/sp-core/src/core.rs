@@ -345,6 +345,7 @@ impl Core {
             recv_max_size: self.opts.recv_max_size,
             recv_headroom: self.proto.recv_headroom(),
             local: self.announce.clone(),
+            recv_limit: crate::layer::RecvLimit::new(self.opts.recv_max_size),
         }
     }
 
@@ -676,6 +677,13 @@ impl Core {
     pub async fn listen(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let listener = t.listen(url).await?;
+        Ok(self.listen_on(listener))
+    }
+
+    /// Accepts pipes from a listener made elsewhere (an axum route handing
+    /// over upgraded WebSockets, say), with the same handshake deadline and
+    /// half-open cap as [`Core::listen`].
+    pub fn listen_on(self: &Arc<Self>, listener: Box<dyn crate::transport::Listener>) -> Endpoint {
         let cancel = self.cancel.child_token();
         let ep = Endpoint {
             url: listener.url(),
@@ -684,7 +692,7 @@ impl Core {
         let core = self.clone();
         let span = info_span!(target: "spstack", "listener", url = %ep.url);
         tokio::spawn(async move { core.accept_loop(listener, cancel).await }.instrument(span));
-        Ok(ep)
+        ep
     }
 
     async fn accept_loop(

@@ -191,10 +191,35 @@ pub struct PipeInfo {
     pub peer: Announcement,
     /// Identity a pipe layer verified (e.g. a public key), if any.
     pub peer_identity: Option<Vec<u8>>,
-    /// Largest frame the receive side accepts.
+    /// Largest SP message the socket accepts (`Options::recv_max_size`).
     pub recv_max_size: usize,
+    /// The frame limit the transport enforces right now, before it allocates.
+    /// Starts at `recv_max_size`; a pipe layer may lower it during its
+    /// handshake and set it to its own framing's worst case afterwards.
+    pub recv_limit: RecvLimit,
     /// True on the side that dialed.
     pub dialer: bool,
+}
+
+/// The largest frame a pipe's transport will read, shared between the
+/// transport's reader (which checks every length against it before it
+/// allocates) and the pipe layers above (which may change it).
+#[derive(Clone, Debug)]
+pub struct RecvLimit(Arc<std::sync::atomic::AtomicUsize>);
+
+impl RecvLimit {
+    /// A limit of `n` bytes.
+    pub fn new(n: usize) -> RecvLimit {
+        RecvLimit(Arc::new(std::sync::atomic::AtomicUsize::new(n)))
+    }
+    /// The current limit.
+    pub fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Changes the limit for frames whose length has not been read yet.
+    pub fn set(&self, n: usize) {
+        self.0.store(n, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// An open pipe: two framed halves and what is known about it.

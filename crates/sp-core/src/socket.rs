@@ -253,6 +253,12 @@ impl Socket {
         self.inner.shared.core.listen(url).await
     }
 
+    /// Accepts pipes from a listener made elsewhere (e.g. WebSockets an axum
+    /// route upgraded), under the socket's handshake deadline and half-open cap.
+    pub fn listen_on(&self, listener: Box<dyn crate::transport::Listener>) -> Endpoint {
+        self.inner.shared.core.listen_on(listener)
+    }
+
     /// Dials `url`: returns once the first pipe is open (or with the error),
     /// then redials with backoff whenever it closes.
     pub async fn dial(&self, url: &str) -> Result<Endpoint> {

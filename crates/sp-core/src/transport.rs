@@ -1,7 +1,7 @@
 //! What a transport provides: connections that announce themselves and then
 //! carry frames. A transport knows nothing of the protocol above it.
 
-use crate::layer::{BoxFuture, ComponentInfo, Connection, PipeInfo};
+use crate::layer::{BoxFuture, ComponentInfo, Connection, PipeInfo, RecvLimit};
 use crate::{Announcement, Result};
 
 /// Per-pipe settings a transport needs.
@@ -13,6 +13,9 @@ pub struct PipeConfig {
     pub recv_headroom: usize,
     /// What this side announces.
     pub local: Announcement,
+    /// The frame limit the transport's reader checks, shared with the pipe
+    /// layers (see [`RecvLimit`]).
+    pub recv_limit: RecvLimit,
 }
 
 impl PipeConfig {
@@ -33,6 +36,7 @@ impl PipeConfig {
             peer,
             peer_identity: None,
             recv_max_size: self.recv_max_size,
+            recv_limit: self.recv_limit.clone(),
             dialer,
         }
     }
@@ -75,4 +79,60 @@ pub trait Unannounced: Send {
 pub fn split_url(url: &str) -> Option<(&str, &str)> {
     let i = url.find("://")?;
     Some((&url[..i], &url[i + 3..]))
+}
+
+/// A connected byte stream: a TCP socket, a TLS session over one...
+pub trait ByteStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+/// A byte stream and what its layers learned about it.
+pub struct StreamConn {
+    /// The bytes.
+    pub io: Box<dyn ByteStream>,
+    /// Local address, as text.
+    pub local_addr: String,
+    /// Peer address, as text.
+    pub peer_addr: String,
+    /// Identity a stream layer verified (e.g. a TLS client certificate, DER).
+    pub peer_identity: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for StreamConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConn")
+            .field("local_addr", &self.local_addr)
+            .field("peer_addr", &self.peer_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The part of opening a stream that talks to the peer (a TLS handshake).
+/// Framings run it inside [`Unannounced::announce`], so it counts against the
+/// socket's handshake deadline and half-open cap and never blocks an accept
+/// loop.
+pub type StreamUpgrade = BoxFuture<'static, Result<StreamConn>>;
+
+/// Byte streams to `host:port`: what a framing (SP's length prefix,
+/// WebSocket) runs over. TCP is one; TLS over any stream transport is another.
+/// A stream transport knows nothing of framing; a framing never opens a
+/// socket itself.
+pub trait StreamTransport: Send + Sync + 'static {
+    /// Short name for addresses and logs: `tcp`, `tls+tcp`.
+    fn name(&self) -> &'static str;
+    /// Connects to `host:port` (a `[v6]:port` literal works too). The
+    /// returned upgrade finishes the stream's own handshake.
+    fn connect(&self, addr: &str) -> BoxFuture<'static, Result<StreamUpgrade>>;
+    /// Binds `host:port` (`*` or an empty host: every address).
+    fn bind(&self, addr: &str) -> BoxFuture<'static, Result<Box<dyn StreamListener>>>;
+}
+
+/// A bound stream listener.
+pub trait StreamListener: Send + Sync {
+    /// The bound `host:port` (a port of 0 is resolved).
+    fn local_addr(&self) -> String;
+    /// Waits for the next connection; its handshake is left to the upgrade.
+    fn accept(&self) -> BoxFuture<'_, Result<StreamUpgrade>>;
 }

@@ -9,11 +9,13 @@
 //! assert_eq!(sp_transports::Tcp.schemes(), &["tcp", "tcp4", "tcp6"]);
 //! ```
 
+pub mod framed;
 mod inproc;
 mod ipc;
 pub mod stream;
 mod tcp;
 
+pub use framed::Framed;
 pub use inproc::Inproc;
 pub use ipc::Ipc;
 pub use tcp::Tcp;

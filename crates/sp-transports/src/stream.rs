@@ -232,7 +232,7 @@ pub struct FrameReader<R> {
     framing: Framing,
     buf: BytesMut,
     state: ReadState,
-    max: usize,
+    max: sp_core::layer::RecvLimit,
     headroom: usize,
     done: bool,
 }
@@ -245,7 +245,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             framing,
             buf: BytesMut::with_capacity(READ_CHUNK),
             state: ReadState::Prefix,
-            max: cfg.recv_max_size,
+            max: cfg.recv_limit.clone(),
             headroom: cfg.recv_headroom,
             done: false,
         }
@@ -278,10 +278,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             }
                         };
                         let len64 = u64::from_be_bytes(lb.try_into().unwrap_or([0xff; 8]));
-                        if len64 > self.max as u64 {
+                        let max = self.max.get();
+                        if len64 > max as u64 {
                             return Poll::Ready(Some(Err(Error::TooLarge {
                                 size: len64,
-                                limit: self.max,
+                                limit: max,
                             })));
                         }
                         let len = len64 as usize;

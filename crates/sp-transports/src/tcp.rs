@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 
 use sp_core::layer::{ComponentInfo, Field, Overhead};
-use sp_core::transport::{Listener, PipeConfig, Transport, Unannounced};
+use sp_core::transport::{
+    Listener, PipeConfig, StreamConn, StreamListener, StreamTransport, StreamUpgrade, Transport,
+    Unannounced,
+};
 use sp_core::{split_url, BoxFuture, Connection, Error, Result};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -149,5 +152,68 @@ impl Unannounced for TcpUnannounced {
             dialer,
             ("tcp", local, peer),
         ))
+    }
+}
+
+/// TCP as a plain byte stream, for framings other than SP's own (WebSocket)
+/// and for stream layers (TLS) to run over.
+impl StreamTransport for Tcp {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+    fn connect(&self, addr: &str) -> BoxFuture<'static, Result<StreamUpgrade>> {
+        let url = format!("tcp://{addr}");
+        Box::pin(async move {
+            let mut last = None;
+            for a in resolve(&url, false).await? {
+                match TcpStream::connect(a).await {
+                    Ok(s) => {
+                        let conn = stream_conn(s)?;
+                        return Ok(Box::pin(std::future::ready(Ok(conn))) as StreamUpgrade);
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last
+                .map(Error::from)
+                .unwrap_or_else(|| bad(&url, "no address")))
+        })
+    }
+    fn bind(&self, addr: &str) -> BoxFuture<'static, Result<Box<dyn StreamListener>>> {
+        let url = format!("tcp://{addr}");
+        Box::pin(async move {
+            let addrs = resolve(&url, true).await?;
+            let l = TcpListener::bind(&addrs[..]).await?;
+            Ok(Box::new(TcpStreamListen(l)) as Box<dyn StreamListener>)
+        })
+    }
+}
+
+fn stream_conn(s: TcpStream) -> Result<StreamConn> {
+    let TcpUnannounced { s, local, peer } = TcpUnannounced::new(s)?;
+    let strip = |u: String| u.trim_start_matches("tcp://").to_string();
+    Ok(StreamConn {
+        io: Box::new(s),
+        local_addr: strip(local),
+        peer_addr: strip(peer),
+        peer_identity: None,
+    })
+}
+
+struct TcpStreamListen(TcpListener);
+
+impl StreamListener for TcpStreamListen {
+    fn local_addr(&self) -> String {
+        self.0
+            .local_addr()
+            .map(|a| url_of(a).trim_start_matches("tcp://").to_string())
+            .unwrap_or_default()
+    }
+    fn accept(&self) -> BoxFuture<'_, Result<StreamUpgrade>> {
+        Box::pin(async move {
+            let (s, _) = self.0.accept().await?;
+            let conn = stream_conn(s)?;
+            Ok(Box::pin(std::future::ready(Ok(conn))) as StreamUpgrade)
+        })
     }
 }

@@ -1,0 +1,1 @@
+//! Key generation, storage and loading. (being written)

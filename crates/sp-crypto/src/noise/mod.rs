@@ -1,0 +1,1 @@
+//! Noise hop-by-hop encryption (a pipe layer). (being written)
