@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test spstack has, on a fresh Debian machine or a used one.
-# Installs what the interop tests need (nanocat from nanomsg-utils, pynng
-# from PyPI, nngcat as spcat's reference, cargo-deny), then: fmt, clippy,
-# cargo deny, the test suite.
+# Installs what the interop tests need (nanocat from nanomsg-utils, nngcat
+# as spcat's reference, headless Chromium for the browser test; pynng and
+# noiseprotocol from PyPI; cargo-deny), then: fmt, clippy, cargo deny, the
+# test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v nanocat >/dev/null 2>&1 || need_apt+=(nanomsg-utils)
 command -v nngcat >/dev/null 2>&1 || need_apt+=(nng-utils)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -19,6 +22,11 @@ if ! python3 -c 'import pynng' >/dev/null 2>&1; then
   echo "== installing pynng 0.9.0 (pip)"
   python3 -m pip install --quiet --root-user-action=ignore pynng==0.9.0 2>/dev/null \
     || python3 -m pip install --quiet pynng==0.9.0
+fi
+if ! python3 -c 'import noise.connection' >/dev/null 2>&1; then
+  echo "== installing noiseprotocol 0.3.1 (pip)"
+  python3 -m pip install --quiet --root-user-action=ignore noiseprotocol==0.3.1 2>/dev/null \
+    || python3 -m pip install --quiet noiseprotocol==0.3.1
 fi
 if ! command -v cargo-deny >/dev/null 2>&1; then
   echo "== installing cargo-deny"

@@ -36,6 +36,8 @@ pub use sp_protocols::{pubsub, Pub0Raw, Sub0, Sub0Raw, SubControl};
 pub use sp_protocols::{raw, rep, req, Plain, Rep0, Req0, ReqState};
 pub use sp_transports::{Inproc, Ipc, Tcp};
 
+pub mod wiretap;
+
 fn with_transports(mut b: SocketBuilder) -> SocketBuilder {
     for t in sp_transports::defaults() {
         b = b.transport(t);

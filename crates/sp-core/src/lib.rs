@@ -37,7 +37,7 @@ pub use crate::core::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::layer::{BoxFuture, BoxSink, BoxStream, Connection, MessageIo, Overhead, PipeInfo};
-pub use crate::message::{copied_bytes, Message, RecvBuf, DEFAULT_HEADROOM};
+pub use crate::message::{copied_bytes, record_copy, Message, RecvBuf, DEFAULT_HEADROOM};
 pub use crate::options::Options;
 pub use crate::proto::ProtocolId;
 pub use crate::socket::{

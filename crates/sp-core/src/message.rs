@@ -40,6 +40,13 @@ pub fn copied_bytes() -> u64 {
     COPIED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Adds to [`copied_bytes`]: for layers that copy message data on purpose
+/// (an AEAD gathering a frame into its output), so the counter stays the
+/// whole story.
+pub fn record_copy(bytes: usize) {
+    COPIED.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Allocates a zeroed shared buffer with a single allocation: `Arc<[u8]>`
 /// built from an exact-size iterator puts the counts and the bytes together.
 fn alloc_shared(len: usize) -> Arc<[u8]> {

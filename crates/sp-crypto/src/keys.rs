@@ -1,1 +1,746 @@
-//! Key generation, storage and loading. (being written)
+//! Key generation, storage and loading for both crypto layers.
+//!
+//! * **Signing keys** (Ed25519, for [`crate::integrity`]): [`SigningKeypair`].
+//!   The secret is stored as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, what
+//!   `openssl pkey` reads), the public key as SPKI PEM
+//!   (`-----BEGIN PUBLIC KEY-----`). A key is named by its *key id*,
+//!   SHA-256 of the 32-byte public key. Receivers trust a [`TrustedSigners`]
+//!   set, loaded from PEM files or a directory of `*.pub.pem` files.
+//! * **Noise static keys** (X25519, for [`crate::noise`]): free functions over
+//!   raw 32-byte values, stored as one-line text files:
+//!
+//!   ```text
+//!   spstack-noise-x25519-secret <base64 of the 32 secret bytes>
+//!   spstack-noise-x25519-public <base64 of the 32 public bytes>
+//!   ```
+//!
+//!   (standard base64 alphabet with padding, one trailing newline). The tag
+//!   makes a public file impossible to load as a secret and vice versa.
+//!
+//! Secrets are created with mode `0600` (never wider, not even for a moment)
+//! and refused on load if their mode grants group or others any access.
+//! Keep the signing keys and the Noise keys separate: Noise §14 says a static
+//! key must not be reused outside Noise.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use sp_crypto::keys::{keygen, KeyKind, SigningKeypair, TrustedSigners};
+//!
+//! # fn main() -> Result<(), sp_crypto::keys::KeyError> {
+//! // what `sp-keygen --dir /etc/spstack --kind both billing` does
+//! let written = keygen(Path::new("/etc/spstack"), "billing", KeyKind::Both, false)?;
+//! println!("{written:?}");
+//! let me = SigningKeypair::load(Path::new("/etc/spstack/billing.ed25519.pem"))?;
+//! let trusted = TrustedSigners::load_dir(Path::new("/etc/spstack/trusted"))?;
+//! # let _ = (me, trusted);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// First word of a Noise secret key file.
+pub const NOISE_SECRET_TAG: &str = "spstack-noise-x25519-secret";
+/// First word of a Noise public key file.
+pub const NOISE_PUBLIC_TAG: &str = "spstack-noise-x25519-public";
+
+/// Why a key could not be generated, saved or loaded. Every message names
+/// the file and says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// An I/O operation on a key file failed.
+    #[error("could not {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`read`, `create`, `rename`...).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists and overwriting was not requested.
+    #[error("{} already exists; refusing to overwrite a key (pass --force / overwrite = true to replace it)", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A secret key file is readable or writable by group or others.
+    #[error("{} has mode {mode:04o}: a secret key must be accessible by its owner only; run `chmod 600 {}`", path.display(), path.display())]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file does not hold a key of the expected kind.
+    #[error("could not parse {}: {reason}", path.display())]
+    Parse {
+        /// The file (or `<memory>` for in-memory input).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A public key is of small order (a "weak" key that could make one
+    /// signature verify for many messages); it cannot be trusted.
+    #[error("{}: the Ed25519 public key is of small order (weak) and cannot be trusted; generate a new key", path.display())]
+    WeakKey {
+        /// Where it came from.
+        path: PathBuf,
+    },
+    /// A key name for [`keygen`] is not a plain file-name stem.
+    #[error("invalid key name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the OS random number generator failed: {0}; check /dev/urandom or getrandom(2) availability")]
+    Random(String),
+}
+
+fn memory() -> PathBuf {
+    PathBuf::from("<memory>")
+}
+
+fn parse_err(path: &Path, reason: impl Into<String>) -> KeyError {
+    KeyError::Parse {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn random_32() -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let mut b = Zeroizing::new([0u8; 32]);
+    // try_fill_bytes: a broken RNG is an error, not a panic
+    OsRng
+        .try_fill_bytes(b.as_mut())
+        .map_err(|e| KeyError::Random(e.to_string()))?;
+    Ok(b)
+}
+
+/// SHA-256 of an Ed25519 public key: how the integrity layer names signers.
+pub fn key_id_of(key: &VerifyingKey) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Lower-case hex of `bytes` (for key ids in logs and tool output).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Standard base64 (with padding) of `bytes`: how tools print public keys.
+pub fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+// ---------------------------------------------------------------- files
+
+#[cfg(unix)]
+fn open_options(mode: u32) -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true).mode(mode);
+    o
+}
+
+#[cfg(not(unix))]
+fn open_options(_mode: u32) -> fs::OpenOptions {
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    o
+}
+
+/// Writes `data` to `path` with `mode` set at creation. Without `overwrite`
+/// an existing file is an error. With it, the data goes to a fresh temporary
+/// file (created with `mode`) renamed over the old one: the new key is never
+/// visible with the old file's (possibly wider) mode, and a crash leaves
+/// either the old key or the new one, not half of each.
+fn write_file(path: &Path, data: &[u8], mode: u32, overwrite: bool) -> Result<(), KeyError> {
+    let io = |op, source| KeyError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
+    if !overwrite {
+        let mut f = match open_options(mode).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(KeyError::Exists {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(io("create", e)),
+        };
+        f.write_all(data).map_err(|e| io("write", e))?;
+        return f.sync_all().map_err(|e| io("sync", e));
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| parse_err(path, "not a file path"))?
+        .to_string_lossy()
+        .into_owned();
+    let suffix = hex(&random_32()?[..6]);
+    let tmp = path.with_file_name(format!(".{name}.{suffix}.tmp"));
+    let result = write_new_then_rename(&tmp, path, data, mode);
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_new_then_rename(tmp: &Path, path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError> {
+    let io = |op, p: &Path, source| KeyError::Io {
+        op,
+        path: p.to_path_buf(),
+        source,
+    };
+    let mut f = open_options(mode)
+        .open(tmp)
+        .map_err(|e| io("create", tmp, e))?;
+    f.write_all(data).map_err(|e| io("write", tmp, e))?;
+    f.sync_all().map_err(|e| io("sync", tmp, e))?;
+    fs::rename(tmp, path).map_err(|e| io("rename into", path, e))
+}
+
+/// Refuses a secret whose mode lets group or others in.
+#[cfg(unix)]
+fn check_secret_mode(path: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(path).map_err(|source| KeyError::Io {
+        op: "stat",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_secret_mode(_path: &Path) -> Result<(), KeyError> {
+    Ok(())
+}
+
+/// Largest key file read: every format here is well under 1 KiB, so a big
+/// file is a wrong path, and is not read into memory.
+const MAX_KEY_FILE: u64 = 16 * 1024;
+
+fn read_text(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    let io = |op, source| KeyError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = fs::metadata(path).map_err(|e| io("stat", e))?.len();
+    if len > MAX_KEY_FILE {
+        return Err(parse_err(
+            path,
+            format!("{len} bytes is too large for a key file (limit {MAX_KEY_FILE}); is this the right path?"),
+        ));
+    }
+    let bytes = Zeroizing::new(fs::read(path).map_err(|e| io("read", e))?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| parse_err(path, "not UTF-8 text"))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+fn read_secret_text(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    check_secret_mode(path)?;
+    read_text(path)
+}
+
+// ---------------------------------------------------------------- Ed25519
+
+/// An Ed25519 signing key pair (the secret is zeroed on drop).
+///
+/// `Debug` shows the key id only, never the secret.
+#[derive(Clone)]
+pub struct SigningKeypair {
+    key: SigningKey,
+}
+
+impl fmt::Debug for SigningKeypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeypair")
+            .field("key_id", &hex(&self.key_id()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKeypair {
+    /// A new key pair from the operating system's RNG.
+    ///
+    /// # Panics
+    ///
+    /// If the OS RNG fails (as `ed25519_dalek::SigningKey::generate` does);
+    /// use [`SigningKeypair::try_generate`] to get an error instead.
+    pub fn generate() -> SigningKeypair {
+        match SigningKeypair::try_generate() {
+            Ok(k) => k,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A new key pair from the operating system's RNG, or the RNG's error.
+    pub fn try_generate() -> Result<SigningKeypair, KeyError> {
+        let seed = random_32()?;
+        Ok(SigningKeypair::from_bytes(&seed))
+    }
+
+    /// The key pair of a 32-byte secret (an RFC 8032 seed).
+    pub fn from_bytes(secret: &[u8; 32]) -> SigningKeypair {
+        SigningKeypair {
+            key: SigningKey::from_bytes(secret),
+        }
+    }
+
+    /// The 32-byte secret (seed). Handle with care.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.key.to_bytes())
+    }
+
+    /// The 32-byte secret (seed), as `ed25519_dalek::SigningKey::to_bytes`
+    /// names it; the same as [`SigningKeypair::secret_bytes`].
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        self.secret_bytes()
+    }
+
+    /// The public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// SHA-256 of the public key.
+    pub fn key_id(&self) -> [u8; 32] {
+        key_id_of(&self.verifying_key())
+    }
+
+    /// Signs `msg` (plain Ed25519, RFC 8032; not prehashed).
+    pub fn sign(&self, msg: &[u8]) -> Signature {
+        self.key.sign(msg)
+    }
+
+    /// The secret as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), with the
+    /// public key included (PKCS#8 v2, which OpenSSL reads).
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        self.key
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map_err(|e| parse_err(&memory(), format!("PKCS#8 encoding failed: {e}")))
+    }
+
+    /// Parses PKCS#8 PEM (v1 or v2; with v2 the public key must match).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<SigningKeypair, KeyError> {
+        Self::parse_pem(pem, &memory())
+    }
+
+    fn parse_pem(pem: &str, path: &Path) -> Result<SigningKeypair, KeyError> {
+        SigningKey::from_pkcs8_pem(pem)
+            .map(|key| SigningKeypair { key })
+            .map_err(|e| {
+                parse_err(
+                    path,
+                    format!("not an Ed25519 PKCS#8 PEM private key ({e}); expected -----BEGIN PRIVATE KEY-----"),
+                )
+            })
+    }
+
+    /// Saves the secret as PKCS#8 PEM, mode 0600 from creation.
+    pub fn save(&self, path: &Path, overwrite: bool) -> Result<(), KeyError> {
+        let pem = self.to_pkcs8_pem()?;
+        write_file(path, pem.as_bytes(), 0o600, overwrite)
+    }
+
+    /// Loads a secret saved by [`SigningKeypair::save`] (or `openssl genpkey
+    /// -algorithm ed25519`). Refuses a file group or others can access.
+    pub fn load(path: &Path) -> Result<SigningKeypair, KeyError> {
+        let pem = read_secret_text(path)?;
+        Self::parse_pem(&pem, path)
+    }
+
+    /// Saves the public key as SPKI PEM, mode 0644.
+    pub fn save_public(&self, path: &Path, overwrite: bool) -> Result<(), KeyError> {
+        save_verifying_key(path, &self.verifying_key(), overwrite)
+    }
+}
+
+/// Saves an Ed25519 public key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`), mode 0644.
+pub fn save_verifying_key(
+    path: &Path,
+    key: &VerifyingKey,
+    overwrite: bool,
+) -> Result<(), KeyError> {
+    let pem = key
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| parse_err(path, format!("SPKI encoding failed: {e}")))?;
+    write_file(path, pem.as_bytes(), 0o644, overwrite)
+}
+
+/// Parses an SPKI PEM Ed25519 public key; refuses weak (small-order) keys.
+pub fn verifying_key_from_pem(pem: &str) -> Result<VerifyingKey, KeyError> {
+    parse_public_pem(pem, &memory())
+}
+
+fn parse_public_pem(pem: &str, path: &Path) -> Result<VerifyingKey, KeyError> {
+    let key = VerifyingKey::from_public_key_pem(pem).map_err(|e| {
+        parse_err(
+            path,
+            format!(
+                "not an Ed25519 SPKI PEM public key ({e}); expected -----BEGIN PUBLIC KEY-----"
+            ),
+        )
+    })?;
+    if key.is_weak() {
+        return Err(KeyError::WeakKey {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(key)
+}
+
+/// Loads an SPKI PEM Ed25519 public key; refuses weak (small-order) keys.
+pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
+    let pem = read_text(path)?;
+    parse_public_pem(&pem, path)
+}
+
+/// The Ed25519 public keys a receiver accepts signatures from, by key id.
+/// An empty set trusts nobody (every message is refused as unknown_signer).
+#[derive(Clone, Default)]
+pub struct TrustedSigners {
+    keys: HashMap<[u8; 32], VerifyingKey>,
+}
+
+impl fmt::Debug for TrustedSigners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.keys.keys().map(|id| hex(id)))
+            .finish()
+    }
+}
+
+impl TrustedSigners {
+    /// An empty set.
+    pub fn new() -> TrustedSigners {
+        TrustedSigners::default()
+    }
+
+    /// A set of these keys; refuses weak (small-order) keys.
+    pub fn from_keys(
+        keys: impl IntoIterator<Item = VerifyingKey>,
+    ) -> Result<TrustedSigners, KeyError> {
+        let mut t = TrustedSigners::new();
+        for k in keys {
+            t.add(k)?;
+        }
+        Ok(t)
+    }
+
+    /// Trusts `key`; returns its key id. Refuses weak (small-order) keys.
+    pub fn add(&mut self, key: VerifyingKey) -> Result<[u8; 32], KeyError> {
+        if key.is_weak() {
+            return Err(KeyError::WeakKey { path: memory() });
+        }
+        let id = key_id_of(&key);
+        self.keys.insert(id, key);
+        Ok(id)
+    }
+
+    /// Stops trusting the key with this id (rotation, revocation).
+    pub fn remove(&mut self, key_id: &[u8; 32]) -> bool {
+        self.keys.remove(key_id).is_some()
+    }
+
+    /// Trusts the SPKI PEM public key in `path`; returns its key id.
+    pub fn add_pem_file(&mut self, path: &Path) -> Result<[u8; 32], KeyError> {
+        let key = load_verifying_key(path)?;
+        let id = key_id_of(&key);
+        self.keys.insert(id, key);
+        Ok(id)
+    }
+
+    /// A set of the SPKI PEM public keys in these files.
+    pub fn load_files<P: AsRef<Path>>(
+        paths: impl IntoIterator<Item = P>,
+    ) -> Result<TrustedSigners, KeyError> {
+        let mut t = TrustedSigners::new();
+        for p in paths {
+            t.add_pem_file(p.as_ref())?;
+        }
+        Ok(t)
+    }
+
+    /// A set of every `*.pub.pem` file in `dir` (not recursive; other files
+    /// are ignored, so secrets kept alongside are never read). A file that
+    /// does not parse is an error naming it, not silently skipped.
+    pub fn load_dir(dir: &Path) -> Result<TrustedSigners, KeyError> {
+        let entries = fs::read_dir(dir).map_err(|source| KeyError::Io {
+            op: "list",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut paths = Vec::new();
+        for e in entries {
+            let e = e.map_err(|source| KeyError::Io {
+                op: "list",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let p = e.path();
+            let is_pub = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".pub.pem"));
+            if is_pub && p.is_file() {
+                paths.push(p);
+            }
+        }
+        paths.sort();
+        TrustedSigners::load_files(paths)
+    }
+
+    /// The key with this id, if trusted.
+    pub fn get(&self, key_id: &[u8; 32]) -> Option<&VerifyingKey> {
+        self.keys.get(key_id)
+    }
+
+    /// True if the key with this id is trusted.
+    pub fn contains(&self, key_id: &[u8; 32]) -> bool {
+        self.keys.contains_key(key_id)
+    }
+
+    /// Number of trusted keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when nobody is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The trusted key ids.
+    pub fn key_ids(&self) -> impl Iterator<Item = &[u8; 32]> {
+        self.keys.keys()
+    }
+}
+
+/// The trusted keys, so a set can be passed where keys are expected
+/// (e.g. `IntegrityConfig::new`).
+impl IntoIterator for TrustedSigners {
+    type Item = VerifyingKey;
+    type IntoIter = std::collections::hash_map::IntoValues<[u8; 32], VerifyingKey>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.keys.into_values()
+    }
+}
+
+// ---------------------------------------------------------------- X25519 (Noise)
+
+/// 32 random bytes for an X25519 static secret (X25519 clamps on use, so
+/// any 32 bytes are a valid secret).
+pub fn generate_noise_secret() -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    random_32()
+}
+
+/// The X25519 public key of a secret (scalar multiplication of the base point).
+pub fn noise_public_from_secret(secret: &[u8; 32]) -> [u8; 32] {
+    x25519_dalek::x25519(*secret, x25519_dalek::X25519_BASEPOINT_BYTES)
+}
+
+fn encode_line(tag: &str, bytes: &[u8; 32]) -> Zeroizing<String> {
+    Zeroizing::new(format!("{tag} {}\n", base64(bytes)))
+}
+
+fn decode_line(text: &str, tag: &str, path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let line = text.trim();
+    let Some((word, b64)) = line.split_once(' ') else {
+        return Err(parse_err(
+            path,
+            format!("expected one line `{tag} <base64>`"),
+        ));
+    };
+    if word != tag {
+        let hint = if word == NOISE_PUBLIC_TAG || word == NOISE_SECRET_TAG {
+            " (a public key file was given where a secret is needed, or the reverse)"
+        } else {
+            ""
+        };
+        return Err(parse_err(
+            path,
+            format!("starts with {word:?}, expected {tag:?}{hint}"),
+        ));
+    }
+    let raw = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| parse_err(path, format!("bad base64: {e}")))?,
+    );
+    let mut out = Zeroizing::new([0u8; 32]);
+    if raw.len() != 32 {
+        return Err(parse_err(
+            path,
+            format!("decodes to {} bytes, an X25519 key is 32", raw.len()),
+        ));
+    }
+    out.copy_from_slice(&raw);
+    Ok(out)
+}
+
+/// Saves an X25519 secret (`spstack-noise-x25519-secret <base64>`), mode 0600 from creation.
+pub fn save_noise_secret(path: &Path, secret: &[u8; 32], overwrite: bool) -> Result<(), KeyError> {
+    let line = encode_line(NOISE_SECRET_TAG, secret);
+    write_file(path, line.as_bytes(), 0o600, overwrite)
+}
+
+/// Loads an X25519 secret saved by [`save_noise_secret`]. Refuses a file
+/// group or others can access.
+pub fn load_noise_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let text = read_secret_text(path)?;
+    decode_line(&text, NOISE_SECRET_TAG, path)
+}
+
+/// Saves an X25519 public key (`spstack-noise-x25519-public <base64>`), mode 0644.
+pub fn save_noise_public(path: &Path, public: &[u8; 32], overwrite: bool) -> Result<(), KeyError> {
+    let line = encode_line(NOISE_PUBLIC_TAG, public);
+    write_file(path, line.as_bytes(), 0o644, overwrite)
+}
+
+/// Loads an X25519 public key saved by [`save_noise_public`].
+pub fn load_noise_public(path: &Path) -> Result<[u8; 32], KeyError> {
+    let text = read_text(path)?;
+    Ok(*decode_line(&text, NOISE_PUBLIC_TAG, path)?)
+}
+
+// ---------------------------------------------------------------- keygen
+
+/// Which keys [`keygen`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// An Ed25519 signing key pair (integrity layer).
+    Signing,
+    /// An X25519 Noise static key pair (hop encryption).
+    Noise,
+    /// Both.
+    Both,
+}
+
+impl std::str::FromStr for KeyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<KeyKind, String> {
+        match s {
+            "signing" => Ok(KeyKind::Signing),
+            "noise" => Ok(KeyKind::Noise),
+            "both" => Ok(KeyKind::Both),
+            other => Err(format!(
+                "unknown key kind {other:?}; use signing, noise or both"
+            )),
+        }
+    }
+}
+
+/// The files [`keygen`] writes for `name` and `kind` in `dir`, secrets first:
+/// `<name>.ed25519.pem`, `<name>.ed25519.pub.pem`, `<name>.noise.key`,
+/// `<name>.noise.pub`.
+pub fn keygen_paths(dir: &Path, name: &str, kind: KeyKind) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some((sec, public)) = signing_paths(dir, name, kind) {
+        v.extend([sec, public]);
+    }
+    if let Some((sec, public)) = noise_paths(dir, name, kind) {
+        v.extend([sec, public]);
+    }
+    v
+}
+
+fn signing_paths(dir: &Path, name: &str, kind: KeyKind) -> Option<(PathBuf, PathBuf)> {
+    matches!(kind, KeyKind::Signing | KeyKind::Both).then(|| {
+        (
+            dir.join(format!("{name}.ed25519.pem")),
+            dir.join(format!("{name}.ed25519.pub.pem")),
+        )
+    })
+}
+
+fn noise_paths(dir: &Path, name: &str, kind: KeyKind) -> Option<(PathBuf, PathBuf)> {
+    matches!(kind, KeyKind::Noise | KeyKind::Both).then(|| {
+        (
+            dir.join(format!("{name}.noise.key")),
+            dir.join(format!("{name}.noise.pub")),
+        )
+    })
+}
+
+fn check_name(name: &str) -> Result<(), KeyError> {
+    let bad = |reason| {
+        Err(KeyError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.starts_with('.') {
+        return bad("it starts with '.'");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return bad("use only letters, digits, '-', '_', '.' and '@'");
+    }
+    Ok(())
+}
+
+/// Generates keys named `name` in `dir` (created if missing) and returns the
+/// paths written (see [`keygen_paths`]). Secrets get mode 0600, public keys
+/// 0644. Without `overwrite`, fails before writing anything if any of the
+/// files exists.
+pub fn keygen(
+    dir: &Path,
+    name: &str,
+    kind: KeyKind,
+    overwrite: bool,
+) -> Result<Vec<PathBuf>, KeyError> {
+    check_name(name)?;
+    let paths = keygen_paths(dir, name, kind);
+    if !overwrite {
+        if let Some(p) = paths.iter().find(|p| p.exists()) {
+            return Err(KeyError::Exists { path: p.clone() });
+        }
+    }
+    fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+        op: "create directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if let Some((sec, public)) = signing_paths(dir, name, kind) {
+        let kp = SigningKeypair::try_generate()?;
+        kp.save(&sec, overwrite)?;
+        kp.save_public(&public, overwrite)?;
+    }
+    if let Some((sec, public)) = noise_paths(dir, name, kind) {
+        let secret = generate_noise_secret()?;
+        save_noise_secret(&sec, &secret, overwrite)?;
+        save_noise_public(&public, &noise_public_from_secret(&secret), overwrite)?;
+    }
+    Ok(paths)
+}

@@ -14,11 +14,13 @@ mod inproc;
 mod ipc;
 pub mod stream;
 mod tcp;
+pub mod tls;
 
 pub use framed::Framed;
 pub use inproc::Inproc;
 pub use ipc::Ipc;
 pub use tcp::Tcp;
+pub use tls::{tls_tcp, Identity, Roots, Tls, TlsConfig, TlsVersion};
 
 use std::sync::Arc;
 

@@ -12,9 +12,10 @@ mod format;
 use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use sp_transports::tls::{tls_tcp, Identity, Roots, TlsConfig};
 use spstack::{Error, Message, Options, Protocol, Socket};
 use tokio::time::Instant;
 
@@ -107,6 +108,45 @@ spcat decode --stack <proto>[/raw] (--hex <hex> | --file <path>) [--transport tc
   decodes one captured frame (with the transport's length prefix) layer by layer
 ";
 
+/// nngcat's TLS flags: file contents, loaded while parsing as nngcat does,
+/// used only for `tls+tcp` addresses.
+#[derive(Debug, Default)]
+struct Tls {
+    cacert: Option<Vec<u8>>,
+    cert: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
+    insecure: bool,
+}
+
+impl Tls {
+    /// The TLS config nngcat's `configtls` would make: `--cert` (with
+    /// `--key`, or the key in the same file) is the listener's certificate
+    /// and the dialer's client certificate; `--cacert` verifies servers;
+    /// `--insecure` skips that. As in nng, a listener asks no client
+    /// certificate, so `--cacert` does not change what it accepts.
+    fn config(&self) -> Result<TlsConfig, String> {
+        let why = |e: Error| match e {
+            Error::Layer { reason, .. } => reason,
+            e => e.to_string(),
+        };
+        let mut c = TlsConfig::new();
+        if let Some(cert) = &self.cert {
+            let key = self.key.as_deref().unwrap_or(cert);
+            let id = Identity::from_pem(cert, key).map_err(why)?;
+            c = c.server_identity(id.clone()).client_identity(id);
+        } else if self.key.is_some() {
+            return Err("--key given without --cert".into());
+        }
+        if let Some(ca) = &self.cacert {
+            c = c.roots(Roots::from_pem(ca).map_err(why)?);
+        }
+        if self.insecure {
+            c = c.danger_accept_invalid_certs();
+        }
+        Ok(c)
+    }
+}
+
 /// Everything the command line says.
 #[derive(Debug, Default)]
 struct Config {
@@ -125,7 +165,7 @@ struct Config {
     compat: bool,
     nonblock: bool,
     count: u64,
-    tls: Vec<&'static str>,
+    tls: Tls,
     stats: bool,
 }
 
@@ -244,18 +284,17 @@ fn parse(words: &[Vec<u8>]) -> Config {
                 c.data = Some(arg.to_vec());
             }
             Opt::CaCert | Opt::Key | Opt::Cert => {
-                let (flag, what) = match opt {
-                    Opt::CaCert => ("--cacert", "CA Certificate (--cacert)"),
-                    Opt::Key => ("--key", "Key (--key)"),
-                    _ => ("--cert", "Cert (--cert)"),
+                let (slot, what) = match opt {
+                    Opt::CaCert => (&mut c.tls.cacert, "CA Certificate (--cacert)"),
+                    Opt::Key => (&mut c.tls.key, "Key (--key)"),
+                    _ => (&mut c.tls.cert, "Cert (--cert)"),
                 };
-                if c.tls.contains(&flag) {
+                if slot.is_some() {
                     fatal(format!("{what} may be specified only once."));
                 }
-                loadfile(arg);
-                c.tls.push(flag);
+                *slot = Some(loadfile(arg));
             }
-            Opt::Insecure => c.tls.push("--insecure"),
+            Opt::Insecure => c.tls.insecure = true,
             Opt::ZtHome | Opt::SocketName => {}
             Opt::Version => {
                 println!("{}", env!("CARGO_PKG_VERSION"));
@@ -263,11 +302,6 @@ fn parse(words: &[Vec<u8>]) -> Config {
             }
             Opt::Stats => c.stats = true,
         }
-    }
-    if let Some(flag) = c.tls.first() {
-        fatal(format!(
-            "TLS transport not available yet (option {flag}); spcat speaks tcp, ipc and inproc."
-        ));
     }
     if c.addrs.is_empty() {
         fatal("No address specified.");
@@ -359,6 +393,15 @@ fn strerror(e: &Error) -> String {
         Error::NotSupported(_) => "Not supported".into(),
         Error::Address { .. } => "Address invalid".into(),
         Error::TooLarge { .. } => "Message too large".into(),
+        // nng's words for TLS failures, then what to change
+        Error::Layer { layer, reason } if layer == "tls" => {
+            let nng = if reason.contains("certificate") {
+                "Peer could not be authenticated"
+            } else {
+                "Cryptographic error"
+            };
+            format!("{nng} ({reason})")
+        }
         Error::Protocol(_) | Error::Mismatch(_) | Error::Layer { .. } => "Protocol error".into(),
         Error::ConnectionClosed => "Connection shutdown".into(),
         Error::Io(io) => match io.kind() {
@@ -392,9 +435,10 @@ fn check_url(listen: bool, url: &str) {
         ));
     };
     match scheme {
-        "tcp" | "tcp4" | "tcp6" | "ipc" | "unix" | "inproc" => {}
-        "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "wss" | "wss4" | "wss6" => fatal(format!(
-            "Unable to create {what} for {url}: TLS transport not available yet"
+        "tcp" | "tcp4" | "tcp6" | "ipc" | "unix" | "inproc" | "tls+tcp" | "tls+tcp4"
+        | "tls+tcp6" => {}
+        "wss" | "wss4" | "wss6" => fatal(format!(
+            "Unable to create {what} for {url}: wss transport not available yet"
         )),
         _ => fatal(format!("Unable to create {what} for {url}: Not supported")),
     }
@@ -404,7 +448,7 @@ fn check_url(listen: bool, url: &str) {
 /// and a `*` host dropped.
 fn listen_url(given: &str, bound: &str) -> String {
     let mut u = given.replacen("://*:", "://:", 1);
-    if u.starts_with("tcp") && u.ends_with(":0") {
+    if (u.starts_with("tcp") || u.starts_with("tls+tcp")) && u.ends_with(":0") {
         if let Some((_, port)) = bound.rsplit_once(':') {
             u.truncate(u.len() - 1);
             u.push_str(port);
@@ -577,7 +621,16 @@ async fn run(cfg: Config) -> i32 {
     if let Some(m) = cfg.recv_maxsz {
         opts = opts.recv_max_size(m);
     }
-    let sock = spstack::cooked(protocol(proto)).options(opts).build();
+    let mut builder = spstack::cooked(protocol(proto)).options(opts);
+    let uses_tls = cfg.addrs.iter().any(|(_, u)| u.starts_with("tls+tcp"));
+    if uses_tls {
+        // as nngcat: the TLS files are read and checked only for TLS addresses
+        match cfg.tls.config() {
+            Ok(t) => builder = builder.transport(Arc::new(tls_tcp(t))),
+            Err(e) => fatal(format!("Unable to configure TLS: {e}")),
+        }
+    }
+    let sock = builder.build();
     let _ = SOCKET.set(sock.clone());
     WANT_STATS.store(cfg.stats, Ordering::Relaxed);
 

@@ -1,0 +1,218 @@
+//! Plain vs hop-encrypted vs signed vs both, PUSH → PULL over tcp in one
+//! process, beside the primitives the layers use (ChaCha20-Poly1305 0.10 in
+//! place, Ed25519 sign / verify_strict) measured in the same run.
+//!
+//! `cargo bench --bench crypto` (or `benches/run_crypto.sh` for the
+//! side-by-side run with ../shared/perf-anchors/cryptobench). Prints RESULT
+//! lines in the anchors' format. `SPBENCH_QUICK=1` for a smoke run.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+use ed25519_dalek::{Signer, SigningKey};
+use sp_crypto::integrity::{Integrity, IntegrityConfig};
+use sp_crypto::keys::SigningKeypair;
+use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
+use spstack::{Options, SocketBuilder};
+
+const SIZES: [usize; 4] = [64, 1024, 65536, 1 << 20];
+
+fn quick() -> bool {
+    std::env::var("SPBENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn per_run() -> Duration {
+    if quick() {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(700)
+    }
+}
+
+/// Runs `op` in a loop for one period, three times; returns ops/s (median, min, max).
+fn rate(mut op: impl FnMut()) -> (f64, f64, f64) {
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut n = 0u64;
+        loop {
+            op();
+            n += 1;
+            if n % 16 == 0 && start.elapsed() >= per_run() {
+                break;
+            }
+        }
+        rates.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    median(rates)
+}
+
+fn primitives() {
+    let cipher = ChaCha20Poly1305::new_from_slice(&[7u8; 32]).expect("key");
+    for sz in SIZES {
+        let mut buf = vec![0x5au8; sz];
+        let mut ctr = 0u64;
+        let (m, lo, hi) = rate(|| {
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&ctr.to_le_bytes());
+            ctr += 1;
+            let tag = cipher
+                .encrypt_in_place_detached(&nonce.into(), b"", &mut buf)
+                .expect("encrypt");
+            black_box(tag);
+        });
+        let mb = |r: f64| r * sz as f64 / 1e6;
+        println!(
+            "RESULT lib=chacha20poly1305-0.10 variant=default test=aead_encrypt size={sz} MBps={:.1} min={:.1} max={:.1} ops_per_s={m:.0}",
+            mb(m),
+            mb(lo),
+            mb(hi)
+        );
+    }
+    let sk = SigningKey::from_bytes(&[1u8; 32]);
+    let vk = sk.verifying_key();
+    let msg = [0x42u8; 64];
+    let sig = sk.sign(&msg);
+    let (s, slo, shi) = rate(|| {
+        black_box(sk.sign(black_box(&msg)));
+    });
+    println!("RESULT lib=ed25519-dalek-2 variant=default test=sign size=64 ops_per_s={s:.0} min={slo:.0} max={shi:.0}");
+    let (v, vlo, vhi) = rate(|| {
+        vk.verify_strict(black_box(&msg), black_box(&sig))
+            .expect("verify");
+    });
+    println!("RESULT lib=ed25519-dalek-2 variant=default test=verify size=64 ops_per_s={v:.0} min={vlo:.0} max={vhi:.0}");
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Hop,
+    Signed,
+    Both,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Hop => "hop",
+            Mode::Signed => "signed",
+            Mode::Both => "hop+signed",
+        }
+    }
+}
+
+struct Keys {
+    push_noise: StaticKeypair,
+    pull_noise: StaticKeypair,
+    signer: SigningKeypair,
+}
+
+fn opts() -> Options {
+    Options::default().recv_max_size(2 << 20)
+}
+
+fn build(b: SocketBuilder, mode: Mode, keys: &Keys, pushing: bool) -> spstack::Socket {
+    let mut b = b.options(opts());
+    if matches!(mode, Mode::Hop | Mode::Both) {
+        let (mine, theirs) = if pushing {
+            (&keys.push_noise, &keys.pull_noise)
+        } else {
+            (&keys.pull_noise, &keys.push_noise)
+        };
+        let cfg = NoiseConfig::new(StaticKeypair::from_secret(*mine.secret_bytes()))
+            .allow(theirs.public());
+        b = b.pipe_layer(noise::layer(cfg));
+    }
+    if matches!(mode, Mode::Signed | Mode::Both) {
+        let cfg = IntegrityConfig::new(
+            SigningKeypair::from_bytes(&keys.signer.to_bytes()),
+            [keys.signer.verifying_key()],
+        );
+        b = b.message_layer(Integrity::new(cfg));
+    }
+    b.build()
+}
+
+async fn stack(mode: Mode, keys: Arc<Keys>, size: usize) -> (f64, f64, f64) {
+    let pull = build(spstack::pull0(), mode, &keys, false);
+    let ep = pull.listen("tcp://127.0.0.1:0").await.expect("listen");
+    let push = build(spstack::push0(), mode, &keys, true);
+    push.dial(ep.url()).await.expect("dial");
+    let secs = per_run().as_secs_f64() * 2.0;
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        // the sender runs until told to stop; the receiver counts what arrives
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (push.clone(), stop.clone());
+        let sender = tokio::spawn(async move {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let m = p.new_message(size);
+                if p.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed().as_secs_f64() < secs {
+            match tokio::time::timeout(Duration::from_secs(5), pull.recv()).await {
+                Ok(Ok(m)) => {
+                    debug_assert_eq!(m.body().len(), size);
+                    n += 1
+                }
+                _ => break,
+            }
+        }
+        let el = start.elapsed().as_secs_f64();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // drain what is in flight so the next round starts empty
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), pull.recv()).await {}
+        let _ = sender.await;
+        rates.push(n as f64 / el);
+    }
+    push.close();
+    pull.close();
+    median(rates)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("# spstack crypto bench: PUSH -> PULL over tcp, one process, 2 workers");
+    primitives();
+    let keys = Arc::new(Keys {
+        push_noise: StaticKeypair::generate(),
+        pull_noise: StaticKeypair::generate(),
+        signer: SigningKeypair::generate(),
+    });
+    rt.block_on(async move {
+        for mode in [Mode::Plain, Mode::Hop, Mode::Signed, Mode::Both] {
+            for size in SIZES {
+                let before = spstack::copied_bytes();
+                let (m, lo, hi) = stack(mode, keys.clone(), size).await;
+                let copied = spstack::copied_bytes() - before;
+                let mb = |r: f64| r * size as f64 / 1e6;
+                println!(
+                    "RESULT lib=spstack variant={} test=push_pull_tcp size={size} MBps={:.1} min={:.1} max={:.1} msgs_per_s={m:.0} copied_bytes={copied}",
+                    mode.name(),
+                    mb(m),
+                    mb(lo),
+                    mb(hi)
+                );
+            }
+        }
+    });
+}

@@ -1,0 +1,618 @@
+//! The integrity layer end to end over TCP: REQ/REP and PUSH/PULL with the
+//! layer on both ends, devices in between (one that forwards, and hostile
+//! ones that alter, re-sign, replay and swap), and every refusal counted
+//! while the stream goes on.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sp_core::{Error, Message, Socket, SocketBuilder};
+use sp_crypto::integrity::{
+    Integrity, IntegrityConfig, IntegrityCounts, IntegrityStats, RecordFields, Signer, HEADER_LEN,
+};
+use sp_crypto::keys::{SigningKeypair, TrustedSigners};
+use sp_protocols::{raw, Plain, Rep0, Req0};
+
+const LIMIT: Duration = Duration::from_secs(10);
+const AUDIENCE: &str = "billing";
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+fn transports(mut b: SocketBuilder) -> SocketBuilder {
+    for t in sp_transports::defaults() {
+        b = b.transport(t);
+    }
+    b
+}
+
+fn req() -> SocketBuilder {
+    transports(SocketBuilder::new(raw::Req0Raw)).cooked(Req0)
+}
+fn rep() -> SocketBuilder {
+    transports(SocketBuilder::new(raw::Rep0Raw)).cooked(Rep0)
+}
+fn push() -> SocketBuilder {
+    transports(SocketBuilder::new(raw::Push0Raw)).cooked(Plain::PUSH0)
+}
+fn pull() -> SocketBuilder {
+    transports(SocketBuilder::new(raw::Pull0Raw)).cooked(Plain::PULL0)
+}
+
+/// Two parties that trust each other (and nobody else).
+struct Keys {
+    client: SigningKeypair,
+    server: SigningKeypair,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            client: SigningKeypair::generate(),
+            server: SigningKeypair::generate(),
+        }
+    }
+    fn trusted(&self) -> TrustedSigners {
+        TrustedSigners::from_keys([self.client.verifying_key(), self.server.verifying_key()])
+            .unwrap()
+    }
+    fn cfg(&self, me: &SigningKeypair) -> IntegrityConfig {
+        IntegrityConfig::new(me.clone(), self.trusted())
+            .audience(AUDIENCE)
+            .unwrap()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn fields(seq: u64, timestamp_ms: u64) -> RecordFields {
+    RecordFields {
+        msg_id: [seq as u8; 16],
+        epoch: 0xfeed,
+        seq,
+        timestamp_ms,
+        in_reply_to: None,
+    }
+}
+
+/// A verifying PULL listening on tcp, and its counters.
+async fn verifying_pull(keys: &Keys) -> (Socket, IntegrityStats, String) {
+    let layer = Integrity::new(keys.cfg(&keys.server));
+    let stats = layer.stats();
+    let s = pull().message_layer(layer).build();
+    let ep = s.listen("tcp://127.0.0.1:0").await.unwrap();
+    (s, stats, ep.url().to_string())
+}
+
+/// A PUSH with no layer: sends whatever bytes the test forges.
+async fn plain_push(url: &str) -> Socket {
+    let s = push().build();
+    within("plain push dials", s.dial(url)).await.unwrap();
+    s
+}
+
+/// A signing PUSH.
+async fn signing_push(keys: &Keys, url: &str) -> (Socket, IntegrityStats) {
+    let layer = Integrity::new(keys.cfg(&keys.client));
+    let stats = layer.stats();
+    let s = push().message_layer(layer).build();
+    within("signing push dials", s.dial(url)).await.unwrap();
+    (s, stats)
+}
+
+async fn recv_body(s: &Socket) -> Vec<u8> {
+    within("recv", s.recv()).await.unwrap().body().to_vec()
+}
+
+/// A middle hop between two raw sockets: what `front` receives goes to
+/// `back` after `edit(index, body)` (which returns the bodies to send in
+/// its place: none, one, or several).
+fn forward(
+    front: Socket,
+    back: Socket,
+    edit: impl Fn(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0;
+        while let Ok(m) = front.raw().recv().await {
+            for body in edit(i, m.body().to_vec()) {
+                let mut out = Message::from(body);
+                out.push_header(m.header());
+                if back.raw().send(out).await.is_err() {
+                    return;
+                }
+            }
+            i += 1;
+        }
+    })
+}
+
+/// signing PUSH → raw PULL | edit | raw PUSH → verifying PULL, all over tcp.
+struct Chain {
+    sender: Socket,
+    sender_stats: IntegrityStats,
+    receiver: Socket,
+    receiver_stats: IntegrityStats,
+    _hop: tokio::task::JoinHandle<()>,
+}
+
+async fn chain(
+    keys: &Keys,
+    edit: impl Fn(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static,
+) -> Chain {
+    let (receiver, receiver_stats, url) = verifying_pull(keys).await;
+    let front = transports(SocketBuilder::new(raw::Pull0Raw)).build();
+    let back = transports(SocketBuilder::new(raw::Push0Raw)).build();
+    let front_url = front
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    within("hop dials the receiver", back.dial(&url))
+        .await
+        .unwrap();
+    let hop = forward(front, back, edit);
+    let (sender, sender_stats) = signing_push(keys, &front_url).await;
+    Chain {
+        sender,
+        sender_stats,
+        receiver,
+        receiver_stats,
+        _hop: hop,
+    }
+}
+
+#[tokio::test]
+async fn push_pull_over_tcp_verifies_and_strips_the_header() {
+    let keys = Keys::new();
+    let (pull, pull_stats, url) = verifying_pull(&keys).await;
+    let (push, push_stats) = signing_push(&keys, &url).await;
+    for i in 0..20 {
+        let body = format!("job {i}");
+        // new_message reserves the layer's declared headroom
+        let mut m = push.new_message(body.len());
+        m.body_mut().copy_from_slice(body.as_bytes());
+        within("send", push.send(m)).await.unwrap();
+        assert_eq!(recv_body(&pull).await, body.as_bytes());
+    }
+    assert_eq!(push_stats.signed(), 20);
+    let s = pull_stats.snapshot();
+    assert_eq!(
+        s,
+        IntegrityCounts {
+            verified: 20,
+            ..IntegrityCounts::default()
+        },
+        "nothing dropped, everything verified"
+    );
+    assert!(push.overhead().header >= HEADER_LEN);
+}
+
+#[tokio::test]
+async fn describe_decodes_the_integrity_header() {
+    let keys = Keys::new();
+    let (pull, _, _url) = verifying_pull(&keys).await;
+    let signer = Signer::new(keys.client.clone(), AUDIENCE).unwrap();
+    let body = signer.sign_with(&fields(77, now_ms()), b"payload");
+    let mut frame = (body.len() as u64).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let d = pull.describe("tcp", &frame).unwrap();
+    assert_eq!(d.error, None, "{d}");
+    assert_eq!(d.field("seq").unwrap().bytes, 77u64.to_be_bytes());
+    assert_eq!(
+        d.field("signer_key_id").unwrap().bytes,
+        keys.client.key_id()
+    );
+    assert_eq!(d.field("signature").unwrap().bytes.len(), 64);
+    assert_eq!(d.body, b"payload");
+}
+
+fn echo_server(rep: Socket) {
+    let svc = tower::service_fn(|m: Message| async move {
+        let mut v = b"echo:".to_vec();
+        v.extend_from_slice(m.body());
+        Ok::<_, Error>(Message::from(v))
+    });
+    tokio::spawn(sp_protocols::rep::serve(rep, svc, 4));
+}
+
+async fn signed_server(keys: &Keys) -> (Socket, IntegrityStats, String) {
+    let layer = Integrity::replier(keys.cfg(&keys.server));
+    let stats = layer.stats();
+    let s = rep().message_layer(layer).build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    echo_server(s.clone());
+    (s, stats, url)
+}
+
+async fn signed_client(keys: &Keys, url: &str) -> (Socket, IntegrityStats) {
+    let layer = Integrity::requester(keys.cfg(&keys.client));
+    let stats = layer.stats();
+    let s = req().message_layer(layer).build();
+    within("client dials", s.dial(url)).await.unwrap();
+    (s, stats)
+}
+
+#[tokio::test]
+async fn req_rep_over_tcp_replies_arrive_and_verify_on_many_contexts() {
+    let keys = Keys::new();
+    let (_rep, rep_stats, url) = signed_server(&keys).await;
+    let (req, req_stats) = signed_client(&keys, &url).await;
+    // contexts share one sequence and one replay window: run them at once
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let mut ctx = req.context();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                let q = format!("c{c} q{i}");
+                ctx.send(q.as_str()).await.unwrap();
+                let r = ctx.recv().await.unwrap();
+                assert_eq!(r.body(), format!("echo:{q}").as_bytes());
+            }
+        }));
+    }
+    for t in tasks {
+        within("context round trips", t).await.unwrap();
+    }
+    assert_eq!(req_stats.signed(), 40);
+    assert_eq!(rep_stats.verified(), 40);
+    assert_eq!(rep_stats.signed(), 40);
+    assert_eq!(req_stats.verified(), 40);
+    assert_eq!(req_stats.total_dropped() + rep_stats.total_dropped(), 0);
+}
+
+#[tokio::test]
+async fn a_raw_device_passes_signatures_through() {
+    let keys = Keys::new();
+    let (_rep, rep_stats, url) = signed_server(&keys).await;
+    let front = transports(SocketBuilder::new(raw::Rep0Raw)).build();
+    let back = transports(SocketBuilder::new(raw::Req0Raw)).build();
+    let front_url = front
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    within("device dials", back.dial(&url)).await.unwrap();
+    let (f, b) = (front.clone(), back.clone());
+    tokio::spawn(async move { sp_core::device(&f, &b).await });
+    let (req, req_stats) = signed_client(&keys, &front_url).await;
+    for i in 0..10 {
+        let q = format!("through the device {i}");
+        within("send", req.send(q.as_str())).await.unwrap();
+        let r = within("reply", req.recv()).await.unwrap();
+        assert_eq!(r.body(), format!("echo:{q}").as_bytes());
+    }
+    // the device added and removed its routing words; nothing it touched was signed
+    assert_eq!(rep_stats.verified(), 10);
+    assert_eq!(req_stats.verified(), 10);
+    assert_eq!(rep_stats.total_dropped() + req_stats.total_dropped(), 0);
+}
+
+#[tokio::test]
+async fn a_flipped_body_byte_is_dropped_and_the_next_message_delivered() {
+    let keys = Keys::new();
+    let c = chain(&keys, |i, mut body| {
+        if i == 0 {
+            let last = body.len() - 1;
+            body[last] ^= 0x20;
+        }
+        vec![body]
+    })
+    .await;
+    within("send", c.sender.send("transfer 100")).await.unwrap();
+    within("send", c.sender.send("transfer 200")).await.unwrap();
+    // messages on one pipe keep their order: the first one was refused
+    assert_eq!(recv_body(&c.receiver).await, b"transfer 200");
+    let s = c.receiver_stats.snapshot();
+    assert_eq!(s.bad_signature, 1, "{s:?}");
+    assert_eq!(s.verified, 1);
+    assert_eq!(s.total_dropped(), 1);
+    assert_eq!(c.sender_stats.signed(), 2);
+}
+
+#[tokio::test]
+async fn a_device_that_signs_with_its_own_key_is_an_unknown_signer() {
+    let keys = Keys::new();
+    let device_key = SigningKeypair::generate();
+    let device = Signer::new(device_key, AUDIENCE).unwrap();
+    let c = chain(&keys, move |i, body| {
+        if i == 0 {
+            // strip the sender's signature, re-sign the payload as itself
+            let payload = &body[HEADER_LEN..];
+            return vec![device.sign_with(&fields(1, now_ms()), payload)];
+        }
+        vec![body]
+    })
+    .await;
+    within("send", c.sender.send("first")).await.unwrap();
+    within("send", c.sender.send("second")).await.unwrap();
+    assert_eq!(recv_body(&c.receiver).await, b"second");
+    let s = c.receiver_stats.snapshot();
+    assert_eq!(
+        (s.unknown_signer, s.verified, s.total_dropped()),
+        (1, 1, 1),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_exact_replay_of_a_captured_message_is_dropped() {
+    let keys = Keys::new();
+    let c = chain(&keys, |i, body| {
+        if i == 0 {
+            // deliver it, then replay the captured bytes twice
+            return vec![body.clone(), body.clone(), body];
+        }
+        vec![body]
+    })
+    .await;
+    within("send", c.sender.send("pay once")).await.unwrap();
+    within("send", c.sender.send("next")).await.unwrap();
+    assert_eq!(recv_body(&c.receiver).await, b"pay once");
+    assert_eq!(recv_body(&c.receiver).await, b"next");
+    let s = c.receiver_stats.snapshot();
+    assert_eq!(
+        (s.replayed, s.verified, s.total_dropped()),
+        (2, 2, 2),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn unsigned_and_malformed_messages_are_dropped() {
+    let keys = Keys::new();
+    let (pull, stats, url) = verifying_pull(&keys).await;
+    let p = plain_push(&url).await;
+    let good = Signer::new(keys.client.clone(), AUDIENCE)
+        .unwrap()
+        .sign_with(&fields(1, now_ms()), b"good");
+    within("send", p.send("hello, no signature")).await.unwrap();
+    within("send", p.send(vec![0u8; HEADER_LEN + 10]))
+        .await
+        .unwrap(); // version 0
+    within("send", p.send(Vec::new())).await.unwrap();
+    within("send", p.send(&good[..HEADER_LEN - 1]))
+        .await
+        .unwrap(); // truncated
+    within("send", p.send(good.clone())).await.unwrap();
+    assert_eq!(recv_body(&pull).await, b"good");
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.unsigned, s.verified, s.total_dropped()),
+        (4, 1, 4),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn stale_and_future_timestamps_are_dropped() {
+    let keys = Keys::new();
+    let (pull, stats, url) = verifying_pull(&keys).await;
+    let p = plain_push(&url).await;
+    let signer = Signer::new(keys.client.clone(), AUDIENCE).unwrap();
+    let now = now_ms();
+    within(
+        "send",
+        p.send(signer.sign_with(&fields(1, now - 60_000), b"old")),
+    )
+    .await
+    .unwrap();
+    within(
+        "send",
+        p.send(signer.sign_with(&fields(2, now + 60_000), b"future")),
+    )
+    .await
+    .unwrap();
+    within("send", p.send(signer.sign_with(&fields(3, now), b"fresh")))
+        .await
+        .unwrap();
+    assert_eq!(recv_body(&pull).await, b"fresh");
+    let s = stats.snapshot();
+    assert_eq!((s.stale, s.verified, s.total_dropped()), (2, 1, 2), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_message_for_another_audience_does_not_verify() {
+    let keys = Keys::new();
+    let (pull, stats, url) = verifying_pull(&keys).await;
+    let p = plain_push(&url).await;
+    let other = Signer::new(keys.client.clone(), "shipping").unwrap();
+    let ours = Signer::new(keys.client.clone(), AUDIENCE).unwrap();
+    within("send", p.send(other.sign_with(&fields(1, now_ms()), b"x")))
+        .await
+        .unwrap();
+    within("send", p.send(ours.sign_with(&fields(2, now_ms()), b"y")))
+        .await
+        .unwrap();
+    assert_eq!(recv_body(&pull).await, b"y");
+    assert_eq!(stats.bad_signature(), 1);
+}
+
+#[tokio::test]
+async fn an_old_reply_replayed_to_a_new_request_is_unbound() {
+    let keys = Keys::new();
+    let (_rep, rep_stats, url) = signed_server(&keys).await;
+    // a hand-written REQ/REP device that keeps the first reply and, for the
+    // second request, sends it back instead of the real one (the SP header
+    // it routes by is the new request's; the signed body is the old reply's)
+    let front = transports(SocketBuilder::new(raw::Rep0Raw)).build();
+    let back = transports(SocketBuilder::new(raw::Req0Raw)).build();
+    let front_url = front
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    within("device dials", back.dial(&url)).await.unwrap();
+    let (f, b) = (front.clone(), back.clone());
+    tokio::spawn(async move {
+        while let Ok(mut m) = f.raw().recv().await {
+            m.set_pipe(None);
+            if b.raw().send(m).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (f, b) = (front.clone(), back.clone());
+    tokio::spawn(async move {
+        let mut first: Option<Vec<u8>> = None;
+        let mut n = 0;
+        while let Ok(m) = b.raw().recv().await {
+            let body = match (&first, n) {
+                (None, _) => {
+                    first = Some(m.body().to_vec());
+                    m.body().to_vec()
+                }
+                (Some(old), 1) => old.clone(),
+                _ => m.body().to_vec(),
+            };
+            n += 1;
+            let mut out = Message::from(body);
+            out.push_header(m.header());
+            if f.raw().send(out).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (req, req_stats) = signed_client(&keys, &front_url).await;
+    within("send 1", req.send("first")).await.unwrap();
+    assert_eq!(
+        within("reply 1", req.recv()).await.unwrap().body(),
+        b"echo:first"
+    );
+    within("send 2", req.send("second")).await.unwrap();
+    let r2 = within("reply 2", req.recv()).await;
+    match r2 {
+        Err(Error::Layer { layer, reason }) => {
+            assert_eq!(layer, "integrity/1");
+            assert!(reason.contains("unbound_reply"), "{reason}");
+        }
+        other => panic!("the old reply must not be delivered: {other:?}"),
+    }
+    // the context goes on: the next request gets its own reply
+    within("send 3", req.send("third")).await.unwrap();
+    assert_eq!(
+        within("reply 3", req.recv()).await.unwrap().body(),
+        b"echo:third"
+    );
+    let s = req_stats.snapshot();
+    assert_eq!(
+        (s.unbound_reply, s.verified, s.total_dropped()),
+        (1, 2, 1),
+        "{s:?}"
+    );
+    assert_eq!(rep_stats.verified(), 3);
+}
+
+#[tokio::test]
+async fn a_reply_from_an_untrusted_server_is_refused() {
+    let keys = Keys::new();
+    // the server signs with a key the client does not trust
+    let rogue = SigningKeypair::generate();
+    let trusted_by_rogue = TrustedSigners::from_keys([keys.client.verifying_key()]).unwrap();
+    let layer = Integrity::replier(
+        IntegrityConfig::new(rogue, trusted_by_rogue)
+            .audience(AUDIENCE)
+            .unwrap(),
+    );
+    let s = rep().message_layer(layer).build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    echo_server(s.clone());
+    let (req, req_stats) = signed_client(&keys, &url).await;
+    within("send", req.send("hi")).await.unwrap();
+    let r = within("reply", req.recv()).await;
+    assert!(matches!(r, Err(Error::Layer { .. })), "{r:?}");
+    assert_eq!(req_stats.unknown_signer(), 1);
+    assert_eq!(req_stats.verified(), 0);
+}
+
+#[tokio::test]
+async fn sign_message_makes_a_message_a_receiver_accepts_once() {
+    let keys = Keys::new();
+    let (pull, stats, url) = verifying_pull(&keys).await;
+    let p = plain_push(&url).await;
+    let tool = Integrity::new(keys.cfg(&keys.client));
+    let signed = tool.sign_message(b"from a tool").unwrap();
+    assert_eq!(signed.body().len(), HEADER_LEN + 11);
+    within("send", p.send(signed.to_vec())).await.unwrap();
+    within("send", p.send(signed.to_vec())).await.unwrap();
+    let next = tool.sign_message(b"next").unwrap();
+    within("send", p.send(next.to_vec())).await.unwrap();
+    assert_eq!(recv_body(&pull).await, b"from a tool");
+    assert_eq!(recv_body(&pull).await, b"next");
+    let s = stats.snapshot();
+    assert_eq!((s.verified, s.replayed), (2, 1), "{s:?}");
+    assert_eq!(tool.stats().signed(), 2);
+}
+
+#[tokio::test]
+async fn without_an_audience_both_ends_agree_and_an_empty_trust_list_trusts_nobody() {
+    let a = SigningKeypair::generate();
+    // defaults: empty audience on both ends
+    let layer = Integrity::new(IntegrityConfig::new(a.clone(), [a.verifying_key()]));
+    let stats = layer.stats();
+    let s = pull().message_layer(layer).build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let nobody = Integrity::new(IntegrityConfig::new(a.clone(), Vec::new()));
+    let nobody_stats = nobody.stats();
+    let n = pull().message_layer(nobody).build();
+    let n_url = n
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let sender = push()
+        .message_layer(Integrity::new(IntegrityConfig::new(
+            a.clone(),
+            [a.verifying_key()],
+        )))
+        .build();
+    within("dial", sender.dial(&url)).await.unwrap();
+    within("send", sender.send("hi")).await.unwrap();
+    assert_eq!(recv_body(&s).await, b"hi");
+    assert_eq!(stats.verified(), 1);
+    // the same message to a receiver that trusts nobody: refused
+    let p = plain_push(&n_url).await;
+    let tool = Integrity::new(IntegrityConfig::new(a.clone(), Vec::new()));
+    within("send", p.send(tool.sign_message(b"x").unwrap().to_vec()))
+        .await
+        .unwrap();
+    within("send", p.send(tool.sign_message(b"y").unwrap().to_vec()))
+        .await
+        .unwrap();
+    within("refused", async {
+        while nobody_stats.unknown_signer() < 2 {
+            // recv runs the verification; nothing is ever delivered
+            let r = tokio::time::timeout(Duration::from_millis(50), n.recv()).await;
+            assert!(r.is_err(), "a message was delivered: {r:?}");
+        }
+    })
+    .await;
+    assert_eq!(nobody_stats.verified(), 0);
+}
