@@ -92,6 +92,40 @@ fn primitives() {
     println!("RESULT lib=ed25519-dalek-2 variant=default test=verify size=64 ops_per_s={v:.0} min={vlo:.0} max={vhi:.0}");
 }
 
+/// The hop layer's record path without the network: seal (gather + encrypt
+/// in place) then open (decrypt in place) on one core, beside the AEAD done
+/// twice (once per direction) — the layer's own overhead over the primitive.
+fn record_path() {
+    use sp_crypto::noise::cipher::CipherState;
+    use sp_crypto::noise::record::{Padding, Receiver, RekeyPolicy, Sender};
+    let policy = RekeyPolicy {
+        messages: 1 << 20,
+        bytes: 1 << 30,
+    };
+    for sz in SIZES {
+        let mut tx = Sender::new(
+            "noise-xx/1",
+            CipherState::new(&[9; 32]),
+            Padding::None,
+            policy,
+        );
+        let mut rx = Receiver::new("noise-xx/1", CipherState::new(&[9; 32]), 2 << 20);
+        let msg = spstack::Message::from(vec![0x5au8; sz]);
+        let (m, lo, hi) = rate(|| {
+            let sealed = tx.seal(&msg).expect("seal");
+            let opened = rx.open(sealed).expect("open");
+            black_box(opened);
+        });
+        let mb = |r: f64| r * sz as f64 / 1e6;
+        println!(
+            "RESULT lib=spstack variant=hop test=record_seal_open size={sz} MBps={:.1} min={:.1} max={:.1} ops_per_s={m:.0}",
+            mb(m),
+            mb(lo),
+            mb(hi)
+        );
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Plain,
@@ -193,6 +227,7 @@ fn main() {
         .expect("runtime");
     println!("# spstack crypto bench: PUSH -> PULL over tcp, one process, 2 workers");
     primitives();
+    record_path();
     let keys = Arc::new(Keys {
         push_noise: StaticKeypair::generate(),
         pull_noise: StaticKeypair::generate(),

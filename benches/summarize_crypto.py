@@ -48,6 +48,17 @@ if hop and prim:
     if anchor:
         a = float(anchor["MBps"])
         print(f"  and {100 * h / a:.0f} % of the anchor's AEAD (0.11) at {a:.0f} MB/s")
+print()
+print("Record path in memory (seal + open on one core) against the AEAD run twice (once per direction):\n")
+print("| size | seal+open MB/s | AEAD 0.10 MB/s / 2 | layer efficiency |")
+print("|---|---|---|---|")
+for s_ in sizes:
+    r = find(lib="spstack", test="record_seal_open", size=s_)
+    p_ = find(lib="chacha20poly1305-0.10", size=s_)
+    if r and p_:
+        a, b = float(r["MBps"]), float(p_["MBps"]) / 2
+        print(f"| {s_} | {a:.0f} | {b:.0f} | {100 * a / b:.0f} % |")
+print()
 sig = find(lib="spstack", variant="signed", size="64")
 ver = find(lib="ed25519-dalek-2", test="verify")
 sgn = find(lib="ed25519-dalek-2", test="sign")

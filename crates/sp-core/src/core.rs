@@ -831,10 +831,12 @@ impl Core {
         let expected = self.proto.peer();
         let local = self.announce.clone();
         let work = async move {
-            let conn = raw
-                .announce(cfg, dialer)
-                .await
-                .map_err(|e| (RejectReason::BadHeader, e))?;
+            // a stream layer under the framing (TLS, WebSocket) reports its
+            // own failures as layer errors: count them as such
+            let conn = raw.announce(cfg, dialer).await.map_err(|e| match e {
+                Error::Layer { .. } => (RejectReason::LayerFailed, e),
+                e => (RejectReason::BadHeader, e),
+            })?;
             local.check_peer(expected, &conn.info.peer).map_err(|e| {
                 let r = if conn.info.peer.protocol != expected {
                     RejectReason::ProtocolMismatch

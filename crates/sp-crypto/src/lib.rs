@@ -10,9 +10,11 @@
 //!   message above the scalability protocol, so they survive devices that
 //!   add and strip routing headers.
 //!
-//! [`keys`] generates, saves and loads the keys both need.
+//! [`keys`] generates, saves and loads the keys both need; [`keygen_cli`] is
+//! the `sp-keygen` / `spcat keygen` command line.
 #![warn(missing_docs)]
 
 pub mod integrity;
+pub mod keygen_cli;
 pub mod keys;
 pub mod noise;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sp_core::{Error, Message, Socket, SocketBuilder};
 use sp_crypto::integrity::{
-    Integrity, IntegrityConfig, IntegrityCounts, IntegrityStats, RecordFields, Signer, HEADER_LEN,
+    Integrity, IntegrityConfig, IntegrityCounts, IntegrityStats, RecordFields, Signer, TRAILER_LEN,
 };
 use sp_crypto::keys::{SigningKeypair, TrustedSigners};
 use sp_protocols::{raw, Plain, Rep0, Req0};
@@ -172,13 +172,13 @@ async fn chain(
 }
 
 #[tokio::test]
-async fn push_pull_over_tcp_verifies_and_strips_the_header() {
+async fn push_pull_over_tcp_verifies_and_strips_the_trailer() {
     let keys = Keys::new();
     let (pull, pull_stats, url) = verifying_pull(&keys).await;
     let (push, push_stats) = signing_push(&keys, &url).await;
     for i in 0..20 {
         let body = format!("job {i}");
-        // new_message reserves the layer's declared headroom
+        // new_message reserves the layer's declared tailroom
         let mut m = push.new_message(body.len());
         m.body_mut().copy_from_slice(body.as_bytes());
         within("send", push.send(m)).await.unwrap();
@@ -194,11 +194,12 @@ async fn push_pull_over_tcp_verifies_and_strips_the_header() {
         },
         "nothing dropped, everything verified"
     );
-    assert!(push.overhead().header >= HEADER_LEN);
+    assert!(push.overhead().trailer >= TRAILER_LEN);
+    assert_eq!(push.new_message(3).tailroom(), push.overhead().trailer);
 }
 
 #[tokio::test]
-async fn describe_decodes_the_integrity_header() {
+async fn describe_decodes_the_integrity_trailer() {
     let keys = Keys::new();
     let (pull, _, _url) = verifying_pull(&keys).await;
     let signer = Signer::new(keys.client.clone(), AUDIENCE).unwrap();
@@ -213,6 +214,11 @@ async fn describe_decodes_the_integrity_header() {
         keys.client.key_id()
     );
     assert_eq!(d.field("signature").unwrap().bytes.len(), 64);
+    // the trailer is the end of the frame; the payload follows the length prefix
+    assert_eq!(
+        d.field("version").unwrap().offset,
+        frame.len() - TRAILER_LEN
+    );
     assert_eq!(d.body, b"payload");
 }
 
@@ -333,7 +339,7 @@ async fn a_device_that_signs_with_its_own_key_is_an_unknown_signer() {
     let c = chain(&keys, move |i, body| {
         if i == 0 {
             // strip the sender's signature, re-sign the payload as itself
-            let payload = &body[HEADER_LEN..];
+            let payload = &body[..body.len() - TRAILER_LEN];
             return vec![device.sign_with(&fields(1, now_ms()), payload)];
         }
         vec![body]
@@ -382,19 +388,30 @@ async fn unsigned_and_malformed_messages_are_dropped() {
         .unwrap()
         .sign_with(&fields(1, now_ms()), b"good");
     within("send", p.send("hello, no signature")).await.unwrap();
-    within("send", p.send(vec![0u8; HEADER_LEN + 10]))
+    within("send", p.send(vec![0u8; TRAILER_LEN + 10]))
         .await
         .unwrap(); // version 0
     within("send", p.send(Vec::new())).await.unwrap();
-    within("send", p.send(&good[..HEADER_LEN - 1]))
+    within("send", p.send(&good[..TRAILER_LEN - 1]))
         .await
-        .unwrap(); // truncated
+        .unwrap(); // too short
+                   // last byte cut: the trailer would start at b'd', not version 1
+    within("send", p.send(&good[..good.len() - 1]))
+        .await
+        .unwrap();
+    // the old layout (the block in front of the payload) is not accepted
+    let zeros = [0u8; 200];
+    let mut old = Signer::new(keys.client.clone(), AUDIENCE)
+        .unwrap()
+        .sign_with(&fields(2, now_ms()), &zeros);
+    old.rotate_right(TRAILER_LEN);
+    within("send", p.send(old)).await.unwrap();
     within("send", p.send(good.clone())).await.unwrap();
     assert_eq!(recv_body(&pull).await, b"good");
     let s = stats.snapshot();
     assert_eq!(
         (s.unsigned, s.verified, s.total_dropped()),
-        (4, 1, 4),
+        (6, 1, 6),
         "{s:?}"
     );
 }
@@ -553,7 +570,8 @@ async fn sign_message_makes_a_message_a_receiver_accepts_once() {
     let p = plain_push(&url).await;
     let tool = Integrity::new(keys.cfg(&keys.client));
     let signed = tool.sign_message(b"from a tool").unwrap();
-    assert_eq!(signed.body().len(), HEADER_LEN + 11);
+    assert_eq!(signed.body().len(), 11 + TRAILER_LEN);
+    assert!(signed.body().starts_with(b"from a tool"));
     within("send", p.send(signed.to_vec())).await.unwrap();
     within("send", p.send(signed.to_vec())).await.unwrap();
     let next = tool.sign_message(b"next").unwrap();

@@ -106,6 +106,8 @@ Usage: spcat <proto> <addr>... [<fmt>] [<opts>...] [<src>]
 
 spcat decode --stack <proto>[/raw] (--hex <hex> | --file <path>) [--transport tcp|ipc]
   decodes one captured frame (with the transport's length prefix) layer by layer
+spcat keygen [--dir DIR] [--kind signing|noise|both] [--force] NAME
+  writes Ed25519 signing keys (PKCS#8 / SPKI PEM) and Noise static keys (base64)
 ";
 
 /// nngcat's TLS flags: file contents, loaded while parsing as nngcat does,
@@ -716,6 +718,12 @@ fn main() {
     let words: Vec<Vec<u8>> = std::env::args_os().map(|a| a.into_vec()).collect();
     if words.get(1).map(|w| w.as_slice()) == Some(b"decode") {
         std::process::exit(decode::run(&words[2..]));
+    }
+    if words.get(1).map(|w| w.as_slice()) == Some(b"keygen") {
+        let args = words[2..]
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned());
+        std::process::exit(sp_crypto::keygen_cli::run("spcat keygen", args).into());
     }
     let cfg = parse(&words);
     let rt = tokio::runtime::Builder::new_multi_thread()

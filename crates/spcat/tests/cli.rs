@@ -874,3 +874,49 @@ fn interop_nanocat() {
     // nanocat has no PAIR1
     interop(nanocat_peer, |c| c.peer != "pair1");
 }
+
+#[test]
+fn keygen_writes_both_kinds_of_keys_with_safe_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("spcat-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = spcat(&["keygen", "--dir", d, "alice"]);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ed25519 public key"), "{stdout}");
+    assert!(stdout.contains("x25519 public key"), "{stdout}");
+    for (file, mode) in [
+        ("alice.ed25519.pem", 0o600),
+        ("alice.ed25519.pub.pem", 0o644),
+        ("alice.noise.key", 0o600),
+        ("alice.noise.pub", 0o644),
+    ] {
+        let m = std::fs::metadata(dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(m, mode, "{file}");
+    }
+    let pem = std::fs::read_to_string(dir.join("alice.ed25519.pem")).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    // a second run refuses to overwrite; --force replaces
+    let again = spcat(&["keygen", "--dir", d, "alice"]);
+    assert_eq!(again.code, Some(1), "stderr: {}", again.stderr);
+    assert!(
+        again.stderr.starts_with("spcat keygen:"),
+        "{}",
+        again.stderr
+    );
+    let forced = spcat(&["keygen", "--dir", d, "--force", "alice"]);
+    assert_eq!(forced.code, Some(0), "stderr: {}", forced.stderr);
+    assert_ne!(
+        std::fs::read_to_string(dir.join("alice.ed25519.pem")).unwrap(),
+        pem
+    );
+    let bad = spcat(&["keygen", "--kind", "rsa", "bob"]);
+    assert_eq!(bad.code, Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

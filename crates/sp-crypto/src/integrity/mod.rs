@@ -13,7 +13,7 @@
 //! let stats = layer.stats();                 // drop counters, before the builder takes it
 //! let socket = builder.message_layer(layer).build();
 //! socket.dial("tcp://10.0.0.5:5555").await?;
-//! socket.send(socket.new_message(0)).await?; // new_message: headroom for the signature
+//! socket.send(socket.new_message(0)).await?; // new_message: tailroom for the signature
 //! let reply = socket.recv().await?;          // verified, or never delivered
 //! println!("{} verified, {} dropped as bad signatures", stats.verified(), stats.bad_signature());
 //! # let _ = reply; Ok(()) }
@@ -28,6 +28,16 @@
 //! to end identity of a request is the signed `msg_id`, not the SP request
 //! id (which is hop-local and unsigned).
 //!
+//! Within the body the integrity block is a **trailer**: the payload comes
+//! first, unchanged, and the block follows it. SUB matches subscriptions
+//! against the *start* of the body (the topic), so a signed PUB message
+//! still reaches a SUB subscribed to `"weather/"`; the same holds for a raw
+//! SUB in a device and for any protocol or tool that looks at the first
+//! bytes of the body. Devices still pass the trailer through untouched,
+//! as they pass the whole body. (SUB filters below this layer, so a message
+//! for a topic nobody subscribed to is dropped there, before any
+//! verification, and is not counted here.)
+//!
 //! # What is signed
 //!
 //! A canonical, length-prefixed, domain-separated record (see
@@ -39,10 +49,13 @@
 //! optional `in_reply_to` and the body. The audience is not on the wire;
 //! both ends must configure the same one.
 //!
-//! On the wire a fixed [`HEADER_LEN`]-byte header precedes the body
-//! ([`SignedHeader`]); it is declared as this layer's `Overhead` and field
-//! list, so `Socket::new_message` reserves room for it (no copy when it is
-//! added) and `Socket::describe` decodes it.
+//! On the wire a fixed [`TRAILER_LEN`]-byte trailer ([`SignedTrailer`]:
+//! version, key id, `msg_id`, epoch, seq, timestamp, reply flag,
+//! `in_reply_to`, signature) follows the payload: the last `TRAILER_LEN`
+//! bytes of the message body. It is declared as this layer's `Overhead`
+//! (a trailer) and trailer field list, so `Socket::new_message` reserves
+//! tailroom for it (no copy when it is appended) and `Socket::describe`
+//! decodes it.
 //!
 //! # What the receiver refuses
 //!
@@ -52,9 +65,9 @@
 //!
 //! | counter | why |
 //! |---|---|
-//! | `unsigned` | shorter than the header, unknown version, malformed reply flag |
+//! | `unsigned` | shorter than the trailer, unknown version, malformed reply flag |
 //! | `unknown_signer` | key id not in the [`TrustedSigners`] (an empty set trusts nobody) |
-//! | `bad_signature` | `verify_strict` fails: altered header or body, other audience, forged |
+//! | `bad_signature` | `verify_strict` fails: altered trailer or payload, other audience, forged |
 //! | `stale` | timestamp older than `max_age` (30 s) or more than `max_skew` (5 s) ahead |
 //! | `unbound_reply` | requester only: `in_reply_to` is not this context's outstanding request |
 //! | `replayed` | (signer, epoch, seq) already seen, or below the 1024-wide window |
@@ -87,8 +100,12 @@
 //! Per message sent: one copy of the body into a reusable per-context
 //! buffer (plain Ed25519 hashes the message twice, so the record must be
 //! contiguous; no prehash variant is used), one SHA-256 of 40 bytes for the
-//! `msg_id`, one signature. Per message received: the same copy, one
-//! `verify_strict`, a short lock on the socket-wide replay state.
+//! `msg_id`, one signature. The trailer goes into the message's tailroom
+//! when it is not shared and has room (a message from `Socket::new_message`
+//! does); otherwise the message is copied once, into a buffer with room for
+//! the trailer and for the protocol's header. Per message received: the same
+//! record copy, one `verify_strict`, a short lock on the socket-wide replay
+//! state; the trailer is cut off without moving the payload.
 //!
 //! # What it does not do
 //!
@@ -114,7 +131,8 @@ use sp_core::layer::{ComponentInfo, Field, MessageIo, MessageLayer, Overhead};
 use sp_core::{BoxSink, BoxStream, Error, Message, Result, DEFAULT_HEADROOM};
 
 pub use record::{
-    encode_record, RecordFields, SignedHeader, Signer, DOMAIN, HEADER_LEN, MAX_AUDIENCE, VERSION,
+    encode_record, RecordFields, SignedHeader, SignedTrailer, Signer, DOMAIN, HEADER_LEN,
+    MAX_AUDIENCE, TRAILER_LEN, VERSION,
 };
 pub use window::WINDOW;
 
@@ -226,7 +244,7 @@ impl IntegrityConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {
-    /// No (well-formed) integrity header.
+    /// No (well-formed) integrity trailer.
     Unsigned,
     /// The signature does not verify for this record and audience.
     BadSignature,
@@ -275,7 +293,7 @@ struct Counters {
 /// A snapshot of an [`IntegrityStats`] handle.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IntegrityCounts {
-    /// Refused: no well-formed header.
+    /// Refused: no well-formed trailer.
     pub unsigned: u64,
     /// Refused: signature did not verify.
     pub bad_signature: u64,
@@ -437,15 +455,16 @@ impl Shared {
         r
     }
 
-    /// Checks a received message; on success returns the header.
+    /// Checks a received message body (payload, then trailer); on success
+    /// returns the trailer.
     fn verify(
         &self,
         body: &[u8],
         expect_reply_to: Option<Option<[u8; 16]>>,
         buf: &mut Vec<u8>,
-    ) -> std::result::Result<SignedHeader, Rejection> {
-        let h =
-            SignedHeader::parse(body).map_err(|why| self.reject(Rejection::Unsigned, why, None))?;
+    ) -> std::result::Result<SignedTrailer, Rejection> {
+        let h = SignedTrailer::parse(body)
+            .map_err(|why| self.reject(Rejection::Unsigned, why, None))?;
         let Some(key) = self.trusted.get(&h.key_id) else {
             return Err(self.reject(
                 Rejection::UnknownSigner,
@@ -453,13 +472,13 @@ impl Shared {
                 Some(&h.key_id),
             ));
         };
-        // the header is at least HEADER_LEN long: parse checked it
+        // the body is at least TRAILER_LEN long: parse checked it
         encode_record(
             buf,
             &h.key_id,
             self.signer.audience(),
             &h.fields,
-            &body[HEADER_LEN..],
+            &body[..body.len() - TRAILER_LEN],
         );
         let sig = Signature::from_bytes(&h.signature);
         if key.verify_strict(buf, &sig).is_err() {
@@ -591,8 +610,8 @@ impl Integrity {
     }
 
     /// `body` signed as this layer would send it one way (next `seq` of
-    /// this instance, current time, no `in_reply_to`): header and body in
-    /// one message body. For tools and tests that put signed messages on a
+    /// this instance, current time, no `in_reply_to`): `body` then the
+    /// trailer, in one message body. For tools and tests that put signed messages on a
     /// raw socket. Never fails today; the `Result` leaves room for signers
     /// whose key lives elsewhere (an agent or HSM).
     pub fn sign_message(&self, body: &[u8]) -> Result<Message> {
@@ -606,16 +625,17 @@ impl Integrity {
             in_reply_to: None,
         };
         let mut buf = Vec::new();
-        let header = s.signer.sign_into(&fields, body, &mut buf);
-        let mut m = Message::with_headroom(HEADER_LEN + DEFAULT_HEADROOM, body);
-        m.prepend_body(&header);
+        let trailer = s.signer.sign_into(&fields, body, &mut buf);
+        let mut m = Message::with_capacity(DEFAULT_HEADROOM, body.len(), TRAILER_LEN);
+        m.body_mut().copy_from_slice(body);
+        m.extend_body(&trailer);
         s.stats.0.signed.fetch_add(1, Ordering::Relaxed);
         Ok(m)
     }
 }
 
-/// Header fields as `Socket::describe` shows them.
-fn header_fields() -> Vec<Field> {
+/// Trailer fields, in wire order, as `Socket::describe` shows them.
+fn trailer_fields() -> Vec<Field> {
     vec![
         Field::be("version", 1),
         Field::bytes("signer_key_id", 32),
@@ -631,7 +651,8 @@ fn header_fields() -> Vec<Field> {
 
 impl MessageLayer for Integrity {
     fn info(&self) -> ComponentInfo {
-        ComponentInfo::new(LAYER_NAME, Overhead::header(HEADER_LEN)).with_header(header_fields())
+        ComponentInfo::new(LAYER_NAME, Overhead::trailer(TRAILER_LEN))
+            .with_trailer(trailer_fields())
     }
 }
 
@@ -700,15 +721,16 @@ impl SignSink {
             timestamp_ms: now_ms(),
             in_reply_to,
         };
-        let header = s.signer.sign_into(&fields, m.body(), &mut self.buf);
-        if !m.is_unique() || m.headroom() < HEADER_LEN {
-            // one copy into a buffer with room for this header and the
-            // protocol's below it (prepend_body alone would leave no room
-            // for them, and the protocol would copy a second time)
+        let trailer = s.signer.sign_into(&fields, m.body(), &mut self.buf);
+        if !m.is_unique() || m.tailroom() < TRAILER_LEN {
+            // one copy into a buffer with room for this trailer behind and
+            // the protocol's header in front (extend_body alone would copy
+            // with no headroom, and the protocol would copy a second time);
+            // room the caller reserved beyond that is kept for layers below
             let mut fresh = Message::with_capacity(
-                HEADER_LEN + m.header().len() + DEFAULT_HEADROOM,
+                m.headroom().max(DEFAULT_HEADROOM) + m.header().len(),
                 m.body().len(),
-                0,
+                m.tailroom().max(TRAILER_LEN),
             );
             fresh.body_mut().copy_from_slice(m.body());
             if !m.header().is_empty() {
@@ -717,7 +739,7 @@ impl SignSink {
             fresh.set_pipe(m.pipe());
             m = fresh;
         }
-        m.prepend_body(&header);
+        m.extend_body(&trailer);
         if self.role == Role::Requester {
             let mut c = lock(&self.ctx);
             c.current = Some(msg_id);
@@ -785,8 +807,9 @@ impl Stream for VerifyStream {
             };
             match this.shared.verify(m.body(), expect, &mut this.buf) {
                 Ok(h) => {
-                    // parse checked the body holds the header
-                    m.trim_body_front(HEADER_LEN);
+                    // parse checked the body holds the trailer; the payload
+                    // stays where it is
+                    m.trim_body_back(TRAILER_LEN);
                     if this.role == Role::Replier {
                         lock(&this.ctx).current = Some(h.fields.msg_id);
                     }
@@ -821,7 +844,7 @@ mod tests {
     }
 
     #[test]
-    fn header_round_trips_and_declared_overhead_matches() {
+    fn trailer_round_trips_and_declared_overhead_matches() {
         let k = SigningKeypair::generate();
         let s = Signer::new(k.clone(), "svc").unwrap();
         let f = RecordFields {
@@ -832,16 +855,24 @@ mod tests {
             in_reply_to: Some([9; 16]),
         };
         let wire = s.sign_with(&f, b"body");
-        assert_eq!(wire.len(), HEADER_LEN + 4);
-        let h = SignedHeader::parse(&wire).unwrap();
+        assert_eq!(wire.len(), 4 + TRAILER_LEN);
+        assert_eq!(&wire[..4], b"body", "the payload comes first, unchanged");
+        let h = SignedTrailer::parse(&wire).unwrap();
         assert_eq!(h.fields, f);
         assert_eq!(h.key_id, k.key_id());
-        assert_eq!(&h.to_bytes()[..], &wire[..HEADER_LEN]);
+        assert_eq!(&h.to_bytes()[..], &wire[4..]);
+        // parsing the trailer alone gives the same
+        assert_eq!(SignedTrailer::parse(&wire[4..]).unwrap(), h);
+        // the former names still work
+        assert_eq!(HEADER_LEN, TRAILER_LEN);
+        let _: SignedHeader = h;
         let layer = Integrity::new(cfg(&k, &[&k], "svc"));
         let info = layer.info();
-        assert_eq!(info.overhead.header, HEADER_LEN);
+        assert_eq!(info.overhead.header, 0, "nothing in front of the payload");
+        assert_eq!(info.overhead.trailer, TRAILER_LEN);
+        assert!(info.header.is_empty());
         let declared: usize = info
-            .header
+            .trailer
             .iter()
             .map(|f| match f.kind {
                 sp_core::layer::FieldKind::Uint { width, .. } => width,
@@ -849,12 +880,18 @@ mod tests {
                 sp_core::layer::FieldKind::Backtrace => 0,
             })
             .sum();
-        assert_eq!(declared, HEADER_LEN);
+        assert_eq!(declared, TRAILER_LEN);
+        // describe reads the declared fields back from the end of the body
+        let d = sp_core::describe::describe_frame(&[info], &wire);
+        assert_eq!(d.error, None);
+        assert_eq!(d.body, b"body");
+        assert_eq!(d.field("seq").unwrap().bytes, 42u64.to_be_bytes());
+        assert_eq!(d.field("signature").unwrap().offset, wire.len() - 64);
     }
 
     #[test]
     fn parse_refuses_short_unknown_version_and_loose_reply_bytes() {
-        assert!(SignedHeader::parse(&[1u8; HEADER_LEN - 1]).is_err());
+        assert!(SignedTrailer::parse(&[1u8; TRAILER_LEN - 1]).is_err());
         let k = SigningKeypair::generate();
         let s = Signer::new(k, "a").unwrap();
         let f = RecordFields {
@@ -864,17 +901,22 @@ mod tests {
             timestamp_ms: 1,
             in_reply_to: None,
         };
-        let good = s.sign_with(&f, b"");
-        assert!(SignedHeader::parse(&good).is_ok());
+        // a payload in front: offsets count from the start of the trailer
+        let good = s.sign_with(&f, b"topic/");
+        let t = good.len() - TRAILER_LEN;
+        assert_eq!(t, 6);
+        assert!(SignedTrailer::parse(&good).is_ok());
         let mut v = good.clone();
-        v[0] = 2;
-        assert!(SignedHeader::parse(&v).is_err());
+        v[t] = 2; // version
+        assert!(SignedTrailer::parse(&v).is_err());
         let mut v = good.clone();
-        v[1 + 32 + 16 + 24] = 2; // reply flag
-        assert!(SignedHeader::parse(&v).is_err());
-        let mut v = good;
-        v[1 + 32 + 16 + 24 + 1] = 1; // in_reply_to without the flag
-        assert!(SignedHeader::parse(&v).is_err());
+        v[t + 1 + 32 + 16 + 24] = 2; // reply flag
+        assert!(SignedTrailer::parse(&v).is_err());
+        let mut v = good.clone();
+        v[t + 1 + 32 + 16 + 24 + 1] = 1; // in_reply_to without the flag
+        assert!(SignedTrailer::parse(&v).is_err());
+        // one byte lost at the end: the trailer is read from the wrong place
+        assert!(SignedTrailer::parse(&good[..good.len() - 1]).is_err());
     }
 
     #[test]
@@ -897,7 +939,7 @@ mod tests {
             "a message for another audience must not verify"
         );
         assert!(shared_of(&a).verify(&wire, None, &mut buf).is_ok());
-        // flipping any single byte of the header or body breaks it (or makes it unsigned)
+        // flipping any single byte of the payload or trailer breaks it (or makes it unsigned)
         for i in 0..wire.len() {
             let mut w = wire.clone();
             w[i] ^= 0x01;
@@ -912,7 +954,7 @@ mod tests {
     }
 
     #[test]
-    fn signing_uses_the_headroom_without_copying() {
+    fn signing_uses_the_tailroom_without_copying() {
         let k = SigningKeypair::generate();
         let layer = Integrity::new(cfg(&k, &[&k], "x"));
         let mut sink = SignSink {
@@ -922,19 +964,46 @@ mod tests {
             ctx: Arc::default(),
             buf: Vec::new(),
         };
-        let m = Message::with_headroom(HEADER_LEN + 8, b"payload");
+        let mut m = Message::with_capacity(16, 7, TRAILER_LEN + 8);
+        m.body_mut().copy_from_slice(b"payload");
         let ptr = m.body().as_ptr();
         let signed = sink.sign(m);
-        assert_eq!(signed.headroom(), 8, "the header went into the headroom");
+        assert_eq!(signed.tailroom(), 8, "the trailer went into the tailroom");
         assert_eq!(
-            signed.body()[HEADER_LEN..].as_ptr(),
-            ptr,
-            "the body did not move"
+            signed.headroom(),
+            16,
+            "the headroom is left for the protocol"
         );
-        // too little headroom: one copy, leaving room for the protocol below
+        assert_eq!(signed.body().as_ptr(), ptr, "the body did not move");
+        assert_eq!(&signed.body()[..7], b"payload");
+        assert_eq!(signed.body().len(), 7 + TRAILER_LEN);
+        // too little tailroom: one copy, leaving room for the protocol below
         let small = sink.sign(Message::from(&b"p"[..]));
         assert!(small.headroom() >= DEFAULT_HEADROOM);
-        assert_eq!(&small.body()[HEADER_LEN..], b"p");
-        assert_eq!(layer.stats().signed(), 2);
+        assert_eq!(&small.body()[..1], b"p");
+        assert_eq!(small.body().len(), 1 + TRAILER_LEN);
+        // shared (e.g. kept for a resend): copied, the other holder unchanged
+        let mut held = Message::with_capacity(4, 1, TRAILER_LEN);
+        held.body_mut().copy_from_slice(b"q");
+        let copy = sink.sign(held.clone());
+        assert_eq!(held.body(), b"q");
+        assert_eq!(&copy.body()[..1], b"q");
+        assert_ne!(copy.body().as_ptr(), held.body().as_ptr());
+        assert!(copy.headroom() >= DEFAULT_HEADROOM);
+        let mut buf = Vec::new();
+        for m in [&signed, &small, &copy] {
+            assert!(layer.shared.verify(m.body(), None, &mut buf).is_ok());
+        }
+        assert_eq!(layer.stats().signed(), 3);
+    }
+
+    #[test]
+    fn sign_message_keeps_the_payload_in_front_for_topic_matching() {
+        let k = SigningKeypair::generate();
+        let layer = Integrity::new(cfg(&k, &[&k], ""));
+        let m = layer.sign_message(b"weather/paris 21C").unwrap();
+        assert!(m.body().starts_with(b"weather/paris 21C"));
+        assert_eq!(m.body().len(), 17 + TRAILER_LEN);
+        assert!(m.headroom() >= DEFAULT_HEADROOM);
     }
 }

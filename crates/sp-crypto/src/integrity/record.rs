@@ -1,4 +1,4 @@
-//! The signed record and the wire header: encoding, parsing, signing.
+//! The signed record and the wire trailer: encoding, parsing, signing.
 
 use ed25519_dalek::Signature;
 
@@ -7,14 +7,19 @@ use crate::keys::SigningKeypair;
 /// Domain-separation label that starts every signed record.
 pub const DOMAIN: &[u8] = b"spstack/integrity/v1";
 
-/// Version byte of the wire header.
+/// Version byte of the wire trailer.
 pub const VERSION: u8 = 1;
 
-/// Bytes of the wire header in front of the body:
+/// Bytes of the wire trailer, the last bytes of the message body (after the
+/// payload):
 /// version (1) | signer key id (32) | msg_id (16) | epoch (8, BE) | seq (8, BE)
 /// | timestamp_ms (8, BE) | reply flag (1) | in_reply_to (16, zeros when the
 /// flag is 0) | Ed25519 signature (64).
-pub const HEADER_LEN: usize = 1 + 32 + 16 + 8 + 8 + 8 + 1 + 16 + 64;
+pub const TRAILER_LEN: usize = 1 + 32 + 16 + 8 + 8 + 8 + 1 + 16 + 64;
+
+/// The former name of [`TRAILER_LEN`] (the block used to precede the body;
+/// it now follows it). Same value.
+pub const HEADER_LEN: usize = TRAILER_LEN;
 
 /// Longest audience string (it is length-prefixed with a u16).
 pub const MAX_AUDIENCE: usize = u16::MAX as usize;
@@ -44,9 +49,9 @@ pub struct RecordFields {
     pub in_reply_to: Option<[u8; 16]>,
 }
 
-/// A parsed wire header (not yet verified: parsing proves nothing).
+/// A parsed wire trailer (not yet verified: parsing proves nothing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SignedHeader {
+pub struct SignedTrailer {
     /// SHA-256 of the signer's Ed25519 public key.
     pub key_id: [u8; 32],
     /// The signed fields.
@@ -61,46 +66,51 @@ fn arr<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     a
 }
 
-impl SignedHeader {
-    /// Parses the header at the front of `body`. Errors say what is wrong;
-    /// a body shorter than [`HEADER_LEN`] or of another version is not
-    /// signed by this layer.
-    pub fn parse(body: &[u8]) -> Result<SignedHeader, &'static str> {
-        // the only length check; every offset below is < HEADER_LEN
-        if body.len() < HEADER_LEN {
-            return Err("shorter than the integrity header");
+/// The former name of [`SignedTrailer`].
+pub type SignedHeader = SignedTrailer;
+
+impl SignedTrailer {
+    /// Parses the trailer in the last [`TRAILER_LEN`] bytes of `body` (a
+    /// whole message body, or just the trailer). Errors say what is wrong;
+    /// a body shorter than [`TRAILER_LEN`] or of another version is not
+    /// signed by this layer. The payload is `&body[..body.len() - TRAILER_LEN]`.
+    pub fn parse(body: &[u8]) -> Result<SignedTrailer, &'static str> {
+        // the only length check; every offset below is < TRAILER_LEN
+        let Some(at) = body.len().checked_sub(TRAILER_LEN) else {
+            return Err("shorter than the integrity trailer");
+        };
+        let t = &body[at..];
+        if t[0] != VERSION {
+            return Err("unknown integrity trailer version");
         }
-        if body[0] != VERSION {
-            return Err("unknown integrity header version");
-        }
-        let in_reply_to = match body[OFF_FLAG] {
+        let in_reply_to = match t[OFF_FLAG] {
             0 => {
                 // unsigned bytes must not be free to change: require zeros
-                if body[OFF_REPLY..OFF_SIG].iter().any(|&b| b != 0) {
+                if t[OFF_REPLY..OFF_SIG].iter().any(|&b| b != 0) {
                     return Err("in_reply_to bytes set without the reply flag");
                 }
                 None
             }
-            1 => Some(arr::<16>(body, OFF_REPLY)),
+            1 => Some(arr::<16>(t, OFF_REPLY)),
             _ => return Err("reply flag is neither 0 nor 1"),
         };
-        Ok(SignedHeader {
-            key_id: arr::<32>(body, OFF_KEY),
+        Ok(SignedTrailer {
+            key_id: arr::<32>(t, OFF_KEY),
             fields: RecordFields {
-                msg_id: arr::<16>(body, OFF_MSG_ID),
-                epoch: u64::from_be_bytes(arr::<8>(body, OFF_EPOCH)),
-                seq: u64::from_be_bytes(arr::<8>(body, OFF_SEQ)),
-                timestamp_ms: u64::from_be_bytes(arr::<8>(body, OFF_TS)),
+                msg_id: arr::<16>(t, OFF_MSG_ID),
+                epoch: u64::from_be_bytes(arr::<8>(t, OFF_EPOCH)),
+                seq: u64::from_be_bytes(arr::<8>(t, OFF_SEQ)),
+                timestamp_ms: u64::from_be_bytes(arr::<8>(t, OFF_TS)),
                 in_reply_to,
             },
-            signature: arr::<64>(body, OFF_SIG),
+            signature: arr::<64>(t, OFF_SIG),
         })
     }
 
-    /// The header's wire bytes.
-    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+    /// The trailer's wire bytes.
+    pub fn to_bytes(&self) -> [u8; TRAILER_LEN] {
         let f = &self.fields;
-        let mut h = [0u8; HEADER_LEN];
+        let mut h = [0u8; TRAILER_LEN];
         h[0] = VERSION;
         h[OFF_KEY..OFF_MSG_ID].copy_from_slice(&self.key_id);
         h[OFF_MSG_ID..OFF_EPOCH].copy_from_slice(&f.msg_id);
@@ -207,16 +217,16 @@ impl Signer {
     }
 
     /// Signs a record with these fields over `body` and returns the wire
-    /// header, building the record in `buf` (reused between calls).
+    /// trailer, building the record in `buf` (reused between calls).
     pub fn sign_into(
         &self,
         fields: &RecordFields,
         body: &[u8],
         buf: &mut Vec<u8>,
-    ) -> [u8; HEADER_LEN] {
+    ) -> [u8; TRAILER_LEN] {
         encode_record(buf, &self.key_id, &self.audience, fields, body);
         let sig: Signature = self.key.sign(buf);
-        SignedHeader {
+        SignedTrailer {
             key_id: self.key_id,
             fields: *fields,
             signature: sig.to_bytes(),
@@ -224,16 +234,17 @@ impl Signer {
         .to_bytes()
     }
 
-    /// Header and body as the layer puts them in a message body, with every
-    /// field given explicitly. **For tests and tools** (forging a stale
-    /// timestamp, replaying a sequence number, checking another
-    /// implementation); the layer itself picks the fields.
+    /// Body and trailer as the layer puts them in a message body (`body`
+    /// first, then the [`TRAILER_LEN`]-byte trailer), with every field given
+    /// explicitly. **For tests and tools** (forging a stale timestamp,
+    /// replaying a sequence number, checking another implementation); the
+    /// layer itself picks the fields.
     pub fn sign_with(&self, fields: &RecordFields, body: &[u8]) -> Vec<u8> {
         let mut buf = Vec::new();
-        let header = self.sign_into(fields, body, &mut buf);
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&header);
+        let trailer = self.sign_into(fields, body, &mut buf);
+        let mut out = Vec::with_capacity(body.len() + TRAILER_LEN);
         out.extend_from_slice(body);
+        out.extend_from_slice(&trailer);
         out
     }
 }
