@@ -1,1 +1,315 @@
-//! placeholder
+//! # sp-ws: WebSocket for spstack
+//!
+//! Three pieces, at three places in the stack:
+//!
+//! * [`Ws`]: the SP WebSocket mapping (`ws://host:port/path`, `wss://...`)
+//!   as a transport over any [`StreamTransport`](sp_core::transport::StreamTransport)
+//!   (TCP, TLS over TCP). Wire-compatible with nng and nanomsg: the
+//!   subprotocol `<peer>.sp.nanomsg.org` carries the protocol, one SP message
+//!   is one binary WebSocket message, no 8-byte SP header.
+//! * [`Opcodes`]: a message layer above the scalability protocol that lets
+//!   applications exchange text, binary and close frames end to end (through
+//!   devices and over any transport).
+//! * [`mod@axum`]: an spstack endpoint mounted as a route of an axum `Router`.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> sp_core::Result<()> {
+//! use std::sync::Arc;
+//! use sp_core::SocketBuilder;
+//! use sp_transports::Tcp;
+//!
+//! let rep = SocketBuilder::new(sp_protocols::raw::Rep0Raw)
+//!     .cooked(sp_protocols::Rep0)
+//!     .transport(Arc::new(sp_ws::Ws::new(Tcp)))
+//!     .build();
+//! let ep = rep.listen("ws://127.0.0.1:0/sp").await?;
+//! println!("nng peers can dial {}", ep.url());
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+pub mod axum;
+mod driver;
+mod opcodes;
+mod port;
+mod transport;
+
+use std::time::Duration;
+
+use sp_core::{Announcement, Error, ProtocolId, Result};
+
+pub use opcodes::{binary, close, text, CloseCode, Frame, OpcodeError, OpcodeStats, Opcodes};
+pub use transport::Ws;
+
+/// Settings of the WebSocket framing. Every limit is finite.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WsConfig {
+    /// Send a ping after this long without hearing from the peer. `None`
+    /// turns keepalive off. Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// Drop the pipe if nothing (a pong or anything else) arrives this long
+    /// after a ping. Default 30 s.
+    pub ping_timeout: Duration,
+    /// Largest single frame accepted (fragments of a message are checked one
+    /// by one; the whole message against the socket's `recv_max_size`).
+    /// Default 1 MiB, as nng's `NNG_OPT_WS_RECVMAXFRAME`.
+    pub max_frame_size: usize,
+    /// Bytes tungstenite buffers before it writes. Default 64 KiB.
+    pub write_buffer_size: usize,
+    /// Most bytes queued for writing, a message included; a larger outgoing
+    /// message fails the pipe. Default 64 MiB.
+    pub max_write_buffer_size: usize,
+    /// Most bytes of an HTTP upgrade request (request line and headers).
+    /// Default 16 KiB. (tungstenite's own cap is 64 KiB.)
+    pub max_request_bytes: usize,
+    /// Deadline to read an upgrade request's head and route it by path, on a
+    /// listener's port; the socket's own handshake deadline runs after it.
+    /// Default 10 s.
+    pub route_timeout: Duration,
+    /// Connections a port reads request heads from at once; beyond it new
+    /// connections are refused. Default 128.
+    pub max_routing: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            ping_interval: Some(Duration::from_secs(30)),
+            ping_timeout: Duration::from_secs(30),
+            max_frame_size: 1 << 20,
+            write_buffer_size: 64 << 10,
+            max_write_buffer_size: 64 << 20,
+            max_request_bytes: 16 << 10,
+            route_timeout: Duration::from_secs(10),
+            max_routing: 128,
+        }
+    }
+}
+
+impl WsConfig {
+    /// Sets `ping_interval` (`None`: no keepalive).
+    pub fn ping_interval(mut self, v: Option<Duration>) -> Self {
+        self.ping_interval = v;
+        self
+    }
+    /// Sets `ping_timeout`.
+    pub fn ping_timeout(mut self, v: Duration) -> Self {
+        self.ping_timeout = v;
+        self
+    }
+    /// Sets `max_frame_size`.
+    pub fn max_frame_size(mut self, v: usize) -> Self {
+        self.max_frame_size = v;
+        self
+    }
+    /// Sets `max_request_bytes`.
+    pub fn max_request_bytes(mut self, v: usize) -> Self {
+        self.max_request_bytes = v;
+        self
+    }
+    /// Sets `route_timeout`.
+    pub fn route_timeout(mut self, v: Duration) -> Self {
+        self.route_timeout = v;
+        self
+    }
+
+    /// The tungstenite limits for a pipe that accepts messages up to
+    /// `recv_max` bytes.
+    pub(crate) fn tungstenite(
+        &self,
+        recv_max: usize,
+    ) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(self.write_buffer_size)
+            .max_write_buffer_size(self.max_write_buffer_size.max(self.write_buffer_size + 1))
+            .max_message_size(Some(recv_max))
+            .max_frame_size(Some(self.max_frame_size.min(recv_max)))
+            .accept_unmasked_frames(false)
+    }
+}
+
+/// tungstenite's read buffer (allocated per connection).
+pub(crate) const READ_BUFFER: usize = 16 << 10;
+
+/// The protocol an SP protocol talks to (REQ ↔ REP, PUB ↔ SUB...), which
+/// the WebSocket mapping names in the dialer's subprotocol.
+pub fn peer_of(p: ProtocolId) -> Option<ProtocolId> {
+    Some(match p {
+        ProtocolId::PAIR0 => ProtocolId::PAIR0,
+        ProtocolId::PAIR1 => ProtocolId::PAIR1,
+        ProtocolId::PUB0 => ProtocolId::SUB0,
+        ProtocolId::SUB0 => ProtocolId::PUB0,
+        ProtocolId::REQ0 => ProtocolId::REP0,
+        ProtocolId::REP0 => ProtocolId::REQ0,
+        ProtocolId::PUSH0 => ProtocolId::PULL0,
+        ProtocolId::PULL0 => ProtocolId::PUSH0,
+        ProtocolId::SURVEYOR0 => ProtocolId::RESPONDENT0,
+        ProtocolId::RESPONDENT0 => ProtocolId::SURVEYOR0,
+        ProtocolId::BUS0 => ProtocolId::BUS0,
+        _ => return None,
+    })
+}
+
+fn by_name(name: &str) -> Option<ProtocolId> {
+    [
+        ProtocolId::PAIR0,
+        ProtocolId::PAIR1,
+        ProtocolId::PUB0,
+        ProtocolId::SUB0,
+        ProtocolId::REQ0,
+        ProtocolId::REP0,
+        ProtocolId::PUSH0,
+        ProtocolId::PULL0,
+        ProtocolId::SURVEYOR0,
+        ProtocolId::RESPONDENT0,
+        ProtocolId::BUS0,
+    ]
+    .into_iter()
+    .find(|p| p.name() == name)
+}
+
+/// Suffix of the subprotocol of a plain stack (the SP WebSocket mapping).
+pub const SP_SUFFIX: &str = ".sp.nanomsg.org";
+/// Suffix of the subprotocol of a stack with pipe layers (spstack only).
+pub const LAYERED_SUFFIX: &str = ".spstack";
+
+/// The `Sec-WebSocket-Protocol` token naming the listener's protocol
+/// `listener` for a stack with the pipe layers `layers`.
+///
+/// A plain stack uses the SP mapping's `<proto>.sp.nanomsg.org`. A stack with
+/// pipe layers uses `<proto>.<hex of the layer list>.spstack`: nng and
+/// nanomsg answer that with HTTP 400, a clean refusal, and an spstack
+/// listener accepts it only if its own layer list is the same, so the
+/// token is the whole announcement of both sides.
+///
+/// ```
+/// use sp_core::ProtocolId;
+/// assert_eq!(sp_ws::subprotocol(ProtocolId::REP0, &[]), "rep.sp.nanomsg.org");
+/// let t = sp_ws::subprotocol(ProtocolId::REP0, &["noise/1".to_string()]);
+/// assert!(t.starts_with("rep.") && t.ends_with(".spstack"));
+/// ```
+pub fn subprotocol(listener: ProtocolId, layers: &[String]) -> String {
+    if layers.is_empty() {
+        return format!("{}{SP_SUFFIX}", listener.name());
+    }
+    let enc = Announcement {
+        protocol: listener,
+        layers: layers.to_vec(),
+    }
+    .encode();
+    // bytes 8..10 are the list length; the token's length already says it
+    let hex: String = enc[10..].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}.{hex}{LAYERED_SUFFIX}", listener.name())
+}
+
+/// Parses a subprotocol token back into the protocol it names and the
+/// layer list it carries. `None` if it is not an SP token.
+pub fn parse_subprotocol(token: &str) -> Option<Announcement> {
+    let token = token.trim();
+    if let Some(name) = token.strip_suffix(SP_SUFFIX) {
+        return Some(Announcement {
+            protocol: by_name(name)?,
+            layers: Vec::new(),
+        });
+    }
+    let rest = token.strip_suffix(LAYERED_SUFFIX)?;
+    let (name, hex) = rest.split_once('.')?;
+    if hex.len() % 2 != 0 || hex.len() > 2 * sp_core::MAX_LAYER_LIST || hex.is_empty() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    let layers = Announcement::parse_layers(&bytes?).ok()?;
+    Some(Announcement {
+        protocol: by_name(name)?,
+        layers,
+    })
+}
+
+/// The peer announcement a listener with announcement `local` derives from
+/// the subprotocols a client offered, and the token to answer with.
+pub(crate) fn select_subprotocol<'a>(
+    local: &Announcement,
+    offered: impl Iterator<Item = &'a str>,
+) -> Result<(String, Announcement)> {
+    let want = subprotocol(local.protocol, &local.layers);
+    let peer = peer_of(local.protocol)
+        .ok_or_else(|| Error::protocol("this protocol has no WebSocket mapping"))?;
+    let mut seen = Vec::new();
+    for tok in offered.flat_map(|h| h.split(',')).map(str::trim) {
+        if tok == want {
+            return Ok((
+                want,
+                Announcement {
+                    protocol: peer,
+                    layers: local.layers.clone(),
+                },
+            ));
+        }
+        if seen.len() < 4 {
+            seen.push(tok.chars().take(80).collect::<String>());
+        }
+    }
+    Err(Error::Mismatch(if seen.is_empty() {
+        format!(
+            "the client offered no Sec-WebSocket-Protocol; a {} endpoint needs {want:?}",
+            local.protocol
+        )
+    } else {
+        format!(
+            "the client offered Sec-WebSocket-Protocol {seen:?}; a {} endpoint needs {want:?}{}",
+            local.protocol,
+            if local.layers.is_empty() {
+                ""
+            } else {
+                " (the same pipe layers on both sides)"
+            }
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_roundtrip() {
+        let layers = vec!["noise/1".to_string(), "crc/1".to_string()];
+        let t = subprotocol(ProtocolId::PULL0, &layers);
+        let a = parse_subprotocol(&t).expect("parses");
+        assert_eq!(a.protocol, ProtocolId::PULL0);
+        assert_eq!(a.layers, layers);
+        let p = parse_subprotocol("pair1.sp.nanomsg.org").expect("parses");
+        assert_eq!(p.protocol, ProtocolId::PAIR1);
+        assert!(parse_subprotocol("chat.example.org").is_none());
+        assert!(parse_subprotocol("rep.zz.spstack").is_none());
+    }
+
+    #[test]
+    fn listener_selects_its_own_name() {
+        let local = Announcement {
+            protocol: ProtocolId::REP0,
+            layers: vec![],
+        };
+        let (tok, peer) =
+            select_subprotocol(&local, ["chat, rep.sp.nanomsg.org"].into_iter()).expect("ok");
+        assert_eq!(tok, "rep.sp.nanomsg.org");
+        assert_eq!(peer.protocol, ProtocolId::REQ0);
+        let e = select_subprotocol(&local, ["req.sp.nanomsg.org"].into_iter())
+            .expect_err("mismatch")
+            .to_string();
+        assert!(
+            e.contains("rep.sp.nanomsg.org") && e.contains("req.sp"),
+            "{e}"
+        );
+        assert!(select_subprotocol(&local, std::iter::empty())
+            .expect_err("missing")
+            .to_string()
+            .contains("offered no"));
+    }
+}

@@ -1,0 +1,304 @@
+//! An spstack socket as a route of an axum `Router`, next to ordinary
+//! routes: browsers and nng/nanomsg dialers reach it with the SP WebSocket
+//! mapping (`Sec-WebSocket-Protocol: <proto>.sp.nanomsg.org`).
+//!
+//! ```no_run
+//! # async fn demo(rep: sp_core::Socket) -> std::io::Result<()> {
+//! use axum::{routing::get, Router};
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .route("/sp", sp_ws::axum::endpoint(&rep));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! The handler checks the subprotocol (HTTP 400 when it is missing or names
+//! another protocol, as nng does), upgrades with axum's `WebSocketUpgrade`
+//! with explicit limits, and hands the WebSocket to the socket through
+//! [`Socket::listen_on`](sp_core::Socket::listen_on): the pipe then opens
+//! under the socket's handshake deadline and half-open cap like any other.
+//! axum's `WebSocket` hides its byte stream, so the per-message byte budget
+//! of [`Ws`](crate::Ws) (against floods of empty fragments) does not apply
+//! here; tungstenite's frame and message limits do.
+
+use std::sync::Arc;
+
+use ::axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use ::axum::extract::ws::{CloseFrame, Message as AxMessage, WebSocket, WebSocketUpgrade};
+use ::axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use ::axum::response::{IntoResponse, Response};
+use ::axum::routing::{any, MethodRouter};
+use bytes::Bytes;
+use sp_core::transport::{Listener, PipeConfig, Unannounced};
+use sp_core::{Announcement, BoxFuture, Connection, Error, ProtocolId, Result, Socket};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::driver::{self, In, Wire};
+use crate::{parse_subprotocol, peer_of, WsConfig};
+
+/// Upgraded WebSockets waiting for the socket to accept them.
+const QUEUE: usize = 32;
+
+/// A route serving `socket` over WebSocket, with default [`WsConfig`].
+/// Needs a tokio runtime (the socket starts accepting at once).
+pub fn endpoint<S: Clone + Send + Sync + 'static>(socket: &Socket) -> MethodRouter<S> {
+    endpoint_with(socket, WsConfig::default())
+}
+
+/// A route serving `socket` over WebSocket with the given settings.
+pub fn endpoint_with<S: Clone + Send + Sync + 'static>(
+    socket: &Socket,
+    cfg: WsConfig,
+) -> MethodRouter<S> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let own = socket.raw().protocol().protocol();
+    let recv_max = socket.options().recv_max_size;
+    socket.listen_on(Box::new(AxumListener {
+        rx: Mutex::new(rx),
+        cfg: cfg.clone(),
+        url: format!("ws+axum://{}", own.name()),
+    }));
+    let state = Arc::new(State {
+        tx,
+        own,
+        recv_max,
+        cfg,
+    });
+    any(
+        move |headers: HeaderMap,
+              ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
+            let state = state.clone();
+            async move { state.handle(headers, ws.ok()) }
+        },
+    )
+}
+
+struct State {
+    tx: mpsc::Sender<Upgraded>,
+    own: ProtocolId,
+    recv_max: usize,
+    cfg: WsConfig,
+}
+
+struct Upgraded {
+    ws: WebSocket,
+    token: String,
+    peer_addr: String,
+}
+
+impl State {
+    fn handle(&self, headers: HeaderMap, ws: Option<WebSocketUpgrade>) -> Response {
+        let Some(ws) = ws else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "this is an SP WebSocket endpoint: upgrade with Sec-WebSocket-Protocol\n",
+            )
+                .into_response();
+        };
+        let offered: Vec<String> = ws
+            .requested_protocols()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_string())
+            .collect();
+        let token = offered
+            .iter()
+            .find(|t| parse_subprotocol(t).is_some_and(|a| a.protocol == self.own));
+        let Some(token) = token.cloned() else {
+            let want = format!("{}{}", self.own.name(), crate::SP_SUFFIX);
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("Sec-WebSocket-Protocol {offered:?} does not name this endpoint's protocol; use {want:?}\n"),
+            )
+                .into_response();
+        };
+        let Ok(value) = HeaderValue::from_str(&token) else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        let peer_addr = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let mut ws = ws
+            .max_message_size(self.recv_max)
+            .max_frame_size(self.cfg.max_frame_size.min(self.recv_max))
+            .write_buffer_size(self.cfg.write_buffer_size)
+            .max_write_buffer_size(
+                self.cfg
+                    .max_write_buffer_size
+                    .max(self.cfg.write_buffer_size + 1),
+            )
+            .read_buffer_size(crate::READ_BUFFER)
+            .accept_unmasked_frames(false);
+        ws.set_selected_protocol(value);
+        let tx = self.tx.clone();
+        ws.on_upgrade(move |ws| async move {
+            let up = Upgraded {
+                ws,
+                token,
+                peer_addr,
+            };
+            // a full queue means the socket is not keeping up: refuse
+            // rather than queue without bound
+            if let Err(mpsc::error::TrySendError::Full(mut up)) = tx.try_send(up) {
+                let _ = up
+                    .ws
+                    .send(AxMessage::Close(Some(CloseFrame {
+                        code: 1013,
+                        reason: "try again later".into(),
+                    })))
+                    .await;
+            }
+        })
+    }
+}
+
+struct AxumListener {
+    rx: Mutex<mpsc::Receiver<Upgraded>>,
+    cfg: WsConfig,
+    url: String,
+}
+
+impl Listener for AxumListener {
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+    fn accept(&self) -> BoxFuture<'_, Result<Box<dyn Unannounced>>> {
+        Box::pin(async move {
+            let up = self.rx.lock().await.recv().await.ok_or(Error::Closed)?;
+            Ok(Box::new(AxumUnannounced {
+                up,
+                cfg: self.cfg.clone(),
+            }) as Box<dyn Unannounced>)
+        })
+    }
+}
+
+struct AxumUnannounced {
+    up: Upgraded,
+    cfg: WsConfig,
+}
+
+impl Unannounced for AxumUnannounced {
+    fn peer_addr(&self) -> String {
+        self.up.peer_addr.clone()
+    }
+    fn announce(
+        self: Box<Self>,
+        cfg: PipeConfig,
+        dialer: bool,
+    ) -> BoxFuture<'static, Result<Connection>> {
+        Box::pin(async move {
+            let AxumUnannounced { up, cfg: ws_cfg } = *self;
+            let offered = parse_subprotocol(&up.token)
+                .ok_or_else(|| Error::protocol("not an SP subprotocol"))?;
+            // the token names us and carries the dialer's layer list: the
+            // peer has the same list, or the stacks differ
+            if offered.layers != cfg.local.layers {
+                return Err(Error::Mismatch(format!(
+                    "the WebSocket client's pipe layers {:?} differ from this endpoint's {:?}",
+                    offered.layers, cfg.local.layers
+                )));
+            }
+            let peer = Announcement {
+                protocol: peer_of(cfg.local.protocol).unwrap_or(cfg.local.protocol),
+                layers: offered.layers,
+            };
+            let info = cfg.pipe_info("ws+axum", String::new(), up.peer_addr, peer, dialer);
+            Ok(driver::spawn(Ax(up.ws), &cfg, &ws_cfg, info))
+        })
+    }
+}
+
+/// axum's WebSocket as a [`Wire`].
+struct Ax(WebSocket);
+
+impl futures::Stream for Ax {
+    type Item = std::result::Result<AxMessage, ::axum::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.0).poll_next(cx)
+    }
+}
+
+impl futures::Sink<AxMessage> for Ax {
+    type Error = ::axum::Error;
+    fn poll_ready(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.0).poll_ready(cx)
+    }
+    fn start_send(
+        mut self: std::pin::Pin<&mut Self>,
+        item: AxMessage,
+    ) -> std::result::Result<(), Self::Error> {
+        std::pin::Pin::new(&mut self.0).start_send(item)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+impl Wire for Ax {
+    type Msg = AxMessage;
+    type Err = ::axum::Error;
+    fn classify(m: AxMessage) -> In {
+        match m {
+            AxMessage::Binary(b) => In::Binary(b),
+            AxMessage::Text(_) => In::Text,
+            AxMessage::Ping(_) | AxMessage::Pong(_) => In::Alive,
+            AxMessage::Close(_) => In::Close,
+        }
+    }
+    fn binary(b: Bytes) -> AxMessage {
+        AxMessage::Binary(b)
+    }
+    fn ping() -> AxMessage {
+        AxMessage::Ping(Bytes::new())
+    }
+    fn close(code: u16, reason: &'static str) -> AxMessage {
+        AxMessage::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    }
+    fn error(e: ::axum::Error) -> (Error, Option<(u16, &'static str)>) {
+        // axum wraps tungstenite's error: look inside for the kind
+        use std::error::Error as _;
+        let mut src = e.source();
+        while let Some(s) = src {
+            if let Some(t) = s.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+                return match t {
+                    tokio_tungstenite::tungstenite::Error::ConnectionClosed
+                    | tokio_tungstenite::tungstenite::Error::AlreadyClosed => {
+                        (Error::ConnectionClosed, None)
+                    }
+                    tokio_tungstenite::tungstenite::Error::Capacity(_) => (
+                        Error::protocol(format!("WebSocket limit hit: {t}")),
+                        Some((1009, "too big")),
+                    ),
+                    _ => (
+                        Error::protocol(format!("WebSocket: {t}")),
+                        Some((1002, "protocol error")),
+                    ),
+                };
+            }
+            src = s.source();
+        }
+        (Error::protocol(format!("WebSocket: {e}")), None)
+    }
+}

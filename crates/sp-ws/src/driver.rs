@@ -1,0 +1,407 @@
+//! One task per WebSocket pipe: it moves SP messages between the pipe's
+//! channels and the WebSocket, answers and sends pings, and closes with the
+//! right code. One task (rather than split halves) because a ping must be
+//! sent from the timer while reads and writes proceed independently; all
+//! three are polled from one `poll` so a blocked write never stops reading
+//! (two peers both writing would otherwise deadlock).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::{Sink, SinkExt, Stream};
+use sp_core::layer::RecvLimit;
+use sp_core::transport::PipeConfig;
+use sp_core::{Connection, Error, Message, PipeInfo, RecvBuf, Result};
+use tokio::time::{Instant, Sleep};
+
+use crate::WsConfig;
+
+/// Messages queued between a pipe and its driver, each way.
+const CHANNEL: usize = 8;
+/// How long a closing handshake may take once we decided to close.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// A received WebSocket message, whatever library parsed it.
+pub(crate) enum In {
+    Binary(Bytes),
+    Text,
+    Alive,
+    Close,
+}
+
+/// What the driver needs of a WebSocket: tokio-tungstenite's stream or
+/// axum's `WebSocket`.
+pub(crate) trait Wire:
+    Stream<Item = std::result::Result<Self::Msg, Self::Err>>
+    + Sink<Self::Msg, Error = Self::Err>
+    + Unpin
+    + Send
+    + 'static
+{
+    type Msg: Send + Unpin;
+    type Err: std::fmt::Display + Send;
+    fn classify(m: Self::Msg) -> In;
+    fn binary(b: Bytes) -> Self::Msg;
+    fn ping() -> Self::Msg;
+    fn close(code: u16, reason: &'static str) -> Self::Msg;
+    /// Maps an error, and says which close code (if any) to send.
+    fn error(e: Self::Err) -> (Error, Option<(u16, &'static str)>);
+    /// Called for every complete message or control frame received.
+    fn progress(&mut self) {}
+}
+
+/// Starts the driver task for `ws` and returns the pipe.
+pub(crate) fn spawn<W: Wire>(
+    ws: W,
+    cfg: &PipeConfig,
+    ws_cfg: &WsConfig,
+    info: PipeInfo,
+) -> Connection {
+    let (out_tx, out_rx) = mpsc::channel::<Message>(CHANNEL);
+    let (in_tx, in_rx) = mpsc::channel::<Message>(CHANNEL);
+    let fail = Arc::new(Mutex::new(None));
+    let keepalive = ws_cfg.ping_interval.map(|interval| {
+        let period = interval
+            .min(ws_cfg.ping_timeout)
+            .max(Duration::from_millis(1));
+        Keepalive {
+            interval,
+            timeout: ws_cfg.ping_timeout,
+            period,
+            timer: Box::pin(tokio::time::sleep(period)),
+            ping_sent: None,
+        }
+    });
+    let driver = Driver {
+        ws,
+        out_rx,
+        in_tx,
+        pending_in: None,
+        pending_out: None,
+        ping_due: false,
+        need_flush: false,
+        keepalive,
+        last_rx: Instant::now(),
+        in_blocked: false,
+        closing: None,
+        fail: fail.clone(),
+        headroom: cfg.recv_headroom,
+        limit: cfg.recv_limit.clone(),
+    };
+    tokio::spawn(driver);
+    Connection {
+        tx: Box::pin(out_tx.sink_map_err(|_| Error::ConnectionClosed)),
+        rx: Box::pin(Rx {
+            rx: in_rx,
+            fail,
+            done: false,
+        }),
+        info,
+    }
+}
+
+/// The pipe's receive half: the driver's messages, then its error if any.
+struct Rx {
+    rx: mpsc::Receiver<Message>,
+    fail: Arc<Mutex<Option<Error>>>,
+    done: bool,
+}
+
+impl Stream for Rx {
+    type Item = Result<Message>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.rx).poll_next(cx) {
+            Poll::Ready(Some(m)) => Poll::Ready(Some(Ok(m))),
+            Poll::Ready(None) => {
+                self.done = true;
+                let e = self.fail.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Poll::Ready(e.map(Err))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+struct Keepalive {
+    interval: Duration,
+    timeout: Duration,
+    period: Duration,
+    timer: Pin<Box<Sleep>>,
+    ping_sent: Option<Instant>,
+}
+
+struct Closing<M> {
+    frame: Option<M>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+struct Driver<W: Wire> {
+    ws: W,
+    out_rx: mpsc::Receiver<Message>,
+    in_tx: mpsc::Sender<Message>,
+    /// A received message waiting for room in the pipe's queue.
+    pending_in: Option<Message>,
+    pending_out: Option<W::Msg>,
+    ping_due: bool,
+    need_flush: bool,
+    keepalive: Option<Keepalive>,
+    last_rx: Instant,
+    /// The pipe's queue was full at the last look: we are not reading, so a
+    /// missing pong proves nothing.
+    in_blocked: bool,
+    closing: Option<Closing<W::Msg>>,
+    fail: Arc<Mutex<Option<Error>>>,
+    headroom: usize,
+    limit: RecvLimit,
+}
+
+enum Step {
+    Continue,
+    Done,
+}
+
+impl<W: Wire> Driver<W> {
+    /// Records why the pipe ends and starts closing with `code`.
+    fn fail(&mut self, e: Error, code: Option<(u16, &'static str)>) {
+        tracing::debug!(target: "spstack", error = %e, "websocket pipe closing");
+        let mut slot = self.fail.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        drop(slot);
+        self.start_close(code.map(|(c, r)| W::close(c, r)));
+    }
+
+    fn start_close(&mut self, frame: Option<W::Msg>) {
+        if self.closing.is_none() {
+            self.closing = Some(Closing {
+                frame,
+                deadline: Box::pin(tokio::time::sleep(CLOSE_GRACE)),
+            });
+        }
+        // nothing more goes to the pipe: let it see the end (and the error)
+        self.in_tx.close_channel();
+    }
+
+    fn poll_closing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(c) = &mut self.closing else {
+            return Poll::Pending;
+        };
+        if c.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if let Some(f) = c.frame.take() {
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    if Pin::new(&mut self.ws).start_send(f).is_err() {
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {
+                    c.frame = Some(f);
+                    return Poll::Pending;
+                }
+            }
+        }
+        match Pin::new(&mut self.ws).poll_close(cx) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) {
+        let Some(ka) = &mut self.keepalive else {
+            return;
+        };
+        while ka.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            ka.timer.as_mut().reset(now + ka.period);
+            match ka.ping_sent {
+                Some(sent) if self.last_rx >= sent => ka.ping_sent = None,
+                Some(_) if self.in_blocked => {
+                    // the socket is not reading this pipe, so neither are
+                    // we: wait for it rather than blame the peer
+                    ka.ping_sent = None;
+                }
+                Some(sent) if now.duration_since(sent) >= ka.timeout => {
+                    let timeout = ka.timeout;
+                    self.fail(
+                        Error::protocol(format!(
+                            "the peer did not answer a WebSocket ping within {timeout:?} (dead peer or stalled link); tune WsConfig::ping_timeout"
+                        )),
+                        Some((1011, "keepalive timeout")),
+                    );
+                    return;
+                }
+                Some(_) => {}
+                None => {}
+            }
+            if ka.ping_sent.is_none() && now.duration_since(self.last_rx) >= ka.interval {
+                ka.ping_sent = Some(now);
+                self.ping_due = true;
+            }
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
+        loop {
+            if self.pending_out.is_none() {
+                if self.ping_due {
+                    self.ping_due = false;
+                    self.pending_out = Some(W::ping());
+                } else {
+                    match Pin::new(&mut self.out_rx).poll_next(cx) {
+                        Poll::Ready(Some(m)) => {
+                            // one copy into the WebSocket library's buffer type
+                            self.pending_out = Some(W::binary(Bytes::from(m.to_vec())));
+                        }
+                        Poll::Ready(None) => {
+                            // the pipe was dropped: a normal close
+                            self.start_close(Some(W::close(1000, "")));
+                            return Step::Continue;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+            }
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let Some(m) = self.pending_out.take() else {
+                        break;
+                    };
+                    if let Err(e) = Pin::new(&mut self.ws).start_send(m) {
+                        let (e, code) = W::error(e);
+                        self.fail(e, code);
+                        return Step::Continue;
+                    }
+                    self.need_flush = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    let (e, code) = W::error(e);
+                    self.fail(e, code);
+                    return Step::Continue;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.need_flush {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.need_flush = false,
+                Poll::Ready(Err(e)) => {
+                    let (e, code) = W::error(e);
+                    self.fail(e, code);
+                }
+                Poll::Pending => {}
+            }
+        }
+        Step::Continue
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Step {
+        loop {
+            match self.in_tx.poll_ready(cx) {
+                Poll::Ready(Ok(())) => self.in_blocked = false,
+                Poll::Ready(Err(_)) => {
+                    // the pipe stopped reading (closed by the socket)
+                    self.start_close(Some(W::close(1000, "")));
+                    return Step::Continue;
+                }
+                Poll::Pending => {
+                    self.in_blocked = true;
+                    return Step::Continue;
+                }
+            }
+            if let Some(m) = self.pending_in.take() {
+                if self.in_tx.start_send(m).is_err() {
+                    self.start_close(Some(W::close(1000, "")));
+                    return Step::Continue;
+                }
+                continue;
+            }
+            match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(m))) => {
+                    self.ws.progress();
+                    self.last_rx = Instant::now();
+                    match W::classify(m) {
+                        In::Binary(b) => {
+                            let limit = self.limit.get();
+                            if b.len() > limit {
+                                self.fail(
+                                    Error::TooLarge {
+                                        size: b.len() as u64,
+                                        limit,
+                                    },
+                                    Some((1009, "message too big")),
+                                );
+                                return Step::Continue;
+                            }
+                            let mut rb = RecvBuf::new(self.headroom, b.len());
+                            rb.extend_from(&b);
+                            self.pending_in = Some(rb.into_message());
+                        }
+                        In::Text => {
+                            self.fail(
+                                Error::protocol(
+                                    "the peer sent a WebSocket text frame; SP over WebSocket carries binary frames only (closed with 1003, as nng does). Use the sp_ws::Opcodes layer to exchange text end to end",
+                                ),
+                                Some((1003, "text frames not supported")),
+                            );
+                            return Step::Continue;
+                        }
+                        In::Alive => {}
+                        In::Close => {}
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let (e, code) = W::error(e);
+                    match e {
+                        Error::ConnectionClosed => {
+                            self.in_tx.close_channel();
+                            return Step::Done;
+                        }
+                        e => self.fail(e, code),
+                    }
+                    return Step::Continue;
+                }
+                Poll::Ready(None) => {
+                    // the closing handshake finished (or the stream ended)
+                    self.in_tx.close_channel();
+                    return Step::Done;
+                }
+                Poll::Pending => return Step::Continue,
+            }
+        }
+    }
+}
+
+impl<W: Wire> Future for Driver<W> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.closing.is_some() {
+            return this.poll_closing(cx);
+        }
+        this.poll_keepalive(cx);
+        if this.closing.is_none() {
+            if let Step::Done = this.poll_read(cx) {
+                return Poll::Ready(());
+            }
+        }
+        if this.closing.is_none() {
+            let _ = this.poll_write(cx);
+        }
+        if this.closing.is_some() {
+            return this.poll_closing(cx);
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,385 @@
+//! Listening ports shared by URL path, as nng allows: `ws://h:p/a` on one
+//! socket and `ws://h:p/b` on another. A process-wide registry keyed by the
+//! bound address holds one accept loop per port; it reads each upgrade
+//! request's head (bounded in bytes and time), and hands the connection to
+//! the listener registered for its path. The WebSocket handshake itself
+//! then runs in that listener's `announce`, under its socket's handshake
+//! deadline and half-open cap.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
+
+use sp_core::transport::{ByteStream, StreamListener, StreamTransport};
+use sp_core::{Error, Result};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::WsConfig;
+
+/// Connections routed to one path and not yet accepted.
+const ROUTE_QUEUE: usize = 32;
+/// Headers we let httparse look at while routing (tungstenite allows 124).
+const MAX_HEADERS: usize = 124;
+
+/// Bytes read past a limit: the typed payload of the `io::Error` a
+/// [`WsIo`] returns, so the pipe's error can say which limit it was.
+#[derive(Debug)]
+pub(crate) struct OverBudget {
+    pub(crate) what: &'static str,
+    pub(crate) limit: usize,
+}
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} exceeds {} bytes", self.what, self.limit)
+    }
+}
+impl std::error::Error for OverBudget {}
+
+/// The byte stream under a WebSocket: the bytes already read while routing
+/// first, then the stream, with a cap on bytes read since the last complete
+/// message. The cap bounds what a peer can make us parse without ever
+/// finishing a message (a million empty continuation frames, a ping flood,
+/// an endless handshake).
+pub(crate) struct WsIo {
+    inner: Box<dyn ByteStream>,
+    prefix: Vec<u8>,
+    pos: usize,
+    cap: Option<OverBudgetCap>,
+    used: usize,
+}
+
+#[derive(Clone, Copy)]
+struct OverBudgetCap {
+    what: &'static str,
+    limit: usize,
+}
+
+impl WsIo {
+    pub(crate) fn new(inner: Box<dyn ByteStream>, prefix: Vec<u8>) -> WsIo {
+        WsIo {
+            inner,
+            prefix,
+            pos: 0,
+            cap: None,
+            used: 0,
+        }
+    }
+    /// Caps the bytes read from now until the next [`WsIo::progress`].
+    pub(crate) fn set_cap(&mut self, what: &'static str, limit: usize) {
+        self.cap = Some(OverBudgetCap { what, limit });
+        self.used = 0;
+    }
+    /// A message (or control frame) completed: the count starts again.
+    pub(crate) fn progress(&mut self) {
+        self.used = 0;
+    }
+}
+
+impl AsyncRead for WsIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        if this.pos < this.prefix.len() {
+            let n = (this.prefix.len() - this.pos).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+        } else {
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+        }
+        this.used = this.used.saturating_add(buf.filled().len() - before);
+        if let Some(cap) = this.cap {
+            if this.used > cap.limit {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    OverBudget {
+                        what: cap.what,
+                        limit: cap.limit,
+                    },
+                )));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for WsIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connection whose request head was read and routed to a path.
+pub(crate) struct Routed {
+    pub(crate) io: WsIo,
+    pub(crate) local_addr: String,
+    pub(crate) peer_addr: String,
+    pub(crate) peer_identity: Option<Vec<u8>>,
+}
+
+type Routes = Mutex<HashMap<String, mpsc::Sender<Routed>>>;
+
+/// One bound port and its accept loop.
+pub(crate) struct Port {
+    key: String,
+    local_addr: String,
+    routes: Arc<Routes>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Ok(mut reg) = registry().try_lock() {
+            if reg.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+                reg.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn registry() -> &'static tokio::sync::Mutex<HashMap<String, Weak<Port>>> {
+    static R: OnceLock<tokio::sync::Mutex<HashMap<String, Weak<Port>>>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+/// One path's share of a port: what a `ws://` listener holds.
+pub(crate) struct PathListener {
+    port: Arc<Port>,
+    path: String,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Routed>>,
+}
+
+impl PathListener {
+    pub(crate) fn local_addr(&self) -> &str {
+        &self.port.local_addr
+    }
+    pub(crate) async fn accept(&self) -> Result<Routed> {
+        self.rx.lock().await.recv().await.ok_or(Error::Closed)
+    }
+}
+
+impl Drop for PathListener {
+    fn drop(&mut self) {
+        self.port
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.path);
+    }
+}
+
+/// Registers `path` on `authority`, binding the port if no listener of this
+/// process holds it yet.
+pub(crate) async fn listen<S: StreamTransport>(
+    streams: Arc<S>,
+    authority: &str,
+    path: &str,
+    cfg: &WsConfig,
+) -> Result<PathListener> {
+    let mut reg = registry().lock().await;
+    reg.retain(|_, w| w.strong_count() > 0);
+    let wanted = format!("{}://{authority}", streams.name());
+    let port = match reg.get(&wanted).and_then(Weak::upgrade) {
+        Some(p) => p,
+        None => {
+            let l = streams.bind(authority).await?;
+            let local_addr = l.local_addr();
+            let key = format!("{}://{local_addr}", streams.name());
+            let routes: Arc<Routes> = Arc::default();
+            let task = tokio::spawn(accept_loop(l, routes.clone(), cfg.clone())).abort_handle();
+            let p = Arc::new(Port {
+                key: key.clone(),
+                local_addr,
+                routes,
+                task,
+            });
+            reg.insert(key, Arc::downgrade(&p));
+            p
+        }
+    };
+    drop(reg);
+    let (tx, rx) = mpsc::channel(ROUTE_QUEUE);
+    {
+        let mut routes = port.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if routes.contains_key(path) {
+            return Err(Error::Address {
+                url: format!("{wanted}{path}"),
+                reason: "another listener of this process already serves this path on this port; pick another path".into(),
+            });
+        }
+        routes.insert(path.to_string(), tx);
+    }
+    Ok(PathListener {
+        port,
+        path: path.to_string(),
+        rx: tokio::sync::Mutex::new(rx),
+    })
+}
+
+async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsConfig) {
+    let routing = Arc::new(Semaphore::new(cfg.max_routing.max(1)));
+    loop {
+        let upgrade = match l.accept().await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(target: "spstack", error = %e, "websocket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = routing.clone().try_acquire_owned() else {
+            tracing::debug!(target: "spstack", "too many websocket requests being read; connection refused");
+            continue;
+        };
+        let routes = routes.clone();
+        let cfg = cfg.clone();
+        tokio::spawn(async move {
+            let t = cfg.route_timeout;
+            match tokio::time::timeout(t, route(upgrade, &routes, &cfg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "spstack", error = %e, "websocket request refused")
+                }
+                Err(_) => {
+                    tracing::debug!(target: "spstack", "websocket request head not read within {t:?}")
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Finds the end of an HTTP head in `buf`, looking only at bytes from
+/// `from` (minus the three a `\r\n\r\n` may straddle), so reading a head in
+/// tiny pieces stays linear.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    buf[start..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| start + i + 4)
+}
+
+async fn refuse(io: &mut Box<dyn ByteStream>, status: &str) {
+    let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = io.write_all(resp.as_bytes()).await;
+    let _ = io.shutdown().await;
+}
+
+async fn route(
+    upgrade: sp_core::transport::StreamUpgrade,
+    routes: &Routes,
+    cfg: &WsConfig,
+) -> Result<()> {
+    let conn = upgrade.await?;
+    let mut io = conn.io;
+    let cap = cfg.max_request_bytes;
+    let mut buf = Vec::with_capacity(1024.min(cap));
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(Error::protocol(
+                "connection closed during the upgrade request",
+            ));
+        }
+        let from = buf.len();
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head_end(&buf, from) {
+            break end;
+        }
+        if buf.len() > cap {
+            refuse(&mut io, "431 Request Header Fields Too Large").await;
+            return Err(Error::protocol(format!(
+                "upgrade request head exceeds {cap} bytes (WsConfig::max_request_bytes)"
+            )));
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let path = match req.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(_)) => req.path.unwrap_or("/").to_string(),
+        Ok(httparse::Status::Partial) | Err(_) => {
+            refuse(&mut io, "400 Bad Request").await;
+            return Err(Error::protocol("malformed HTTP upgrade request"));
+        }
+    };
+    let path = path.split('?').next().unwrap_or("/").to_string();
+    let tx = routes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&path)
+        .cloned();
+    let Some(tx) = tx else {
+        refuse(&mut io, "404 Not Found").await;
+        return Err(Error::protocol(format!("no listener for path {path:?}")));
+    };
+    let routed = Routed {
+        io: WsIo::new(io, buf),
+        local_addr: conn.local_addr,
+        peer_addr: conn.peer_addr,
+        peer_identity: conn.peer_identity,
+    };
+    match tx.try_send(routed) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(mut r)) => {
+            refuse(&mut r.io.inner, "503 Service Unavailable").await;
+            Err(Error::protocol(format!(
+                "listener for {path:?} is not accepting fast enough"
+            )))
+        }
+        Err(mpsc::error::TrySendError::Closed(mut r)) => {
+            refuse(&mut r.io.inner, "404 Not Found").await;
+            Err(Error::protocol(format!("listener for {path:?} closed")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_end;
+
+    #[test]
+    fn head_end_across_reads() {
+        let b = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest";
+        assert_eq!(head_end(b, 0), Some(b.len() - 4));
+        // the terminator straddles the previous read
+        assert_eq!(head_end(b, b.len() - 6), Some(b.len() - 4));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n", 0), None);
+    }
+}
