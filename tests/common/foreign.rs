@@ -1,11 +1,13 @@
 //! The foreign peers of the interop suites: pynng (`tests/interop/peer.py`)
 //! and nanocat (`tests/interop/nano.py`), started as child processes that
-//! follow the payload convention of `tests/interop/README.md`.
+//! follow the payload convention of `tests/interop/README.md`. A missing
+//! pynng or nanocat fails the test with the command that installs it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use spstack::Options;
@@ -31,35 +33,81 @@ pub enum Peer {
     Nano,
 }
 
-/// The transports both libraries share with us.
+/// The transports both libraries share with us (nanomsg: not wss).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Tr {
     Tcp,
     Ipc,
+    /// WebSocket on path [`WS_PATH`].
+    Ws,
+    /// WebSocket over TLS on path [`WS_PATH`].
+    Wss,
 }
+
+/// The path of [`Tr::Ws`] and [`Tr::Wss`] URLs.
+pub const WS_PATH: &str = "/sp";
 
 static PORT: AtomicU16 = AtomicU16::new(0);
 
-/// A fresh address: a free tcp port on 127.0.0.1, or an ipc path named by `tag`.
+/// A free tcp port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    if PORT.load(Ordering::Relaxed) == 0 {
+        let base = 20000 + (std::process::id() % 30000) as u16;
+        let _ = PORT.compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    loop {
+        let p = PORT.fetch_add(1, Ordering::Relaxed);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A fresh address: a free port on 127.0.0.1 (tcp, ws, wss), or an ipc
+/// path named by `tag`.
 pub fn url(tr: Tr, tag: &str) -> String {
     match tr {
-        Tr::Tcp => {
-            if PORT.load(Ordering::Relaxed) == 0 {
-                let base = 20000 + (std::process::id() % 30000) as u16;
-                let _ = PORT.compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed);
-            }
-            loop {
-                let p = PORT.fetch_add(1, Ordering::Relaxed);
-                if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-                    return format!("tcp://127.0.0.1:{p}");
-                }
-            }
-        }
+        Tr::Tcp => format!("tcp://127.0.0.1:{}", free_port()),
+        Tr::Ws => format!("ws://127.0.0.1:{}{WS_PATH}", free_port()),
+        Tr::Wss => format!("wss://127.0.0.1:{}{WS_PATH}", free_port()),
         Tr::Ipc => format!(
             "ipc:///tmp/spstack-interop-{}-{tag}.ipc",
             std::process::id()
         ),
     }
+}
+
+/// Fails the test with an install hint unless `peer`'s tool is installed.
+pub fn preflight(peer: Peer) {
+    static NNG: OnceLock<bool> = OnceLock::new();
+    static NANO: OnceLock<bool> = OnceLock::new();
+    match peer {
+        Peer::Nng => assert!(
+            *NNG.get_or_init(|| std::process::Command::new("python3")
+                .args(["-c", "import pynng"])
+                .output()
+                .is_ok_and(|o| o.status.success())),
+            "pynng is missing: run `python3 -m pip install pynng==0.9.0` for the nng interop tests"
+        ),
+        Peer::Nano => assert!(
+            *NANO.get_or_init(|| std::process::Command::new("which")
+                .arg("nanocat")
+                .output()
+                .is_ok_and(|o| o.status.success())),
+            "nanocat is missing: run `apt-get install nanomsg-utils` for the nanomsg interop tests"
+        ),
+    }
+}
+
+/// The foreign peer's side of a TLS connection (pynng only): the listener
+/// presents `cert_key`; the dialer trusts `ca` and verifies `server_name`.
+pub struct PeerTls<'a> {
+    /// Certificate and key in one PEM file.
+    pub cert_key: &'a Path,
+    /// The CA's certificate, PEM.
+    pub ca: &'a Path,
+    /// The name the listener's certificate must hold.
+    pub server_name: &'a str,
 }
 
 /// Options for our side: room for 1 MiB plus headers, quick redials (nanocat
@@ -87,6 +135,19 @@ pub struct Child {
 
 /// Starts a foreign peer for `sizes`; in listen mode waits until it is bound.
 pub async fn foreign(peer: Peer, proto: &str, mode: &str, url: &str, sizes: &[usize]) -> Child {
+    foreign_tls(peer, proto, mode, url, sizes, None).await
+}
+
+/// [`foreign`], with TLS settings for a `wss://` (or `tls+tcp://`) peer.
+pub async fn foreign_tls(
+    peer: Peer,
+    proto: &str,
+    mode: &str,
+    url: &str,
+    sizes: &[usize],
+    tls: Option<&PeerTls<'_>>,
+) -> Child {
+    preflight(peer);
     let tag = format!("{}-{proto}-{mode}", url.replace(['/', ':', '.'], "_"));
     let ready = std::env::temp_dir().join(format!("spstack-ready-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_file(&ready);
@@ -113,13 +174,29 @@ pub async fn foreign(peer: Peer, proto: &str, mode: &str, url: &str, sizes: &[us
     if peer == Peer::Nano {
         cmd.args(["--send-delay", "0.3", "--linger", "0.3"]);
     }
+    if let Some(t) = tls {
+        assert!(peer == Peer::Nng, "only the pynng peer speaks TLS");
+        cmd.arg("--tls-cert-key")
+            .arg(t.cert_key)
+            .arg("--tls-ca")
+            .arg(t.ca)
+            .args(["--tls-server-name", t.server_name]);
+    }
     let what = format!("{peer:?} {proto} {mode} {url}");
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run python3 for {what}: {e}"));
     if mode == "listen" {
         let t0 = Instant::now();
         while !ready.exists() {
+            if let Ok(Some(_)) = child.try_wait() {
+                let out = child.wait_with_output().await.unwrap();
+                panic!(
+                    "{what}: exited before it was ready ({:?})\nstderr: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
             assert!(t0.elapsed() < STEP, "{what}: never became ready");
             sleep(Duration::from_millis(20)).await;
         }

@@ -168,10 +168,10 @@ def _socket_inodes(pid):
 
 
 def is_listening(pid, url):
-    """True once process pid has a listening socket for url (tcp/ipc only).
+    """True once process pid has a listening socket for url (tcp/ws/ipc only).
     Returns None if the transport cannot be checked."""
     inodes = _socket_inodes(pid)
-    if url.startswith("tcp://"):
+    if url.startswith(("tcp://", "ws://")):
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             try:

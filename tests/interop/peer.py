@@ -5,7 +5,8 @@ Usage (this CLI is a contract with the Rust integration tests):
 
     python3 tests/interop/peer.py --proto PROTO --mode listen|dial --url URL \
         --sizes 0,1,65536,1048576 [--count-per-size N] [--timeout SECS] \
-        [--ready-file PATH] [--linger SECS]
+        [--ready-file PATH] [--linger SECS] \
+        [--tls-cert-key FILE] [--tls-ca FILE] [--tls-server-name NAME]
 
 PROTO: req0 rep0 push0 pull0 pair0 pair1 pub0 sub0 surveyor0 respondent0 bus0
 
@@ -46,6 +47,14 @@ Timing
     the peer lingers so that nng can flush the message: it exits as soon as
     the remote side disconnects, or after --linger seconds (default 1.0).
     So the Rust side may either drop its socket or simply wait for the exit.
+
+TLS (wss://, tls+tcp://)
+    Any --tls-* option gives the socket a pynng.TLSConfig:
+    listen  server mode with --tls-cert-key (certificate and key in one PEM
+            file).
+    dial    client mode trusting --tls-ca, verifying the peer's certificate
+            (AUTH_MODE_REQUIRED) for --tls-server-name (default: the URL's
+            host).
 
 Readiness
     --ready-file PATH: "ready\\n" is written (atomically: tmp file + rename)
@@ -133,6 +142,12 @@ def build_arg_parser(prog_doc):
     ap.add_argument("--ready-file", default=None)
     ap.add_argument("--linger", type=float, default=1.0,
                     help="max seconds to wait after the last send (default 1.0)")
+    ap.add_argument("--tls-cert-key", default=None,
+                    help="listen: certificate and key PEM (one file)")
+    ap.add_argument("--tls-ca", default=None,
+                    help="dial: CA PEM the peer's certificate must chain to")
+    ap.add_argument("--tls-server-name", default=None,
+                    help="dial: name the peer's certificate must hold")
     return ap
 
 
@@ -175,6 +190,23 @@ def role_of(proto, mode):
     return "client" if mode == "dial" else "server"
 
 
+def tls_config(pynng, args):
+    """The pynng.TLSConfig asked for by the --tls-* options, or None."""
+    if not (args.tls_cert_key or args.tls_ca or args.tls_server_name):
+        return None
+    T = pynng.TLSConfig
+    if args.mode == "listen":
+        if not args.tls_cert_key:
+            raise Failure("--tls-cert-key is needed to listen with TLS")
+        return T(T.MODE_SERVER, cert_key_file=args.tls_cert_key)
+    if not args.tls_ca:
+        raise Failure("--tls-ca is needed to dial with TLS")
+    kw = {"ca_files": [args.tls_ca], "auth_mode": T.AUTH_MODE_REQUIRED}
+    if args.tls_server_name:
+        kw["server_name"] = args.tls_server_name
+    return T(T.MODE_CLIENT, **kw)
+
+
 def run_pynng(args):
     import pynng
 
@@ -185,7 +217,15 @@ def run_pynng(args):
         "pub0": pynng.Pub0, "sub0": pynng.Sub0, "surveyor0": pynng.Surveyor0,
         "respondent0": pynng.Respondent0, "bus0": pynng.Bus0,
     }
-    sock = classes[args.proto]()
+    try:
+        tls = tls_config(pynng, args)
+    except Failure as e:
+        sys.stderr.write("FAIL: %s %s %s: %s\n" % (args.proto, args.mode, args.url, e))
+        return 2
+    except pynng.NNGException as e:
+        sys.stderr.write("FAIL: %s %s %s: TLS config: %s\n" % (args.proto, args.mode, args.url, e))
+        return 1
+    sock = classes[args.proto]() if tls is None else classes[args.proto](tls_config=tls)
     sock.recv_timeout = ms
     sock.send_timeout = ms
     sock.recv_max_size = 0          # unlimited (1 MiB + header must pass)

@@ -264,8 +264,10 @@ impl Wire for Ax {
             AxMessage::Close(_) => In::Close,
         }
     }
-    fn binary(b: Bytes) -> AxMessage {
-        AxMessage::Binary(b)
+    fn binary(b: Bytes, _frame: usize, out: &mut std::collections::VecDeque<AxMessage>) {
+        // axum's WebSocket sends whole messages only (browsers reassemble
+        // anything; the byte budget is the reader's concern)
+        out.push_back(AxMessage::Binary(b));
     }
     fn ping() -> AxMessage {
         AxMessage::Ping(Bytes::new())

@@ -5,6 +5,7 @@
 //! three are polled from one `poll` so a blocked write never stops reading
 //! (two peers both writing would otherwise deadlock).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -46,7 +47,9 @@ pub(crate) trait Wire:
     type Msg: Send + Unpin;
     type Err: std::fmt::Display + Send;
     fn classify(m: Self::Msg) -> In;
-    fn binary(b: Bytes) -> Self::Msg;
+    /// Queues `b` as one binary message, split into frames of at most
+    /// `frame` bytes where the library can send fragments.
+    fn binary(b: Bytes, frame: usize, out: &mut VecDeque<Self::Msg>);
     fn ping() -> Self::Msg;
     fn close(code: u16, reason: &'static str) -> Self::Msg;
     /// Maps an error, and says which close code (if any) to send.
@@ -82,7 +85,8 @@ pub(crate) fn spawn<W: Wire>(
         out_rx,
         in_tx,
         pending_in: None,
-        pending_out: None,
+        pending_out: VecDeque::new(),
+        send_frame: ws_cfg.send_frame_size.max(1),
         ping_due: false,
         need_flush: false,
         keepalive,
@@ -149,7 +153,9 @@ struct Driver<W: Wire> {
     in_tx: mpsc::Sender<Message>,
     /// A received message waiting for room in the pipe's queue.
     pending_in: Option<Message>,
-    pending_out: Option<W::Msg>,
+    /// Frames of the message being written (several when fragmented).
+    pending_out: VecDeque<W::Msg>,
+    send_frame: usize,
     ping_due: bool,
     need_flush: bool,
     keepalive: Option<Keepalive>,
@@ -254,15 +260,19 @@ impl<W: Wire> Driver<W> {
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
         loop {
-            if self.pending_out.is_none() {
+            if self.pending_out.is_empty() {
                 if self.ping_due {
                     self.ping_due = false;
-                    self.pending_out = Some(W::ping());
+                    self.pending_out.push_back(W::ping());
                 } else {
                     match Pin::new(&mut self.out_rx).poll_next(cx) {
                         Poll::Ready(Some(m)) => {
                             // one copy into the WebSocket library's buffer type
-                            self.pending_out = Some(W::binary(Bytes::from(m.to_vec())));
+                            W::binary(
+                                Bytes::from(m.to_vec()),
+                                self.send_frame,
+                                &mut self.pending_out,
+                            );
                         }
                         Poll::Ready(None) => {
                             // the pipe was dropped: a normal close
@@ -275,7 +285,7 @@ impl<W: Wire> Driver<W> {
             }
             match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
-                    let Some(m) = self.pending_out.take() else {
+                    let Some(m) = self.pending_out.pop_front() else {
                         break;
                     };
                     if let Err(e) = Pin::new(&mut self.ws).start_send(m) {

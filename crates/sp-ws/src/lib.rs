@@ -56,6 +56,11 @@ pub struct WsConfig {
     /// by one; the whole message against the socket's `recv_max_size`).
     /// Default 1 MiB, as nng's `NNG_OPT_WS_RECVMAXFRAME`.
     pub max_frame_size: usize,
+    /// Outgoing messages larger than this go out as a binary frame and
+    /// continuation frames of at most this size. Default 64 KiB, what nng
+    /// sends (`NNG_OPT_WS_SENDMAXFRAME`): nng refuses a single frame over
+    /// its 1 MiB receive limit even when the message would fit.
+    pub send_frame_size: usize,
     /// Bytes tungstenite buffers before it writes. Default 64 KiB.
     pub write_buffer_size: usize,
     /// Most bytes queued for writing, a message included; a larger outgoing
@@ -79,6 +84,7 @@ impl Default for WsConfig {
             ping_interval: Some(Duration::from_secs(30)),
             ping_timeout: Duration::from_secs(30),
             max_frame_size: 1 << 20,
+            send_frame_size: 64 << 10,
             write_buffer_size: 64 << 10,
             max_write_buffer_size: 64 << 20,
             max_request_bytes: 16 << 10,
@@ -102,6 +108,11 @@ impl WsConfig {
     /// Sets `max_frame_size`.
     pub fn max_frame_size(mut self, v: usize) -> Self {
         self.max_frame_size = v;
+        self
+    }
+    /// Sets `send_frame_size` (at least 1 byte).
+    pub fn send_frame_size(mut self, v: usize) -> Self {
+        self.send_frame_size = v.max(1);
         self
     }
     /// Sets `max_request_bytes`.

@@ -12,7 +12,8 @@ use sp_core::{split_url, Announcement, BoxFuture, Connection, Error, Result};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
@@ -412,8 +413,27 @@ impl Wire for Tung {
             WsMessage::Close(_) => In::Close,
         }
     }
-    fn binary(b: Bytes) -> WsMessage {
-        WsMessage::Binary(b)
+    fn binary(b: Bytes, frame: usize, out: &mut std::collections::VecDeque<WsMessage>) {
+        if b.len() <= frame {
+            out.push_back(WsMessage::Binary(b));
+            return;
+        }
+        // a binary frame, then continuation frames; the last one is final
+        let mut at = 0;
+        while at < b.len() {
+            let end = (at + frame).min(b.len());
+            let opcode = if at == 0 {
+                OpCode::Data(Data::Binary)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            out.push_back(WsMessage::Frame(Frame::message(
+                b.slice(at..end),
+                opcode,
+                end == b.len(),
+            )));
+            at = end;
+        }
     }
     fn ping() -> WsMessage {
         WsMessage::Ping(Bytes::new())

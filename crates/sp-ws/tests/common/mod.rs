@@ -1,8 +1,6 @@
 //! Sockets with the WebSocket transport, for the tests of this crate.
 #![allow(dead_code)]
 
-pub mod foreign;
-
 use std::sync::Arc;
 use std::time::Duration;
 
