@@ -139,11 +139,20 @@ fn chromium_talks_req_to_the_axum_gateway() {
     let _ = std::fs::remove_dir_all(&profile);
     std::fs::create_dir_all(&profile).expect("profile dir");
 
-    let dom = run_browser(
-        &["--dump-dom", "--virtual-time-budget=10000"],
-        &url,
-        &profile,
-    );
+    // `--dump-dom` prints the DOM when the virtual time budget runs out,
+    // and WebSocket traffic does not hold virtual time back: on a loaded
+    // machine the replies can land after the dump. Give it three tries.
+    let mut dom = String::new();
+    for _ in 0..3 {
+        dom = run_browser(
+            &["--dump-dom", "--virtual-time-budget=10000"],
+            &url,
+            &profile,
+        );
+        if dom.contains("done: 3 replies") {
+            break;
+        }
+    }
     assert!(
         dom.contains("open, protocol rep.sp.nanomsg.org") || dom.contains("done: 3 replies"),
         "the page never opened the WebSocket with the SP subprotocol; DOM:\n{dom}"
