@@ -2,10 +2,12 @@
 //! of `examples/axum_gateway.rs`, whose JavaScript sends three REQ requests
 //! (`new WebSocket(url, "rep.sp.nanomsg.org")`, 4-byte request id with the
 //! top bit set, then the payload) to the cooked REP socket mounted at `/sp`,
-//! and writes the replies into the DOM. The test reads the DOM Chromium
-//! dumps and saves a screenshot.
+//! and writes the replies into the DOM. The test drives Chromium through
+//! chromedriver (WebDriver), polls what the page shows until the replies are
+//! in, and saves a screenshot.
 //!
-//! Needs `chromium` (Debian: `apt-get install chromium chromium-driver`).
+//! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium
+//! chromium-driver`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -64,51 +66,139 @@ fn example_binary() -> PathBuf {
     bin
 }
 
-/// Runs chromium with `args` on `url`, killing it after [`BROWSER_LIMIT`];
-/// returns its stdout.
-fn run_browser(args: &[&str], url: &str, profile: &Path) -> String {
-    let mut cmd = Command::new(chromium());
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .arg(url)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let child = cmd.spawn().expect("start chromium");
-    let mut guard = Guard(child);
-    let mut stdout = guard.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        let _ = tx.send(s);
-    });
-    let start = Instant::now();
+/// A free port on 127.0.0.1 for chromedriver.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One WebDriver command: a minimal HTTP/1.1 exchange with the local
+/// chromedriver (one request per connection), returning the JSON `value`.
+fn webdriver(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to chromedriver");
+    s.set_read_timeout(Some(BROWSER_LIMIT)).expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write to chromedriver");
+    // read the head, then exactly Content-Length bytes: chromedriver may
+    // keep the connection open whatever we ask
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    let mut len = 0usize;
     loop {
-        if let Ok(Some(_)) = guard.0.try_wait() {
+        let mut line = String::new();
+        if r.read_line(&mut line).expect("read from chromedriver") == 0 {
             break;
         }
-        if start.elapsed() > BROWSER_LIMIT {
-            panic!("chromium did not finish within {BROWSER_LIMIT:?}; killed");
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().expect("content-length");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
     }
-    rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default()
+    let mut json = vec![0u8; len];
+    r.read_exact(&mut json)
+        .expect("read the body from chromedriver");
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_else(|e| {
+        panic!(
+            "chromedriver answered {method} {path} with non-JSON ({e}): {head}{}",
+            String::from_utf8_lossy(&json)
+        )
+    });
+    v["value"].clone()
+}
+
+/// chromedriver running Chromium headless; quits both when dropped.
+struct Browser {
+    port: u16,
+    session: String,
+    _driver: Guard,
+}
+
+impl Browser {
+    fn start(profile: &Path) -> Browser {
+        let chromium = chromium();
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run chromedriver ({e}): run `sudo apt-get install -y chromium chromium-driver`"
+                )
+            });
+        let driver = Guard(driver);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=800,400",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }}}});
+        let v = webdriver(port, "POST", "/session", Some(caps));
+        let session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromedriver opened no session: {v}"))
+            .to_string();
+        Browser {
+            port,
+            session,
+            _driver: driver,
+        }
+    }
+
+    fn cmd(&self, method: &str, what: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        webdriver(
+            self.port,
+            method,
+            &format!("/session/{}/{what}", self.session),
+            body,
+        )
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| {
+            webdriver(
+                self.port,
+                "DELETE",
+                &format!("/session/{}", self.session),
+                None,
+            )
+        });
+    }
 }
 
 #[test]
 fn chromium_talks_req_to_the_axum_gateway() {
-    let browser = chromium();
     let bin = example_binary();
     let mut server = Command::new(bin)
         .args(["--listen", "127.0.0.1:0"])
@@ -138,51 +228,44 @@ fn chromium_talks_req_to_the_axum_gateway() {
     let profile = std::env::temp_dir().join(format!("spstack-chromium-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     std::fs::create_dir_all(&profile).expect("profile dir");
-
-    // `--dump-dom` prints the DOM when the virtual time budget runs out,
-    // and WebSocket traffic does not hold virtual time back: on a loaded
-    // machine the replies can land after the dump. Give it three tries.
-    let mut dom = String::new();
-    for _ in 0..3 {
-        dom = run_browser(
-            &["--dump-dom", "--virtual-time-budget=10000"],
-            &url,
-            &profile,
-        );
-        if dom.contains("done: 3 replies") {
-            break;
+    let browser = Browser::start(&profile);
+    browser.cmd("POST", "url", Some(serde_json::json!({ "url": url })));
+    // the page's JavaScript talks to the REP socket on its own time: poll
+    // what it shows, for at most BROWSER_LIMIT
+    let read = serde_json::json!({
+        "script": "return document.getElementById('status').textContent + '|' + \
+                   Array.from(document.querySelectorAll('li.reply')).map(e => e.textContent).join(',');",
+        "args": []
+    });
+    let start = Instant::now();
+    let shown = loop {
+        let v = browser.cmd("POST", "execute/sync", Some(read.clone()));
+        let shown = v.as_str().unwrap_or_default().to_string();
+        if shown.starts_with("done") || start.elapsed() > BROWSER_LIMIT {
+            break shown;
         }
-    }
-    assert!(
-        dom.contains("open, protocol rep.sp.nanomsg.org") || dom.contains("done: 3 replies"),
-        "the page never opened the WebSocket with the SP subprotocol; DOM:\n{dom}"
-    );
-    for word in ["alpha", "beta", "gamma"] {
-        assert!(
-            dom.contains(&format!("<li class=\"reply\">echo: {word}</li>")),
-            "no reply for {word:?} in the DOM:\n{dom}"
-        );
-    }
-    assert!(dom.contains("done: 3 replies"), "DOM:\n{dom}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, replies) = shown.split_once('|').unwrap_or((&shown, ""));
+    assert_eq!(status, "done: 3 replies", "the page shows {shown:?}");
+    let mut replies: Vec<&str> = replies.split(',').collect();
+    replies.sort_unstable();
+    assert_eq!(replies, ["echo: alpha", "echo: beta", "echo: gamma"]);
 
+    let png = browser.cmd("GET", "screenshot", None);
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        png.as_str().expect("screenshot as base64"),
+    )
+    .expect("screenshot decodes");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     let shot = std::env::temp_dir().join(format!("spstack-browser-{}.png", std::process::id()));
-    let _ = std::fs::remove_file(&shot);
-    let shot_profile = profile.join("shot");
-    run_browser(
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=800,400",
-            "--virtual-time-budget=10000",
-        ],
-        &url,
-        &shot_profile,
-    );
-    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 1000, "no screenshot written at {}", shot.display());
+    std::fs::write(&shot, &png).expect("write the screenshot");
     println!(
-        "screenshot: {} ({size} bytes, {})",
+        "screenshot: {} ({} bytes); the page showed {shown:?}",
         shot.display(),
-        browser.display()
+        png.len()
     );
+    drop(browser);
     let _ = std::fs::remove_dir_all(&profile);
 }
