@@ -5,6 +5,8 @@
 //! `cargo bench --bench crypto` (or `benches/run_crypto.sh` for the
 //! side-by-side run with ../shared/perf-anchors/cryptobench). Prints RESULT
 //! lines in the anchors' format. `SPBENCH_QUICK=1` for a smoke run.
+//! The two-process tools measure the same with `SPBENCH_NOISE=1` /
+//! `SPBENCH_SIGN=1` (see `benches/common`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -233,7 +235,10 @@ fn main() {
         pull_noise: StaticKeypair::generate(),
         signer: SigningKeypair::generate(),
     });
-    rt.block_on(async move {
+    // the measuring loop runs in a spawned task, on a runtime worker, as a
+    // tokio service's code does (the two-process tools show the block_on
+    // thread adding a cross-thread wake-up per message; benches/README.md)
+    let run = rt.spawn(async move {
         for mode in [Mode::Plain, Mode::Hop, Mode::Signed, Mode::Both] {
             for size in SIZES {
                 let before = spstack::copied_bytes();
@@ -250,4 +255,5 @@ fn main() {
             }
         }
     });
+    rt.block_on(run).expect("bench task");
 }

@@ -30,7 +30,7 @@ print("|---|---|---|---|---|---|---|")
 for s in sizes:
     cells = []
     for v in ["plain", "hop", "signed", "hop+signed"]:
-        r = find(lib="spstack", variant=v, size=s)
+        r = find(lib="spstack", variant=v, test="push_pull_tcp", size=s)
         cells.append(f"{float(r['MBps']):.0f} ({float(r['msgs_per_s']):.0f})" if r else "-")
     ours = find(lib="chacha20poly1305-0.10", size=s)
     anchor = find(lib="chacha20poly1305-0.11", variant="default-runtime-detect", size=s)
@@ -39,7 +39,7 @@ for s in sizes:
     print(f"| {s} | " + " | ".join(cells) + " |")
 
 print()
-hop = find(lib="spstack", variant="hop", size="65536")
+hop = find(lib="spstack", variant="hop", test="push_pull_tcp", size="65536")
 prim = find(lib="chacha20poly1305-0.10", size="65536")
 anchor = find(lib="chacha20poly1305-0.11", variant="default-runtime-detect", size="65536")
 if hop and prim:
@@ -59,7 +59,7 @@ for s_ in sizes:
         a, b = float(r["MBps"]), float(p_["MBps"]) / 2
         print(f"| {s_} | {a:.0f} | {b:.0f} | {100 * a / b:.0f} % |")
 print()
-sig = find(lib="spstack", variant="signed", size="64")
+sig = find(lib="spstack", variant="signed", test="push_pull_tcp", size="64")
 ver = find(lib="ed25519-dalek-2", test="verify")
 sgn = find(lib="ed25519-dalek-2", test="sign")
 if sig and ver and sgn:
@@ -70,6 +70,6 @@ if sig and ver and sgn:
     print(f"signed 64 B: {per_msg:.1f} us per message at the bottleneck; bare sign {s_:.1f} us, verify {v:.1f} us "
           f"-> {100 * (per_msg / bottleneck - 1):+.0f} % above the slower primitive (target <= +10 %)")
 for v in ["plain", "hop", "signed", "hop+signed"]:
-    r = find(lib="spstack", variant=v, size="65536")
+    r = find(lib="spstack", variant=v, test="push_pull_tcp", size="65536")
     if r and "copied_bytes" in r:
         print(f"{v}: copied_bytes counter over the 64 KiB run = {r['copied_bytes']}")

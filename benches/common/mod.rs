@@ -144,3 +144,36 @@ pub fn secs(d: Duration) -> f64 {
 pub fn since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
+
+fn env_on(name: &str) -> bool {
+    std::env::var(name).map(|v| v == "1").unwrap_or(false)
+}
+
+/// `SPBENCH_NOISE=1` adds the Noise hop layer, `SPBENCH_SIGN=1` the
+/// integrity layer (fixed bench keys, each side trusting the other), so the
+/// two-process tools measure hop encryption and signing.
+pub fn layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuilder {
+    let b = if env_on("SPBENCH_SIGN") {
+        use sp_crypto::integrity::{Integrity, IntegrityConfig};
+        use sp_crypto::keys::SigningKeypair;
+        let key = SigningKeypair::from_bytes(&[3u8; 32]);
+        let trusted = [key.verifying_key()];
+        b.message_layer(Integrity::new(IntegrityConfig::new(key, trusted)))
+    } else {
+        b
+    };
+    if env_on("SPBENCH_NOISE") {
+        use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
+        let (mine, theirs) = if listener {
+            ([1u8; 32], [2u8; 32])
+        } else {
+            ([2u8; 32], [1u8; 32])
+        };
+        let peer = StaticKeypair::from_secret(theirs).public();
+        b.pipe_layer(noise::layer(
+            NoiseConfig::new(StaticKeypair::from_secret(mine)).allow(peer),
+        ))
+    } else {
+        b
+    }
+}

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sp_transports::tls::{tls_tcp, Identity, Roots, TlsConfig};
+use sp_transports::tls::{tls_tcp, Identity, Roots, Tls, TlsConfig};
+use sp_transports::Tcp;
+use sp_ws::Ws;
 use spstack::{Error, Message, Options, Protocol, Socket};
 use tokio::time::Instant;
 
@@ -438,10 +440,7 @@ fn check_url(listen: bool, url: &str) {
     };
     match scheme {
         "tcp" | "tcp4" | "tcp6" | "ipc" | "unix" | "inproc" | "tls+tcp" | "tls+tcp4"
-        | "tls+tcp6" => {}
-        "wss" | "wss4" | "wss6" => fatal(format!(
-            "Unable to create {what} for {url}: wss transport not available yet"
-        )),
+        | "tls+tcp6" | "ws" | "wss" => {}
         _ => fatal(format!("Unable to create {what} for {url}: Not supported")),
     }
 }
@@ -623,12 +622,21 @@ async fn run(cfg: Config) -> i32 {
     if let Some(m) = cfg.recv_maxsz {
         opts = opts.recv_max_size(m);
     }
-    let mut builder = spstack::cooked(protocol(proto)).options(opts);
-    let uses_tls = cfg.addrs.iter().any(|(_, u)| u.starts_with("tls+tcp"));
+    let mut builder = spstack::cooked(protocol(proto))
+        .options(opts)
+        .transport(Arc::new(Ws::new(Tcp)));
+    let uses_tls = cfg
+        .addrs
+        .iter()
+        .any(|(_, u)| u.starts_with("tls+tcp") || u.starts_with("wss://"));
     if uses_tls {
         // as nngcat: the TLS files are read and checked only for TLS addresses
         match cfg.tls.config() {
-            Ok(t) => builder = builder.transport(Arc::new(tls_tcp(t))),
+            Ok(t) => {
+                builder = builder
+                    .transport(Arc::new(Ws::secure(Tls::new(Tcp, t.clone()))))
+                    .transport(Arc::new(tls_tcp(t)))
+            }
             Err(e) => fatal(format!("Unable to configure TLS: {e}")),
         }
     }
