@@ -241,4 +241,6 @@ interop! {
     ws_nanomsg_req_to_spstack_rep: Peer::Nano, Protocol::Rep0, Tr::Ws;
     ws_spstack_push_to_nanomsg_pull: Peer::Nano, Protocol::Push0, Tr::Ws;
     ws_nanomsg_push_to_spstack_pull: Peer::Nano, Protocol::Pull0, Tr::Ws;
+    ws_spstack_pub_to_nanomsg_sub: Peer::Nano, Protocol::Pub0, Tr::Ws;
+    ws_nanomsg_pub_to_spstack_sub: Peer::Nano, Protocol::Sub0, Tr::Ws;
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sp_transports::tls::{tls_tcp, Identity, Roots, Tls, TlsConfig};
+use sp_transports::tls::{tls_tcp, Identity, Roots, TlsConfig};
 use sp_transports::Tcp;
 use sp_ws::Ws;
 use spstack::{Error, Message, Options, Protocol, Socket};
@@ -634,7 +634,7 @@ async fn run(cfg: Config) -> i32 {
         match cfg.tls.config() {
             Ok(t) => {
                 builder = builder
-                    .transport(Arc::new(Ws::secure(Tls::new(Tcp, t.clone()))))
+                    .transport(Arc::new(Ws::secure(sp_transports::Tls::new(Tcp, t.clone()))))
                     .transport(Arc::new(tls_tcp(t)))
             }
             Err(e) => fatal(format!("Unable to configure TLS: {e}")),

@@ -920,3 +920,43 @@ fn keygen_writes_both_kinds_of_keys_with_safe_modes() {
     assert_eq!(bad.code, Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A free tcp port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn ws_with_nngcat_both_ways() {
+    assert!(
+        have_nngcat(),
+        "nngcat is missing: run `sudo apt-get install -y nng-utils`"
+    );
+    // spcat listens, nngcat dials; then the other way round
+    for spcat_listens in [true, false] {
+        let url = format!("ws://127.0.0.1:{}/sp", free_port());
+        let (lprog, dprog) = if spcat_listens {
+            (SPCAT, "nngcat")
+        } else {
+            ("nngcat", SPCAT)
+        };
+        let rep = spawn(
+            lprog,
+            &[
+                "--rep0", "--listen", &url, "--data", "pong", "-A", "--count", "1",
+            ],
+        );
+        thread::sleep(Duration::from_millis(300));
+        let req = run(
+            dprog,
+            &["--req0", "--dial", &url, "--data", "ping", "-A"],
+            Duration::from_secs(10),
+        );
+        let rep = finish(rep, Duration::from_secs(10));
+        assert_eq!(req.stdout, b"pong", "{dprog} req: {}", req.stderr);
+        assert_eq!(rep.stdout, b"ping", "{lprog} rep: {}", rep.stderr);
+    }
+}
