@@ -634,7 +634,10 @@ async fn run(cfg: Config) -> i32 {
         match cfg.tls.config() {
             Ok(t) => {
                 builder = builder
-                    .transport(Arc::new(Ws::secure(sp_transports::Tls::new(Tcp, t.clone()))))
+                    .transport(Arc::new(Ws::secure(sp_transports::Tls::new(
+                        Tcp,
+                        t.clone(),
+                    ))))
                     .transport(Arc::new(tls_tcp(t)))
             }
             Err(e) => fatal(format!("Unable to configure TLS: {e}")),
