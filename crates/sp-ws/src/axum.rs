@@ -207,53 +207,13 @@ impl Unannounced for AxumUnannounced {
                 layers: offered.layers,
             };
             let info = cfg.pipe_info("ws+axum", String::new(), up.peer_addr, peer, dialer);
-            Ok(driver::spawn(Ax(up.ws), &cfg, &ws_cfg, info))
+            Ok(driver::spawn(up.ws, &cfg, &ws_cfg, info))
         })
     }
 }
 
-/// axum's WebSocket as a [`Wire`].
-struct Ax(WebSocket);
-
-impl futures::Stream for Ax {
-    type Item = std::result::Result<AxMessage, ::axum::Error>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        std::pin::Pin::new(&mut self.0).poll_next(cx)
-    }
-}
-
-impl futures::Sink<AxMessage> for Ax {
-    type Error = ::axum::Error;
-    fn poll_ready(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
-        std::pin::Pin::new(&mut self.0).poll_ready(cx)
-    }
-    fn start_send(
-        mut self: std::pin::Pin<&mut Self>,
-        item: AxMessage,
-    ) -> std::result::Result<(), Self::Error> {
-        std::pin::Pin::new(&mut self.0).start_send(item)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_close(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
-        std::pin::Pin::new(&mut self.0).poll_close(cx)
-    }
-}
-
-impl Wire for Ax {
+/// axum's WebSocket is a [`Wire`] as it is.
+impl Wire for WebSocket {
     type Msg = AxMessage;
     type Err = ::axum::Error;
     fn classify(m: AxMessage) -> In {
@@ -279,28 +239,10 @@ impl Wire for Ax {
         }))
     }
     fn error(e: ::axum::Error) -> (Error, Option<(u16, &'static str)>) {
-        // axum wraps tungstenite's error: look inside for the kind
-        use std::error::Error as _;
-        let mut src = e.source();
-        while let Some(s) = src {
-            if let Some(t) = s.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
-                return match t {
-                    tokio_tungstenite::tungstenite::Error::ConnectionClosed
-                    | tokio_tungstenite::tungstenite::Error::AlreadyClosed => {
-                        (Error::ConnectionClosed, None)
-                    }
-                    tokio_tungstenite::tungstenite::Error::Capacity(_) => (
-                        Error::protocol(format!("WebSocket limit hit: {t}")),
-                        Some((1009, "too big")),
-                    ),
-                    _ => (
-                        Error::protocol(format!("WebSocket: {t}")),
-                        Some((1002, "protocol error")),
-                    ),
-                };
-            }
-            src = s.source();
+        // axum wraps tungstenite's error: the same meaning, the same close code
+        match e.into_inner().downcast::<tokio_tungstenite::tungstenite::Error>() {
+            Ok(t) => crate::transport::map_error(*t),
+            Err(other) => (Error::protocol(format!("WebSocket: {other}")), None),
         }
-        (Error::protocol(format!("WebSocket: {e}")), None)
     }
 }

@@ -239,7 +239,7 @@ impl Unannounced for Dialing {
                 dialer,
             );
             info.peer_identity = s.peer_identity;
-            Ok(driver::spawn(Tung(ws), &cfg, &ws_cfg, info))
+            Ok(driver::spawn(ws, &cfg, &ws_cfg, info))
         })
     }
 }
@@ -266,7 +266,7 @@ fn client_error(e: tungstenite::Error, token: &str) -> Error {
         tungstenite::Error::Protocol(p) => {
             Error::protocol(format!("WebSocket handshake failed: {p}"))
         }
-        e => Tung::error(e).0,
+        e => map_error(e).0,
     }
 }
 
@@ -337,7 +337,7 @@ impl Unannounced for Accepting {
             let mut ws = match (handshake, selected) {
                 (Ok(ws), Some(Ok(_))) => ws,
                 (_, Some(Err(e))) => return Err(e),
-                (Err(e), _) => return Err(Tung::error(e).0),
+                (Err(e), _) => return Err(map_error(e).0),
                 (Ok(_), None) => {
                     return Err(Error::protocol("WebSocket handshake without a request"))
                 }
@@ -350,7 +350,7 @@ impl Unannounced for Accepting {
                 .set_cap(BUDGET_WHAT, message_budget(cfg.recv_max_size));
             let mut info = cfg.pipe_info(scheme, local_addr, peer_addr, peer, dialer);
             info.peer_identity = peer_identity;
-            Ok(driver::spawn(Tung(ws), &cfg, &ws_cfg, info))
+            Ok(driver::spawn(ws, &cfg, &ws_cfg, info))
         })
     }
 }
@@ -361,48 +361,8 @@ fn bad_request(msg: String) -> ErrorResponse {
     r
 }
 
-/// tokio-tungstenite's stream as a [`Wire`].
-pub(crate) struct Tung(pub(crate) WebSocketStream<WsIo>);
-
-impl futures::Stream for Tung {
-    type Item = std::result::Result<WsMessage, tungstenite::Error>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        std::pin::Pin::new(&mut self.0).poll_next(cx)
-    }
-}
-
-impl futures::Sink<WsMessage> for Tung {
-    type Error = tungstenite::Error;
-    fn poll_ready(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
-        std::pin::Pin::new(&mut self.0).poll_ready(cx)
-    }
-    fn start_send(
-        mut self: std::pin::Pin<&mut Self>,
-        item: WsMessage,
-    ) -> std::result::Result<(), Self::Error> {
-        std::pin::Pin::new(&mut self.0).start_send(item)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_close(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
-        std::pin::Pin::new(&mut self.0).poll_close(cx)
-    }
-}
-
-impl Wire for Tung {
+/// tokio-tungstenite's stream is a [`Wire`] as it is.
+impl Wire for WebSocketStream<WsIo> {
     type Msg = WsMessage;
     type Err = tungstenite::Error;
     fn classify(m: WsMessage) -> In {
@@ -445,56 +405,62 @@ impl Wire for Tung {
         }))
     }
     fn error(e: tungstenite::Error) -> (Error, Option<(u16, &'static str)>) {
-        use tungstenite::error::CapacityError;
-        match e {
-            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-                (Error::ConnectionClosed, None)
-            }
-            tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
-                Error::TooLarge {
-                    size: size as u64,
-                    limit: max_size,
-                },
-                Some((1009, "message too big")),
-            ),
-            tungstenite::Error::Capacity(c) => (
-                Error::protocol(format!("WebSocket limit hit: {c}")),
-                Some((1009, "too big")),
-            ),
-            tungstenite::Error::Protocol(p) => (
-                Error::protocol(format!("WebSocket protocol violation: {p}")),
-                Some((1002, "protocol error")),
-            ),
-            tungstenite::Error::Utf8(s) => (
-                Error::protocol(format!("invalid UTF-8 in a WebSocket text or close frame: {s}")),
-                Some((1007, "invalid utf-8")),
-            ),
-            tungstenite::Error::AttackAttempt => (
-                Error::protocol(
-                    "HTTP upgrade request sent in too many tiny pieces (tungstenite's attack check)",
-                ),
-                None,
-            ),
-            tungstenite::Error::WriteBufferFull(_) => (
-                Error::protocol(
-                    "an outgoing message does not fit WsConfig::max_write_buffer_size; raise it or send smaller messages",
-                ),
-                Some((1011, "write buffer full")),
-            ),
-            tungstenite::Error::Io(io) => {
-                if let Some(b) = io.get_ref().and_then(|e| e.downcast_ref::<OverBudget>()) {
-                    (
-                        Error::protocol(format!("WebSocket peer: {b}")),
-                        Some((1009, "too much data")),
-                    )
-                } else {
-                    (Error::Io(io), None)
-                }
-            }
-            e => (Error::protocol(format!("WebSocket: {e}")), Some((1002, "error"))),
-        }
+        map_error(e)
     }
     fn progress(&mut self) {
-        self.0.get_mut().progress();
+        self.get_mut().progress();
+    }
+}
+
+/// What a tungstenite error means for the pipe, and the close code to send
+/// (if any). Shared by every [`Wire`]: axum's wraps the same errors.
+pub(crate) fn map_error(e: tungstenite::Error) -> (Error, Option<(u16, &'static str)>) {
+    use tungstenite::error::CapacityError;
+    match e {
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+            (Error::ConnectionClosed, None)
+        }
+        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+            Error::TooLarge {
+                size: size as u64,
+                limit: max_size,
+            },
+            Some((1009, "message too big")),
+        ),
+        tungstenite::Error::Capacity(c) => (
+            Error::protocol(format!("WebSocket limit hit: {c}")),
+            Some((1009, "too big")),
+        ),
+        tungstenite::Error::Protocol(p) => (
+            Error::protocol(format!("WebSocket protocol violation: {p}")),
+            Some((1002, "protocol error")),
+        ),
+        tungstenite::Error::Utf8(s) => (
+            Error::protocol(format!("invalid UTF-8 in a WebSocket text or close frame: {s}")),
+            Some((1007, "invalid utf-8")),
+        ),
+        tungstenite::Error::AttackAttempt => (
+            Error::protocol(
+                "HTTP upgrade request sent in too many tiny pieces (tungstenite's attack check)",
+            ),
+            None,
+        ),
+        tungstenite::Error::WriteBufferFull(_) => (
+            Error::protocol(
+                "an outgoing message does not fit WsConfig::max_write_buffer_size; raise it or send smaller messages",
+            ),
+            Some((1011, "write buffer full")),
+        ),
+        tungstenite::Error::Io(io) => {
+            if let Some(b) = io.get_ref().and_then(|e| e.downcast_ref::<OverBudget>()) {
+                (
+                    Error::protocol(format!("WebSocket peer: {b}")),
+                    Some((1009, "too much data")),
+                )
+            } else {
+                (Error::Io(io), None)
+            }
+        }
+        e => (Error::protocol(format!("WebSocket: {e}")), Some((1002, "error"))),
     }
 }
