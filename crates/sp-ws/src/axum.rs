@@ -240,7 +240,10 @@ impl Wire for WebSocket {
     }
     fn error(e: ::axum::Error) -> (Error, Option<(u16, &'static str)>) {
         // axum wraps tungstenite's error: the same meaning, the same close code
-        match e.into_inner().downcast::<tokio_tungstenite::tungstenite::Error>() {
+        match e
+            .into_inner()
+            .downcast::<tokio_tungstenite::tungstenite::Error>()
+        {
             Ok(t) => crate::transport::map_error(*t),
             Err(other) => (Error::protocol(format!("WebSocket: {other}")), None),
         }
