@@ -2,67 +2,16 @@
 //! against nngcat (when installed), interop with nanocat and pynng, decode.
 //! Every child process is bounded by a timeout.
 
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const SPCAT: &str = env!("CARGO_BIN_EXE_spcat");
+mod common;
+
+use common::{finish, free_port, run, spawn, Out, SPCAT};
+
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynng_peer.py");
-
-struct Out {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn spawn(prog: &str, args: &[&str]) -> Child {
-    Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
-}
-
-/// Waits at most `limit`, then kills; collects the output.
-fn finish(mut child: Child, limit: Duration) -> Out {
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t2 = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        String::from_utf8_lossy(&v).into_owned()
-    });
-    let end = Instant::now() + limit;
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code();
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Out {
-        code,
-        stdout: t1.join().unwrap(),
-        stderr: t2.join().unwrap(),
-    }
-}
-
-fn run(prog: &str, args: &[&str], limit: Duration) -> Out {
-    finish(spawn(prog, args), limit)
-}
 
 fn spcat(args: &[&str]) -> Out {
     run(SPCAT, args, Duration::from_secs(10))
@@ -919,14 +868,6 @@ fn keygen_writes_both_kinds_of_keys_with_safe_modes() {
     let bad = spcat(&["keygen", "--kind", "rsa", "bob"]);
     assert_eq!(bad.code, Some(2));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A free tcp port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 #[test]

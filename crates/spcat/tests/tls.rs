@@ -3,9 +3,8 @@
 //! against nngcat 1.5 itself (nng's TLS over mbedTLS), with certificates made
 //! by rcgen at test time. Every child process is killed after a time limit.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,59 +13,12 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-const SPCAT: &str = env!("CARGO_BIN_EXE_spcat");
+mod common;
 
-struct Out {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn spawn(prog: &str, args: &[&str]) -> Child {
-    Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
-}
-
-/// Waits at most `limit`, then kills; collects the output.
-fn finish(mut child: Child, limit: Duration) -> Out {
-    let mut so = child.stdout.take().expect("stdout piped");
-    let mut se = child.stderr.take().expect("stderr piped");
-    let t1 = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t2 = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        String::from_utf8_lossy(&v).into_owned()
-    });
-    let end = Instant::now() + limit;
-    let code = loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            break st.code();
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Out {
-        code,
-        stdout: t1.join().unwrap_or_default(),
-        stderr: t2.join().unwrap_or_default(),
-    }
-}
+use common::{finish, free_port, spawn, Out, SPCAT};
 
 fn run(prog: &str, args: &[&str]) -> Out {
-    finish(spawn(prog, args), Duration::from_secs(10))
+    common::run(prog, args, Duration::from_secs(10))
 }
 
 /// PEM files of a test PKI: a CA, and a server certificate for
@@ -125,13 +77,6 @@ fn pki(tag: &str) -> Pki {
 
 fn path_str(p: &Path) -> String {
     p.to_str().expect("utf-8 temp path").to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Waits until something accepts TCP connections on `port`.
