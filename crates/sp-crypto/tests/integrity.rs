@@ -144,22 +144,33 @@ struct Chain {
     _hop: tokio::task::JoinHandle<()>,
 }
 
-async fn chain(
-    keys: &Keys,
-    edit: impl Fn(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static,
-) -> Chain {
-    let (receiver, receiver_stats, url) = verifying_pull(keys).await;
-    let front = transports(SocketBuilder::new(raw::Pull0Raw)).build();
-    let back = transports(SocketBuilder::new(raw::Push0Raw)).build();
+/// A raw middle hop: `front` listens (its URL is returned), `back` dials
+/// `upstream`. The caller decides what passes between them.
+async fn raw_hop(
+    front: impl sp_core::RawProtocol,
+    back: impl sp_core::RawProtocol,
+    upstream: &str,
+) -> (Socket, Socket, String) {
+    let front = transports(SocketBuilder::new(front)).build();
+    let back = transports(SocketBuilder::new(back)).build();
     let front_url = front
         .listen("tcp://127.0.0.1:0")
         .await
         .unwrap()
         .url()
         .to_string();
-    within("hop dials the receiver", back.dial(&url))
+    within("the hop dials upstream", back.dial(upstream))
         .await
         .unwrap();
+    (front, back, front_url)
+}
+
+async fn chain(
+    keys: &Keys,
+    edit: impl Fn(usize, Vec<u8>) -> Vec<Vec<u8>> + Send + 'static,
+) -> Chain {
+    let (receiver, receiver_stats, url) = verifying_pull(keys).await;
+    let (front, back, front_url) = raw_hop(raw::Pull0Raw, raw::Push0Raw, &url).await;
     let hop = forward(front, back, edit);
     let (sender, sender_stats) = signing_push(keys, &front_url).await;
     Chain {
@@ -285,15 +296,7 @@ async fn req_rep_over_tcp_replies_arrive_and_verify_on_many_contexts() {
 async fn a_raw_device_passes_signatures_through() {
     let keys = Keys::new();
     let (_rep, rep_stats, url) = signed_server(&keys).await;
-    let front = transports(SocketBuilder::new(raw::Rep0Raw)).build();
-    let back = transports(SocketBuilder::new(raw::Req0Raw)).build();
-    let front_url = front
-        .listen("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .url()
-        .to_string();
-    within("device dials", back.dial(&url)).await.unwrap();
+    let (front, back, front_url) = raw_hop(raw::Rep0Raw, raw::Req0Raw, &url).await;
     let (f, b) = (front.clone(), back.clone());
     tokio::spawn(async move { sp_core::device(&f, &b).await });
     let (req, req_stats) = signed_client(&keys, &front_url).await;
@@ -467,15 +470,7 @@ async fn an_old_reply_replayed_to_a_new_request_is_unbound() {
     // a hand-written REQ/REP device that keeps the first reply and, for the
     // second request, sends it back instead of the real one (the SP header
     // it routes by is the new request's; the signed body is the old reply's)
-    let front = transports(SocketBuilder::new(raw::Rep0Raw)).build();
-    let back = transports(SocketBuilder::new(raw::Req0Raw)).build();
-    let front_url = front
-        .listen("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .url()
-        .to_string();
-    within("device dials", back.dial(&url)).await.unwrap();
+    let (front, back, front_url) = raw_hop(raw::Rep0Raw, raw::Req0Raw, &url).await;
     let (f, b) = (front.clone(), back.clone());
     tokio::spawn(async move {
         while let Ok(mut m) = f.raw().recv().await {
