@@ -5,28 +5,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{opts, sock, sock_with, within};
-use futures::StreamExt;
+use common::{closed_by_server, opts, raw_client, sock, sock_with, within, Client};
 use sp_ws::WsConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::MaybeTlsStream;
 
-type Client = tokio_tungstenite::WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 async fn client(url: &str) -> Client {
-    let mut req = url.into_client_request().expect("request");
-    req.headers_mut().insert(
-        SEC_WEBSOCKET_PROTOCOL,
-        "rep.sp.nanomsg.org".parse().expect("header"),
-    );
-    let (ws, _) = within("connect", tokio_tungstenite::connect_async(req))
+    within("connect", raw_client(url, Some("rep.sp.nanomsg.org")))
         .await
-        .expect("handshake");
-    ws
+        .expect("handshake")
 }
 
 /// Writes raw bytes under the WebSocket (frames tungstenite would not send).
@@ -51,21 +39,6 @@ fn frame(first: u8, len: u64) -> Vec<u8> {
     }
     h.extend_from_slice(&[0, 0, 0, 0]); // mask of zeros: payload as is
     h
-}
-
-/// Waits for the server to end the connection; returns its close code.
-async fn closed_by_server(ws: &mut Client) -> Option<u16> {
-    within("server closes", async {
-        while let Some(m) = ws.next().await {
-            match m {
-                Ok(WsMessage::Close(f)) => return f.map(|f| u16::from(f.code)),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-        None
-    })
-    .await
 }
 
 /// After an attack the listener still serves an honest REQ.

@@ -5,31 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{sock, sock_with, within};
+use common::{closed_by_server, raw_client, sock, sock_with, within};
 use futures::{SinkExt, StreamExt};
 use sp_core::{Error, ProtocolId};
 use sp_ws::WsConfig;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// A raw tungstenite client offering `proto`, for the listener's view.
-async fn raw_client(
-    url: &str,
-    proto: Option<&str>,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tokio_tungstenite::tungstenite::Error,
-> {
-    let mut req = url.into_client_request().expect("request");
-    if let Some(p) = proto {
-        req.headers_mut()
-            .insert(SEC_WEBSOCKET_PROTOCOL, p.parse().expect("header"));
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
-}
 
 fn status_of(e: tokio_tungstenite::tungstenite::Error) -> u16 {
     match e {
@@ -211,17 +191,7 @@ async fn oversize_message_closes_with_1009() {
     let mut big = vec![0u8; 5000];
     big[0] = 0x80;
     ws.send(WsMessage::binary(big)).await.expect("send");
-    let closed = within("close", async {
-        while let Some(m) = ws.next().await {
-            match m {
-                Ok(WsMessage::Close(f)) => return f.map(|f| u16::from(f.code)),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-        None
-    })
-    .await;
+    let closed = closed_by_server(&mut ws).await;
     assert_eq!(closed, Some(1009));
 }
 

@@ -4,9 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use sp_core::{Options, Socket, SocketBuilder};
 use sp_transports::Tcp;
 use sp_ws::{Ws, WsConfig};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// A raw tungstenite client, for playing the peer by hand.
+pub type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// How long one step may take before a test fails.
 pub const STEP: Duration = Duration::from_secs(20);
@@ -59,4 +67,34 @@ pub fn sock_with(
         k => panic!("unknown socket kind {k}"),
     };
     f(with_ws(b, cfg)).build()
+}
+
+/// A raw tungstenite client offering `proto`, for the listener's view.
+pub async fn raw_client(
+    url: &str,
+    proto: Option<&str>,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let mut req = url.into_client_request().expect("request");
+    if let Some(p) = proto {
+        req.headers_mut()
+            .insert(SEC_WEBSOCKET_PROTOCOL, p.parse().expect("header"));
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// Waits for the server to end the connection; returns its close code.
+pub async fn closed_by_server(ws: &mut Client) -> Option<u16> {
+    within("server closes", async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(WsMessage::Close(f)) => return f.map(|f| u16::from(f.code)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
 }
