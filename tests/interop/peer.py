@@ -239,17 +239,20 @@ def run_pynng(args):
         sock.send_buffer_size = 8192
 
     connected = threading.Event()
-    npipes = [0]
+    # pipe ids, not a count: nng reports the removal of a pipe that never
+    # finished connecting (a dial attempt cut short), and a count that goes
+    # to zero early would end the linger with the last message unsent
+    pipes = set()
     lock = threading.Lock()
 
-    def on_add(_pipe):
+    def on_add(pipe):
         with lock:
-            npipes[0] += 1
+            pipes.add(pipe.id)
         connected.set()
 
-    def on_remove(_pipe):
+    def on_remove(pipe):
         with lock:
-            npipes[0] -= 1
+            pipes.discard(pipe.id)
 
     sock.add_post_pipe_connect_cb(on_add)
     sock.add_post_pipe_remove_cb(on_remove)
@@ -317,7 +320,7 @@ def run_pynng(args):
             deadline = time.monotonic() + args.linger
             while time.monotonic() < deadline:
                 with lock:
-                    if npipes[0] <= 0:
+                    if not pipes:
                         break
                 time.sleep(0.02)
         print("OK %d messages" % len(seq))
