@@ -106,15 +106,15 @@ fn record_path() {
     };
     for sz in SIZES {
         let mut tx = Sender::new(
-            "noise-xx/1",
+            "noise-xx/2",
             CipherState::new(&[9; 32]),
             Padding::None,
             policy,
         );
-        let mut rx = Receiver::new("noise-xx/1", CipherState::new(&[9; 32]), 2 << 20);
+        let mut rx = Receiver::new("noise-xx/2", CipherState::new(&[9; 32]), 2 << 20);
         let msg = spstack::Message::from(vec![0x5au8; sz]);
         let (m, lo, hi) = rate(|| {
-            let sealed = tx.seal(&msg).expect("seal");
+            let sealed = tx.seal(msg.clone()).expect("seal");
             let opened = rx.open(sealed).expect("open");
             black_box(opened);
         });

@@ -22,11 +22,11 @@
 //! ```
 
 pub use sp_core::{
-    copied_bytes, describe, device, layer, queue, stats, transport, Announcement, BoxFuture,
-    BoxSink, BoxStream, Connection, ContextService, CookedProtocol, CookedSocket, Core, DropReason,
-    Endpoint, Error, Handover, Message, MessageIo, Options, Overhead, PipeEvent, PipeId, PipeInfo,
-    ProtocolId, RawProtocol, RecvPolicy, RejectReason, Result, SendMode, Socket, SocketBuilder,
-    SocketContext, Stats, Verdict,
+    copied_bytes, describe, device, layer, protocol, queue, routing, stats, transport,
+    Announcement, BoxFuture, BoxSink, BoxStream, Connection, ContextService, CookedProtocol,
+    CookedSocket, DropReason, Endpoint, Error, Handover, Message, MessageIo, Options, Overhead,
+    PipeEvent, PipeId, PipeInfo, ProtocolId, ProtocolSpec, RawSocket, RecvPolicy, Refusal,
+    RejectReason, Result, Routed, Routing, Socket, SocketBuilder, SocketContext, Stats, Verdict,
 };
 pub use sp_protocols::{
     bus, pair1, reflect, survey, Bus0Raw, Pair1, Pair1Raw, Respondent0, Respondent0Raw, Surveyor0,
@@ -72,6 +72,46 @@ pub enum Protocol {
     /// SUB v0: prefix subscriptions per context, drops the oldest (see [`pubsub`]).
     /// Raw: socket-wide subscriptions, starting with everything (see [`raw_sub0`]).
     Sub0,
+}
+
+impl Protocol {
+    /// Every built-in protocol.
+    pub const ALL: [Protocol; 11] = [
+        Protocol::Pair0,
+        Protocol::Pair1,
+        Protocol::Pub0,
+        Protocol::Sub0,
+        Protocol::Req0,
+        Protocol::Rep0,
+        Protocol::Push0,
+        Protocol::Pull0,
+        Protocol::Surveyor0,
+        Protocol::Respondent0,
+        Protocol::Bus0,
+    ];
+
+    /// Its id on the wire.
+    pub fn id(self) -> ProtocolId {
+        match self {
+            Protocol::Pair0 => ProtocolId::PAIR0,
+            Protocol::Pair1 => ProtocolId::PAIR1,
+            Protocol::Pub0 => ProtocolId::PUB0,
+            Protocol::Sub0 => ProtocolId::SUB0,
+            Protocol::Req0 => ProtocolId::REQ0,
+            Protocol::Rep0 => ProtocolId::REP0,
+            Protocol::Push0 => ProtocolId::PUSH0,
+            Protocol::Pull0 => ProtocolId::PULL0,
+            Protocol::Surveyor0 => ProtocolId::SURVEYOR0,
+            Protocol::Respondent0 => ProtocolId::RESPONDENT0,
+            Protocol::Bus0 => ProtocolId::BUS0,
+        }
+    }
+
+    /// The built-in protocol with this registered name (`req`, or `req0`).
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        let id = ProtocolId::by_name(name)?;
+        Protocol::ALL.into_iter().find(|p| p.id() == id)
+    }
 }
 
 /// A builder for the cooked form of `p`, with tcp, ipc and inproc.

@@ -1584,7 +1584,7 @@ async fn pair_refuses_a_second_peer_and_keeps_the_first() {
         st.rejects(RejectReason::PipeLimit) == 1
     })
     .await;
-    wait_log(&["pipe refused: protocol takes no more pipes"]).await;
+    wait_log(&["pipe refused", "PipeLimit", "takes no more pipes"]).await;
 
     timeout(WAIT, b.send("to a"))
         .await

@@ -420,6 +420,7 @@ fn record(s: &Socket, accept: bool) -> Arc<Mutex<Vec<Ev>>> {
             PipeEvent::AddPre(id, _) => Ev::AddPre(*id),
             PipeEvent::AddPost(id, _) => Ev::AddPost(*id),
             PipeEvent::RemovePost(id, _) => Ev::RemovePost(*id),
+            _ => return true,
         };
         l.lock().unwrap().push(e);
         !matches!(e, Ev::AddPre(_)) || accept

@@ -92,31 +92,20 @@ impl Announcement {
     /// The error names the first layer that differs.
     pub fn check_peer(&self, expected_peer: ProtocolId, peer: &Announcement) -> Result<()> {
         if peer.protocol != expected_peer {
-            return Err(Error::Mismatch(format!(
-                "peer speaks {:?}, a {:?} socket needs {:?}",
-                peer.protocol, self.protocol, expected_peer
-            )));
+            return Err(Error::protocol_mismatch(
+                format!("{expected_peer:?}"),
+                format!("{:?}", peer.protocol),
+            ));
         }
         let n = self.layers.len().max(peer.layers.len());
         for i in 0..n {
-            match (self.layers.get(i), peer.layers.get(i)) {
-                (Some(a), Some(b)) if a == b => continue,
-                (Some(a), Some(b)) => {
-                    return Err(Error::Mismatch(format!(
-                        "pipe layer {i} differs: ours is {a:?}, the peer's is {b:?}"
-                    )))
-                }
-                (Some(a), None) => {
-                    return Err(Error::Mismatch(format!(
-                        "pipe layer {i} {a:?} is missing on the peer (a plain nng/nanomsg peer has none)"
-                    )))
-                }
-                (None, Some(b)) => {
-                    return Err(Error::Mismatch(format!(
-                        "the peer has pipe layer {i} {b:?} that this stack lacks"
-                    )))
-                }
-                (None, None) => unreachable!(),
+            let (a, b) = (self.layers.get(i), peer.layers.get(i));
+            if a != b {
+                return Err(Error::Mismatch {
+                    index: Some(i),
+                    ours: a.cloned(),
+                    theirs: b.cloned(),
+                });
             }
         }
         Ok(())
@@ -165,7 +154,12 @@ mod tests {
             protocol: ProtocolId::REP0,
             layers: vec!["x/1".into(), "z/1".into()],
         };
-        let err = a.check_peer(ProtocolId::REP0, &b).unwrap_err().to_string();
+        let e = a.check_peer(ProtocolId::REP0, &b).unwrap_err();
+        assert!(
+            matches!(&e, Error::Mismatch { index: Some(1), ours: Some(o), theirs: Some(t) } if o == "y/1" && t == "z/1"),
+            "{e:?}"
+        );
+        let err = e.to_string();
         assert!(err.contains("\"y/1\"") && err.contains("\"z/1\""), "{err}");
         let c = Announcement {
             protocol: ProtocolId::PULL0,

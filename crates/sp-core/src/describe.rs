@@ -28,6 +28,20 @@ pub struct Description {
     pub body: Vec<u8>,
     /// What could not be decoded, if anything.
     pub error: Option<String>,
+    /// Bytes a transforming component (an AEAD, TLS, compression) carries,
+    /// which a capture cannot decode: the body is then empty.
+    pub opaque: Option<Opaque>,
+}
+
+/// Bytes a component transformed: its name, where they lie, how many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opaque {
+    /// The component that owns them (`noise/2`, `tls+tcp`, a layer's name).
+    pub component: String,
+    /// Offset in the frame.
+    pub offset: usize,
+    /// Length in bytes.
+    pub len: usize,
 }
 
 impl Description {
@@ -46,14 +60,21 @@ impl fmt::Display for Description {
                 d.offset, d.component, d.field, d.value
             )?;
         }
-        writeln!(
-            f,
-            "{:>6}  {:<16} {:<20} {} bytes",
-            "",
-            "application",
-            "body",
-            self.body.len()
-        )?;
+        match &self.opaque {
+            Some(o) => writeln!(
+                f,
+                "{:>6}  {:<16} {:<20} {} bytes, opaque (transformed by {})",
+                o.offset, o.component, "payload", o.len, o.component
+            )?,
+            None => writeln!(
+                f,
+                "{:>6}  {:<16} {:<20} {} bytes",
+                "",
+                "application",
+                "body",
+                self.body.len()
+            )?,
+        }
         if let Some(e) = &self.error {
             writeln!(f, "error: {e}")?;
         }
@@ -161,6 +182,18 @@ pub fn describe_frame(comps: &[ComponentInfo], frame: &[u8]) -> Description {
                 value,
             });
             hi -= width;
+        }
+        if c.opaque {
+            // what this component carries is not what the components above
+            // would see: never decode it as their fields
+            d.opaque = Some(Opaque {
+                component: c.name.clone(),
+                offset: lo,
+                len: hi.saturating_sub(lo),
+            });
+            tail_fields.reverse();
+            d.fields.extend(tail_fields);
+            return d;
         }
     }
     d.body = frame[lo..hi.max(lo)].to_vec();

@@ -40,8 +40,19 @@ pub enum Error {
     #[error("protocol error: {0}")]
     Protocol(String),
     /// The peer speaks an incompatible SP protocol or stack of pipe layers.
-    #[error("peer mismatch: {0}")]
-    Mismatch(String),
+    /// `index` is the first pipe layer (0 nearest the transport) that
+    /// differs, `None` when the protocols themselves do not fit; `ours` and
+    /// `theirs` are what each side has there (`None`: nothing, e.g. a plain
+    /// nng peer has no pipe layer). Fix the stack on one side.
+    #[error("peer mismatch: {}", mismatch_text(*.index, .ours.as_deref(), .theirs.as_deref()))]
+    Mismatch {
+        /// The first differing pipe layer; `None` for the protocol.
+        index: Option<usize>,
+        /// This side's layer (or the protocol this side needs).
+        ours: Option<String>,
+        /// The peer's layer (or the protocol it speaks).
+        theirs: Option<String>,
+    },
     /// A pipe layer refused the peer (authentication, checksum...).
     #[error("pipe layer {layer:?} failed: {reason}")]
     Layer {
@@ -64,7 +75,46 @@ pub enum Error {
 /// Result with the core error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+fn mismatch_text(index: Option<usize>, ours: Option<&str>, theirs: Option<&str>) -> String {
+    match (index, ours, theirs) {
+        (None, Some(o), Some(t)) => format!("peer speaks {t}, this socket needs {o}"),
+        (None, Some(o), None) => format!("the peer does not speak {o}"),
+        (None, None, Some(t)) => format!("peer speaks {t}, which this socket cannot talk to"),
+        (None, None, None) => "the peer's stack does not fit this one".to_string(),
+        (Some(i), Some(o), Some(t)) => {
+            format!("pipe layer {i} differs: ours is {o:?}, the peer's is {t:?}")
+        }
+        (Some(i), Some(o), None) => format!(
+            "pipe layer {i} {o:?} is missing on the peer (a plain nng/nanomsg peer has none)"
+        ),
+        (Some(i), None, Some(t)) => {
+            format!("the peer has pipe layer {i} {t:?} that this stack lacks")
+        }
+        (Some(i), None, None) => format!("pipe layer {i} differs"),
+    }
+}
+
 impl Error {
+    /// A protocol mismatch: this side needs `ours`, the peer speaks `theirs`.
+    pub fn protocol_mismatch(ours: impl Into<String>, theirs: impl Into<String>) -> Error {
+        Error::Mismatch {
+            index: None,
+            ours: Some(ours.into()),
+            theirs: Some(theirs.into()),
+        }
+    }
+    /// The name of the pipe layer a failure or mismatch is about, if any.
+    pub fn layer_name(&self) -> Option<&str> {
+        match self {
+            Error::Layer { layer, .. } => Some(layer),
+            Error::Mismatch {
+                index: Some(_),
+                ours,
+                theirs,
+            } => ours.as_deref().or(theirs.as_deref()),
+            _ => None,
+        }
+    }
     /// A protocol error with a formatted reason.
     pub fn protocol(reason: impl Into<String>) -> Error {
         Error::Protocol(reason.into())

@@ -37,6 +37,14 @@ pub struct Options {
     pub req_resend: Option<Duration>,
     /// Messages a pipe writer gathers into one vectored write. Default 256.
     pub write_batch: usize,
+    /// How long closing may take (as nng's and nanomsg's `LINGER`). When a
+    /// socket closes, its pipes keep writing what is queued and read (and
+    /// count as dropped, `DropReason::Closed`) what their peers still send,
+    /// until each peer hangs up or this deadline passes; what is still queued
+    /// then is counted `Closed`. `Socket::shutdown` waits for it. The same
+    /// bound applies to the write in flight on a pipe whose peer hung up.
+    /// Default 1 s; zero closes at once.
+    pub linger: Duration,
 }
 
 impl Default for Options {
@@ -56,6 +64,7 @@ impl Default for Options {
             ttl: 8,
             req_resend: Some(Duration::from_secs(60)),
             write_batch: 256,
+            linger: Duration::from_secs(1),
         }
     }
 }
@@ -90,6 +99,8 @@ impl Options {
         ttl: u8);
     setter!(/// Sets `req_resend`.
         req_resend: Option<Duration>);
+    setter!(/// Sets `linger`.
+        linger: Duration);
     /// Sets the per-pipe send queue depth (at least 1).
     pub fn send_queue(mut self, v: usize) -> Self {
         self.send_queue = v.max(1);

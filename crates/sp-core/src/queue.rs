@@ -266,14 +266,22 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// Pushes, dropping the oldest item when full (SUB's policy). Returns the
-    /// dropped item, if any.
-    pub fn push_evict(&self, item: T) -> Result<Option<T>, T> {
+    /// Pushes, dropping the oldest items until the new one fits in both the
+    /// count and the byte budget (SUB's policy). Returns how many were
+    /// dropped; `Err` gives the item back when closed.
+    pub fn push_evict(&self, item: T) -> Result<usize, T> {
         let mut s = self.lock();
         if s.closed {
             return Err(item);
         }
-        let evicted = if s.full() { s.pop() } else { None };
+        let w = (s.weigh)(&item);
+        let mut evicted = 0;
+        while !s.items.is_empty()
+            && (s.items.len() >= s.cap || s.bytes.saturating_add(w) > s.cap_bytes)
+        {
+            s.pop();
+            evicted += 1;
+        }
         s.push(item);
         if s.poppers.has_waiters() {
             s.poppers.wake_all();
@@ -315,7 +323,8 @@ impl<T> Queue<T> {
     }
 
     /// Pushes as many of `items` as fit, waiting for room for the rest.
-    /// `Ready(Ok)` once all are queued; `Ready(Err)` if the queue closed.
+    /// `Ready(Ok)` once all are queued; `Ready(Err)` if the queue closed,
+    /// with what was not queued left in `items`.
     pub fn poll_push_batch(
         &self,
         cx: &mut Context<'_>,
@@ -324,8 +333,8 @@ impl<T> Queue<T> {
     ) -> Poll<Result<(), ()>> {
         let mut s = self.lock();
         if s.closed {
+            // the items stay with the caller, who counts them
             s.pushers.release(key);
-            items.clear();
             return Poll::Ready(Err(()));
         }
         let mut pushed = 0;
@@ -492,27 +501,44 @@ mod tests {
         assert_eq!(q.pop().await, Some(3));
     }
 
-    #[tokio::test]
-    async fn cancelled_waiter_passes_wakeup_on() {
-        let q = Arc::new(Queue::new(4));
-        let a = tokio::spawn({
-            let q = q.clone();
-            async move { q.pop().await }
-        });
-        let b = tokio::spawn({
-            let q = q.clone();
-            async move { q.pop().await }
-        });
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        a.abort();
-        q.try_push(7).unwrap();
-        let got = tokio::time::timeout(std::time::Duration::from_secs(2), b).await;
-        // either b got it, or a consumed it before abort; then the queue is empty
-        match got {
-            Ok(Ok(v)) => assert_eq!(v, Some(7)),
-            _ => assert!(q.is_empty()),
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
+    }
+    fn counting_waker() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+    fn woken(c: &Count) -> usize {
+        c.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn cancelled_waiter_passes_wakeup_on() {
+        // a full queue and two pushers waiting, A first: room for one wakes
+        // only A; A gives up without pushing, so B must be woken instead
+        let q = Queue::new(1);
+        q.try_push(0).unwrap();
+        let (ca, wa) = counting_waker();
+        let (cb, wb) = counting_waker();
+        let (mut ka, mut kb) = (WaitKey::default(), WaitKey::default());
+        let (mut a, mut b) = (Some(1), Some(2));
+        assert!(q
+            .poll_push(&mut Context::from_waker(&wa), &mut ka, &mut a)
+            .is_pending());
+        assert!(q
+            .poll_push(&mut Context::from_waker(&wb), &mut kb, &mut b)
+            .is_pending());
+        assert_eq!(q.try_pop(), Some(0));
+        assert_eq!((woken(&ca), woken(&cb)), (1, 0), "one slot, one wake-up");
+        q.cancel_push(&mut ka);
+        assert_eq!(woken(&cb), 1, "A's wake-up was passed on to B");
+        assert!(q
+            .poll_push(&mut Context::from_waker(&wb), &mut kb, &mut b)
+            .is_ready());
+        assert_eq!(q.try_pop(), Some(2));
     }
 
     #[tokio::test]
@@ -559,9 +585,27 @@ mod tests {
     #[test]
     fn evict_drops_oldest() {
         let q = Queue::new(2);
-        q.push_evict(1).unwrap();
-        q.push_evict(2).unwrap();
-        assert_eq!(q.push_evict(3), Ok(Some(1)));
+        assert_eq!(q.push_evict(1), Ok(0));
+        assert_eq!(q.push_evict(2), Ok(0));
+        assert_eq!(q.push_evict(3), Ok(1));
         assert_eq!(q.try_pop(), Some(2));
+    }
+
+    #[test]
+    fn evict_holds_the_byte_budget() {
+        // 32 small items, then a large one: all the small ones must go, not
+        // just the oldest (the queue once held 32 times its budget this way)
+        let q: Queue<Vec<u8>> = Queue::with_bytes(64, 1024, |v| v.len());
+        for _ in 0..32 {
+            q.push_evict(vec![0; 32]).unwrap();
+        }
+        assert_eq!(q.push_evict(vec![1; 1024]), Ok(32));
+        assert_eq!(q.len(), 1);
+        // and a stream of large items never holds more than the budget
+        for _ in 0..10 {
+            q.push_evict(vec![2; 600]).unwrap();
+            let bytes: usize = q.lock().items.iter().map(|v| v.len()).sum();
+            assert!(bytes <= 1024, "{bytes} bytes queued for a 1024-byte budget");
+        }
     }
 }

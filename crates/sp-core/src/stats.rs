@@ -22,13 +22,20 @@ pub enum DropReason {
     PipeClosed,
     /// Addressed to a pipe that does not exist (any more).
     UnknownPipe,
-    /// A message layer refused it (signature, checksum...).
+    /// A message layer refused it (signature, checksum, opcode...).
     Rejected,
+    /// Discarded by closing: left in the receive queue, read from a pipe
+    /// while the socket drained it on close, or still queued when the
+    /// linger deadline passed.
+    Closed,
+    /// Sent while the protocol had no pipe to send it to and does not wait
+    /// for one (PUB, SURVEYOR and BUS with no peer connected).
+    NoPeer,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::QueueFull,
         DropReason::TooLarge,
         DropReason::TtlExceeded,
@@ -38,6 +45,8 @@ impl DropReason {
         DropReason::PipeClosed,
         DropReason::UnknownPipe,
         DropReason::Rejected,
+        DropReason::Closed,
+        DropReason::NoPeer,
     ];
     fn index(self) -> usize {
         DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
@@ -100,9 +109,10 @@ pub struct Counters {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     bytes_copied: AtomicU64,
+    bytes_copied_in: AtomicU64,
     pipes_opened: AtomicU64,
     pipes_closed: AtomicU64,
-    drops: [AtomicU64; 9],
+    drops: [AtomicU64; 11],
     rejects: [AtomicU64; 10],
 }
 
@@ -112,14 +122,23 @@ impl Counters {
         self.msgs_in.fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(bytes as u64, Relaxed);
     }
+    /// Counts `msgs` messages of `bytes` bytes in all sent.
+    pub fn sent_many(&self, msgs: usize, bytes: usize) {
+        self.msgs_out.fetch_add(msgs as u64, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
     /// Counts a message sent.
     pub fn sent(&self, bytes: usize) {
         self.msgs_out.fetch_add(1, Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
     }
-    /// Counts bytes a layer or transport had to copy on the send path.
-    pub fn copied(&self, bytes: usize) {
-        self.bytes_copied.fetch_add(bytes as u64, Relaxed);
+    /// Counts bytes of message data copied on the way `dir`.
+    pub fn copied(&self, dir: crate::Direction, bytes: usize) {
+        match dir {
+            crate::Direction::Send => &self.bytes_copied,
+            crate::Direction::Recv => &self.bytes_copied_in,
+        }
+        .fetch_add(bytes as u64, Relaxed);
     }
     /// Counts a drop.
     pub fn dropped(&self, r: DropReason) {
@@ -143,6 +162,7 @@ impl Counters {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             bytes_copied: self.bytes_copied.load(Relaxed),
+            bytes_copied_in: self.bytes_copied_in.load(Relaxed),
             pipes_opened: self.pipes_opened.load(Relaxed),
             pipes_closed: self.pipes_closed.load(Relaxed),
             drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
@@ -162,13 +182,18 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes sent.
     pub bytes_out: u64,
-    /// Bytes copied on the send path (0 when no layer needs contiguity).
+    /// Bytes of message data copied on the send path: a message flattened for
+    /// a layer that needs contiguity and lacked the room, a TLS record, copy
+    /// on write. 0 on a plain stack.
     pub bytes_copied: u64,
+    /// Bytes of message data copied on the receive path (the staging copy of
+    /// frames small enough to be read many per system call, TLS records).
+    pub bytes_copied_in: u64,
     /// Pipes attached.
     pub pipes_opened: u64,
     /// Pipes detached.
     pub pipes_closed: u64,
-    drops: [u64; 9],
+    drops: [u64; 11],
     rejects: [u64; 10],
 }
 
@@ -195,8 +220,13 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "msgs_in {} msgs_out {} bytes_in {} bytes_out {} bytes_copied {}",
-            self.msgs_in, self.msgs_out, self.bytes_in, self.bytes_out, self.bytes_copied
+            "msgs_in {} msgs_out {} bytes_in {} bytes_out {} bytes_copied {} bytes_copied_in {}",
+            self.msgs_in,
+            self.msgs_out,
+            self.bytes_in,
+            self.bytes_out,
+            self.bytes_copied,
+            self.bytes_copied_in
         )?;
         writeln!(
             f,

@@ -147,8 +147,8 @@ struct Chain {
 /// A raw middle hop: `front` listens (its URL is returned), `back` dials
 /// `upstream`. The caller decides what passes between them.
 async fn raw_hop(
-    front: impl sp_core::RawProtocol,
-    back: impl sp_core::RawProtocol,
+    front: impl sp_core::Routing,
+    back: impl sp_core::Routing,
     upstream: &str,
 ) -> (Socket, Socket, String) {
     let front = transports(SocketBuilder::new(front)).build();

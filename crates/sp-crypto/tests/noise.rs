@@ -240,7 +240,7 @@ async fn ik_round_trip_and_wrong_pin() {
         noise::layer(NoiseConfig::new(StaticKeypair::generate()).pattern(Pattern::IK))
             .info()
             .name,
-        "noise-ik/1"
+        "noise-ik/2"
     );
 
     // a dialer pinned to another key cannot complete the handshake
@@ -728,14 +728,14 @@ async fn raw_peer(url: &str) -> TcpStream {
         .expect("connect");
     let ours = Announcement {
         protocol: ProtocolId::PAIR0,
-        layers: vec!["noise-xx/1".into()],
+        layers: vec!["noise-xx/2".into()],
     };
     s.write_all(&ours.encode()).await.expect("announce");
     let theirs = timeout(WAIT, read_announcement(&mut s))
         .await
         .expect("no announcement")
         .expect("announcement");
-    assert_eq!(parse_announcement(&theirs).layers, vec!["noise-xx/1"]);
+    assert_eq!(parse_announcement(&theirs).layers, vec!["noise-xx/2"]);
     s
 }
 

@@ -23,8 +23,8 @@ from noise.connection import Keypair, NoiseConnection
 
 PROTOCOL = b"Noise_XX_25519_ChaChaPoly_BLAKE2s"
 PAIR0 = 0x10
-LAYER = b"noise-xx/1"
-PROLOGUE_PREFIX = b"spstack-noise/1\x00"
+LAYER = b"noise-xx/2"
+PROLOGUE_PREFIX = b"spstack-noise/2\x00"
 MAX_NOISE = 65535
 TAG = 16
 CHUNK = MAX_NOISE - TAG
@@ -89,26 +89,41 @@ class Records:
         self.rekey_every = rekey_every
         self.sent = 0
 
+    # record format 2: the record cut into pieces of CHUNK bytes, every
+    # piece's ciphertext first, then every piece's tag; each piece
+    # authenticates its index (u32 BE) and whether it is the last (u8)
+    @staticmethod
+    def ad(i, n):
+        return struct.pack(">IB", i, 1 if i == n - 1 else 0)
+
     def seal(self, body):
         self.sent += 1
         rekey = self.rekey_every > 0 and self.sent % self.rekey_every == 0
         record = bytes([FLAG_REKEY if rekey else 0]) + struct.pack(">I", len(body)) + body
-        out = bytearray()
-        for i in range(0, len(record), CHUNK):
-            out += self.conn.encrypt(record[i:i + CHUNK])
+        n = max(1, -(-len(record) // CHUNK))
+        texts, tags = bytearray(), bytearray()
+        enc = self.conn.noise_protocol.cipher_state_encrypt
+        for i in range(n):
+            sealed = enc.encrypt_with_ad(self.ad(i, n), record[i * CHUNK:(i + 1) * CHUNK])
+            texts += sealed[:-TAG]
+            tags += sealed[-TAG:]
         if rekey:
             self.conn.rekey_outbound_cipher()
-        return bytes(out)
+        return bytes(texts + tags)
 
     def open(self, frame):
         if len(frame) < 5 + TAG:
             fail("frame of %d bytes is too short" % len(frame))
+        n = -(-len(frame) // MAX_NOISE)
+        size = len(frame) - n * TAG
+        if size <= (n - 1) * CHUNK:
+            fail("frame of %d bytes does not cut into pieces" % len(frame))
+        dec = self.conn.noise_protocol.cipher_state_decrypt
         plain = bytearray()
-        for i in range(0, len(frame), MAX_NOISE):
-            chunk = frame[i:i + MAX_NOISE]
-            if len(chunk) < TAG:
-                fail("last chunk shorter than a tag")
-            plain += self.conn.decrypt(chunk)
+        for i in range(n):
+            text = frame[i * CHUNK:min((i + 1) * CHUNK, size)]
+            tag = frame[size + i * TAG:size + (i + 1) * TAG]
+            plain += dec.decrypt_with_ad(self.ad(i, n), text + tag)
         flags = plain[0]
         if flags & ~FLAG_REKEY:
             fail("unknown flags %#x" % flags)

@@ -6,7 +6,7 @@
 //!   with `Message::pipe` set to the peer it came from.
 //! * **Raw** ([`Bus0Raw`]): a received message keeps its arriving pipe
 //!   (`Message::pipe`, set by the core), and a send goes to every peer
-//!   **but** that pipe (`SendMode::BroadcastExceptOrigin`), as nng's raw BUS
+//!   **but** that pipe (`Pipes::broadcast` with the origin excepted), as nng's raw BUS
 //!   does with its pipe-id header. So one raw socket whose receive → send
 //!   loop is [`reflect`] floods between all its peers without echoing
 //!   anything back to its sender.
@@ -14,23 +14,24 @@
 //! Sends never wait: a peer whose queue is full misses the message (dropped,
 //! counted `QueueFull`), as in nng and nanomsg.
 
-use sp_core::{Error, Message, PipeId, ProtocolId, RawProtocol, Result, SendMode, Socket, Verdict};
+use sp_core::protocol::{ProtocolId, ProtocolSpec};
+use sp_core::routing::{Pipes, RecvContext, Routed};
+use sp_core::{Error, Message, PipeId, Result, Routing, Socket, Verdict};
 
 /// BUS v0, raw: flood to every peer but the message's own pipe.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Bus0Raw;
 
-impl RawProtocol for Bus0Raw {
-    fn protocol(&self) -> ProtocolId {
-        ProtocolId::BUS0
+impl Routing for Bus0Raw {
+    fn spec(&self) -> ProtocolSpec {
+        crate::raw::builtin(ProtocolId::BUS0)
     }
-    fn peer(&self) -> ProtocolId {
-        ProtocolId::BUS0
+    fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
+        let origin = msg.pipe();
+        pipes.broadcast(msg, origin);
+        Routed::Queued(None)
     }
-    fn send_mode(&self) -> SendMode {
-        SendMode::BroadcastExceptOrigin
-    }
-    fn on_recv(&self, _: PipeId, _: &mut Message, _: u8) -> Verdict {
+    fn recv(&self, _: PipeId, _: &mut Message, _: &mut dyn RecvContext) -> Verdict {
         Verdict::Deliver
     }
 }
@@ -44,11 +45,12 @@ impl RawProtocol for Bus0Raw {
 pub async fn reflect(socket: &Socket) -> Result<()> {
     let core = socket.raw().clone();
     let p = core.protocol();
-    if p.protocol() != p.peer() {
-        return Err(Error::Mismatch(format!(
-            "a one-socket device needs a protocol that is its own peer (PAIR, BUS); {:?} is not",
-            p.protocol()
-        )));
+    if p.id != p.peer {
+        // a one-socket device needs a protocol that is its own peer (PAIR, BUS)
+        return Err(Error::protocol_mismatch(
+            format!("{:?}", p.id),
+            format!("{:?}", p.peer),
+        ));
     }
     loop {
         let m = match core.recv().await {

@@ -1,13 +1,18 @@
 //! # sp-protocols: the scalability protocols of spstack
 //!
-//! Each protocol comes twice: a raw form ([`raw`]) that only routes and
-//! parses headers, and a cooked form that is a message layer over it
-//! ([`req::Req0`], [`rep::Rep0`], [`plain::Plain`]).
+//! Each protocol comes twice: a raw form (a [`sp_core::Routing`]: it only
+//! routes and parses headers, with no I/O) and a cooked form that is a
+//! message layer over the raw socket ([`req::Req0`], [`rep::Rep0`],
+//! [`plain::Plain`]), written against the same public seam
+//! ([`sp_core::RawSocket`]) a protocol from another crate uses.
 //!
 //! ```
-//! use sp_core::{ProtocolId, RawProtocol};
-//! assert_eq!(sp_protocols::raw::Req0Raw.peer(), ProtocolId::REP0);
+//! use sp_core::{ProtocolId, Routing};
+//! assert_eq!(sp_protocols::raw::Req0Raw.spec().peer, ProtocolId::REP0);
 //! ```
+
+// a message handed back in an Err is the point (no allocation)
+#![allow(clippy::result_large_err)]
 
 pub mod bus;
 pub mod pair1;

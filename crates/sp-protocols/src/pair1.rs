@@ -6,9 +6,9 @@
 //!   socket's TTL is dropped and counted `TtlExceeded`, the pipe kept. Any
 //!   value in `0..=ttl` is accepted: nng sends 1, mangos 0.
 //! * **Send**: a cooked send puts 0 and the raw side adds one as the message
-//!   is queued on a pipe ([`RawProtocol::on_send`]), so the first hop carries
-//!   1 exactly as nng's does, and a raw device forwarding a message adds its
-//!   hop. A raw send must carry the 4-byte hop count in its header (what a
+//!   is queued on a pipe (only then: a send that waits for a peer is handed
+//!   back untouched), so the first hop carries 1 exactly as nng's does, and a
+//!   raw device forwarding a message adds its hop once. A raw send must carry the 4-byte hop count in its header (what a
 //!   raw receive gives); otherwise it is dropped, counted `Malformed`.
 //! * **Polyamorous** ([`Pair1Raw::POLY`], [`Pair1::POLY`]): any number of
 //!   peers. A received message remembers its pipe (`Message::pipe`); sending
@@ -20,12 +20,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::Sink;
+use futures::{Sink, StreamExt};
 use sp_core::layer::{ComponentInfo, CookedContext, Field, MessageIo, Overhead};
-use sp_core::queue::WaitKey;
+use sp_core::protocol::{ProtocolId, ProtocolSpec};
+use sp_core::routing::{Pipes, RecvContext, Routed};
 use sp_core::{
-    raw_io, BoxStream, CookedProtocol, CookedSocket, Core, DropReason, Error, Handover, Message,
-    PipeId, ProtocolId, RawProtocol, Result, SendMode, Verdict,
+    BoxSink, CookedProtocol, CookedSocket, DropReason, Error, Message, PipeId, RawSocket, Result,
+    Routing, Verdict,
 };
 
 /// Largest hop count a PAIR1 peer may send before the pipe is closed (nng).
@@ -53,18 +54,53 @@ impl Pair1Raw {
     }
 }
 
-impl RawProtocol for Pair1Raw {
-    fn protocol(&self) -> ProtocolId {
-        ProtocolId::PAIR1
+/// The next hop count for a raw send, or why the message cannot go.
+fn next_hops(msg: &Message) -> Result<u32, DropReason> {
+    let hdr = msg.header();
+    let hops = read_u32(hdr)
+        .filter(|_| hdr.len() == 4)
+        .ok_or(DropReason::Malformed)?;
+    if hops >= MAX_HOPS {
+        return Err(DropReason::TtlExceeded);
     }
-    fn peer(&self) -> ProtocolId {
-        ProtocolId::PAIR1
+    Ok(hops + 1)
+}
+
+impl Routing for Pair1Raw {
+    fn spec(&self) -> ProtocolSpec {
+        crate::raw::builtin(ProtocolId::PAIR1)
     }
-    fn send_mode(&self) -> SendMode {
+    fn send(&self, mut msg: Message, pipes: &mut dyn Pipes) -> Routed {
+        let hops = match next_hops(&msg) {
+            Ok(h) => h,
+            Err(r) => return Routed::Dropped(r),
+        };
         if self.poly {
-            SendMode::ToMessagePipe
+            if let Some(id) = msg.pipe() {
+                msg.set_header(&hops.to_be_bytes());
+                let queued = pipes.deliver(id, msg);
+                return Routed::Queued(queued.then_some(id));
+            }
+        }
+        // choose first, then count the hop: a send that waits is untouched
+        let Some(id) = pipes.next_with_room() else {
+            return Routed::Wait(msg);
+        };
+        msg.set_header(&hops.to_be_bytes());
+        match pipes.force_push(id, msg) {
+            Ok(()) => Routed::Queued(Some(id)),
+            Err(_) => Routed::Dropped(DropReason::UnknownPipe),
+        }
+    }
+    fn send_ready(&self, pipes: &dyn Pipes) -> bool {
+        pipes.any_room()
+    }
+    fn requeue(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
+        // its hop is already counted: moved as it is
+        if self.poly {
+            crate::raw::requeue_balanced(msg, pipes)
         } else {
-            SendMode::LoadBalance
+            Routed::Dropped(DropReason::PipeClosed)
         }
     }
     fn max_pipes(&self) -> usize {
@@ -74,28 +110,17 @@ impl RawProtocol for Pair1Raw {
             1
         }
     }
-    fn on_recv(&self, _: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
+    fn recv(&self, _: PipeId, msg: &mut Message, cx: &mut dyn RecvContext) -> Verdict {
         let Some(hops) = read_u32(msg.body()) else {
             return Verdict::Close("pair1 message shorter than its 4-byte hop count".into());
         };
         if hops > MAX_HOPS {
             return Verdict::Close(format!("pair1 hop count {hops} is above {MAX_HOPS}"));
         }
-        if hops > ttl as u32 {
+        if hops > cx.ttl() as u32 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         msg.body_to_header(4);
-        Verdict::Deliver
-    }
-    fn on_send(&self, msg: &mut Message) -> Verdict {
-        let hdr = msg.header();
-        let Some(hops) = read_u32(hdr).filter(|_| hdr.len() == 4) else {
-            return Verdict::Drop(DropReason::Malformed);
-        };
-        if hops >= MAX_HOPS {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
-        msg.set_header(&(hops + 1).to_be_bytes());
         Verdict::Deliver
     }
     fn header_format(&self) -> Vec<Field> {
@@ -125,103 +150,47 @@ impl CookedProtocol for Pair1 {
             Overhead::NONE,
         )
     }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
-        Arc::new(Pair1Socket { raw })
+    fn attach(&self, raw: &RawSocket) -> Arc<dyn CookedSocket> {
+        Arc::new(Pair1Socket { raw: raw.clone() })
     }
 }
 
 struct Pair1Socket {
-    raw: Arc<Core>,
+    raw: RawSocket,
 }
 
 impl CookedSocket for Pair1Socket {
     fn context(&self) -> CookedContext {
-        let rx: BoxStream = raw_io(self.raw.clone()).rx;
-        use futures::StreamExt;
-        let rx = rx.map(|r| {
+        let io = self.raw.io();
+        let rx = io.rx.map(|r| {
             r.map(|mut m| {
                 m.clear_header();
                 m
             })
         });
-        MessageIo::new(
-            Box::pin(Pair1Tx {
-                raw: self.raw.clone(),
-                key: WaitKey::default(),
-                pending: None,
-            }),
-            Box::pin(rx),
-        )
-        .into()
+        MessageIo::new(Box::pin(HopZero(io.tx)), Box::pin(rx)).into()
     }
 }
 
-/// Sends through `poll_send_ready` + `send_now` only, so the raw side's
-/// `on_send` (the hop increment) runs once per message even when it has to
-/// wait for a peer: a message no pipe took is given back with its count
-/// reset and offered again when a pipe has room.
-struct Pair1Tx {
-    raw: Arc<Core>,
-    key: WaitKey,
-    pending: Option<Message>,
-}
+/// A cooked send starts at hop 0 (the routing counts the first hop); the
+/// message keeps the pipe it is addressed to, so that a polyamorous socket
+/// answers a received message's peer.
+struct HopZero(BoxSink);
 
-fn zero_hops(m: &mut Message) {
-    m.set_header(&0u32.to_be_bytes());
-}
-
-impl Pair1Tx {
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        while self.pending.is_some() {
-            match self.raw.poll_send_ready(cx, &mut self.key) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-            let Some(m) = self.pending.take() else {
-                break;
-            };
-            if let Handover::Kept(mut m) = self.raw.send_now(m)? {
-                // lost the pipe it saw room on: undo the increment, yield, retry
-                zero_hops(&mut m);
-                self.pending = Some(m);
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Sink<Message> for Pair1Tx {
+impl Sink<Message> for HopZero {
     type Error = Error;
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        if this.pending.is_some() {
-            return this.poll_pending(cx);
-        }
-        this.raw.poll_send_ready(cx, &mut this.key)
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.0.as_mut().poll_ready(cx)
     }
-    fn start_send(self: Pin<&mut Self>, mut m: Message) -> Result<()> {
-        let this = self.get_mut();
-        zero_hops(&mut m);
-        if let Handover::Kept(mut m) = this.raw.send_now(m)? {
-            zero_hops(&mut m);
-            this.pending = Some(m);
-        }
-        Ok(())
+    fn start_send(mut self: Pin<&mut Self>, mut m: Message) -> Result<()> {
+        m.set_header(&0u32.to_be_bytes());
+        self.0.as_mut().start_send(m)
     }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.0.as_mut().poll_flush(cx)
     }
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
-    }
-}
-
-impl Drop for Pair1Tx {
-    fn drop(&mut self) {
-        self.raw.cancel_send(&mut self.key);
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.0.as_mut().poll_close(cx)
     }
 }
 
@@ -235,53 +204,103 @@ mod tests {
         Message::from(v)
     }
 
+    use sp_core::routing::MemPipes;
+
+    fn on_recv(p: &Pair1Raw, m: &mut Message, ttl: u8) -> Verdict {
+        p.recv(1, m, &mut MemPipes::new(&[1], 1).with_ttl(ttl))
+    }
+
     #[test]
     fn receive_accepts_0_to_ttl_drops_above_closes_above_255() {
         let p = Pair1Raw::MONO;
         for hops in [0, 1, 8] {
             let mut m = frame(hops, b"hi");
-            assert!(matches!(p.on_recv(1, &mut m, 8), Verdict::Deliver));
+            assert!(matches!(on_recv(&p, &mut m, 8), Verdict::Deliver));
             assert_eq!(m.header(), hops.to_be_bytes());
             assert_eq!(m.body(), b"hi");
         }
         assert!(matches!(
-            p.on_recv(1, &mut frame(9, b"x"), 8),
+            on_recv(&p, &mut frame(9, b"x"), 8),
             Verdict::Drop(DropReason::TtlExceeded)
         ));
         assert!(matches!(
-            p.on_recv(1, &mut frame(255, b"x"), 255),
+            on_recv(&p, &mut frame(255, b"x"), 255),
             Verdict::Deliver
         ));
         assert!(matches!(
-            p.on_recv(1, &mut frame(256, b"x"), 255),
+            on_recv(&p, &mut frame(256, b"x"), 255),
             Verdict::Close(_)
         ));
         assert!(matches!(
-            p.on_recv(1, &mut Message::from(&b"abc"[..]), 8),
+            on_recv(&p, &mut Message::from(&b"abc"[..]), 8),
             Verdict::Close(_)
         ));
     }
 
+    fn hop0(body: &[u8]) -> Message {
+        let mut m = Message::from(body);
+        m.set_header(&0u32.to_be_bytes());
+        m
+    }
+
     #[test]
-    fn send_increments_and_needs_the_header() {
+    fn send_increments_once_and_needs_the_header() {
         let p = Pair1Raw::POLY;
-        let mut m = Message::from(&b"hi"[..]);
-        zero_hops(&mut m);
-        assert!(matches!(p.on_send(&mut m), Verdict::Deliver));
+        let mut pipes = MemPipes::new(&[1], 1);
+        assert!(matches!(
+            p.send(hop0(b"hi"), &mut pipes),
+            Routed::Queued(Some(1))
+        ));
         assert_eq!(
-            m.wire(),
+            pipes.queued(1)[0].wire(),
             b"\x00\x00\x00\x01hi",
             "the first hop carries 1, as nng"
         );
         assert!(matches!(
-            p.on_send(&mut Message::from(&b"hi"[..])),
-            Verdict::Drop(DropReason::Malformed)
+            p.send(Message::from(&b"hi"[..]), &mut pipes),
+            Routed::Dropped(DropReason::Malformed)
         ));
         let mut m = Message::from(&b"hi"[..]);
         m.set_header(&255u32.to_be_bytes());
         assert!(matches!(
-            p.on_send(&mut m),
-            Verdict::Drop(DropReason::TtlExceeded)
+            p.send(m, &mut pipes),
+            Routed::Dropped(DropReason::TtlExceeded)
         ));
+    }
+
+    #[test]
+    fn a_send_that_waits_is_not_counted_as_a_hop() {
+        // the pipe is full: the message comes back untouched, however often
+        // it is offered, and carries exactly one hop when it finally goes
+        let p = Pair1Raw::MONO;
+        let mut pipes = MemPipes::new(&[1], 1);
+        assert!(matches!(
+            p.send(hop0(b"a"), &mut pipes),
+            Routed::Queued(Some(1))
+        ));
+        let mut m = hop0(b"b");
+        for _ in 0..3 {
+            m = match p.send(m, &mut pipes) {
+                Routed::Wait(m) => m,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(m.header(), &[0, 0, 0, 0]);
+        }
+        pipes.drain(1);
+        assert!(matches!(p.send(m, &mut pipes), Routed::Queued(Some(1))));
+        assert_eq!(pipes.queued(1)[0].header(), &[0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn poly_answers_the_addressed_peer_and_counts_a_gone_one() {
+        let p = Pair1Raw::POLY;
+        let mut pipes = MemPipes::new(&[1, 2], 4);
+        let mut m = hop0(b"to 2");
+        m.set_pipe(Some(2));
+        assert!(matches!(p.send(m, &mut pipes), Routed::Queued(Some(2))));
+        let mut m = hop0(b"to 9");
+        m.set_pipe(Some(9));
+        assert!(matches!(p.send(m, &mut pipes), Routed::Queued(None)));
+        assert_eq!(pipes.drops(), &[(None, DropReason::UnknownPipe)]);
     }
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use futures::{Sink, Stream};
 use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
-use sp_core::{raw_io, BoxSink, CookedProtocol, CookedSocket, Core, Error, Message, Result};
+use sp_core::{BoxSink, CookedProtocol, CookedSocket, Error, Message, RawSocket, Result};
 
 /// Cooked form of a headerless protocol.
 #[derive(Clone, Debug)]
@@ -52,22 +52,22 @@ impl CookedProtocol for Plain {
     fn info(&self) -> ComponentInfo {
         ComponentInfo::new(self.name, Overhead::NONE)
     }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+    fn attach(&self, raw: &RawSocket) -> Arc<dyn CookedSocket> {
         Arc::new(PlainSocket {
-            raw,
+            raw: raw.clone(),
             no_recv: self.no_recv,
         })
     }
 }
 
 struct PlainSocket {
-    raw: Arc<Core>,
+    raw: RawSocket,
     no_recv: Option<&'static str>,
 }
 
 impl CookedSocket for PlainSocket {
     fn context(&self) -> CookedContext {
-        let io = raw_io(self.raw.clone());
+        let io = self.raw.io();
         let rx = match self.no_recv {
             None => io.rx,
             Some(why) => Box::pin(Refuse(why)),
@@ -77,7 +77,7 @@ impl CookedSocket for PlainSocket {
 }
 
 /// Drops a reused message's header and pipe before it goes out.
-struct Fresh(BoxSink);
+pub(crate) struct Fresh(pub(crate) BoxSink);
 
 impl Sink<Message> for Fresh {
     type Error = Error;

@@ -39,10 +39,12 @@ use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
+use sp_core::protocol::{ProtocolId, ProtocolSpec};
 use sp_core::queue::WaitKey;
+use sp_core::routing::{Pipes, RecvContext, Routed};
 use sp_core::{
-    CookedProtocol, CookedSocket, Core, DropReason, Error, Message, PipeId, ProtocolId,
-    RawProtocol, RecvPolicy, Result, SendMode, Verdict,
+    CookedProtocol, CookedSocket, DropReason, Error, Message, PipeId, RawSocket, RecvPolicy,
+    Result, Routing, Verdict,
 };
 
 use trie::TopicTrie;
@@ -214,17 +216,16 @@ impl SubControl {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pub0Raw;
 
-impl RawProtocol for Pub0Raw {
-    fn protocol(&self) -> ProtocolId {
-        ProtocolId::PUB0
+impl Routing for Pub0Raw {
+    fn spec(&self) -> ProtocolSpec {
+        crate::raw::builtin(ProtocolId::PUB0)
     }
-    fn peer(&self) -> ProtocolId {
-        ProtocolId::SUB0
+    fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
+        // with no subscriber connected the message goes nowhere: counted NoPeer
+        pipes.broadcast(msg, None);
+        Routed::Queued(None)
     }
-    fn send_mode(&self) -> SendMode {
-        SendMode::Broadcast
-    }
-    fn on_recv(&self, _: PipeId, _: &mut Message, _: u8) -> Verdict {
+    fn recv(&self, _: PipeId, _: &mut Message, _: &mut dyn RecvContext) -> Verdict {
         // a SUB never sends; nng discards such data too
         Verdict::Drop(DropReason::Malformed)
     }
@@ -291,20 +292,17 @@ impl Sub0Raw {
     }
 }
 
-impl RawProtocol for Sub0Raw {
-    fn protocol(&self) -> ProtocolId {
-        ProtocolId::SUB0
+impl Routing for Sub0Raw {
+    fn spec(&self) -> ProtocolSpec {
+        crate::raw::builtin(ProtocolId::SUB0)
     }
     fn control(&self) -> Option<sp_core::layer::Control> {
         Sub0Raw::control(self).map(|c| c as sp_core::layer::Control)
     }
-    fn peer(&self) -> ProtocolId {
-        ProtocolId::PUB0
+    fn send(&self, _: Message, _: &mut dyn Pipes) -> Routed {
+        crate::raw::cannot_send("SUB cannot send")
     }
-    fn send_mode(&self) -> SendMode {
-        SendMode::Never
-    }
-    fn on_recv(&self, _: PipeId, msg: &mut Message, _: u8) -> Verdict {
+    fn recv(&self, _: PipeId, msg: &mut Message, _: &mut dyn RecvContext) -> Verdict {
         let wanted = match &self.filter {
             Filter::Own(c) => c.matches(msg.body()),
             Filter::Union(u) => read(u).matches(msg.body()),
@@ -370,13 +368,13 @@ impl CookedProtocol for Sub0 {
     fn info(&self) -> ComponentInfo {
         ComponentInfo::new("sub0", Overhead::NONE)
     }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+    fn attach(&self, raw: &RawSocket) -> Arc<dyn CookedSocket> {
         Arc::new_cyclic(|me| SubShared {
             me: me.clone(),
             union: self.union.clone(),
             ctxs: Mutex::new(HashMap::new()),
             next_ctx: AtomicU64::new(1),
-            raw,
+            raw: raw.clone(),
         })
     }
 }
@@ -392,7 +390,7 @@ struct Slot {
 
 struct SubShared {
     me: Weak<SubShared>,
-    raw: Arc<Core>,
+    raw: RawSocket,
     union: Arc<Union>,
     ctxs: Mutex<HashMap<CtxId, Slot>>,
     next_ctx: AtomicU64,
@@ -420,7 +418,9 @@ impl SubShared {
                     continue;
                 }
                 matched = true;
-                while s.queue.len() >= cap || (s.bytes >= cap_bytes && !s.queue.is_empty()) {
+                // room for this one, in count and in bytes
+                while !s.queue.is_empty() && (s.queue.len() >= cap || s.bytes + m.len() > cap_bytes)
+                {
                     if let Some(old) = s.queue.pop_front() {
                         s.bytes -= old.len();
                         counters.dropped(DropReason::QueueFull);
@@ -570,16 +570,17 @@ mod tests {
     fn raw_sub_starts_with_everything() {
         let r = Sub0Raw::new();
         let mut m = Message::from(&b"news"[..]);
-        assert!(matches!(r.on_recv(1, &mut m, 8), Verdict::Deliver));
+        let mut p = sp_core::routing::MemPipes::new(&[1], 1);
+        assert!(matches!(r.recv(1, &mut m, &mut p), Verdict::Deliver));
         let c = r.control().unwrap();
         c.unsubscribe("").unwrap();
         c.subscribe("a").unwrap();
         assert!(matches!(
-            r.on_recv(1, &mut m, 8),
+            r.recv(1, &mut m, &mut p),
             Verdict::Drop(DropReason::NoSubscription)
         ));
         assert!(matches!(
-            r.on_recv(1, &mut Message::from(&b"abc"[..]), 8),
+            r.recv(1, &mut Message::from(&b"abc"[..]), &mut p),
             Verdict::Deliver
         ));
     }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures::{Sink, Stream, StreamExt};
 use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
 use sp_core::queue::WaitKey;
-use sp_core::{CookedProtocol, CookedSocket, Core, Error, Handover, Message, Result, Socket};
+use sp_core::{CookedProtocol, CookedSocket, Error, Handover, Message, RawSocket, Result, Socket};
 
 /// Cooked REP v0.
 #[derive(Clone, Copy, Debug, Default)]
@@ -19,13 +19,13 @@ impl CookedProtocol for Rep0 {
     fn info(&self) -> ComponentInfo {
         ComponentInfo::new("rep0", Overhead::NONE)
     }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
-        Arc::new(RepShared { raw })
+    fn attach(&self, raw: &RawSocket) -> Arc<dyn CookedSocket> {
+        Arc::new(RepShared { raw: raw.clone() })
     }
 }
 
 struct RepShared {
-    raw: Arc<Core>,
+    raw: RawSocket,
 }
 
 impl CookedSocket for RepShared {
@@ -51,7 +51,7 @@ impl CookedSocket for RepShared {
 type Backtrace = Arc<Mutex<Option<Vec<u8>>>>;
 
 struct RepRx {
-    raw: Arc<Core>,
+    raw: RawSocket,
     bt: Backtrace,
     key: WaitKey,
 }
@@ -84,7 +84,7 @@ impl Drop for RepRx {
 }
 
 struct RepTx {
-    raw: Arc<Core>,
+    raw: RawSocket,
     bt: Backtrace,
     key: WaitKey,
     out: Option<Message>,

@@ -14,8 +14,8 @@ use futures::{Sink, Stream};
 use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
 use sp_core::queue::WaitKey;
 use sp_core::{
-    CookedProtocol, CookedSocket, Core, DropReason, Error, Handover, Message, PipeEvent, PipeId,
-    Result,
+    CookedProtocol, CookedSocket, DropReason, Error, Handover, Message, PipeEvent, PipeId,
+    RawSocket, Result,
 };
 use tokio::time::{Instant, Sleep};
 
@@ -218,7 +218,7 @@ impl CookedProtocol for Req0 {
         // its request id is the last word of the raw backtrace: no bytes of its own
         ComponentInfo::new("req0", Overhead::header(4))
     }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+    fn attach(&self, raw: &RawSocket) -> Arc<dyn CookedSocket> {
         let shared = Arc::new_cyclic(|me| ReqShared {
             me: me.clone(),
             state: Mutex::new(ReqState::new(raw.options().req_resend)),
@@ -226,21 +226,22 @@ impl CookedProtocol for Req0 {
             next_ctx: std::sync::atomic::AtomicU64::new(1),
         });
         let weak: Weak<ReqShared> = Arc::downgrade(&shared);
-        raw.add_hook(Arc::new(move |ev| {
+        // a request in flight on a pipe that died goes out again at once
+        raw.on_pipe_event(move |ev| {
             if let (PipeEvent::RemovePost(id, _), Some(s)) = (ev, weak.upgrade()) {
                 for w in s.lock().pipe_lost(*id) {
                     w.wake();
                 }
             }
             true
-        }));
+        });
         shared
     }
 }
 
 struct ReqShared {
     me: Weak<ReqShared>,
-    raw: Arc<Core>,
+    raw: RawSocket,
     state: Mutex<ReqState>,
     next_ctx: std::sync::atomic::AtomicU64,
 }

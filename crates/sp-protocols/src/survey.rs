@@ -49,10 +49,12 @@ use std::time::Duration;
 
 use futures::{Sink, Stream};
 use sp_core::layer::{ComponentInfo, CookedContext, Field, MessageIo, Overhead};
+use sp_core::protocol::{ProtocolId, ProtocolSpec};
 use sp_core::queue::WaitKey;
+use sp_core::routing::{Pipes, RecvContext, Routed};
 use sp_core::{
-    backtrace_field, CookedProtocol, CookedSocket, Core, DropReason, Error, Message, PipeId,
-    ProtocolId, RawProtocol, Result, SendMode, Verdict,
+    backtrace_field, CookedProtocol, CookedSocket, DropReason, Error, Message, PipeId, RawSocket,
+    Result, Routing, Verdict,
 };
 use tokio::time::{Instant, Sleep};
 
@@ -73,19 +75,17 @@ pub const DEFAULT_SURVEY_TIME: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Surveyor0Raw;
 
-impl RawProtocol for Surveyor0Raw {
-    fn protocol(&self) -> ProtocolId {
-        ProtocolId::SURVEYOR0
+impl Routing for Surveyor0Raw {
+    fn spec(&self) -> ProtocolSpec {
+        crate::raw::builtin(ProtocolId::SURVEYOR0)
     }
-    fn peer(&self) -> ProtocolId {
-        ProtocolId::RESPONDENT0
+    fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
+        pipes.broadcast(msg, None);
+        Routed::Queued(None)
     }
-    fn send_mode(&self) -> SendMode {
-        SendMode::Broadcast
-    }
-    fn on_recv(&self, _: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
+    fn recv(&self, _: PipeId, msg: &mut Message, cx: &mut dyn RecvContext) -> Verdict {
         // as nng's surveyor: a response without its survey id closes the pipe
-        recv_answer(msg, ttl, "response", "survey id")
+        recv_answer(msg, cx.ttl(), "response", "survey id")
     }
     fn header_format(&self) -> Vec<Field> {
         vec![backtrace_field("backtrace")]
@@ -98,18 +98,15 @@ impl RawProtocol for Surveyor0Raw {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Respondent0Raw;
 
-impl RawProtocol for Respondent0Raw {
-    fn protocol(&self) -> ProtocolId {
-        ProtocolId::RESPONDENT0
+impl Routing for Respondent0Raw {
+    fn spec(&self) -> ProtocolSpec {
+        crate::raw::builtin(ProtocolId::RESPONDENT0)
     }
-    fn peer(&self) -> ProtocolId {
-        ProtocolId::SURVEYOR0
+    fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
+        crate::raw::send_by_header(msg, pipes)
     }
-    fn send_mode(&self) -> SendMode {
-        SendMode::ToHeaderPipe
-    }
-    fn on_recv(&self, pipe: PipeId, msg: &mut Message, ttl: u8) -> Verdict {
-        recv_question(pipe, msg, ttl, "survey")
+    fn recv(&self, pipe: PipeId, msg: &mut Message, cx: &mut dyn RecvContext) -> Verdict {
+        recv_question(pipe, msg, cx.ttl(), "survey")
     }
     fn header_format(&self) -> Vec<Field> {
         vec![backtrace_field("backtrace")]
@@ -130,7 +127,7 @@ impl CookedProtocol for Respondent0 {
     fn info(&self) -> ComponentInfo {
         ComponentInfo::new("respondent0", Overhead::NONE)
     }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+    fn attach(&self, raw: &RawSocket) -> Arc<dyn CookedSocket> {
         Rep0.attach(raw)
     }
 }
@@ -358,11 +355,11 @@ impl CookedProtocol for Surveyor0 {
         // its survey id is the last word of the raw backtrace
         ComponentInfo::new("surveyor0", Overhead::header(4))
     }
-    fn attach(&self, raw: Arc<Core>) -> Arc<dyn CookedSocket> {
+    fn attach(&self, raw: &RawSocket) -> Arc<dyn CookedSocket> {
         Arc::new_cyclic(|me| SurvShared {
             me: me.clone(),
             state: Mutex::new(SurveyState::new(raw.options().recv_queue)),
-            raw,
+            raw: raw.clone(),
             deadline: self.deadline,
             next_ctx: AtomicU64::new(1),
         })
@@ -371,7 +368,7 @@ impl CookedProtocol for Surveyor0 {
 
 struct SurvShared {
     me: Weak<SurvShared>,
-    raw: Arc<Core>,
+    raw: RawSocket,
     state: Mutex<SurveyState>,
     deadline: Duration,
     next_ctx: AtomicU64,

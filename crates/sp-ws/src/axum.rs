@@ -52,7 +52,7 @@ pub fn endpoint_with<S: Clone + Send + Sync + 'static>(
     cfg: WsConfig,
 ) -> MethodRouter<S> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let own = socket.raw().protocol().protocol();
+    let own = socket.raw().protocol().id;
     let recv_max = socket.options().recv_max_size;
     socket.listen_on(Box::new(AxumListener {
         rx: Mutex::new(rx),
@@ -196,16 +196,13 @@ impl Unannounced for AxumUnannounced {
                 .ok_or_else(|| Error::protocol("not an SP subprotocol"))?;
             // the token names us and carries the dialer's layer list: the
             // peer has the same list, or the stacks differ
-            if offered.layers != cfg.local.layers {
-                return Err(Error::Mismatch(format!(
-                    "the WebSocket client's pipe layers {:?} differ from this endpoint's {:?}",
-                    offered.layers, cfg.local.layers
-                )));
-            }
             let peer = Announcement {
                 protocol: peer_of(cfg.local.protocol).unwrap_or(cfg.local.protocol),
                 layers: offered.layers,
             };
+            if peer.layers != cfg.local.layers {
+                return Err(crate::mismatch(&cfg.local, &peer));
+            }
             let info = cfg.pipe_info("ws+axum", String::new(), up.peer_addr, peer, dialer);
             Ok(driver::spawn(up.ws, &cfg, &ws_cfg, info))
         })

@@ -146,40 +146,34 @@ impl WsConfig {
 pub(crate) const READ_BUFFER: usize = 16 << 10;
 
 /// The protocol an SP protocol talks to (REQ ↔ REP, PUB ↔ SUB...), which
-/// the WebSocket mapping names in the dialer's subprotocol.
+/// the WebSocket mapping names in the dialer's subprotocol: from the one
+/// registry of protocols, so a protocol from another crate has a mapping too.
 pub fn peer_of(p: ProtocolId) -> Option<ProtocolId> {
-    Some(match p {
-        ProtocolId::PAIR0 => ProtocolId::PAIR0,
-        ProtocolId::PAIR1 => ProtocolId::PAIR1,
-        ProtocolId::PUB0 => ProtocolId::SUB0,
-        ProtocolId::SUB0 => ProtocolId::PUB0,
-        ProtocolId::REQ0 => ProtocolId::REP0,
-        ProtocolId::REP0 => ProtocolId::REQ0,
-        ProtocolId::PUSH0 => ProtocolId::PULL0,
-        ProtocolId::PULL0 => ProtocolId::PUSH0,
-        ProtocolId::SURVEYOR0 => ProtocolId::RESPONDENT0,
-        ProtocolId::RESPONDENT0 => ProtocolId::SURVEYOR0,
-        ProtocolId::BUS0 => ProtocolId::BUS0,
-        _ => return None,
-    })
+    p.peer()
 }
 
 fn by_name(name: &str) -> Option<ProtocolId> {
-    [
-        ProtocolId::PAIR0,
-        ProtocolId::PAIR1,
-        ProtocolId::PUB0,
-        ProtocolId::SUB0,
-        ProtocolId::REQ0,
-        ProtocolId::REP0,
-        ProtocolId::PUSH0,
-        ProtocolId::PULL0,
-        ProtocolId::SURVEYOR0,
-        ProtocolId::RESPONDENT0,
-        ProtocolId::BUS0,
-    ]
-    .into_iter()
-    .find(|p| p.name() == name)
+    ProtocolId::by_name(name).filter(|p| p.name() == name)
+}
+
+/// Response header in which an spstack listener that refuses an upgrade
+/// names its own subprotocol token, so that the client can say which layer
+/// differs (other SP implementations ignore it).
+pub const STACK_HEADER: &str = "x-sp-subprotocol";
+
+/// Why two announcements do not fit, as the structured error the TCP
+/// mapping gives: `local` is this side, `peer` what the other side
+/// announces about itself.
+pub(crate) fn mismatch(local: &Announcement, peer: &Announcement) -> Error {
+    let expected = local.protocol.peer().unwrap_or(local.protocol);
+    match local.check_peer(expected, peer) {
+        Err(e) => e,
+        Ok(()) => Error::Mismatch {
+            index: None,
+            ours: None,
+            theirs: None,
+        },
+    }
 }
 
 /// Suffix of the subprotocol of a plain stack (the SP WebSocket mapping).
@@ -251,7 +245,7 @@ pub(crate) fn select_subprotocol<'a>(
     let want = subprotocol(local.protocol, &local.layers);
     let peer = peer_of(local.protocol)
         .ok_or_else(|| Error::protocol("this protocol has no WebSocket mapping"))?;
-    let mut seen = Vec::new();
+    let mut other = None;
     for tok in offered.flat_map(|h| h.split(',')).map(str::trim) {
         if tok == want {
             return Ok((
@@ -262,26 +256,26 @@ pub(crate) fn select_subprotocol<'a>(
                 },
             ));
         }
-        if seen.len() < 4 {
-            seen.push(tok.chars().take(80).collect::<String>());
+        if other.is_none() {
+            other = parse_subprotocol(tok);
         }
     }
-    Err(Error::Mismatch(if seen.is_empty() {
-        format!(
-            "the client offered no Sec-WebSocket-Protocol; a {} endpoint needs {want:?}",
+    match other {
+        // an SP client of another protocol or stack: what the TCP mapping
+        // reports, naming the first differing layer. Its token names the
+        // protocol it wants to talk to; it speaks that one's peer.
+        Some(o) => Err(mismatch(
+            local,
+            &Announcement {
+                protocol: o.protocol.peer().unwrap_or(o.protocol),
+                layers: o.layers,
+            },
+        )),
+        None => Err(Error::protocol(format!(
+            "the client offered no SP subprotocol; a {} endpoint needs {want:?}",
             local.protocol
-        )
-    } else {
-        format!(
-            "the client offered Sec-WebSocket-Protocol {seen:?}; a {} endpoint needs {want:?}{}",
-            local.protocol,
-            if local.layers.is_empty() {
-                ""
-            } else {
-                " (the same pipe layers on both sides)"
-            }
-        )
-    }))
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -311,12 +305,23 @@ mod tests {
             select_subprotocol(&local, ["chat, rep.sp.nanomsg.org"].into_iter()).expect("ok");
         assert_eq!(tok, "rep.sp.nanomsg.org");
         assert_eq!(peer.protocol, ProtocolId::REQ0);
-        let e = select_subprotocol(&local, ["req.sp.nanomsg.org"].into_iter())
-            .expect_err("mismatch")
-            .to_string();
+        // a REP client (its token names REQ) is the wrong protocol
+        let e =
+            select_subprotocol(&local, ["req.sp.nanomsg.org"].into_iter()).expect_err("mismatch");
         assert!(
-            e.contains("rep.sp.nanomsg.org") && e.contains("req.sp"),
-            "{e}"
+            matches!(&e, Error::Mismatch { index: None, ours: Some(o), theirs: Some(t) } if o.starts_with("req") && t.starts_with("rep")),
+            "{e:?}"
+        );
+        // the right protocol over another pipe-layer stack names the layer
+        let layered = Announcement {
+            protocol: ProtocolId::REP0,
+            layers: vec!["noise/2".into()],
+        };
+        let tok = subprotocol(ProtocolId::REP0, &["xor/1".to_string()]);
+        let e = select_subprotocol(&layered, [tok.as_str()].into_iter()).expect_err("layers");
+        assert!(
+            matches!(&e, Error::Mismatch { index: Some(0), ours: Some(o), theirs: Some(t) } if o == "noise/2" && t == "xor/1"),
+            "{e:?}"
         );
         assert!(select_subprotocol(&local, std::iter::empty())
             .expect_err("missing")

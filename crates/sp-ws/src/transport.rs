@@ -20,7 +20,10 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::driver::{self, In, Wire};
 use crate::port::{self, OverBudget, PathListener, WsIo};
-use crate::{peer_of, select_subprotocol, subprotocol, WsConfig, READ_BUFFER};
+use crate::{
+    mismatch, parse_subprotocol, peer_of, select_subprotocol, subprotocol, WsConfig, READ_BUFFER,
+    STACK_HEADER,
+};
 
 /// The SP WebSocket mapping over the byte streams of `S`.
 ///
@@ -216,15 +219,18 @@ impl Unannounced for Dialing {
                 Some(ws_cfg.tungstenite(cfg.recv_max_size)),
             )
             .await
-            .map_err(|e| client_error(e, &token))?;
+            .map_err(|e| client_error(e, &token, &cfg.local))?;
             let got = resp
                 .headers()
                 .get(header::SEC_WEBSOCKET_PROTOCOL)
                 .and_then(|v| v.to_str().ok());
             if got != Some(token.as_str()) {
-                return Err(Error::Mismatch(format!(
-                    "the listener answered subprotocol {got:?}, we asked for {token:?}"
-                )));
+                return Err(match got.and_then(parse_subprotocol) {
+                    Some(theirs) => mismatch(&cfg.local, &theirs),
+                    None => Error::protocol(format!(
+                        "the listener answered subprotocol {got:?}, we asked for {token:?}"
+                    )),
+                });
             }
             ws.get_mut()
                 .set_cap(BUDGET_WHAT, message_budget(cfg.recv_max_size));
@@ -244,19 +250,32 @@ impl Unannounced for Dialing {
     }
 }
 
-fn client_error(e: tungstenite::Error, token: &str) -> Error {
+fn client_error(e: tungstenite::Error, token: &str, local: &Announcement) -> Error {
     match e {
         tungstenite::Error::Http(resp) => {
             let status = resp.status();
+            // an spstack listener names its own stack: say which layer differs
+            let theirs = resp
+                .headers()
+                .get(STACK_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_subprotocol);
             let body = resp
                 .body()
                 .as_deref()
                 .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned())
                 .unwrap_or_default();
-            if status == StatusCode::BAD_REQUEST {
-                Error::Mismatch(format!(
-                    "the listener refused subprotocol {token:?} with HTTP 400 (it serves another SP protocol or pipe-layer stack) {body}"
-                ))
+            if let (StatusCode::BAD_REQUEST, Some(theirs)) = (status, &theirs) {
+                mismatch(local, theirs)
+            } else if status == StatusCode::BAD_REQUEST {
+                // another implementation: it serves another SP protocol, or
+                // does not have our pipe layers
+                tracing::debug!(target: "spstack", %body, "the listener refused our subprotocol with HTTP 400");
+                Error::Mismatch {
+                    index: None,
+                    ours: Some(token.to_string()),
+                    theirs: None,
+                }
             } else {
                 Error::protocol(format!(
                     "the listener answered HTTP {status} instead of upgrading to WebSocket (wrong path?) {body}"
@@ -319,10 +338,13 @@ impl Unannounced for Accepting {
                             resp.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, v);
                             Ok(resp)
                         }
-                        Err(_) => Err(bad_request("bad subprotocol token".into())),
+                        Err(_) => Err(bad_request("bad subprotocol token".into(), token)),
                     },
                     // nng answers a wrong or missing subprotocol with 400
-                    Err(e) => Err(bad_request(e.to_string())),
+                    Err(e) => Err(bad_request(
+                        e.to_string(),
+                        &subprotocol(local.protocol, &local.layers),
+                    )),
                 };
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(res.map(|(_, a)| a));
                 out
@@ -355,9 +377,12 @@ impl Unannounced for Accepting {
     }
 }
 
-fn bad_request(msg: String) -> ErrorResponse {
+fn bad_request(msg: String, ours: &str) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(msg));
     *r.status_mut() = StatusCode::BAD_REQUEST;
+    if let Ok(v) = HeaderValue::from_str(ours) {
+        r.headers_mut().insert(STACK_HEADER, v);
+    }
     r
 }
 

@@ -14,20 +14,7 @@ fn usage(msg: &str) -> i32 {
 }
 
 fn protocol(name: &str) -> Option<Protocol> {
-    Some(match name {
-        "pair0" | "pair" => Protocol::Pair0,
-        "pair1" => Protocol::Pair1,
-        "push0" | "push" => Protocol::Push0,
-        "pull0" | "pull" => Protocol::Pull0,
-        "req0" | "req" => Protocol::Req0,
-        "rep0" | "rep" => Protocol::Rep0,
-        "pub0" | "pub" => Protocol::Pub0,
-        "sub0" | "sub" => Protocol::Sub0,
-        "surveyor0" | "surveyor" => Protocol::Surveyor0,
-        "respondent0" | "respondent" => Protocol::Respondent0,
-        "bus0" | "bus" => Protocol::Bus0,
-        _ => return None,
-    })
+    Protocol::from_name(name)
 }
 
 /// Hex digits, with any spacing, `:`/`-` separators, `0x` prefixes, or

@@ -406,7 +406,9 @@ fn strerror(e: &Error) -> String {
             };
             format!("{nng} ({reason})")
         }
-        Error::Protocol(_) | Error::Mismatch(_) | Error::Layer { .. } => "Protocol error".into(),
+        Error::Protocol(_) | Error::Mismatch { .. } | Error::Layer { .. } => {
+            "Protocol error".into()
+        }
         Error::ConnectionClosed => "Connection shutdown".into(),
         Error::Io(io) => match io.kind() {
             K::ConnectionRefused => "Connection refused".into(),

@@ -75,22 +75,29 @@ impl CipherState {
         self.n += count;
     }
 
-    /// Encrypts `buf` in place under nonce `n` with empty associated data;
-    /// returns the tag that follows the ciphertext on the wire.
-    pub fn seal_at(&self, n: u64, buf: &mut [u8]) -> Result<[u8; TAG_LEN], CipherError> {
+    /// Encrypts `buf` in place under nonce `n`, authenticating `ad` too;
+    /// returns the tag.
+    pub fn seal_at(&self, n: u64, ad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], CipherError> {
         if n == RESERVED_NONCE {
             return Err(CipherError::Exhausted);
         }
         let tag = self
             .cipher
-            .encrypt_in_place_detached(&nonce(n), &[], buf)
+            .encrypt_in_place_detached(&nonce(n), ad, buf)
             .map_err(|_| CipherError::Auth)?;
         Ok(tag.into())
     }
 
-    /// Verifies `tag` and decrypts `buf` in place under nonce `n`. Moves no
-    /// counter: the caller commits only once the whole record opened.
-    pub fn open_at(&self, n: u64, buf: &mut [u8], tag: &[u8]) -> Result<(), CipherError> {
+    /// Verifies `tag` (over `buf` and `ad`) and decrypts `buf` in place
+    /// under nonce `n`. Moves no counter: the caller commits only once the
+    /// whole record opened.
+    pub fn open_at(
+        &self,
+        n: u64,
+        ad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), CipherError> {
         if n == RESERVED_NONCE {
             return Err(CipherError::Exhausted);
         }
@@ -98,7 +105,7 @@ impl CipherState {
             return Err(CipherError::Auth);
         }
         self.cipher
-            .decrypt_in_place_detached(&nonce(n), &[], buf, Tag::from_slice(tag))
+            .decrypt_in_place_detached(&nonce(n), ad, buf, Tag::from_slice(tag))
             .map_err(|_| CipherError::Auth)
     }
 
@@ -106,7 +113,7 @@ impl CipherState {
     /// with empty ad). Returns the tag.
     pub fn seal(&mut self, buf: &mut [u8]) -> Result<[u8; TAG_LEN], CipherError> {
         let n = self.reserve(1)?;
-        let tag = self.seal_at(n, buf)?;
+        let tag = self.seal_at(n, &[], buf)?;
         self.commit(1);
         Ok(tag)
     }
@@ -114,7 +121,7 @@ impl CipherState {
     /// Decrypts one message and advances n only if it verified.
     pub fn open(&mut self, buf: &mut [u8], tag: &[u8]) -> Result<(), CipherError> {
         let n = self.reserve(1)?;
-        self.open_at(n, buf, tag)?;
+        self.open_at(n, &[], buf, tag)?;
         self.commit(1);
         Ok(())
     }

@@ -36,19 +36,22 @@ impl Noise {
 
 impl Handshake for Noise {
     fn info(&self) -> ComponentInfo {
-        // the record header and the last chunk's tag; a message of more than
-        // 65514 bytes carries one more tag per extra 65519-byte chunk, and
-        // padding (if configured) comes on top
+        // the record header and one piece's tag: sealed in place, so the
+        // frame must be one slice; a message of more than 65514 bytes
+        // carries one more tag per extra 65519-byte piece, and padding (if
+        // configured) comes on top: `frame_overhead`
         ComponentInfo::new(
             self.cfg.pattern.component_name(),
-            Overhead {
-                header: RECORD_HEADER,
-                trailer: TAG_LEN,
-                contiguous: false,
-            },
+            Overhead::contiguous(RECORD_HEADER, TAG_LEN),
         )
         .with_header(vec![Field::bytes("sealed_flags_len", RECORD_HEADER)])
-        .with_trailer(vec![Field::bytes("poly1305_tag", TAG_LEN)])
+        .with_trailer(vec![Field::bytes("poly1305_tags", TAG_LEN)])
+        .opaque()
+    }
+
+    fn frame_overhead(&self, frame_len: usize) -> Option<Overhead> {
+        let (head, tail) = record::room(&self.cfg.padding, frame_len);
+        Some(Overhead::contiguous(head, tail))
     }
 
     fn handshake(&self, conn: Connection) -> BoxFuture<'static, Result<Connection>> {
@@ -57,7 +60,7 @@ impl Handshake for Noise {
     }
 }
 
-/// `"spstack-noise/1\0" || dialer announcement || listener announcement`.
+/// `"spstack-noise/2\0" || dialer announcement || listener announcement`.
 pub(crate) fn prologue(info: &PipeInfo) -> Vec<u8> {
     let (d, l) = if info.dialer {
         (&info.local, &info.peer)
@@ -247,8 +250,7 @@ impl Sink<Message> for SealSink {
         self.inner.as_mut().poll_ready(cx)
     }
     fn start_send(mut self: Pin<&mut Self>, m: Message) -> Result<()> {
-        let mut sealed = self.sender.seal(&m)?;
-        sealed.set_pipe(m.pipe());
+        let sealed = self.sender.seal(m)?;
         self.inner.as_mut().start_send(sealed)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {

@@ -37,7 +37,7 @@
 //!    the dialer's identity hidden from passive observers) or
 //!    `Noise_IK_25519_ChaChaPoly_BLAKE2s` (one round trip less; the dialer
 //!    must know the listener's public key). The dialer is the initiator.
-//!    The **prologue** is `"spstack-noise/1\0" || dialer announcement ||
+//!    The **prologue** is `"spstack-noise/2\0" || dialer announcement ||
 //!    listener announcement`, so a man in the middle who rewrites either
 //!    announcement, even consistently on both sides, breaks the handshake:
 //!    no downgrade of the protocol or of the layer stack.
@@ -83,7 +83,7 @@ pub use keypair::StaticKeypair;
 pub use record::Padding;
 
 /// Prefix of the Noise prologue; the version of this binding.
-pub const PROLOGUE_PREFIX: &[u8] = b"spstack-noise/1\0";
+pub const PROLOGUE_PREFIX: &[u8] = b"spstack-noise/2\0";
 
 /// Default cap on one handshake frame, enforced before allocation.
 pub const DEFAULT_HANDSHAKE_FRAME_LIMIT: usize = 1024;
@@ -99,11 +99,11 @@ pub const DEFAULT_REKEY_BYTES: u64 = 1 << 30;
 pub enum Pattern {
     /// `Noise_XX_25519_ChaChaPoly_BLAKE2s`: three messages, both statics
     /// sent encrypted, the initiator's only after it authenticated the
-    /// responder. Component name `noise-xx/1`.
+    /// responder. Component name `noise-xx/2`.
     XX,
     /// `Noise_IK_25519_ChaChaPoly_BLAKE2s`: two messages; the dialer must
     /// be given the listener's static key with [`NoiseConfig::remote_static`].
-    /// Component name `noise-ik/1`.
+    /// Component name `noise-ik/2`.
     IK,
 }
 
@@ -120,8 +120,8 @@ impl Pattern {
     /// shows up in the stack-wide peer check.
     pub fn component_name(self) -> &'static str {
         match self {
-            Pattern::XX => "noise-xx/1",
-            Pattern::IK => "noise-ik/1",
+            Pattern::XX => "noise-xx/2",
+            Pattern::IK => "noise-ik/2",
         }
     }
 }

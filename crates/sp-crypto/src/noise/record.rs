@@ -1,16 +1,30 @@
-//! The record format: one SP message is one record is one transport frame.
+//! The record format (`noise-xx/2`, `noise-ik/2`): one SP message is one
+//! record is one transport frame, sealed where it lies.
 //!
 //! ```text
-//! plaintext record:  [flags u8][body length u32 BE][message bytes][zero padding]
-//! on the wire:       chunk_0 || chunk_1 || ... (one transport frame)
-//!                    chunk_i = ChaChaPoly(k, n + i, ad = "", record[i*65519 ..][..65519]) || tag
+//! plaintext record R:  [flags u8][body length u32 BE][message bytes][zero padding]
+//! pieces:              R cut into n pieces of 65519 bytes, the last one 1..=65519
+//! on the wire:         E_0 || E_1 || ... || E_{n-1} || T_0 || T_1 || ... || T_{n-1}
+//! (E_i, T_i) =         ChaChaPoly(k, nonce = N + i, ad = i as u32 BE || last, piece_i)
+//!                      where last = 1 for the final piece, 0 before it
 //! ```
 //!
-//! Every chunk but the last carries exactly 65519 plaintext bytes (a 65535
-//! byte Noise message), so the receiver finds the chunk boundaries from the
-//! frame length alone. Flag bit 0: the sender rekeys its outgoing key after
-//! this record, so the receiver rekeys its incoming key after opening it.
-//! Other flag bits must be zero.
+//! Each piece is one Noise transport message (at most 65535 bytes with its
+//! tag). The ciphertext is the plaintext's own bytes, encrypted in place, and
+//! the tags follow it, so a sender seals into the room its socket reserved
+//! (one allocation per message, no copy) and a receiver opens in the buffer
+//! its transport filled. The receiver finds `n` from the frame length alone
+//! (`n = ceil(len / 65535)`).
+//!
+//! The associated data binds each piece's position and whether it ends the
+//! record: a frame re-cut by someone on the path (split in two, two merged,
+//! pieces moved) fails authentication and closes the pipe. (Version 1 bound
+//! nothing, so a padded record split at 65,535 bytes injected an empty
+//! message and a merge deleted one.)
+//!
+//! Flag bit 0: the sender rekeys its outgoing key after this record, so the
+//! receiver rekeys its incoming key after opening it. Other flag bits must be
+//! zero.
 
 use sp_core::{Error, Message, Result};
 
@@ -53,9 +67,36 @@ impl Padding {
     }
 }
 
+/// Pieces of a plaintext record of `plain` bytes.
+pub fn pieces(plain: usize) -> usize {
+    plain.div_ceil(MAX_CHUNK_PLAIN).max(1)
+}
+
 /// Ciphertext bytes of a plaintext record of `plain` bytes.
 pub fn sealed_len(plain: usize) -> usize {
-    plain + TAG_LEN * plain.div_ceil(MAX_CHUNK_PLAIN).max(1)
+    plain + TAG_LEN * pieces(plain)
+}
+
+fn plain_len(padding: &Padding, frame_len: usize) -> usize {
+    padding
+        .padded(RECORD_HEADER + frame_len)
+        .max(RECORD_HEADER + frame_len)
+}
+
+/// The room a frame of `frame_len` bytes needs around it to be sealed in
+/// place: the record header in front; padding and the tags behind.
+pub fn room(padding: &Padding, frame_len: usize) -> (usize, usize) {
+    let plain = plain_len(padding, frame_len);
+    (
+        RECORD_HEADER,
+        plain - RECORD_HEADER - frame_len + TAG_LEN * pieces(plain),
+    )
+}
+
+/// What piece `i` of `n` authenticates besides its bytes.
+fn piece_ad(i: usize, n: usize) -> [u8; 5] {
+    let b = (i as u32).to_be_bytes();
+    [b[0], b[1], b[2], b[3], u8::from(i + 1 == n)]
 }
 
 /// The largest frame a receiver with this `recv_max_size` needs to read:
@@ -112,9 +153,15 @@ impl Sender {
         }
     }
 
-    /// Seals every frame part of `m` into a new message of exactly the
-    /// frame's size: the one copy of the send path.
-    pub fn seal(&mut self, m: &Message) -> Result<Message> {
+    fn plain_len(&self, frame_len: usize) -> usize {
+        plain_len(&self.padding, frame_len)
+    }
+
+    /// Seals `m`'s frame in place: the record header into its headroom,
+    /// padding and tags into its tailroom. With the room its socket reserves
+    /// (this layer declares it) that is no allocation and no copy; a
+    /// message without it is moved once into a buffer that has it.
+    pub fn seal(&mut self, mut m: Message) -> Result<Message> {
         let body = m.frame_len();
         let len32 = u32::try_from(body).map_err(|_| {
             Error::layer(
@@ -122,66 +169,41 @@ impl Sender {
                 format!("message of {body} bytes exceeds the 4 GiB record limit; split it"),
             )
         })?;
-        let plain = self
-            .padding
-            .padded(RECORD_HEADER + body)
-            .max(RECORD_HEADER + body);
-        let chunks = plain.div_ceil(MAX_CHUNK_PLAIN).max(1);
+        let plain = self.plain_len(body);
+        let n = pieces(plain);
         let first = self
             .cs
-            .reserve(chunks as u64)
+            .reserve(n as u64)
             .map_err(|e| cipher_error(&self.layer, e, "sealing"))?;
         self.msgs += 1;
         self.bytes = self.bytes.saturating_add(body as u64);
         let rekey = self.msgs >= self.policy.messages || self.bytes >= self.policy.bytes;
         let flags = if rekey { FLAG_REKEY } else { 0 };
 
-        let mut out = Message::with_capacity(0, sealed_len(plain), 0);
-        let buf = out.body_mut();
-        // the allocation is zeroed, so the padding is already in place
-        let mut w = ChunkWriter { buf, at: 0 };
+        let (head, tail) = room(&self.padding, body);
+        m.reserve_frame(head, tail);
         let l = len32.to_be_bytes();
-        w.write(&[flags, l[0], l[1], l[2], l[3]]);
-        for part in m.frame_parts() {
-            w.write(part);
-        }
-        sp_core::record_copy(body);
-        for i in 0..chunks {
-            let start = i * MAX_NOISE_MSG;
-            let len = (plain - i * MAX_CHUNK_PLAIN).min(MAX_CHUNK_PLAIN);
-            let (text, rest) = w.buf[start..].split_at_mut(len);
+        m.push_frame_header(&[flags, l[0], l[1], l[2], l[3]]);
+        // zero padding, then room for the tags
+        m.extend_frame(tail);
+        let buf = m.wire_mut();
+        let (text, tags) = buf.split_at_mut(plain);
+        for i in 0..n {
+            let start = i * MAX_CHUNK_PLAIN;
+            let end = (start + MAX_CHUNK_PLAIN).min(plain);
             let tag = self
                 .cs
-                .seal_at(first + i as u64, text)
+                .seal_at(first + i as u64, &piece_ad(i, n), &mut text[start..end])
                 .map_err(|e| cipher_error(&self.layer, e, "sealing"))?;
-            rest[..TAG_LEN].copy_from_slice(&tag);
+            tags[i * TAG_LEN..(i + 1) * TAG_LEN].copy_from_slice(&tag);
         }
-        self.cs.commit(chunks as u64);
+        self.cs.commit(n as u64);
         if rekey {
             self.cs.rekey();
             self.msgs = 0;
             self.bytes = 0;
         }
-        Ok(out)
-    }
-}
-
-/// Writes a record's plaintext into the chunk layout, skipping tag slots.
-struct ChunkWriter<'a> {
-    buf: &'a mut [u8],
-    at: usize,
-}
-
-impl ChunkWriter<'_> {
-    fn write(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            let (chunk, within) = (self.at / MAX_CHUNK_PLAIN, self.at % MAX_CHUNK_PLAIN);
-            let take = (MAX_CHUNK_PLAIN - within).min(data.len());
-            let phys = chunk * MAX_NOISE_MSG + within;
-            self.buf[phys..phys + take].copy_from_slice(&data[..take]);
-            data = &data[take..];
-            self.at += take;
-        }
+        Ok(m)
     }
 }
 
@@ -217,34 +239,30 @@ impl Receiver {
                 RECORD_HEADER + TAG_LEN
             )));
         }
-        let chunks = l.div_ceil(MAX_NOISE_MSG);
-        let last = l - (chunks - 1) * MAX_NOISE_MSG;
-        if last < TAG_LEN {
+        let n = l.div_ceil(MAX_NOISE_MSG);
+        let plain = l - n * TAG_LEN;
+        if plain <= (n - 1) * MAX_CHUNK_PLAIN {
             return Err(self.fatal(format!(
-                "frame of {l} bytes ends in a {last}-byte chunk, shorter than a tag; it was truncated"
+                "frame of {l} bytes does not cut into whole pieces; it was truncated or re-cut"
             )));
         }
-        let plain = l - chunks * TAG_LEN;
         let first = self
             .cs
-            .reserve(chunks as u64)
+            .reserve(n as u64)
             .map_err(|e| cipher_error(&self.layer, e, "opening"))?;
         let buf = m.wire_mut();
-        for i in 0..chunks {
-            let start = i * MAX_NOISE_MSG;
-            let end = (start + MAX_NOISE_MSG).min(l);
-            let (text, tag) = buf[start..end].split_at_mut(end - start - TAG_LEN);
+        let (text, tags) = buf.split_at_mut(plain);
+        for i in 0..n {
+            let start = i * MAX_CHUNK_PLAIN;
+            let end = (start + MAX_CHUNK_PLAIN).min(plain);
             self.cs
-                .open_at(first + i as u64, text, tag)
+                .open_at(
+                    first + i as u64,
+                    &piece_ad(i, n),
+                    &mut text[start..end],
+                    &tags[i * TAG_LEN..(i + 1) * TAG_LEN],
+                )
                 .map_err(|e| cipher_error(&self.layer, e, "a frame"))?;
-        }
-        // chunks after the first move down over the tags: a copy only for
-        // messages of more than one chunk
-        for i in 1..chunks {
-            let src = i * MAX_NOISE_MSG;
-            let len = (plain - i * MAX_CHUNK_PLAIN).min(MAX_CHUNK_PLAIN);
-            buf.copy_within(src..src + len, i * MAX_CHUNK_PLAIN);
-            sp_core::record_copy(len);
         }
         let flags = buf[0];
         if flags & !FLAG_REKEY != 0 {
@@ -268,7 +286,7 @@ impl Receiver {
         if buf[RECORD_HEADER + body..plain].iter().any(|&b| b != 0) {
             return Err(self.fatal("record padding is not zero; the peer is broken".into()));
         }
-        self.cs.commit(chunks as u64);
+        self.cs.commit(n as u64);
         if flags & FLAG_REKEY != 0 {
             self.cs.rekey();
         }
@@ -317,7 +335,7 @@ mod tests {
             1 << 20,
         ] {
             let m = Message::from(payload(n));
-            let f = s.seal(&m).expect("seal");
+            let f = s.seal(m).expect("seal");
             assert_eq!(f.len(), sealed_len(RECORD_HEADER + n), "size of {n}");
             if n >= 16 {
                 // the body is not in clear on the wire
@@ -337,7 +355,7 @@ mod tests {
         let mut m = Message::from(b"body".to_vec());
         m.push_frame_header(b"HEAD");
         m.push_frame_trailer(b"TAIL");
-        let out = r.open(s.seal(&m).expect("seal")).expect("open");
+        let out = r.open(s.seal(m).expect("seal")).expect("open");
         assert_eq!(out.body(), b"HEADbodyTAIL");
     }
 
@@ -351,10 +369,13 @@ mod tests {
         // a receiver that ignores the flag stays on the old key
         let mut stale = Receiver::new("t", CipherState::new(&[9u8; 32]), 1 << 20);
         for i in 0..10u8 {
-            let f = s.seal(&Message::from(vec![i; 10])).expect("seal");
-            let ok = stale
-                .cs
-                .open_at(stale.cs.nonce(), &mut f.to_vec()[..15], &f.wire()[15..]);
+            let f = s.seal(Message::from(vec![i; 10])).expect("seal");
+            let ok = stale.cs.open_at(
+                stale.cs.nonce(),
+                &piece_ad(0, 1),
+                &mut f.to_vec()[..15],
+                &f.to_vec()[15..],
+            );
             stale.cs.commit(1);
             assert_eq!(ok.is_ok(), i < 3, "message {i} under the original key");
             assert_eq!(r.open(f).expect("open").body(), &[i; 10]);
@@ -370,10 +391,13 @@ mod tests {
         let (mut s, mut r) = pair(policy, Padding::None);
         let mut stale = CipherState::new(&[9u8; 32]);
         for i in 0..4u8 {
-            let f = s.seal(&Message::from(vec![i; 60])).expect("seal");
+            let f = s.seal(Message::from(vec![i; 60])).expect("seal");
             let mut copy = f.to_vec();
             let (text, tag) = copy.split_at_mut(65);
-            let ok = stale.open(text, tag).is_ok();
+            let ok = stale
+                .open_at(stale.nonce(), &piece_ad(0, 1), text, tag)
+                .is_ok();
+            stale.commit(1);
             // 60 then 120 bytes: the second record carries the flag
             assert_eq!(ok, i < 2, "record {i}");
             assert_eq!(r.open(f).expect("open").body(), &[i; 60]);
@@ -389,7 +413,7 @@ mod tests {
         assert_eq!(p.padded(5000), 8192);
         let (mut s, mut r) = pair(NEVER, p);
         for n in [0, 300, 5000, 70000] {
-            let f = s.seal(&Message::from(payload(n))).expect("seal");
+            let f = s.seal(Message::from(payload(n))).expect("seal");
             assert_eq!(
                 f.len(),
                 sealed_len(Padding::Buckets(vec![256, 1024, 4096]).padded(n + 5))
@@ -401,8 +425,8 @@ mod tests {
     #[test]
     fn tampering_is_fatal_and_moves_no_nonce() {
         let (mut s, mut r) = pair(NEVER, Padding::None);
-        let f1 = s.seal(&Message::from(payload(100_000))).expect("seal");
-        let f2 = s.seal(&Message::from(payload(10))).expect("seal");
+        let f1 = s.seal(Message::from(payload(100_000))).expect("seal");
+        let f2 = s.seal(Message::from(payload(10))).expect("seal");
         let mut flipped = f1.to_vec();
         flipped[70_000] ^= 0x20;
         assert!(r.open(Message::from(flipped)).is_err());
@@ -424,7 +448,7 @@ mod tests {
         let k = [1u8; 32];
         let mut s = Sender::new("t", CipherState::new(&k), Padding::None, NEVER);
         let mut r = Receiver::new("t", CipherState::new(&k), 99);
-        let f = s.seal(&Message::from(vec![0u8; 100])).expect("seal");
+        let f = s.seal(Message::from(vec![0u8; 100])).expect("seal");
         assert!(matches!(
             r.open(f),
             Err(Error::TooLarge {
@@ -432,6 +456,90 @@ mod tests {
                 limit: 99
             })
         ));
+    }
+
+    /// Counts the copies made on this thread while `f` runs.
+    fn copies<R>(f: impl FnOnce() -> R) -> (R, u64) {
+        let (c, p) = (
+            sp_core::stats::Counters::default(),
+            sp_core::stats::Counters::default(),
+        );
+        let r = {
+            let _s = sp_core::CopyScope::enter(&c, &p, sp_core::Direction::Send);
+            f()
+        };
+        (r, c.snapshot().bytes_copied)
+    }
+
+    #[test]
+    fn seals_and_opens_in_place_when_the_room_was_reserved() {
+        let (mut s, mut r) = pair(NEVER, Padding::None);
+        for n in [0usize, 100, MAX_CHUNK_PLAIN, 3 * MAX_CHUNK_PLAIN + 7] {
+            let (head, tail) = room(&Padding::None, n);
+            let mut m = Message::with_capacity(head, n, tail);
+            m.body_mut().copy_from_slice(&payload(n));
+            let at = m.body().as_ptr();
+            let (f, copied) = copies(|| s.seal(m).expect("seal"));
+            assert_eq!(copied, 0, "sealing {n} bytes copied");
+            assert_eq!(f.frame_len(), sealed_len(RECORD_HEADER + n));
+            assert!(f.is_contiguous());
+            // the frame is the body's own buffer, the record header before it
+            assert_eq!(f.wire()[RECORD_HEADER..].as_ptr(), at);
+            let (out, copied) = copies(|| r.open(f).expect("open"));
+            assert_eq!(copied, 0, "opening {n} bytes copied");
+            assert_eq!(out.body(), &payload(n)[..]);
+        }
+    }
+
+    #[test]
+    fn recut_records_close_the_pipe() {
+        // version 1 authenticated each chunk alone: a padded record split at
+        // 65,535 bytes gave two valid frames (one an injected empty message),
+        // and a record merged with the next empty one deleted a message
+        let big = 2 * MAX_CHUNK_PLAIN;
+        let padding = Padding::Buckets(vec![big]);
+        let (mut s, mut r) = pair(NEVER, padding);
+        let f = s.seal(Message::from(payload(10))).expect("seal").to_vec();
+        assert_eq!(f.len(), sealed_len(big));
+        for cut in [
+            MAX_NOISE_MSG,
+            MAX_CHUNK_PLAIN,
+            f.len() / 2,
+            f.len() - TAG_LEN,
+        ] {
+            let (a, b) = f.split_at(cut);
+            let mut r1 = Receiver::new("t", CipherState::new(&[9u8; 32]), 4 << 20);
+            assert!(
+                r1.open(Message::from(a.to_vec())).is_err(),
+                "first part at {cut}"
+            );
+            let mut r2 = Receiver::new("t", CipherState::new(&[9u8; 32]), 4 << 20);
+            assert!(
+                r2.open(Message::from(b.to_vec())).is_err(),
+                "second part at {cut}"
+            );
+        }
+        // merged: a record and the next empty one as one frame
+        let (mut s, _) = pair(NEVER, Padding::None);
+        let mut merged = s
+            .seal(Message::from(payload(65_514)))
+            .expect("seal")
+            .to_vec();
+        merged.extend(s.seal(Message::from(Vec::new())).expect("seal").to_vec());
+        assert!(r.open(Message::from(merged)).is_err(), "merged frames");
+        // and pieces moved within a frame
+        let (mut s, mut r) = pair(NEVER, Padding::None);
+        let mut f = s
+            .seal(Message::from(payload(2 * MAX_CHUNK_PLAIN)))
+            .expect("seal")
+            .to_vec();
+        let plain = f.len() - 3 * TAG_LEN;
+        let tags = &mut f[plain..];
+        for k in 0..TAG_LEN {
+            tags.swap(k, TAG_LEN + k);
+        }
+        assert!(r.open(Message::from(f)).is_err(), "tags swapped");
+        assert_eq!(r.cs.nonce(), 0, "no nonce moved");
     }
 
     #[test]

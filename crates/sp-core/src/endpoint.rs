@@ -1,0 +1,219 @@
+//! Dialers and listeners: where pipes come from.
+//!
+//! A dialer connects, opens the pipe and attaches it, then waits for the
+//! pipe to go and redials with jittered exponential backoff. A listener
+//! accepts and runs every handshake in a task of its own, at most
+//! `Options::max_half_open` at once.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::core::Core;
+use crate::stats::RejectReason;
+use crate::transport::{Listener, Transport};
+use crate::{split_url, Connection, Error, Result};
+
+/// An endpoint (dialer or listener) that can be closed.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    url: String,
+    cancel: CancellationToken,
+}
+
+impl Endpoint {
+    /// The endpoint's URL (for a listener on port 0, the port bound).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// Stops dialing or listening and closes the pipes this endpoint opened
+    /// (as `nng_dialer_close` / `nng_listener_close` do); what they had
+    /// queued moves to the socket's other pipes where the protocol allows.
+    pub fn close(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Core {
+    fn transport(&self, url: &str) -> Result<Arc<dyn Transport>> {
+        let (scheme, _) = split_url(url).ok_or_else(|| Error::Address {
+            url: url.into(),
+            reason: "expected scheme://address".into(),
+        })?;
+        self.transports
+            .iter()
+            .find(|t| t.schemes().contains(&scheme))
+            .cloned()
+            .ok_or_else(|| Error::Address {
+                url: url.into(),
+                reason: format!("no transport for scheme {scheme:?}"),
+            })
+    }
+
+    /// An endpoint's own token: closing the endpoint aborts its pipes;
+    /// closing the socket stops its loop but lets its pipes linger.
+    fn endpoint(&self, url: String) -> Endpoint {
+        Endpoint {
+            url,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Binds and accepts pipes in the background.
+    pub(crate) async fn listen(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
+        let t = self.transport(url)?;
+        let listener = t.listen(url).await?;
+        Ok(self.listen_on(listener))
+    }
+
+    /// Accepts pipes from a listener made elsewhere, with the same handshake
+    /// deadline and half-open cap as [`Core::listen`].
+    pub(crate) fn listen_on(self: &Arc<Self>, listener: Box<dyn Listener>) -> Endpoint {
+        let ep = self.endpoint(listener.url());
+        let core = self.clone();
+        let span = info_span!(target: "spstack", "listener", url = %ep.url);
+        let token = ep.cancel.clone();
+        tokio::spawn(async move { core.accept_loop(listener, token).await }.instrument(span));
+        ep
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: Box<dyn Listener>, ep: CancellationToken) {
+        let half_open: Arc<Mutex<VecDeque<(u64, tokio::task::AbortHandle)>>> = Arc::default();
+        let mut next = 0u64;
+        loop {
+            let accepted = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = ep.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let raw = match accepted {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(target: "spstack", error = %e, "accept failed");
+                    // e.g. out of file descriptors: do not spin
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            next += 1;
+            let id = next;
+            let core = self.clone();
+            let ho = half_open.clone();
+            let pipe_ep = ep.clone();
+            // hold the list while spawning: a handshake that finishes at once
+            // must find its entry to remove it
+            let mut ho_guard = half_open.lock().unwrap_or_else(|e| e.into_inner());
+            let task = tokio::spawn(async move {
+                let res = core.open_pipe(raw, false).await;
+                ho.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(i, _)| *i != id);
+                if let Ok(conn) = res {
+                    let _ = core.attach(conn, &pipe_ep);
+                }
+            });
+            ho_guard.push_back((id, task.abort_handle()));
+            while ho_guard.len() > self.opts.max_half_open {
+                if let Some((_, h)) = ho_guard.pop_front() {
+                    h.abort();
+                    self.counters.rejected(RejectReason::Evicted);
+                    debug!(target: "spstack", "half-open handshake evicted");
+                }
+            }
+        }
+    }
+
+    /// Dials `url` once and returns when the pipe is open (or the error),
+    /// then keeps it open, redialing with backoff, until the endpoint closes.
+    pub(crate) async fn dial(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
+        let t = self.transport(url)?;
+        let ep = self.endpoint(url.to_string());
+        let conn = self.connect(&t, url).await?;
+        let pipe = self.attach(conn, &ep.cancel)?;
+        self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()));
+        Ok(ep)
+    }
+
+    /// Starts dialing `url` in the background (retrying with backoff) and
+    /// returns at once.
+    pub(crate) fn dial_background(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
+        let t = self.transport(url)?;
+        let ep = self.endpoint(url.to_string());
+        self.spawn_dialer(t, ep.clone(), None);
+        Ok(ep)
+    }
+
+    fn spawn_dialer(
+        self: &Arc<Self>,
+        t: Arc<dyn Transport>,
+        ep: Endpoint,
+        first: Option<CancellationToken>,
+    ) {
+        let core = self.clone();
+        let span = info_span!(target: "spstack", "dialer", url = %ep.url);
+        tokio::spawn(
+            async move {
+                let stop = ep.cancel.clone();
+                let socket = core.cancel.clone();
+                let halt = async move {
+                    tokio::select! { _ = stop.cancelled() => {}, _ = socket.cancelled() => {} }
+                };
+                tokio::select! {
+                    _ = halt => {}
+                    _ = core.dial_loop(&t, &ep, first) => {}
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn dial_loop(
+        self: &Arc<Self>,
+        t: &Arc<dyn Transport>,
+        ep: &Endpoint,
+        first: Option<CancellationToken>,
+    ) {
+        let min = self.opts.reconnect_min.max(Duration::from_millis(1));
+        let max = self.opts.reconnect_max.max(min);
+        let mut backoff = min;
+        if let Some(gone) = first {
+            gone.cancelled().await;
+            sleep_jittered(min).await;
+        }
+        loop {
+            match self.connect(t, &ep.url).await {
+                Ok(conn) => match self.attach(conn, &ep.cancel).map(|p| p.gone.clone()) {
+                    Ok(gone) => {
+                        backoff = min;
+                        gone.cancelled().await;
+                        sleep_jittered(min).await;
+                    }
+                    Err(_) => {
+                        sleep_jittered(backoff).await;
+                        backoff = (backoff * 2).min(max);
+                    }
+                },
+                Err(e) => {
+                    debug!(target: "spstack", error = %e, ?backoff, "dial failed; will retry");
+                    sleep_jittered(backoff).await;
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, t: &Arc<dyn Transport>, url: &str) -> Result<Connection> {
+        let raw = t.dial(url).await?;
+        self.open_pipe(raw, true).await
+    }
+}
+
+async fn sleep_jittered(base: Duration) {
+    // uniform in [base/2, base): spread out a crowd of reconnecting dialers
+    let nanos = base.as_nanos().min(u64::MAX as u128) as u64;
+    let d = Duration::from_nanos(nanos / 2 + fastrand::u64(0..=nanos / 2));
+    tokio::time::sleep(d).await;
+}

@@ -1,0 +1,201 @@
+//! Unit tests of the message layout.
+
+use super::*;
+use crate::stats::Counters;
+
+/// Bytes copied on this thread while `f` runs (other tests run beside).
+fn copies<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let (c, p) = (Counters::default(), Counters::default());
+    let r = {
+        let _s = CopyScope::enter(&c, &p, Direction::Send);
+        f()
+    };
+    (r, c.snapshot().bytes_copied)
+}
+
+#[test]
+fn header_push_pop_at_every_boundary() {
+    for headroom in 0..10 {
+        for body in 0..6usize {
+            let data: Vec<u8> = (0..body as u8).collect();
+            let mut m = Message::with_headroom(headroom, &data);
+            m.push_header_u32(0x8000_0001);
+            m.push_header_u32(7);
+            assert_eq!(m.header().len(), 8);
+            assert_eq!(m.body(), &data[..]);
+            assert_eq!(m.pop_header_u32(), Some(7));
+            assert_eq!(m.pop_header_u32(), Some(0x8000_0001));
+            assert_eq!(m.pop_header_u32(), None);
+            assert_eq!(m.body(), &data[..]);
+        }
+    }
+}
+
+#[test]
+fn write_to_shared_copies_and_leaves_clone_intact() {
+    let mut a = Message::with_headroom(8, b"abc");
+    let b = a.clone();
+    a.push_header(&[1, 2]);
+    a.body_mut()[0] = b'X';
+    assert_eq!(b.header(), b"");
+    assert_eq!(b.body(), b"abc");
+    assert_eq!(a.wire(), &[1, 2, b'X', b'b', b'c']);
+}
+
+#[test]
+fn frame_header_on_shared_message_stays_inline() {
+    let mut a = Message::with_headroom(8, b"body");
+    let keep = a.clone();
+    a.push_frame_header(&[9, 9]);
+    a.push_frame_trailer(&[7]);
+    assert_eq!(a.to_vec(), vec![9, 9, b'b', b'o', b'd', b'y', 7]);
+    assert_eq!(keep.wire(), b"body");
+    let copied = a.flatten_frame();
+    assert_eq!(copied, 7, "the frame, once");
+    assert_eq!(a.wire(), &[9, 9, b'b', b'o', b'd', b'y', 7]);
+}
+
+#[test]
+fn prepend_body_keeps_header_in_front() {
+    let mut m = Message::with_headroom(8, b"xy");
+    m.prepend_body(b"ab");
+    assert_eq!(m.body(), b"abxy");
+    m.push_header(&[1]);
+    m.prepend_body(b"0");
+    assert_eq!(m.header(), &[1]);
+    assert_eq!(m.body(), b"0abxy");
+    assert!(m.trim_body_front(1));
+    assert_eq!(m.header(), &[1]);
+    assert_eq!(m.body(), b"abxy");
+}
+
+#[test]
+fn recv_buf_fills_in_pieces_and_zeroes_what_was_not_written() {
+    let mut rb = RecvBuf::new(4, 6);
+    assert_eq!(rb.extend_from(b"abc"), 3);
+    rb.unfilled()[0].write(b'd');
+    rb.advance(1);
+    assert_eq!(rb.remaining(), 2);
+    assert_eq!(rb.extend_from(b"efgh"), 2, "never past the frame");
+    let mut m = rb.into_message();
+    assert_eq!(m.body(), b"abcdef");
+    m.push_header_u32(9);
+    assert_eq!(m.header(), &[0, 0, 0, 9]);
+    let short = RecvBuf::new(0, 3);
+    assert_eq!(short.into_message().body(), &[0, 0, 0]);
+}
+
+#[test]
+fn body_to_header_moves_no_bytes() {
+    let mut m = Message::with_headroom(0, &[0x80, 0, 0, 5, b'h', b'i']);
+    assert!(m.body_to_header(4));
+    assert_eq!(m.pop_header_u32(), Some(0x8000_0005));
+    assert_eq!(m.body(), b"hi");
+    assert!(!m.body_to_header(3));
+}
+
+#[test]
+fn taken_over_vec_is_not_copied_and_its_header_goes_inline() {
+    let v = vec![5u8; 1000];
+    let ptr = v.as_ptr();
+    let (mut m, n) = copies(|| Message::from(v));
+    assert_eq!(n, 0);
+    assert_eq!(m.body().as_ptr(), ptr, "the vector's buffer is the body");
+    m.push_header_u32(0x8000_0007);
+    m.push_header_u32(3);
+    assert_eq!(m.header(), &[0, 0, 0, 3, 0x80, 0, 0, 7]);
+    assert_eq!(m.len(), 1008);
+    let ((), n) = copies(|| {
+        m.push_frame_header(&[0xAA]);
+        m.push_frame_trailer(&[0xBB]);
+    });
+    assert_eq!(n, 0, "nothing was copied");
+    let parts = m.frame_parts();
+    assert_eq!(parts[0], &[0xAA, 0, 0, 0, 3, 0x80, 0, 0, 7]);
+    assert_eq!(parts[1].as_ptr(), ptr);
+    assert_eq!(parts[2], &[0xBB]);
+    assert_eq!(m.frame_len(), 1010);
+    assert_eq!(m.pop_header_u32(), Some(3));
+    assert_eq!(m.header(), &[0x80, 0, 0, 7]);
+    m.clear_header();
+    assert_eq!(m.header(), b"");
+    assert_eq!(m.body().len(), 1000);
+}
+
+#[test]
+fn string_and_bytes_are_taken_over() {
+    let s = String::from("hello");
+    let p = s.as_ptr();
+    let m = Message::from(s);
+    assert_eq!(m.body().as_ptr(), p);
+    let b = bytes::Bytes::from_static(b"static");
+    let m = Message::from(b.clone());
+    assert_eq!(m.body().as_ptr(), b.as_ptr());
+}
+
+#[test]
+fn writing_a_taken_over_body_copies_once_and_keeps_the_header() {
+    let mut m = Message::from(vec![1u8, 2, 3]);
+    m.push_header_u32(9);
+    let ((), n) = copies(|| m.body_mut()[0] = 7);
+    assert_eq!(n, 3, "one copy of the body");
+    assert_eq!(m.header(), &[0, 0, 0, 9]);
+    assert_eq!(m.body(), &[7, 2, 3]);
+    assert_eq!(
+        m.wire(),
+        &[0, 0, 0, 9, 7, 2, 3],
+        "the header moved into the buffer"
+    );
+    let ((), n) = copies(|| m.body_mut()[1] = 8);
+    assert_eq!(n, 0, "unique and owned now: in place");
+}
+
+#[test]
+fn reserve_frame_copies_at_most_once_and_not_when_there_is_room() {
+    let mut m = Message::with_capacity(16, 100, 32);
+    m.push_header_u32(1);
+    assert_eq!(m.reserve_frame(8, 16), 0, "room was reserved: no copy");
+    let mut shared = m.clone();
+    shared.push_frame_header(&[1, 2]);
+    let copied = shared.reserve_frame(5, 16);
+    assert_eq!(copied, 2 + 104, "one copy of the whole frame");
+    assert!(shared.is_contiguous() && shared.headroom() >= 5 && shared.tailroom() >= 16);
+    assert_eq!(&shared.wire()[..6], &[1, 2, 0, 0, 0, 1]);
+    assert_eq!(shared.reserve_frame(5, 16), 0);
+    assert_eq!(m.header(), &[0, 0, 0, 1], "the clone kept its own view");
+}
+
+#[test]
+fn body_to_header_on_a_detached_header_keeps_it_in_one_place() {
+    let mut m = Message::from(vec![0x80, 0, 0, 5, b'h', b'i']);
+    m.push_header_u32(77);
+    assert!(m.body_to_header(4));
+    assert_eq!(m.header(), &[0, 0, 0, 77, 0x80, 0, 0, 5]);
+    assert_eq!(m.body(), b"hi");
+    m.header_to_body();
+    assert_eq!(m.body(), &[0, 0, 0, 77, 0x80, 0, 0, 5, b'h', b'i']);
+}
+
+#[test]
+fn into_frame_bytes_shares_a_contiguous_frame() {
+    let m = Message::with_headroom(8, b"payload");
+    let p = m.wire().as_ptr();
+    let b = m.into_frame_bytes();
+    assert_eq!(&b[..], b"payload");
+    assert_eq!(b.as_ptr(), p, "no copy");
+    let mut m = Message::from(vec![1u8, 2]);
+    m.push_header(&[9]);
+    assert_eq!(&m.into_frame_bytes()[..], &[9, 1, 2]);
+}
+
+#[test]
+fn prepend_and_trim_around_an_inline_header() {
+    let mut m = Message::from(vec![b'x', b'y']);
+    m.push_header(&[1]);
+    m.prepend_body(b"ab");
+    assert_eq!(m.header(), &[1]);
+    assert_eq!(m.body(), b"abxy");
+    assert!(m.trim_body_front(1));
+    assert_eq!(m.header(), &[1]);
+    assert_eq!(m.body(), b"bxy");
+}

@@ -1,0 +1,81 @@
+//! Opening a pipe: the announcement exchange, the stack-wide peer check and
+//! every pipe layer's handshake, all under the handshake deadline. A failure
+//! is counted, traced and raised as a [`PipeEvent::Refused`](crate::PipeEvent).
+
+use tower::ServiceExt;
+
+use crate::core::Core;
+use crate::layer::RecvLimit;
+use crate::stats::RejectReason;
+use crate::transport::{PipeConfig, Unannounced};
+use crate::{Connection, Error, Result};
+
+impl Core {
+    pub(crate) fn pipe_config(&self) -> PipeConfig {
+        PipeConfig {
+            recv_max_size: self.opts.recv_max_size,
+            recv_headroom: self.router.recv_headroom(),
+            local: self.announce.clone(),
+            recv_limit: RecvLimit::new(self.opts.recv_max_size),
+        }
+    }
+
+    /// Announcement exchange, peer check, pipe layer handshakes.
+    pub(crate) async fn open_pipe(
+        &self,
+        raw: Box<dyn Unannounced>,
+        dialer: bool,
+    ) -> Result<Connection> {
+        let peer = raw.peer_addr();
+        let deadline = self.opts.handshake_timeout;
+        let cfg = self.pipe_config();
+        let upgrade = self.upgrade.clone();
+        let expected = self.spec.peer;
+        let local = self.announce.clone();
+        let work = async move {
+            // a stream layer under the framing (TLS, WebSocket) reports its
+            // own failures as layer errors: count them as such
+            let conn = raw.announce(cfg, dialer).await.map_err(|e| match e {
+                Error::Layer { .. } => (RejectReason::LayerFailed, e),
+                Error::Mismatch { index: None, .. } => (RejectReason::ProtocolMismatch, e),
+                Error::Mismatch { .. } => (RejectReason::LayerMismatch, e),
+                e => (RejectReason::BadHeader, e),
+            })?;
+            local.check_peer(expected, &conn.info.peer).map_err(|e| {
+                let r = if conn.info.peer.protocol != expected {
+                    RejectReason::ProtocolMismatch
+                } else {
+                    RejectReason::LayerMismatch
+                };
+                (r, e)
+            })?;
+            let svc = upgrade
+                .oneshot(conn)
+                .await
+                .map_err(|e| (RejectReason::LayerFailed, e))?;
+            Ok::<_, (RejectReason, Error)>(svc)
+        };
+        let res = match tokio::time::timeout(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err((
+                RejectReason::HandshakeTimeout,
+                Error::HandshakeTimeout(deadline),
+            )),
+        };
+        res.map_err(|(reason, e)| {
+            let reason = match (&reason, &e) {
+                (RejectReason::BadHeader, Error::Io(_) | Error::ConnectionClosed) => {
+                    RejectReason::Io
+                }
+                _ => reason,
+            };
+            self.refuse(
+                &peer,
+                reason,
+                e.layer_name().map(str::to_string),
+                e.to_string(),
+            );
+            e
+        })
+    }
+}

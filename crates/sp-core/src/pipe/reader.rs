@@ -1,0 +1,208 @@
+//! A pipe's reader task: takes every frame already decoded, lets the routing
+//! parse each, and delivers the batch to the socket's receive queue under one
+//! lock and at most one wake-up.
+//!
+//! When the socket closes the reader keeps reading, counting what still
+//! arrives as dropped (`Closed`), until the peer hangs up or the linger
+//! passes: the peer's writes then end cleanly and it learns the pipe is gone
+//! from the end of the stream, and what it had sent is counted on this side.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use tracing::{debug, warn};
+
+use super::scope::Counted;
+use super::table::{PipeEntry, ReaderContext};
+use crate::core::Core;
+use crate::queue::WaitKey;
+use crate::routing::{RecvPolicy, Verdict};
+use crate::stats::{DropReason, RejectReason};
+use crate::{BoxStream, Error, Message};
+
+const BATCH: usize = 64;
+const BATCH_BYTES: usize = 256 << 10;
+
+/// Why the reader stopped.
+enum Stop {
+    /// The peer ended the stream.
+    Eof,
+    /// A read error or a protocol violation.
+    Broken,
+    /// The pipe was aborted.
+    Aborted,
+}
+
+impl Core {
+    pub(crate) async fn reader(self: Arc<Self>, p: Arc<PipeEntry>, mut rx: Counted<BoxStream>) {
+        let aborted = p.abort.cancelled();
+        tokio::pin!(aborted);
+        let closing = self.closing.clone();
+        // pinned once: polled until it fires, then the reader drains
+        let closing_f = closing.cancelled();
+        tokio::pin!(closing_f);
+        let mut batch: VecDeque<Message> = VecDeque::with_capacity(BATCH);
+        let mut key = WaitKey::default();
+        let stop = 'read: loop {
+            if closing.is_cancelled() {
+                break 'read self.drain(&p, &mut rx, aborted.as_mut()).await;
+            }
+            let mut next = tokio::select! {
+                biased;
+                _ = &mut aborted => break 'read Stop::Aborted,
+                _ = &mut closing_f => continue,
+                n = rx.next() => n,
+            };
+            let mut stop = None;
+            let mut batch_bytes = 0;
+            loop {
+                match next {
+                    Some(Ok(m)) => {
+                        batch_bytes += m.len();
+                        if let Err(why) = self.accept_frame(&p, m, &mut batch) {
+                            warn!(target: "spstack", why, "protocol violation; closing pipe");
+                            stop = Some(Stop::Broken);
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.count_pipe_error(&p, &e);
+                        stop = Some(Stop::Broken);
+                        break;
+                    }
+                    None => {
+                        debug!(target: "spstack", "peer closed the pipe");
+                        stop = Some(Stop::Eof);
+                        break;
+                    }
+                }
+                if batch.len() >= BATCH || batch_bytes >= BATCH_BYTES {
+                    break;
+                }
+                match rx.next().now_or_never() {
+                    Some(n) => next = n,
+                    None => break,
+                }
+            }
+            if !batch.is_empty() && self.router.recv_policy() == RecvPolicy::DropOldest {
+                for m in batch.drain(..) {
+                    match self.recv.push_evict(m) {
+                        Ok(evicted) => {
+                            for _ in 0..evicted {
+                                p.stats.dropped(DropReason::QueueFull);
+                                self.count_drop(
+                                    DropReason::QueueFull,
+                                    "receive queue full: oldest dropped",
+                                );
+                            }
+                        }
+                        Err(_) => self.count_drop(DropReason::Closed, "socket closed"),
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let pushed = tokio::select! {
+                    biased;
+                    _ = &mut aborted => Err(DropReason::PipeClosed),
+                    _ = &mut closing_f => Err(DropReason::Closed),
+                    r = std::future::poll_fn(|cx| self.recv.poll_push_batch(cx, &mut key, &mut batch)) => r.map_err(|()| DropReason::Closed),
+                };
+                if let Err(reason) = pushed {
+                    self.recv.cancel_push(&mut key);
+                    for _ in batch.drain(..) {
+                        p.stats.dropped(reason);
+                        self.count_drop(reason, "received, never delivered");
+                    }
+                }
+            }
+            if let Some(s) = stop {
+                break 'read s;
+            }
+        };
+        self.recv.cancel_push(&mut key);
+        // the peer hung up: our write in flight may still finish; anything
+        // else stops the pipe now
+        self.detach(&p, matches!(stop, Stop::Eof));
+    }
+
+    /// The socket is closing: read what the peer still sends, count it, and
+    /// stop at the end of the stream or when the linger passes.
+    async fn drain(
+        &self,
+        p: &PipeEntry,
+        rx: &mut Counted<BoxStream>,
+        mut aborted: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+    ) -> Stop {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = &mut aborted => return Stop::Aborted,
+                n = rx.next() => n,
+            };
+            match next {
+                Some(Ok(m)) => {
+                    let len = m.len();
+                    p.stats.received(len);
+                    self.counters.received(len);
+                    p.stats.dropped(DropReason::Closed);
+                    self.count_drop(DropReason::Closed, "arrived while the socket closed");
+                }
+                Some(Err(_)) => return Stop::Broken,
+                None => return Stop::Eof,
+            }
+        }
+    }
+
+    /// Counts and parses one received frame; queues it for delivery or drops
+    /// it. `Err` means the peer broke the protocol and the pipe must close.
+    fn accept_frame(
+        &self,
+        p: &PipeEntry,
+        mut m: Message,
+        out: &mut VecDeque<Message>,
+    ) -> Result<(), String> {
+        let len = m.len();
+        p.stats.received(len);
+        self.counters.received(len);
+        let mut cx = ReaderContext {
+            core: self,
+            live: None,
+        };
+        match self.router.recv(p.id, &mut m, &mut cx) {
+            Verdict::Deliver => {
+                m.set_pipe(Some(p.id));
+                out.push_back(m);
+                Ok(())
+            }
+            Verdict::Consumed => Ok(()),
+            Verdict::Drop(r) => {
+                p.stats.dropped(r);
+                self.count_drop(r, "dropped on receive");
+                Ok(())
+            }
+            Verdict::Close(why) => {
+                p.stats.dropped(DropReason::Malformed);
+                self.count_drop(DropReason::Malformed, "broke the protocol");
+                self.counters.rejected(RejectReason::ProtocolError);
+                Err(why)
+            }
+        }
+    }
+
+    fn count_pipe_error(&self, p: &PipeEntry, e: &Error) {
+        let reason = match e {
+            Error::TooLarge { .. } => {
+                self.counters.dropped(DropReason::TooLarge);
+                p.stats.dropped(DropReason::TooLarge);
+                RejectReason::ProtocolError
+            }
+            Error::Io(_) | Error::ConnectionClosed => RejectReason::Io,
+            _ => RejectReason::ProtocolError,
+        };
+        if reason != RejectReason::Io {
+            self.counters.rejected(reason);
+        }
+        warn!(target: "spstack", error = %e, "pipe closed");
+    }
+}

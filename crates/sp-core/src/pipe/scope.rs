@@ -1,0 +1,65 @@
+//! A pipe's halves, with copies made inside them counted on the socket and
+//! the pipe (see [`crate::message`]'s `CopyScope`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::{Sink, Stream};
+
+use crate::stats::Counters;
+use crate::{BoxSink, BoxStream, CopyScope, Direction, Error, Message, Result};
+
+pub(crate) struct Counted<T> {
+    pub inner: T,
+    pub socket: Arc<Counters>,
+    pub pipe: Arc<Counters>,
+}
+
+impl<T> Counted<T> {
+    fn scope(&self, dir: Direction) -> CopyScope<'_> {
+        CopyScope::enter(&self.socket, &self.pipe, dir)
+    }
+}
+
+impl Sink<Message> for Counted<BoxSink> {
+    type Error = Error;
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        let _s = CopyScope::enter(&this.socket, &this.pipe, Direction::Send);
+        this.inner.as_mut().poll_ready(cx)
+    }
+    fn start_send(mut self: Pin<&mut Self>, m: Message) -> Result<()> {
+        let this = &mut *self;
+        let _s = CopyScope::enter(&this.socket, &this.pipe, Direction::Send);
+        this.inner.as_mut().start_send(m)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        let _s = CopyScope::enter(&this.socket, &this.pipe, Direction::Send);
+        this.inner.as_mut().poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        let _s = CopyScope::enter(&this.socket, &this.pipe, Direction::Send);
+        this.inner.as_mut().poll_close(cx)
+    }
+}
+
+impl Stream for Counted<BoxStream> {
+    type Item = Result<Message>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let this = &mut *self;
+        let _s = CopyScope::enter(&this.socket, &this.pipe, Direction::Recv);
+        this.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl<T> Counted<T> {
+    /// Runs `f` with copies counted on the way `dir` (work the pipe task does
+    /// itself, such as flattening a frame for its layers).
+    pub fn counting<R>(&self, dir: Direction, f: impl FnOnce() -> R) -> R {
+        let _s = self.scope(dir);
+        f()
+    }
+}
