@@ -16,6 +16,10 @@ pub struct PipeConfig {
     /// The frame limit the transport's reader checks, shared with the pipe
     /// layers (see [`RecvLimit`]).
     pub recv_limit: RecvLimit,
+    /// The socket's counters, for a transport that moves frames in a task of
+    /// its own: it counts the copies made there with
+    /// `CopyScope::socket(&cfg.counters, ..)`.
+    pub counters: std::sync::Arc<crate::stats::Counters>,
 }
 
 impl PipeConfig {
@@ -122,6 +126,12 @@ pub type StreamUpgrade = BoxFuture<'static, Result<StreamConn>>;
 pub trait StreamTransport: Send + Sync + 'static {
     /// Short name for addresses and logs: `tcp`, `tls+tcp`.
     fn name(&self) -> &'static str;
+    /// True when the bytes on the wire are not the framing's own (TLS
+    /// encrypts them, copying every byte into its records): a capture is
+    /// opaque, and the copies are declared and counted (see [`Copying`]).
+    fn transforms(&self) -> bool {
+        false
+    }
     /// Connects to `host:port` (a `[v6]:port` literal works too). The
     /// returned upgrade finishes the stream's own handshake.
     fn connect(&self, addr: &str) -> BoxFuture<'static, Result<StreamUpgrade>>;
@@ -135,4 +145,63 @@ pub trait StreamListener: Send + Sync {
     fn local_addr(&self) -> String;
     /// Waits for the next connection; its handshake is left to the upgrade.
     fn accept(&self) -> BoxFuture<'_, Result<StreamUpgrade>>;
+}
+
+/// A byte stream whose every byte read and written is counted as a copy of
+/// message data ([`crate::record_copy`]): for stream layers that copy what
+/// they carry (a TLS session encrypts the plaintext into its own records and
+/// decrypts into the reader's buffer).
+pub struct Copying<T>(pub T);
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Copying<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        crate::record_copy(buf.filled().len() - before);
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Copying<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.0).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            crate::record_copy(*n);
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            crate::record_copy(*n);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }

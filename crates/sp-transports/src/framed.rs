@@ -52,8 +52,13 @@ impl<S: StreamTransport> Transport for Framed<S> {
         self.schemes
     }
     fn info(&self) -> ComponentInfo {
-        ComponentInfo::new(self.streams.name(), Overhead::header(8))
-            .with_header(vec![Field::be("length", 8)])
+        let info = ComponentInfo::new(self.streams.name(), Overhead::header(8));
+        if self.streams.transforms() {
+            // the length prefix travels inside the stream's records too
+            info.opaque().copying()
+        } else {
+            info.with_header(vec![Field::be("length", 8)])
+        }
     }
     fn dial(&self, url: &str) -> BoxFuture<'static, Result<Box<dyn Unannounced>>> {
         let connect = authority(url).map(|a| self.streams.connect(a));

@@ -19,6 +19,7 @@ pub mod tls;
 pub use framed::Framed;
 pub use inproc::Inproc;
 pub use ipc::Ipc;
+pub use stream::STAGED_BELOW;
 pub use tcp::Tcp;
 pub use tls::{tls_tcp, Identity, Roots, Tls, TlsConfig, TlsVersion};
 

@@ -23,8 +23,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 /// allocated whole when their header arrives: a peer that announces a huge
 /// frame and stalls costs only what it actually sent.
 const GROW_THRESHOLD: usize = 4 << 20;
-/// Frames at least this large are read straight into their own buffer.
-const DIRECT_READ: usize = 16 << 10;
+/// Frames at least this large are read straight into their own buffer;
+/// smaller ones are read many per system call into a staging buffer and
+/// copied out once (counted).
+pub const STAGED_BELOW: usize = 16 << 10;
+const DIRECT_READ: usize = STAGED_BELOW;
 const READ_CHUNK: usize = 64 << 10;
 /// Frames queued in the writer before `poll_ready` forces a flush.
 const MAX_PENDING: usize = 1024;
@@ -235,6 +238,8 @@ pub struct FrameReader<R> {
     max: sp_core::layer::RecvLimit,
     headroom: usize,
     done: bool,
+    /// The last frame was read straight into its buffer.
+    large: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -248,12 +253,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             max: cfg.recv_limit.clone(),
             headroom: cfg.recv_headroom,
             done: false,
+            large: false,
         }
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
+        }
+        if self.large && self.buf.is_empty() {
+            // the last frame was large: the next is likely too. Read only its
+            // prefix, so that its body goes straight into its own buffer
+            // rather than through this one (one more system call per large
+            // frame, against a copy of it)
+            let plen = self.framing.prefix_len();
+            let mut limited = bytes::BufMut::limit(&mut self.buf, plen);
+            return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut limited);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
@@ -286,6 +301,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             })));
                         }
                         let len = len64 as usize;
+                        self.large = len >= DIRECT_READ;
                         if self.buf.len() - plen >= len {
                             self.buf.advance(plen);
                             let mut rb = RecvBuf::new(self.headroom, len);

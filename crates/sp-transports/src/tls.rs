@@ -42,7 +42,7 @@ use rustls::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{ServerName, UnixTime};
-use sp_core::transport::{StreamConn, StreamListener, StreamTransport, StreamUpgrade};
+use sp_core::transport::{Copying, StreamConn, StreamListener, StreamTransport, StreamUpgrade};
 use sp_core::{BoxFuture, Error, Result};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -582,6 +582,10 @@ impl<S: StreamTransport> StreamTransport for Tls<S> {
         self.name
     }
 
+    fn transforms(&self) -> bool {
+        true
+    }
+
     fn connect(&self, addr: &str) -> BoxFuture<'static, Result<StreamUpgrade>> {
         let name = self
             .cfg
@@ -620,7 +624,7 @@ impl<S: StreamTransport> StreamTransport for Tls<S> {
                     None
                 };
                 Ok(StreamConn {
-                    io: Box::new(tls),
+                    io: Box::new(Copying(tls)),
                     local_addr: conn.local_addr,
                     peer_addr: conn.peer_addr,
                     peer_identity,
@@ -681,7 +685,7 @@ impl StreamListener for TlsListen {
                     None
                 };
                 Ok(StreamConn {
-                    io: Box::new(tls),
+                    io: Box::new(Copying(tls)),
                     local_addr: conn.local_addr,
                     peer_addr: conn.peer_addr,
                     peer_identity,

@@ -17,7 +17,7 @@ use futures::channel::mpsc;
 use futures::{Sink, SinkExt, Stream};
 use sp_core::layer::RecvLimit;
 use sp_core::transport::PipeConfig;
-use sp_core::{Connection, Error, Message, PipeInfo, RecvBuf, Result};
+use sp_core::{Connection, Error, Message, PipeInfo, Result};
 use tokio::time::{Instant, Sleep};
 
 use crate::WsConfig;
@@ -65,8 +65,8 @@ pub(crate) fn spawn<W: Wire>(
     ws_cfg: &WsConfig,
     info: PipeInfo,
 ) -> Connection {
-    let (out_tx, out_rx) = mpsc::channel::<Message>(CHANNEL);
-    let (in_tx, in_rx) = mpsc::channel::<Message>(CHANNEL);
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(CHANNEL);
+    let (in_tx, in_rx) = mpsc::channel::<(Message, usize)>(CHANNEL);
     let fail = Arc::new(Mutex::new(None));
     let keepalive = ws_cfg.ping_interval.map(|interval| {
         let period = interval
@@ -94,12 +94,22 @@ pub(crate) fn spawn<W: Wire>(
         in_blocked: false,
         closing: None,
         fail: fail.clone(),
-        headroom: cfg.recv_headroom,
         limit: cfg.recv_limit.clone(),
+        counters: cfg.counters.clone(),
     };
     tokio::spawn(driver);
+    // the conversion runs in the pipe's writer, where copies are counted:
+    // none for a frame already in one slice; the WebSocket library then
+    // copies it once into its write buffer, counted here too
+    let tx = out_tx
+        .sink_map_err(|_| Error::ConnectionClosed)
+        .with(|m: Message| {
+            let b = m.into_frame_bytes();
+            sp_core::record_copy(b.len());
+            std::future::ready(Ok::<_, Error>(b))
+        });
     Connection {
-        tx: Box::pin(out_tx.sink_map_err(|_| Error::ConnectionClosed)),
+        tx: Box::pin(tx),
         rx: Box::pin(Rx {
             rx: in_rx,
             fail,
@@ -110,8 +120,10 @@ pub(crate) fn spawn<W: Wire>(
 }
 
 /// The pipe's receive half: the driver's messages, then its error if any.
+/// Each comes with the bytes the WebSocket library copied to build it (a
+/// message reassembled from fragments), counted here, in the pipe's reader.
 struct Rx {
-    rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<(Message, usize)>,
     fail: Arc<Mutex<Option<Error>>>,
     done: bool,
 }
@@ -123,7 +135,10 @@ impl Stream for Rx {
             return Poll::Ready(None);
         }
         match Pin::new(&mut self.rx).poll_next(cx) {
-            Poll::Ready(Some(m)) => Poll::Ready(Some(Ok(m))),
+            Poll::Ready(Some((m, copied))) => {
+                sp_core::record_copy(copied);
+                Poll::Ready(Some(Ok(m)))
+            }
             Poll::Ready(None) => {
                 self.done = true;
                 let e = self.fail.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -149,10 +164,10 @@ struct Closing<M> {
 
 struct Driver<W: Wire> {
     ws: W,
-    out_rx: mpsc::Receiver<Message>,
-    in_tx: mpsc::Sender<Message>,
+    out_rx: mpsc::Receiver<Bytes>,
+    in_tx: mpsc::Sender<(Message, usize)>,
     /// A received message waiting for room in the pipe's queue.
-    pending_in: Option<Message>,
+    pending_in: Option<(Message, usize)>,
     /// Frames of the message being written (several when fragmented).
     pending_out: VecDeque<W::Msg>,
     send_frame: usize,
@@ -165,8 +180,8 @@ struct Driver<W: Wire> {
     in_blocked: bool,
     closing: Option<Closing<W::Msg>>,
     fail: Arc<Mutex<Option<Error>>>,
-    headroom: usize,
     limit: RecvLimit,
+    counters: Arc<sp_core::stats::Counters>,
 }
 
 enum Step {
@@ -259,6 +274,9 @@ impl<W: Wire> Driver<W> {
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
+        // copies below (a TLS session under the WebSocket) count on the socket
+        let counters = self.counters.clone();
+        let _s = sp_core::CopyScope::socket(&counters, sp_core::Direction::Send);
         loop {
             if self.pending_out.is_empty() {
                 if self.ping_due {
@@ -266,13 +284,8 @@ impl<W: Wire> Driver<W> {
                     self.pending_out.push_back(W::ping());
                 } else {
                     match Pin::new(&mut self.out_rx).poll_next(cx) {
-                        Poll::Ready(Some(m)) => {
-                            // one copy into the WebSocket library's buffer type
-                            W::binary(
-                                Bytes::from(m.to_vec()),
-                                self.send_frame,
-                                &mut self.pending_out,
-                            );
+                        Poll::Ready(Some(b)) => {
+                            W::binary(b, self.send_frame, &mut self.pending_out);
                         }
                         Poll::Ready(None) => {
                             // the pipe was dropped: a normal close
@@ -317,6 +330,8 @@ impl<W: Wire> Driver<W> {
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Step {
+        let counters = self.counters.clone();
+        let _s = sp_core::CopyScope::socket(&counters, sp_core::Direction::Recv);
         loop {
             match self.in_tx.poll_ready(cx) {
                 Poll::Ready(Ok(())) => self.in_blocked = false,
@@ -354,9 +369,12 @@ impl<W: Wire> Driver<W> {
                                 );
                                 return Step::Continue;
                             }
-                            let mut rb = RecvBuf::new(self.headroom, b.len());
-                            rb.extend_from(&b);
-                            self.pending_in = Some(rb.into_message());
+                            // a message that came in one frame is a view of
+                            // the library's read buffer (shared); one it
+                            // reassembled from fragments is a buffer of its
+                            // own, copied once
+                            let copied = if b.is_unique() { b.len() } else { 0 };
+                            self.pending_in = Some((Message::from(b), copied));
                         }
                         In::Text => {
                             self.fail(

@@ -161,6 +161,17 @@ pub fn close(code: CloseCode, reason: &str) -> Result<Message, OpcodeError> {
 #[derive(Debug, Default)]
 pub struct OpcodeStats {
     dropped: AtomicU64,
+    /// The socket's counters, where the drops show too.
+    socket: std::sync::OnceLock<sp_core::layer::LayerHandle>,
+}
+
+impl OpcodeStats {
+    fn drop_one(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(h) = self.socket.get() {
+            h.dropped(sp_core::DropReason::Rejected);
+        }
+    }
 }
 
 impl OpcodeStats {
@@ -204,6 +215,9 @@ impl tower::Layer<MessageIo> for Opcodes {
 }
 
 impl MessageLayer for Opcodes {
+    fn attach(&self, handle: &sp_core::layer::LayerHandle) {
+        let _ = self.stats.socket.set(handle.clone());
+    }
     fn info(&self) -> ComponentInfo {
         ComponentInfo::new(NAME, Overhead::header(1)).with_header(vec![Field::be("opcode", 1)])
     }
@@ -268,12 +282,12 @@ impl Stream for OpStream {
                 other => return other,
             };
             let Some(&op) = m.body().first() else {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.drop_one();
                 tracing::debug!(target: "spstack", "ws-opcodes: empty message dropped");
                 continue;
             };
             if let Err(e) = decode(op, &m.body()[1..]) {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.drop_one();
                 tracing::debug!(target: "spstack", error = %e, "ws-opcodes: invalid frame dropped");
                 continue;
             }

@@ -95,11 +95,19 @@ impl<S: StreamTransport> Transport for Ws<S> {
         }
     }
     fn info(&self) -> ComponentInfo {
-        // a 2..14-byte frame header computed per message; nothing declared
-        ComponentInfo::new(
+        // a 2..14-byte frame header computed per message; nothing declared.
+        // The WebSocket library copies each message into its write buffer,
+        // and one reassembled from fragments out of its read buffer
+        let info = ComponentInfo::new(
             format!("{}+{}", self.scheme, self.streams.name()),
             Overhead::NONE,
         )
+        .copying();
+        if self.streams.transforms() {
+            info.opaque()
+        } else {
+            info
+        }
     }
     fn dial(&self, url: &str) -> BoxFuture<'static, Result<Box<dyn Unannounced>>> {
         let parsed = parse_url(url);

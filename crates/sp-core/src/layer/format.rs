@@ -72,6 +72,9 @@ pub struct ComponentInfo {
     /// It transforms the bytes it carries (encrypts, compresses): what lies
     /// inside its header and trailer cannot be decoded from a capture.
     pub opaque: bool,
+    /// It copies every byte it carries, each way (a TLS session's records,
+    /// a WebSocket library's buffers); counted in `Stats::bytes_copied`.
+    pub copies: bool,
 }
 
 impl ComponentInfo {
@@ -83,7 +86,13 @@ impl ComponentInfo {
             header: Vec::new(),
             trailer: Vec::new(),
             opaque: false,
+            copies: false,
         }
+    }
+    /// Declares that the component copies what it carries (see `copies`).
+    pub fn copying(mut self) -> Self {
+        self.copies = true;
+        self
     }
     /// Declares that the component transforms what it carries (see `opaque`).
     pub fn opaque(mut self) -> Self {

@@ -25,8 +25,11 @@ pub enum Direction {
     Recv,
 }
 
+/// Where copies on this thread go: a socket's counters, maybe one pipe's.
+type Scope = (*const Counters, Option<*const Counters>, Direction);
+
 thread_local! {
-    static SCOPE: Cell<Option<(*const Counters, *const Counters, Direction)>> = const { Cell::new(None) };
+    static SCOPE: Cell<Option<Scope>> = const { Cell::new(None) };
 }
 
 /// Bytes of message data the library has copied since the process started
@@ -50,7 +53,9 @@ pub fn record_copy(bytes: usize) {
             // restores the previous scope when dropped.
             unsafe {
                 (*socket).copied(dir, bytes);
-                (*pipe).copied(dir, bytes);
+                if let Some(pipe) = pipe {
+                    (*pipe).copied(dir, bytes);
+                }
             }
         }
     });
@@ -60,16 +65,24 @@ pub fn record_copy(bytes: usize) {
 /// and one of its pipes. Install it around synchronous work only (one poll):
 /// a task may move to another thread between polls.
 pub struct CopyScope<'a> {
-    prev: Option<(*const Counters, *const Counters, Direction)>,
+    prev: Option<Scope>,
     _borrow: std::marker::PhantomData<&'a Counters>,
 }
 
 impl<'a> CopyScope<'a> {
     /// Attributes copies on this thread to `socket` and `pipe` until dropped.
     pub fn enter(socket: &'a Counters, pipe: &'a Counters, dir: Direction) -> CopyScope<'a> {
-        let prev = SCOPE
-            .try_with(|s| s.replace(Some((socket as *const _, pipe as *const _, dir))))
-            .unwrap_or(None);
+        CopyScope::install((socket as *const _, Some(pipe as *const _), dir))
+    }
+
+    /// Attributes copies on this thread to `socket` alone (a transport's own
+    /// task, before or beside any pipe: see `PipeConfig::counters`).
+    pub fn socket(socket: &'a Counters, dir: Direction) -> CopyScope<'a> {
+        CopyScope::install((socket as *const _, None, dir))
+    }
+
+    fn install(scope: Scope) -> CopyScope<'a> {
+        let prev = SCOPE.try_with(|s| s.replace(Some(scope))).unwrap_or(None);
         CopyScope {
             prev,
             _borrow: std::marker::PhantomData,

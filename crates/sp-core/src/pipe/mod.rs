@@ -6,6 +6,6 @@
 mod attach;
 mod open;
 mod reader;
-mod scope;
+pub(crate) mod scope;
 pub(crate) mod table;
 mod writer;

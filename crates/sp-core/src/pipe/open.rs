@@ -17,6 +17,7 @@ impl Core {
             recv_headroom: self.router.recv_headroom(),
             local: self.announce.clone(),
             recv_limit: RecvLimit::new(self.opts.recv_max_size),
+            counters: self.counters.clone(),
         }
     }
 

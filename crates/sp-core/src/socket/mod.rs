@@ -50,6 +50,13 @@ impl Shared {
             },
         };
         let io = self.msg_layers.iter().fold(base.io, |io, l| l.layer(io));
+        // what message layers and the cooked protocol copy counts on this
+        // socket too
+        let counters = self.raw.counters();
+        let io = MessageIo::new(
+            Box::pin(crate::pipe::scope::Scoped::new(io.tx, counters.clone())),
+            Box::pin(crate::pipe::scope::Scoped::new(io.rx, counters.clone())),
+        );
         (io, base.control)
     }
 }
@@ -227,6 +234,16 @@ impl Socket {
             .chain(s.components.iter())
             .cloned()
             .collect()
+    }
+
+    /// The framing of the transport that serves `scheme` (what it declares:
+    /// header bytes, whether it copies or transforms what it carries).
+    pub fn transport_info(&self, scheme: &str) -> Option<ComponentInfo> {
+        self.shared()
+            .transports
+            .iter()
+            .find(|t| t.schemes().contains(&scheme))
+            .map(|t| t.info())
     }
 
     /// Decodes a frame captured on a `scheme` connection of this stack, field

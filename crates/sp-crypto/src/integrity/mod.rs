@@ -399,6 +399,8 @@ struct Shared {
     seq: AtomicU64,
     replay: Mutex<ReplayGuard>,
     stats: IntegrityStats,
+    /// The socket's counters (set when the socket is built).
+    socket: std::sync::OnceLock<sp_core::layer::LayerHandle>,
 }
 
 /// 32 bytes from the OS RNG; if it fails (it practically never does after
@@ -445,6 +447,10 @@ impl Shared {
 
     fn reject(&self, r: Rejection, why: &str, key_id: Option<&[u8; 32]>) -> Rejection {
         self.stats.count(r);
+        // and where the application looks first: the socket's counters
+        if let Some(h) = self.socket.get() {
+            h.dropped(sp_core::DropReason::Rejected);
+        }
         tracing::warn!(
             target: "spstack",
             layer = LAYER_NAME,
@@ -569,6 +575,7 @@ impl Integrity {
                 seq: AtomicU64::new(0),
                 replay: Mutex::new(ReplayGuard::new(cfg.max_epochs)),
                 stats: IntegrityStats::default(),
+                socket: std::sync::OnceLock::new(),
                 signer: cfg.signer,
                 trusted: cfg.trusted,
             }),
@@ -650,9 +657,15 @@ fn trailer_fields() -> Vec<Field> {
 }
 
 impl MessageLayer for Integrity {
+    fn attach(&self, handle: &sp_core::layer::LayerHandle) {
+        let _ = self.shared.socket.set(handle.clone());
+    }
     fn info(&self) -> ComponentInfo {
+        // signing and verifying copy the body once into the record
+        // Ed25519 signs (counted)
         ComponentInfo::new(LAYER_NAME, Overhead::trailer(TRAILER_LEN))
             .with_trailer(trailer_fields())
+            .copying()
     }
 }
 
