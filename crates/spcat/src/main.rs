@@ -448,16 +448,28 @@ fn check_url(listen: bool, url: &str) {
 }
 
 /// What nngcat shows as a listener's URL: as given, with a port 0 resolved
-/// and a `*` host dropped.
+/// and a `*` host dropped. nngcat resolves the port of tcp and tls+tcp
+/// only; spcat of ws and wss too (nngcat prints `ws://host:0/path`), so that
+/// a script can listen on port 0 and learn the port whatever the transport.
 fn listen_url(given: &str, bound: &str) -> String {
-    let mut u = given.replacen("://*:", "://:", 1);
-    if (u.starts_with("tcp") || u.starts_with("tls+tcp")) && u.ends_with(":0") {
-        if let Some((_, port)) = bound.rsplit_once(':') {
-            u.truncate(u.len() - 1);
-            u.push_str(port);
-        }
+    let u = given.replacen("://*:", "://:", 1);
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return u;
+    };
+    let resolves = matches!(
+        scheme,
+        "tcp" | "tcp4" | "tcp6" | "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "ws" | "wss"
+    );
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let bound_port = bound
+        .split_once("://")
+        .and_then(|(_, r)| r.split('/').next())
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(_, p)| p);
+    match (resolves, authority.strip_suffix(":0"), bound_port) {
+        (true, Some(host), Some(port)) => format!("{scheme}://{host}:{port}{path}"),
+        _ => u,
     }
-    u
 }
 
 struct Cat {
@@ -746,4 +758,33 @@ fn main() {
         .unwrap_or_else(|e| fatal(format!("Unable to start the runtime: {e}")));
     let code = rt.block_on(run(cfg));
     finish(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_url;
+
+    #[test]
+    fn listen_urls_show_the_bound_port() {
+        let b = "tcp://127.0.0.1:4567";
+        assert_eq!(listen_url("tcp://127.0.0.1:0", b), b);
+        assert_eq!(listen_url("tcp://*:0", b), "tcp://:4567");
+        assert_eq!(listen_url("tcp://127.0.0.1:80", b), "tcp://127.0.0.1:80");
+        assert_eq!(
+            listen_url("tls+tcp://localhost:0", "tls+tcp://127.0.0.1:99"),
+            "tls+tcp://localhost:99"
+        );
+        assert_eq!(
+            listen_url("ws://127.0.0.1:0/sp", "ws://127.0.0.1:7000/sp"),
+            "ws://127.0.0.1:7000/sp"
+        );
+        assert_eq!(
+            listen_url("wss://localhost:0", "wss://127.0.0.1:7001"),
+            "wss://localhost:7001"
+        );
+        assert_eq!(
+            listen_url("ipc:///tmp/x:0", "ipc:///tmp/x:0"),
+            "ipc:///tmp/x:0"
+        );
+    }
 }

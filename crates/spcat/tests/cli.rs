@@ -2,14 +2,14 @@
 //! against nngcat (when installed), interop with nanocat and pynng, decode.
 //! Every child process is bounded by a timeout.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{finish, free_port, run, spawn, Out, SPCAT};
+use common::{finish, listening, listening_on_free_port, run, spawn, Out, Proc, SPCAT};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynng_peer.py");
 
@@ -682,7 +682,7 @@ const CASES: &[Case] = &[
 ];
 
 /// Starts the peer in a mode (`dial`/`listen`) on a URL.
-type StartPeer = Box<dyn Fn(&str, &str) -> Child + Send>;
+type StartPeer = Box<dyn Fn(&str, &str) -> Proc + Send>;
 
 fn check_case(c: &Case, listen: bool, peer: StartPeer) {
     let url = ipc();
@@ -733,7 +733,7 @@ fn check_case(c: &Case, listen: bool, peer: StartPeer) {
     );
 }
 
-fn interop(peer: fn(&Case, &str, &str) -> Option<Child>, supports: fn(&Case) -> bool) {
+fn interop(peer: fn(&Case, &str, &str) -> Option<Proc>, supports: fn(&Case) -> bool) {
     // a few cases at a time: each starts a Python interpreter or nanocat, and
     // dozens at once on two cores would starve the time-bound exchanges
     let jobs: Vec<_> = CASES
@@ -764,7 +764,7 @@ fn interop(peer: fn(&Case, &str, &str) -> Option<Child>, supports: fn(&Case) -> 
     assert!(failed.is_empty(), "{} interop case(s) failed", failed.len());
 }
 
-fn pynng_peer(c: &Case, mode: &str, url: &str) -> Option<Child> {
+fn pynng_peer(c: &Case, mode: &str, url: &str) -> Option<Proc> {
     Some(spawn(
         "python3",
         &[PEER, c.peer, mode, url, c.peer_data, "6"],
@@ -772,7 +772,7 @@ fn pynng_peer(c: &Case, mode: &str, url: &str) -> Option<Child> {
 }
 
 /// nanocat has no PAIR1; its BUS/PAIR/SURVEYOR/PUB repeat with -i.
-fn nanocat_peer(c: &Case, mode: &str, url: &str) -> Option<Child> {
+fn nanocat_peer(c: &Case, mode: &str, url: &str) -> Option<Proc> {
     let flag = match c.peer {
         "pull0" => "--pull",
         "push0" => "--push",
@@ -876,28 +876,46 @@ fn ws_with_nngcat_both_ways() {
         have_nngcat(),
         "nngcat is missing: run `sudo apt-get install -y nng-utils`"
     );
-    // spcat listens, nngcat dials; then the other way round
-    for spcat_listens in [true, false] {
-        let url = format!("ws://127.0.0.1:{}/sp", free_port());
-        let (lprog, dprog) = if spcat_listens {
-            (SPCAT, "nngcat")
-        } else {
-            ("nngcat", SPCAT)
-        };
-        let rep = spawn(
-            lprog,
-            &[
-                "--rep0", "--listen", &url, "--data", "pong", "-A", "--count", "1",
-            ],
-        );
-        thread::sleep(Duration::from_millis(300));
-        let req = run(
-            dprog,
-            &["--req0", "--dial", &url, "--data", "ping", "-A"],
-            Duration::from_secs(10),
-        );
-        let rep = finish(rep, Duration::from_secs(10));
-        assert_eq!(req.stdout, b"pong", "{dprog} req: {}", req.stderr);
-        assert_eq!(rep.stdout, b"ping", "{lprog} rep: {}", rep.stderr);
-    }
+    let rep = |url: &str| -> Vec<String> {
+        [
+            "--rep0", "--listen", url, "--data", "pong", "-A", "--count", "1", "-v",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // spcat listens on port 0 and says which port; nngcat dials
+    let (srv, url) = listening(
+        SPCAT,
+        &rep("ws://127.0.0.1:0/sp")
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with("/sp") && !url.contains(":0/"),
+        "{url}"
+    );
+    ws_req_rep(srv, &url, SPCAT, "nngcat");
+    // nngcat listens; it prints ws://127.0.0.1:0/sp for port 0, so it is
+    // given a port, and another when that one was taken meanwhile
+    let (srv, port) =
+        listening_on_free_port("nngcat", |port| rep(&format!("ws://127.0.0.1:{port}/sp")));
+    ws_req_rep(srv, &format!("ws://127.0.0.1:{port}/sp"), "nngcat", SPCAT);
+}
+
+/// `dprog` sends a REQ "ping" over ws to the REP `srv` (`lprog`) on `url`.
+fn ws_req_rep(srv: Proc, url: &str, lprog: &str, dprog: &str) {
+    let req = run(
+        dprog,
+        &["--req0", "--dial", url, "--data", "ping", "-A"],
+        Duration::from_secs(10),
+    );
+    let rep = finish(srv, Duration::from_secs(10));
+    assert_eq!(req.stdout, b"pong", "{dprog} req: {}", req.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&rep.stdout),
+        format!("Listening at: {url}\nping"),
+        "{lprog} rep: {}",
+        rep.stderr
+    );
 }
