@@ -521,17 +521,14 @@ impl Cat {
         self.sent += 1;
     }
 
-    /// Gives the pipes time to write what was sent (nngcat sleeps 200 ms;
-    /// spcat also waits, boundedly, until the counters show it written).
+    /// Lets the pipes write what was sent, then closes. `Socket::shutdown`
+    /// returns once every message `send` accepted is written or counted as
+    /// dropped (a PUB message sent with no subscriber is `NoPeer` at once,
+    /// so nothing waits for it), at most the linger after the close; the
+    /// timeout is only a bound on the bound. nngcat sleeps 200 ms instead.
     async fn drain(&self) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let until = Instant::now() + Duration::from_secs(5);
-        while self.sock.stats().msgs_out < self.sent
-            && !self.sock.pipes().is_empty()
-            && Instant::now() < until
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let bound = self.sock.options().linger + Duration::from_secs(5);
+        let _ = tokio::time::timeout(bound, self.sock.shutdown()).await;
     }
 
     async fn recvloop(&self) {

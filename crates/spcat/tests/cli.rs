@@ -515,6 +515,128 @@ fn timeouts_and_exit_codes() {
     assert!(o.stderr.contains("msgs_in 0"), "{}", o.stderr);
 }
 
+/// The number after `name` in `--stats` output (`msgs_out 2`, `dropped
+/// NoPeer 1`); 0 when the counter is not printed (spcat omits zero drops).
+fn stat(stderr: &str, name: &str) -> u64 {
+    for l in stderr.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if let Some(i) = w.iter().position(|x| *x == name) {
+            if let Some(v) = w.get(i + 1) {
+                return v.parse().unwrap_or_else(|_| panic!("{name} {v}"));
+            }
+        }
+    }
+    0
+}
+
+/// A PUB whose first message found no subscriber (dropped, `NoPeer`) and
+/// whose subscriber then connected. Returns spcat's or nngcat's output, how
+/// many messages the subscriber got, and how long after the last one the
+/// PUB exited.
+fn pub_with_late_subscriber(prog: &str) -> (Out, u64, Duration) {
+    let mut args = vec![
+        "--pub0",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "-v",
+        "--count",
+        "3",
+        "--interval",
+        "1",
+        "--data",
+        "x",
+    ];
+    if prog == SPCAT {
+        args.push("--stats");
+    }
+    let (p, url) = listening(prog, &args);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sub = spstack::sub0().build();
+        sub.control::<spstack::SubControl>()
+            .expect("SUB control")
+            .subscribe(b"")
+            .unwrap();
+        // the PUB sends its first message as soon as it listens: this dial
+        // comes after it, as a subscriber's usually does
+        tokio::time::timeout(Duration::from_secs(10), sub.dial(&url))
+            .await
+            .expect("dial in time")
+            .unwrap_or_else(|e| panic!("{prog}: dial {url}: {e}"));
+        let mut done = tokio::task::spawn_blocking(move || finish(p, Duration::from_secs(20)));
+        let mut got = 0;
+        let mut last = None;
+        let out = loop {
+            tokio::select! {
+                o = &mut done => break o.unwrap(),
+                m = sub.recv() => match m {
+                    Ok(m) => {
+                        assert_eq!(m.body(), b"x", "{prog}");
+                        got += 1;
+                        last = Some(Instant::now());
+                    }
+                    Err(e) => panic!("{prog}: SUB recv: {e}"),
+                },
+            }
+        };
+        let last =
+            last.unwrap_or_else(|| panic!("{prog}: the subscriber got nothing: {}", out.stderr));
+        let after = out.exited.saturating_duration_since(last);
+        (out, got, after)
+    })
+}
+
+#[test]
+fn pub_exits_after_its_last_send_though_some_found_no_subscriber() {
+    // spcat's drain used to wait until msgs_out reached the number sent: a
+    // message dropped for want of a subscriber never got there, and spcat
+    // stayed 5 s after its last send. Every message is now written or
+    // counted dropped, and the drain waits for exactly that.
+    let mut exercised = false;
+    for _ in 0..3 {
+        let (o, got, after) = pub_with_late_subscriber(SPCAT);
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
+        assert!(
+            after < Duration::from_secs(3),
+            "spcat stayed {after:?} after its last send\n{}",
+            o.stderr
+        );
+        let (out, no_peer) = (stat(&o.stderr, "msgs_out"), stat(&o.stderr, "NoPeer"));
+        assert_eq!(
+            out + no_peer,
+            3,
+            "every message accounted for: {}",
+            o.stderr
+        );
+        assert_eq!(
+            got, out,
+            "what was written reached the subscriber: {}",
+            o.stderr
+        );
+        if no_peer > 0 {
+            exercised = true;
+            break;
+        }
+        // the subscriber beat the first send: nothing was dropped, run again
+    }
+    assert!(
+        exercised,
+        "the subscriber never missed the first message in 3 runs"
+    );
+    if have_nngcat() {
+        let (o, got, after) = pub_with_late_subscriber("nngcat");
+        assert_eq!(o.code, Some(0), "nngcat: {}", o.stderr);
+        assert!((1..=3).contains(&got), "nngcat: the subscriber got {got}");
+        assert!(
+            after < Duration::from_secs(3),
+            "nngcat stayed {after:?} after its last send"
+        );
+    }
+}
+
 #[test]
 fn spcat_to_spcat_req_rep() {
     let url = ipc();
