@@ -2,8 +2,9 @@
 //!
 //! Every nngcat 1.5.2 command line runs unchanged (nanocat's `--bind` and
 //! `--connect` included), with nngcat's output bytes and exit codes. Beyond
-//! nngcat: `--stats` prints the socket's counters to stderr at exit, and
-//! `spcat decode` decodes a captured frame layer by layer.
+//! nngcat: `--stats` prints the socket's counters to stderr at exit,
+//! `spcat decode` decodes a captured frame layer by layer, and `-v` shows a
+//! ws/wss listener's port 0 resolved (nngcat resolves it for tcp only).
 
 mod args;
 mod decode;

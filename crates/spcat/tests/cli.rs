@@ -639,18 +639,31 @@ fn pub_exits_after_its_last_send_though_some_found_no_subscriber() {
 
 #[test]
 fn spcat_to_spcat_req_rep() {
-    let url = ipc();
-    let rep = spawn(
+    // the REQ's dial fails when nobody listens yet: start it once the REP
+    // says it listens
+    let (rep, url) = listening(
         SPCAT,
-        &["--rep0", "--listen", &url, "-D", "pong", "-Q", "-C", "2"],
+        &[
+            "--rep0",
+            "--listen",
+            &ipc(),
+            "-v",
+            "-D",
+            "pong",
+            "-Q",
+            "-C",
+            "2",
+        ],
     );
-    thread::sleep(Duration::from_millis(300));
     let o = spcat(&["--req0", "--dial", &url, "-D", "ping", "-Q", "-C", "2"]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert_eq!(o.stdout, b"\"pong\"\n\"pong\"\n");
     let r = finish(rep, Duration::from_secs(5));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert_eq!(r.stdout, b"\"ping\"\n\"ping\"\n");
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        format!("Listening at: {url}\n\"ping\"\n\"ping\"\n")
+    );
 }
 
 #[test]
