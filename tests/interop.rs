@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::foreign::{foreign, opts, payload, url, within, Peer, Tr};
+use common::foreign::{foreign, listen, opts, payload, url, within, Peer, Tr};
 use spstack::{Protocol, Socket};
 
 const SIZES: [usize; 4] = [0, 1, 65536, 1 << 20];
@@ -41,11 +41,11 @@ async fn run(peer: Peer, role: Protocol, tr: Tr, spstack_listens: bool) {
     let u = url(tr, &tag);
     let s = sock(role);
     let child = if spstack_listens {
-        within("listen", s.listen(&u)).await;
-        foreign(peer, theirs, "dial", &u, sizes).await
+        let at = listen(&s, &u).await;
+        foreign(peer, theirs, "dial", &at, sizes).await
     } else {
         let c = foreign(peer, theirs, "listen", &u, sizes).await;
-        s.dial_background(&u).unwrap();
+        s.dial_background(c.url()).unwrap();
         c
     };
     let ctx = format!("spstack {ours} vs {tag}");
@@ -122,12 +122,12 @@ async fn nng_req_through_spstack_device_to_nng_rep() {
         let front_url = url(tr, "dev-front");
         let rep = foreign(Peer::Nng, "rep0", "listen", &back_url, &SIZES).await;
         let front = spstack::raw(Protocol::Rep0).options(opts()).build();
-        within("device listen", front.listen(&front_url)).await;
+        let front_at = listen(&front, &front_url).await;
         let back = spstack::raw(Protocol::Req0).options(opts()).build();
-        back.dial_background(&back_url).unwrap();
+        back.dial_background(rep.url()).unwrap();
         let (f, b) = (front.clone(), back.clone());
         let dev = tokio::spawn(async move { spstack::device(&f, &b).await });
-        let req = foreign(Peer::Nng, "req0", "dial", &front_url, &SIZES).await;
+        let req = foreign(Peer::Nng, "req0", "dial", &front_at, &SIZES).await;
         assert!(
             req.finish().await,
             "nng REQ got every reply through the device"

@@ -17,7 +17,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::foreign::{foreign, opts, payload, url, within, Child, Peer, Tr, STEP};
+use common::foreign::{foreign, listen, opts, payload, url, within, Child, Peer, Tr, STEP};
 use spstack::{Error, Protocol, Socket};
 use tokio::time::{sleep, timeout};
 
@@ -52,16 +52,16 @@ async fn surveyor_vs_respondents(peer: Peer, n: usize, tr: Tr, we_listen: bool) 
     let base = format!("surv-{peer:?}-{tr:?}-{we_listen}");
     let mut children = Vec::new();
     if we_listen {
-        let u = url(tr, &base);
-        within("listen", s.listen(&u)).await;
+        let at = listen(&s, &url(tr, &base)).await;
         for _ in 0..n {
-            children.push(foreign(peer, "respondent0", "dial", &u, sizes).await);
+            children.push(foreign(peer, "respondent0", "dial", &at, sizes).await);
         }
     } else {
         for k in 0..n {
             let u = url(tr, &format!("{base}-{k}"));
-            children.push(foreign(peer, "respondent0", "listen", &u, sizes).await);
-            s.dial_background(&u).unwrap();
+            let c = foreign(peer, "respondent0", "listen", &u, sizes).await;
+            s.dial_background(c.url()).unwrap();
+            children.push(c);
         }
     }
     let ctx = format!("spstack surveyor vs {n} {peer:?} respondents, {base}");
@@ -93,14 +93,14 @@ async fn respondent_vs_surveyor(peer: Peer, tr: Tr, we_listen: bool) {
     let r = spstack::respondent0().options(opts()).build();
     let u = url(tr, &format!("resp-{peer:?}-{tr:?}-{we_listen}"));
     let child = if we_listen {
-        within("listen", r.listen(&u)).await;
-        foreign(peer, "surveyor0", "dial", &u, &SIZES).await
+        let at = listen(&r, &u).await;
+        foreign(peer, "surveyor0", "dial", &at, &SIZES).await
     } else {
         let c = foreign(peer, "surveyor0", "listen", &u, &SIZES).await;
-        r.dial_background(&u).unwrap();
+        r.dial_background(c.url()).unwrap();
         c
     };
-    let ctx = format!("spstack respondent vs {peer:?} surveyor {u}");
+    let ctx = format!("spstack respondent vs {peer:?} surveyor {}", child.url());
     for (i, &size) in SIZES.iter().enumerate() {
         let m = within(&ctx, r.recv()).await;
         assert!(
@@ -154,10 +154,9 @@ async fn bus_three_nodes(peer: Peer, tr: Tr, we_listen: bool) {
     let ctx = format!("spstack bus with two {peer:?} nodes, {base}");
     let mut children = Vec::new();
     if we_listen {
-        let u = url(tr, &base);
-        within("listen", s.listen(&u)).await;
+        let at = listen(&s, &url(tr, &base)).await;
         for _ in 0..2 {
-            children.push(foreign(peer, "bus0", "dial", &u, sizes).await);
+            children.push(foreign(peer, "bus0", "dial", &at, sizes).await);
         }
         for (i, &size) in sizes.iter().enumerate() {
             // both nodes say message i; one answer on the bus reaches both
@@ -173,8 +172,9 @@ async fn bus_three_nodes(peer: Peer, tr: Tr, we_listen: bool) {
     } else {
         for k in 0..2 {
             let u = url(tr, &format!("{base}-{k}"));
-            children.push(foreign(peer, "bus0", "listen", &u, sizes).await);
-            s.dial_background(&u).unwrap();
+            let c = foreign(peer, "bus0", "listen", &u, sizes).await;
+            s.dial_background(c.url()).unwrap();
+            children.push(c);
         }
         wait_pipes(&s, 2, &ctx).await;
         for (i, &size) in sizes.iter().enumerate() {
@@ -200,12 +200,12 @@ async fn nng_bus_through_a_spstack_reflector() {
         let hub_url = url(tr, "reflector-hub");
         let far_url = url(tr, "reflector-far");
         let server = foreign(Peer::Nng, "bus0", "listen", &far_url, &SIZES).await;
-        within("listen", hub.listen(&hub_url)).await;
-        hub.dial_background(&far_url).unwrap();
+        let hub_at = listen(&hub, &hub_url).await;
+        hub.dial_background(server.url()).unwrap();
         wait_pipes(&hub, 1, "reflector to server").await;
         let h = hub.clone();
         let dev = tokio::spawn(async move { spstack::reflect(&h).await });
-        let client = foreign(Peer::Nng, "bus0", "dial", &hub_url, &SIZES).await;
+        let client = foreign(Peer::Nng, "bus0", "dial", &hub_at, &SIZES).await;
         client.finish().await;
         server.finish().await;
         assert_eq!(hub.stats().msgs_in, 2 * SIZES.len() as u64, "{tr:?}");
@@ -224,14 +224,14 @@ async fn pair1_vs_nng(tr: Tr, we_listen: bool) {
     let s = spstack::pair1().options(opts()).build();
     let u = url(tr, &format!("pair1-{tr:?}-{we_listen}"));
     let child = if we_listen {
-        within("listen", s.listen(&u)).await;
-        foreign(Peer::Nng, "pair1", "dial", &u, sizes).await
+        let at = listen(&s, &u).await;
+        foreign(Peer::Nng, "pair1", "dial", &at, sizes).await
     } else {
         let c = foreign(Peer::Nng, "pair1", "listen", &u, sizes).await;
-        s.dial_background(&u).unwrap();
+        s.dial_background(c.url()).unwrap();
         c
     };
-    let ctx = format!("spstack pair1 vs nng {u}");
+    let ctx = format!("spstack pair1 vs nng {}", child.url());
     for (i, &size) in sizes.iter().enumerate() {
         if we_listen {
             let m = within(&ctx, s.recv()).await;

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::foreign::{foreign, opts, payload, url, within, Peer, Tr, STEP};
+use common::foreign::{foreign, listen, opts, payload, url, within, Peer, Tr, STEP};
 
 use futures::FutureExt;
 use spstack::{SocketContext, SubControl};
@@ -61,11 +61,11 @@ async fn foreign_pub_to_sub_contexts(peer: Peer, tr: Tr, spstack_listens: bool) 
     );
 
     let child = if spstack_listens {
-        within("listen", s.listen(&u)).await;
-        foreign(peer, "pub0", "dial", &u, &SIZES).await
+        let at = listen(&s, &u).await;
+        foreign(peer, "pub0", "dial", &at, &SIZES).await
     } else {
         let c = foreign(peer, "pub0", "listen", &u, &SIZES).await;
-        s.dial_background(&u).unwrap();
+        s.dial_background(c.url()).unwrap();
         c
     };
     let what = format!("spstack sub0 vs {tag}");
@@ -100,8 +100,7 @@ async fn spstack_pub_to_several_subs(tr: Tr, pub_listens: bool) {
     subscribe(&some.control::<SubControl>().unwrap(), &[MSG1, MSG3_PREFIX]);
 
     let (nng, nano) = if pub_listens {
-        let u = url(tr, &tag);
-        within("listen", p.listen(&u)).await;
+        let u = listen(&p, &url(tr, &tag)).await;
         let nng = foreign(Peer::Nng, "sub0", "dial", &u, &SIZES).await;
         let nano = foreign(Peer::Nano, "sub0", "dial", &u, &SIZES).await;
         within("dial", all.dial(&u)).await;
@@ -116,9 +115,9 @@ async fn spstack_pub_to_several_subs(tr: Tr, pub_listens: bool) {
         );
         let nng = foreign(Peer::Nng, "sub0", "listen", &u1, &SIZES).await;
         let nano = foreign(Peer::Nano, "sub0", "listen", &u2, &SIZES).await;
-        within("listen", all.listen(&u3)).await;
-        within("listen", some.listen(&u4)).await;
-        for u in [&u1, &u2, &u3, &u4] {
+        let u3 = listen(&all, &u3).await;
+        let u4 = listen(&some, &u4).await;
+        for u in [nng.url(), nano.url(), &u3, &u4] {
             within("dial", p.dial(u)).await;
         }
         (nng, nano)

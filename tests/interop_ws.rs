@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::foreign::{foreign_tls, opts, payload, url, within, Peer, PeerTls, Tr, STEP, WS_PATH};
+use common::foreign::{
+    foreign_tls, listen, opts, payload, url, within, Peer, PeerTls, Tr, STEP, WS_PATH,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -146,7 +148,6 @@ async fn run(peer: Peer, role: Protocol, tr: Tr, spstack_listens: bool, pki: Opt
         // bind: Invalid argument"); it serves the root then
         u.truncate(u.len() - WS_PATH.len());
     }
-    let ctx = format!("spstack {ours} vs {peer:?} {theirs} listens={spstack_listens} {u}");
     let s = sock(role, pki.map(|p| p.ours(spstack_listens)));
     let (cert_key, ca) = pki.map_or((PathBuf::new(), PathBuf::new()), |p| {
         (p.cert_key_file(), p.ca_file())
@@ -157,13 +158,17 @@ async fn run(peer: Peer, role: Protocol, tr: Tr, spstack_listens: bool, pki: Opt
         server_name: SERVER_NAME,
     });
     let child = if spstack_listens {
-        within(&ctx, s.listen(&u)).await;
-        foreign_tls(peer, theirs, "dial", &u, sizes, peer_tls.as_ref()).await
+        let at = listen(&s, &u).await;
+        foreign_tls(peer, theirs, "dial", &at, sizes, peer_tls.as_ref()).await
     } else {
         let c = foreign_tls(peer, theirs, "listen", &u, sizes, peer_tls.as_ref()).await;
-        s.dial_background(&u).expect("dial");
+        s.dial_background(c.url()).expect("dial");
         c
     };
+    let ctx = format!(
+        "spstack {ours} vs {peer:?} {theirs} listens={spstack_listens} {}",
+        child.url()
+    );
     if role == Protocol::Pub0 {
         // PUB drops without a pipe: wait for the subscriber, and give nng a
         // moment to attach its end too

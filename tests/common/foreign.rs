@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use spstack::Options;
+use spstack::{Options, Socket};
 use tokio::process::Command;
 use tokio::time::{sleep, timeout};
 
@@ -47,34 +47,29 @@ pub enum Tr {
 /// The path of [`Tr::Ws`] and [`Tr::Wss`] URLs.
 pub const WS_PATH: &str = "/sp";
 
-static PORT: AtomicU16 = AtomicU16::new(0);
-
-/// A free tcp port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    if PORT.load(Ordering::Relaxed) == 0 {
-        let base = 20000 + (std::process::id() % 30000) as u16;
-        let _ = PORT.compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    loop {
-        let p = PORT.fetch_add(1, Ordering::Relaxed);
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
-/// A fresh address: a free port on 127.0.0.1 (tcp, ws, wss), or an ipc
-/// path named by `tag`.
+/// An address to listen on: port 0 on 127.0.0.1 (tcp, ws, wss), which
+/// the listener replaces with a port it bound, or an ipc path named by
+/// `tag`. The peer is handed the URL the listener reports:
+/// [`listen`] for ours, [`Child::url`] for a foreign one.
 pub fn url(tr: Tr, tag: &str) -> String {
     match tr {
-        Tr::Tcp => format!("tcp://127.0.0.1:{}", free_port()),
-        Tr::Ws => format!("ws://127.0.0.1:{}{WS_PATH}", free_port()),
-        Tr::Wss => format!("wss://127.0.0.1:{}{WS_PATH}", free_port()),
+        Tr::Tcp => "tcp://127.0.0.1:0".to_string(),
+        Tr::Ws => format!("ws://127.0.0.1:0{WS_PATH}"),
+        Tr::Wss => format!("wss://127.0.0.1:0{WS_PATH}"),
         Tr::Ipc => format!(
             "ipc:///tmp/spstack-interop-{}-{tag}.ipc",
             std::process::id()
         ),
     }
+}
+
+/// Listens on `url` (within [`STEP`]) and returns the URL to dial: with
+/// port 0 resolved to the port the socket bound.
+pub async fn listen(s: &Socket, url: &str) -> String {
+    within(&format!("listen on {url}"), s.listen(url))
+        .await
+        .url()
+        .to_string()
 }
 
 /// Fails the test with an install hint unless `peer`'s tool is installed.
@@ -131,9 +126,12 @@ pub async fn within<T>(what: &str, f: impl std::future::Future<Output = spstack:
 pub struct Child {
     child: tokio::process::Child,
     what: String,
+    url: String,
 }
 
-/// Starts a foreign peer for `sizes`; in listen mode waits until it is bound.
+/// Starts a foreign peer for `sizes`; in listen mode waits until it is
+/// bound and learns where ([`Child::url`]: pynng binds port 0 and reports
+/// the port; nano.py picks one for nanocat, and another when it was taken).
 pub async fn foreign(peer: Peer, proto: &str, mode: &str, url: &str, sizes: &[usize]) -> Child {
     foreign_tls(peer, proto, mode, url, sizes, None).await
 }
@@ -148,7 +146,13 @@ pub async fn foreign_tls(
     tls: Option<&PeerTls<'_>>,
 ) -> Child {
     preflight(peer);
-    let tag = format!("{}-{proto}-{mode}", url.replace(['/', ':', '.'], "_"));
+    // many peers start from one URL (port 0): a number keeps their files apart
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let tag = format!(
+        "{}-{proto}-{mode}-{}",
+        url.replace(['/', ':', '.'], "_"),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
     let ready = std::env::temp_dir().join(format!("spstack-ready-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_file(&ready);
     let sizes_arg = sizes
@@ -186,6 +190,7 @@ pub async fn foreign_tls(
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run python3 for {what}: {e}"));
+    let mut url = url.to_string();
     if mode == "listen" {
         let t0 = Instant::now();
         while !ready.exists() {
@@ -200,11 +205,26 @@ pub async fn foreign_tls(
             assert!(t0.elapsed() < STEP, "{what}: never became ready");
             sleep(Duration::from_millis(20)).await;
         }
+        // the ready file holds the URL the peer listens on (README: Readiness)
+        let text = std::fs::read_to_string(&ready)
+            .unwrap_or_else(|e| panic!("{what}: read {}: {e}", ready.display()));
+        url = text.trim().to_string();
+        assert!(
+            url.contains("://") && !url.contains(":0/") && !url.ends_with(":0"),
+            "{what}: the ready file names no bound URL: {text:?}"
+        );
+        let _ = std::fs::remove_file(&ready);
     }
-    Child { child, what }
+    let what = format!("{peer:?} {proto} {mode} {url}");
+    Child { child, what, url }
 }
 
 impl Child {
+    /// Where the peer listens (port resolved), or what it dials.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Waits for the peer; panics unless it checked everything and said OK.
     /// Returns false when nano.py says nanomsg cannot do this (exit 3).
     pub async fn finish(self) -> bool {

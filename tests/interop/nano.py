@@ -79,7 +79,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peer import (  # noqa: E402
     REPLY_OFFSET, Failure, build_arg_parser, describe_mismatch, fast_payload,
-    payload, role_of, sequence, write_ready,
+    payload, role_of, sequence, url_port, with_port, write_ready,
 )
 
 __all__ = ["payload", "main"]
@@ -124,6 +124,26 @@ def remove_tmpdir(path):
 
 def fail(msg):
     raise Failure(msg)
+
+
+# nanocat cannot bind port 0 ("Can't bind: Invalid argument") and nanomsg
+# cannot say which port it bound: given port 0, nano.py listens on a port
+# that was free a moment ago and, when another process took it meanwhile
+# (EADDRINUSE), on another, at most this many times.
+PORT_TRIES = 10
+EADDRINUSE = 98
+
+
+def unused_port():
+    """A tcp port nobody had bound a moment ago (only ever used with a retry
+    on EADDRINUSE: it may be taken before nanomsg binds it)."""
+    import socket
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
 
 
 def start_watchdog(timeout):
@@ -371,6 +391,13 @@ class NanocatRunner:
         self.tmp = tmpdir
         self.exe = args.nanocat
         self.ready_done = False
+        # where nanocat binds or connects; a port 0 to listen on becomes a
+        # real one, which may change until the first nanocat has bound it
+        self.url = args.url
+        self.choose_port = args.mode == "listen" and url_port(args.url) == 0
+        if self.choose_port:
+            self.url = with_port(args.url, unused_port())
+        self.port_tries = 1
         self.seq = sequence(args.sizes, args.count_per_size)
         self.n = len(self.seq)
         self.t = args.timeout
@@ -389,12 +416,12 @@ class NanocatRunner:
         return ["--file", path]
 
     def endpoint(self):
-        return ["--bind" if self.a.mode == "listen" else "--connect", self.a.url]
+        return ["--bind" if self.a.mode == "listen" else "--connect", self.url]
 
     def spawn(self, extra):
-        argv = [NANOCAT_TYPE[self.a.proto]] + self.endpoint() + extra
         deadline = time.monotonic() + self.t
         while True:
+            argv = [NANOCAT_TYPE[self.a.proto]] + self.endpoint() + extra
             p = Nanocat(self.exe, argv, self.tmp, idle=self.idle_children)
             if self.a.mode != "listen":
                 self._ready()
@@ -407,7 +434,7 @@ class NanocatRunner:
                 if p.unread_bytes() > 0:
                     ok = True            # it printed a message: it listens
                 else:
-                    ok = is_listening(p.pid, self.a.url)
+                    ok = is_listening(p.pid, self.url)
                 if ok is None:
                     select.select([p.fd], [], [], 0.3)
                     ok = p.proc.poll() is None
@@ -431,6 +458,16 @@ class NanocatRunner:
             p.kill()
             if "Can't bind" not in err or time.monotonic() > deadline:
                 fail("nanocat failed to listen: %s" % desc)
+            if self.choose_port and not self.ready_done and "Address already in use" in err:
+                # the port chosen for port 0 was taken meanwhile: another one
+                # (once a nanocat has bound it, the port is the peer's and a
+                # failed bind means the previous nanocat still holds it)
+                if self.port_tries >= PORT_TRIES:
+                    fail("%d ports in a row were taken before nanocat could bind one: %s"
+                         % (PORT_TRIES, desc))
+                self.port_tries += 1
+                self.url = with_port(self.url, unused_port())
+                continue
             time.sleep(0.05)
 
     def spawn_when_connected(self, extra):
@@ -454,7 +491,7 @@ class NanocatRunner:
 
     def _ready(self):
         if not self.ready_done:
-            write_ready(self.a.ready_file)
+            write_ready(self.a.ready_file, self.url)
             self.ready_done = True
 
     def expect_frame(self, p, expected, what, index, size, deadline=None):
@@ -803,14 +840,21 @@ def run_libnanomsg(args):
                 raise Failure(err("subscribe")[1])
         if args.proto == "surveyor0":
             setint(NN_PROTO["surveyor0"], NN_SURVEYOR_DEADLINE, ms, "NN_SURVEYOR_DEADLINE")
-        url = args.url.encode()
+        url = args.url
         if args.mode == "listen":
-            if lib.nn_bind(s, url) < 0:
-                raise Failure(err("nn_bind(%s)" % args.url)[1])
+            tries = PORT_TRIES if url_port(url) == 0 else 1
+            for k in range(tries):
+                if tries > 1:
+                    url = with_port(args.url, unused_port())
+                if lib.nn_bind(s, url.encode()) >= 0:
+                    break
+                e, m = err("nn_bind(%s)" % url)
+                if e != EADDRINUSE or k == tries - 1:
+                    raise Failure(m)
         else:
-            if lib.nn_connect(s, url) < 0:
-                raise Failure(err("nn_connect(%s)" % args.url)[1])
-        write_ready(args.ready_file)
+            if lib.nn_connect(s, url.encode()) < 0:
+                raise Failure(err("nn_connect(%s)" % url)[1])
+        write_ready(args.ready_file, url)
 
         def conns():
             return lib.nn_get_statistic(s, NN_STAT_CURRENT_CONNECTIONS)

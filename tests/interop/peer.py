@@ -57,9 +57,13 @@ TLS (wss://, tls+tcp://)
             host).
 
 Readiness
-    --ready-file PATH: "ready\\n" is written (atomically: tmp file + rename)
-    right after listen() succeeded, or right after the non-blocking dial()
-    was started.
+    --ready-file PATH: the URL to reach this peer at, and a newline, is
+    written (atomically: tmp file + rename) right after listen() succeeded,
+    or right after the non-blocking dial() was started.  A listener given
+    port 0 (tcp://127.0.0.1:0, ws://127.0.0.1:0/sp) binds a port of the
+    kernel's choice and writes the URL with that port: the other side dials
+    it, so no port is ever picked free and bound later (another process
+    could take it in between).
 
 Result
     Exit 0 and print "OK <n> messages" on stdout (n = length of the sequence,
@@ -151,13 +155,31 @@ def build_arg_parser(prog_doc):
     return ap
 
 
-def write_ready(path):
+def write_ready(path, url):
+    """Says where this peer is reachable: `url` in the ready file."""
     if not path:
         return
     tmp = "%s.tmp.%d" % (path, os.getpid())
     with open(tmp, "w") as f:
-        f.write("ready\n")
+        f.write(url + "\n")
     os.replace(tmp, path)
+
+
+def url_port(url):
+    """The port of a tcp/ws/wss/tls+tcp URL, or None (ipc, inproc)."""
+    if "://" not in url or url.startswith(("ipc://", "inproc://", "unix://")):
+        return None
+    authority = url.split("://", 1)[1].split("/", 1)[0]
+    host, sep, port = authority.rpartition(":")
+    return int(port) if sep and port.isdigit() else None
+
+
+def with_port(url, port):
+    """`url` with its port replaced by `port` (the path kept)."""
+    scheme, rest = url.split("://", 1)
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition(":")[0]
+    return "%s://%s:%d%s%s" % (scheme, host, port, slash, path)
 
 
 def start_watchdog(timeout):
@@ -258,11 +280,17 @@ def run_pynng(args):
     sock.add_post_pipe_remove_cb(on_remove)
 
     try:
+        url = args.url
         if args.mode == "listen":
-            sock.listen(args.url)
+            listener = sock.listen(args.url)
+            if url_port(url) == 0:
+                # the port nng bound; listener.url keeps ":0" for ws/wss, and
+                # local_address.port is in network byte order, so read it
+                # from the address's text ("127.0.0.1:40123")
+                url = with_port(url, int(str(listener.local_address).rsplit(":", 1)[1]))
         else:
             sock.dial(args.url, block=False)
-        write_ready(args.ready_file)
+        write_ready(args.ready_file, url)
 
         role = role_of(args.proto, args.mode)
         seq = sequence(args.sizes, args.count_per_size)

@@ -13,7 +13,6 @@ Every subprocess is bounded by a timeout.
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,14 +35,6 @@ PAIRS = [
 ]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def sizes_for(lproto, dproto, impls):
     if "nano" in impls:
         protos = {lproto, dproto}
@@ -55,20 +46,26 @@ def sizes_for(lproto, dproto, impls):
 def run_case(limpl, lproto, dimpl, dproto, transport, sizes, count, timeout, tmp):
     cmd = {"peer": PEER, "nano": NANO, "lib": LIB}
     if transport == "tcp":
-        url = "tcp://127.0.0.1:%d" % free_port()
+        # the listener binds a port of its choice and names it in the ready file
+        url = "tcp://127.0.0.1:0"
     else:
         url = "ipc://%s" % os.path.join(tmp, "s%d.ipc" % time.monotonic_ns())
     ready = os.path.join(tmp, "ready.%d" % time.monotonic_ns())
-    common = ["--url", url, "--sizes", sizes, "--count-per-size", str(count),
-              "--timeout", str(timeout)]
+    common = ["--sizes", sizes, "--count-per-size", str(count), "--timeout", str(timeout)]
     t0 = time.monotonic()
-    lp = subprocess.Popen(cmd[limpl] + ["--proto", lproto, "--mode", "listen",
+    lp = subprocess.Popen(cmd[limpl] + ["--proto", lproto, "--mode", "listen", "--url", url,
                                         "--ready-file", ready] + common,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     dl = time.monotonic() + timeout
     while not os.path.exists(ready) and time.monotonic() < dl and lp.poll() is None:
         time.sleep(0.02)
-    dp = subprocess.Popen(cmd[dimpl] + ["--proto", dproto, "--mode", "dial"] + common,
+    try:
+        with open(ready) as f:
+            url = f.read().strip()
+    except OSError:
+        pass   # the listener failed; the dialer fails too, and both are reported
+    dp = subprocess.Popen(cmd[dimpl] + ["--proto", dproto, "--mode", "dial", "--url", url]
+                          + common,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     outs = []
     for p in (dp, lp):

@@ -33,13 +33,6 @@ fn require_pynng() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn sizes_arg() -> String {
     SIZES
         .iter()
@@ -51,9 +44,12 @@ fn sizes_arg() -> String {
 struct Peer {
     child: Child,
     what: String,
+    /// Where it listens (the port it bound for port 0), or what it dials.
+    url: String,
 }
 
-/// Starts tls_peer.py; in listen mode waits until it is bound.
+/// Starts tls_peer.py; in listen mode waits until it is bound and reads
+/// the URL it listens on from the ready file.
 async fn peer(proto: &str, mode: &str, url: &str, dir: &Path, extra: &[&str]) -> Peer {
     require_pynng();
     let ready = dir.join(format!("ready-{proto}-{mode}"));
@@ -72,11 +68,19 @@ async fn peer(proto: &str, mode: &str, url: &str, dir: &Path, extra: &[&str]) ->
         .expect("run python3 tests/tls_peer.py");
     let what = format!("pynng {proto} {mode} {url}");
     let t0 = Instant::now();
-    while mode == "listen" && !ready.exists() {
-        assert!(t0.elapsed() < WAIT, "{what}: never became ready");
-        sleep(Duration::from_millis(20)).await;
+    let mut url = url.to_string();
+    if mode == "listen" {
+        while !ready.exists() {
+            assert!(t0.elapsed() < WAIT, "{what}: never became ready");
+            sleep(Duration::from_millis(20)).await;
+        }
+        url = std::fs::read_to_string(&ready)
+            .unwrap_or_else(|e| panic!("{what}: read the ready file: {e}"))
+            .trim()
+            .to_string();
+        assert!(port_of(&url) != 0, "{what}: listens on {url}");
     }
-    Peer { child, what }
+    Peer { child, what, url }
 }
 
 impl Peer {
@@ -137,15 +141,15 @@ async fn our_req_dials_pynng_rep() {
     let pki = pki("interop-a");
     let dir = TempDir::new("interop-a");
     let f = pki.write(&dir.0);
-    let port = free_port();
     let p = peer(
         "rep0",
         "listen",
-        &format!("tls+tcp://127.0.0.1:{port}"),
+        "tls+tcp://127.0.0.1:0",
         &dir.0,
         &["--cert-key", s(&f.server_both)],
     )
     .await;
+    let port = port_of(&p.url);
     let client = req(pki.client_cfg());
     timeout(WAIT, client.dial(&format!("tls+tcp://localhost:{port}")))
         .await
@@ -223,17 +227,16 @@ async fn our_push_dials_pynng_pull() {
     let pki = pki("interop-c");
     let dir = TempDir::new("interop-c");
     let f = pki.write(&dir.0);
-    let port = free_port();
     let p = peer(
         "pull0",
         "listen",
-        &format!("tls+tcp://127.0.0.1:{port}"),
+        "tls+tcp://127.0.0.1:0",
         &dir.0,
         &["--cert-key", s(&f.server_both)],
     )
     .await;
     let pusher = push(pki.client_cfg());
-    timeout(WAIT, pusher.dial(&format!("tls+tcp://127.0.0.1:{port}")))
+    timeout(WAIT, pusher.dial(&p.url))
         .await
         .expect("dial in time")
         .expect("dial");

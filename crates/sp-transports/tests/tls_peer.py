@@ -26,8 +26,9 @@ Messages
     push0 sends every message.      pull0 checks every message.
 
 Readiness
-    --ready-file PATH gets "ready" (tmp file + rename) once listen() succeeded
-    or the non-blocking dial() started.
+    --ready-file PATH gets the URL to reach this peer at (tmp file + rename)
+    once listen() succeeded or the non-blocking dial() started.  Given port 0,
+    the listener binds a port of the kernel's choice and the file names it.
 
 Result
     exit 0 printing "OK <n> messages"; exit 1 with the reason on stderr on any
@@ -53,11 +54,11 @@ def fail(msg):
     os._exit(1)
 
 
-def ready(path):
+def ready(path, url):
     if path:
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            f.write("ready\n")
+            f.write(url + "\n")
         os.replace(tmp, path)
 
 
@@ -111,13 +112,19 @@ def main():
     ms = int(a.timeout * 1000)
     sock = ctor(tls_config=cfg, recv_timeout=ms, send_timeout=ms, recv_max_size=0)
     try:
+        url = a.url
         if a.mode == "listen":
-            sock.listen(a.url)
+            listener = sock.listen(a.url)
+            if url.endswith(":0"):
+                # the bound port, from the address's text: local_address.port
+                # is in network byte order in pynng 0.9
+                port = str(listener.local_address).rsplit(":", 1)[1]
+                url = url[: -len("0")] + port
         else:
             sock.reconnect_time_min = 100
             sock.reconnect_time_max = 100
             sock.dial(a.url, block=False)
-        ready(a.ready_file)
+        ready(a.ready_file, url)
 
         n = 0
         for i, size in enumerate(sizes):

@@ -1,20 +1,246 @@
-//! `spcat decode`: one captured frame, decoded by the stack that would have
-//! sent it, every layer's header fields.
+//! `spcat decode`: one captured frame, decoded field by field by the stack
+//! that would have sent it: the transport's framing (unless the capture has
+//! none), pipe layers, the protocol, message layers. Every field comes from
+//! a format a component declares (`ComponentInfo`): spcat takes the known
+//! layers' formats from their own crates, and invents none for a layer it
+//! does not know. Above a layer that transforms what it carries (Noise,
+//! TLS, or a layer spcat does not know) the rest is one opaque payload, with
+//! its size and the layer that owns it.
 
-use spstack::Protocol;
+use std::collections::HashSet;
+use std::fmt::Write as _;
 
-const USAGE: &str =
-    "usage: spcat decode --stack <proto>[/raw] (--hex <hex> | --file <path>) [--transport tcp|ipc]
-  <proto>: pair0 pair1 push0 pull0 req0 rep0 pub0 sub0 surveyor0 respondent0 bus0
-  the frame includes the transport's framing (tcp: 8-byte length; ipc: type byte and length)";
+use sp_crypto::integrity::{Integrity, IntegrityConfig};
+use sp_crypto::keys::{SigningKeypair, TrustedSigners};
+use sp_crypto::noise::{Noise, NoiseConfig, Pattern, StaticKeypair};
+use spstack::describe::{describe_frame, DecodedField, Description};
+use spstack::layer::{ComponentInfo, Handshake, MessageLayer};
+use spstack::{Overhead, Protocol};
+
+fn usage_text() -> String {
+    let names = |kind| {
+        known_layers()
+            .into_iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, i)| i.name)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "usage: spcat decode --stack <layers> (--hex <hex> | --file <path>)
+                    [--transport <scheme> | --no-prefix] [--raw]
+  <layers>  the stack from the transport up, comma-separated: pipe layers,
+            the protocol, message layers (nearest the protocol first), e.g.
+            noise-xx/2,req0,integrity/1
+    protocol        {}
+                    (req0 for req...); append /raw (or give --raw) for the
+                    raw form a device uses
+    pipe layers     {}
+    message layers  {}
+                    (a known name may drop its version: integrity)
+    any other name is a layer spcat does not know: what it carries is shown
+    as opaque bytes of that layer, never as fields
+  --transport tcp|ipc|ws|inproc   the frame starts with that transport's
+            framing (tcp: the 8-byte length; ipc: type byte and length);
+            tcp by default. tls+tcp, wss: a capture of TLS records, opaque
+  --no-prefix, --wiretap   the frame has no transport framing, as
+            spstack::wiretap records it
+  Above a layer that transforms what it carries (noise: encrypted) the bytes
+  are one opaque payload, with its size and the layer that owns it.",
+        Protocol::ALL.map(|p| p.id().name()).join(" "),
+        names(Kind::Pipe),
+        names(Kind::Message)
+    )
+}
 
 fn usage(msg: &str) -> i32 {
-    eprintln!("spcat decode: {msg}\n{USAGE}");
+    eprintln!("spcat decode: {msg}\n{}", usage_text());
     1
 }
 
-fn protocol(name: &str) -> Option<Protocol> {
-    Protocol::from_name(name)
+/// Where a layer sits: below the protocol, per pipe, or above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Pipe,
+    Message,
+}
+
+/// The layers of spstack's crates, with the formats those crates declare.
+/// The keys are throwaway: only `info()` is read, nothing is sealed or
+/// signed with them.
+fn known_layers() -> Vec<(Kind, ComponentInfo)> {
+    let noise = |p| Noise::new(NoiseConfig::new(StaticKeypair::generate()).pattern(p)).info();
+    let integrity = Integrity::new(IntegrityConfig::new(
+        SigningKeypair::generate(),
+        TrustedSigners::new(),
+    ));
+    vec![
+        (Kind::Pipe, noise(Pattern::XX)),
+        (Kind::Pipe, noise(Pattern::IK)),
+        (Kind::Message, integrity.info()),
+        (Kind::Message, sp_ws::Opcodes::new().info()),
+    ]
+}
+
+/// A known layer by its name, or by its name without the version when
+/// that names one layer only (`integrity` for `integrity/1`).
+fn known_layer(name: &str, known: &[(Kind, ComponentInfo)]) -> Option<(Kind, ComponentInfo)> {
+    if let Some(k) = known.iter().find(|(_, i)| i.name == name) {
+        return Some(k.clone());
+    }
+    let mut by_base = known
+        .iter()
+        .filter(|(_, i)| i.name.split('/').next() == Some(name));
+    match (by_base.next(), by_base.next()) {
+        (Some(k), None) => Some(k.clone()),
+        _ => None,
+    }
+}
+
+/// The protocol a stack entry names: `req0`, `req`, `rep0/raw`.
+fn protocol(name: &str) -> Option<(Protocol, bool)> {
+    if let Some(p) = Protocol::from_name(name) {
+        return Some((p, false));
+    }
+    let base = name
+        .strip_suffix("/raw")
+        .or_else(|| name.strip_suffix("-raw"))?;
+    Protocol::from_name(base).map(|p| (p, true))
+}
+
+/// A stack given on the command line.
+#[derive(Debug)]
+struct Stack {
+    pipe: Vec<ComponentInfo>,
+    protocol: Protocol,
+    raw: bool,
+    message: Vec<ComponentInfo>,
+    /// Names of the layers spcat does not know.
+    unknown: HashSet<String>,
+}
+
+fn parse_stack(list: &str, raw: bool) -> Result<Stack, String> {
+    let known = known_layers();
+    let mut pipe = Vec::new();
+    let mut message = Vec::new();
+    let mut proto = None;
+    let mut unknown = HashSet::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if let Some((p, r)) = protocol(name) {
+            if proto.is_some() {
+                return Err(format!("{name}: a stack has one protocol"));
+            }
+            proto = Some((p, r || raw));
+            continue;
+        }
+        let below = proto.is_none();
+        let info = match known_layer(name, &known) {
+            Some((Kind::Pipe, info)) if !below => {
+                return Err(format!(
+                    "{} is a pipe layer: list it before the protocol",
+                    info.name
+                ))
+            }
+            Some((Kind::Message, info)) if below => {
+                return Err(format!(
+                    "{} is a message layer: list it after the protocol",
+                    info.name
+                ))
+            }
+            Some((_, info)) => info,
+            None => {
+                // nothing is known of its format: no fields, and whatever
+                // it carries may be transformed
+                unknown.insert(name.to_string());
+                ComponentInfo::new(name, Overhead::NONE).opaque()
+            }
+        };
+        if below {
+            pipe.push(info);
+        } else {
+            message.push(info);
+        }
+    }
+    let Some((protocol, raw)) = proto else {
+        return Err(format!("no protocol in the stack {list:?}"));
+    };
+    Ok(Stack {
+        pipe,
+        protocol,
+        raw,
+        message,
+        unknown,
+    })
+}
+
+/// The framing of `scheme`'s transport, as the transport declares it.
+fn transport_info(scheme: &str) -> Result<ComponentInfo, String> {
+    if matches!(scheme, "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "wss") {
+        // on the wire: TLS records, ciphertext
+        return Ok(ComponentInfo::new(scheme, Overhead::NONE).opaque());
+    }
+    let mut transports = sp_transports::defaults();
+    transports.push(std::sync::Arc::new(sp_ws::Ws::new(sp_transports::Tcp)));
+    let mut schemes = Vec::new();
+    for t in &transports {
+        if t.schemes().contains(&scheme) {
+            return Ok(t.info());
+        }
+        schemes.extend_from_slice(t.schemes());
+    }
+    Err(format!(
+        "unknown transport {scheme:?} (one of: {}, tls+tcp, wss)",
+        schemes.join(", ")
+    ))
+}
+
+/// The description, one field a line in wire order; the opaque payload
+/// says whether its layer transforms it or is one spcat does not know.
+fn render(d: &Description, unknown: &HashSet<String>) -> String {
+    let mut s = String::new();
+    let field = |s: &mut String, f: &DecodedField| {
+        let _ = writeln!(
+            s,
+            "{:>6}  {:<16} {:<20} {}",
+            f.offset, f.component, f.field, f.value
+        );
+    };
+    match &d.opaque {
+        Some(o) => {
+            let (before, after): (Vec<_>, Vec<_>) =
+                d.fields.iter().partition(|f| f.offset < o.offset + o.len);
+            before.into_iter().for_each(|f| field(&mut s, f));
+            let why = if unknown.contains(&o.component) {
+                format!(
+                    "layer {} unknown to spcat: its format is not declared",
+                    o.component
+                )
+            } else {
+                format!("transformed by {}", o.component)
+            };
+            let _ = writeln!(
+                s,
+                "{:>6}  {:<16} {:<20} {} bytes, opaque ({why})",
+                o.offset, o.component, "payload", o.len
+            );
+            after.into_iter().for_each(|f| field(&mut s, f));
+        }
+        None => {
+            d.fields.iter().for_each(|f| field(&mut s, f));
+            let _ = writeln!(
+                s,
+                "{:>6}  {:<16} {:<20} {} bytes",
+                "",
+                "application",
+                "body",
+                d.body.len()
+            );
+        }
+    }
+    if let Some(e) = &d.error {
+        let _ = writeln!(s, "error: {e}");
+    }
+    s
 }
 
 /// Hex digits, with any spacing, `:`/`-` separators, `0x` prefixes, or
@@ -43,7 +269,7 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
 pub fn run(words: &[Vec<u8>]) -> i32 {
     let mut stack = None;
     let mut frame = None;
-    let mut transport = "tcp".to_string();
+    let mut transport = Some("tcp".to_string());
     let mut raw = false;
     let mut it = words
         .iter()
@@ -75,33 +301,35 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
                 Err(f) => return usage(&format!("{f} requires an argument")),
             },
             "--transport" | "-t" => match value("--transport") {
-                Ok(t) => transport = t,
+                Ok(t) => transport = Some(t),
                 Err(f) => return usage(&format!("{f} requires an argument")),
             },
+            "--no-prefix" | "--wiretap" => transport = None,
             "--raw" => raw = true,
             "--help" | "-h" => {
-                println!("{USAGE}");
+                println!("{}", usage_text());
                 return 0;
             }
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
-    let Some(stack) = stack else {
+    let Some(list) = stack else {
         return usage("--stack is required");
     };
     let Some(frame) = frame else {
         return usage("one of --hex or --file is required");
     };
-    let (name, is_raw) = match stack
-        .strip_suffix("/raw")
-        .or_else(|| stack.strip_suffix("-raw"))
-    {
-        Some(n) => (n, true),
-        None => (stack.as_str(), raw),
+    let stack = match parse_stack(&list, raw) {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
     };
-    let Some(p) = protocol(name) else {
-        return usage(&format!("unknown stack {stack:?}"));
-    };
+    let mut comps = Vec::new();
+    if let Some(scheme) = &transport {
+        match transport_info(scheme) {
+            Ok(t) => comps.push(t),
+            Err(e) => return usage(&e),
+        }
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,33 +340,31 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
             return 1;
         }
     };
-    rt.block_on(async move {
-        let b = if is_raw {
-            spstack::raw(p)
+    // the protocol's components (raw header format, cooked part) as its
+    // socket declares them
+    let protocol = rt.block_on(async {
+        let b = if stack.raw {
+            spstack::raw(stack.protocol)
         } else {
-            spstack::cooked(p)
+            spstack::cooked(stack.protocol)
         };
-        let sock = b.build();
-        match sock.describe(&transport, &frame) {
-            Ok(d) => {
-                print!("{d}");
-                if d.error.is_some() {
-                    1
-                } else {
-                    0
-                }
-            }
-            Err(e) => {
-                eprintln!("spcat decode: {e}");
-                1
-            }
-        }
-    })
+        b.build().components()
+    });
+    comps.extend(stack.pipe);
+    comps.extend(protocol);
+    comps.extend(stack.message);
+    let d = describe_frame(&comps, &frame);
+    print!("{}", render(&d, &stack.unknown));
+    if d.error.is_some() {
+        1
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_hex;
+    use super::*;
 
     #[test]
     fn hex_forms() {
@@ -147,5 +373,31 @@ mod tests {
         assert_eq!(parse_hex("\"\\x01\\xff\"").unwrap(), vec![1, 255]);
         assert!(parse_hex("abc").is_err());
         assert!(parse_hex("zz").is_err());
+    }
+
+    #[test]
+    fn stacks() {
+        let s = parse_stack("noise-xx/2, req0 ,integrity", false).unwrap();
+        assert_eq!(s.pipe[0].name, "noise-xx/2");
+        assert!(s.pipe[0].opaque, "noise transforms what it carries");
+        assert_eq!((s.protocol, s.raw), (Protocol::Req0, false));
+        assert_eq!(s.message[0].name, "integrity/1");
+        assert!(s.unknown.is_empty());
+        let s = parse_stack("rep0/raw", false).unwrap();
+        assert_eq!((s.protocol, s.raw), (Protocol::Rep0, true));
+        let s = parse_stack("xor/1,pull0,zip/3", true).unwrap();
+        assert!(s.raw);
+        assert_eq!(s.unknown.len(), 2);
+        assert!(s.pipe[0].opaque && s.pipe[0].header.is_empty());
+        assert!(s.message[0].opaque && s.message[0].trailer.is_empty());
+        for (bad, why) in [
+            ("integrity/1,req0", "message layer"),
+            ("req0,noise-ik/2", "pipe layer"),
+            ("req0,rep0", "one protocol"),
+            ("noise-xx/2", "no protocol"),
+        ] {
+            let e = parse_stack(bad, false).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

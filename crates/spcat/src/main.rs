@@ -2,8 +2,9 @@
 //!
 //! Every nngcat 1.5.2 command line runs unchanged (nanocat's `--bind` and
 //! `--connect` included), with nngcat's output bytes and exit codes. Beyond
-//! nngcat: `--stats` prints the socket's counters to stderr at exit, and
-//! `spcat decode` decodes a captured frame layer by layer.
+//! nngcat: `--stats` prints the socket's counters to stderr at exit,
+//! `spcat decode` decodes a captured frame layer by layer, and `-v` shows a
+//! ws/wss listener's port 0 resolved (nngcat resolves it for tcp only).
 
 mod args;
 mod decode;
@@ -106,8 +107,9 @@ Usage: spcat <proto> <addr>... [<fmt>] [<opts>...] [<src>]
   --file <file>          (or alias -F <file>). Use - for standard input.
   --data <data>          (or alias -D <data>)
 
-spcat decode --stack <proto>[/raw] (--hex <hex> | --file <path>) [--transport tcp|ipc]
-  decodes one captured frame (with the transport's length prefix) layer by layer
+spcat decode --stack <layers> (--hex <hex> | --file <path>) [--transport <scheme> | --no-prefix]
+  decodes one captured frame field by field; <layers>: pipe layers, the protocol,
+  message layers, e.g. noise-xx/2,req0,integrity/1 (spcat decode --help)
 spcat keygen [--dir DIR] [--kind signing|noise|both] [--force] NAME
   writes Ed25519 signing keys (PKCS#8 / SPKI PEM) and Noise static keys (base64)
 ";
@@ -448,16 +450,28 @@ fn check_url(listen: bool, url: &str) {
 }
 
 /// What nngcat shows as a listener's URL: as given, with a port 0 resolved
-/// and a `*` host dropped.
+/// and a `*` host dropped. nngcat resolves the port of tcp and tls+tcp
+/// only; spcat of ws and wss too (nngcat prints `ws://host:0/path`), so that
+/// a script can listen on port 0 and learn the port whatever the transport.
 fn listen_url(given: &str, bound: &str) -> String {
-    let mut u = given.replacen("://*:", "://:", 1);
-    if (u.starts_with("tcp") || u.starts_with("tls+tcp")) && u.ends_with(":0") {
-        if let Some((_, port)) = bound.rsplit_once(':') {
-            u.truncate(u.len() - 1);
-            u.push_str(port);
-        }
+    let u = given.replacen("://*:", "://:", 1);
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return u;
+    };
+    let resolves = matches!(
+        scheme,
+        "tcp" | "tcp4" | "tcp6" | "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "ws" | "wss"
+    );
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let bound_port = bound
+        .split_once("://")
+        .and_then(|(_, r)| r.split('/').next())
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(_, p)| p);
+    match (resolves, authority.strip_suffix(":0"), bound_port) {
+        (true, Some(host), Some(port)) => format!("{scheme}://{host}:{port}{path}"),
+        _ => u,
     }
-    u
 }
 
 struct Cat {
@@ -509,17 +523,14 @@ impl Cat {
         self.sent += 1;
     }
 
-    /// Gives the pipes time to write what was sent (nngcat sleeps 200 ms;
-    /// spcat also waits, boundedly, until the counters show it written).
+    /// Lets the pipes write what was sent, then closes. `Socket::shutdown`
+    /// returns once every message `send` accepted is written or counted as
+    /// dropped (a PUB message sent with no subscriber is `NoPeer` at once,
+    /// so nothing waits for it), at most the linger after the close; the
+    /// timeout is only a bound on the bound. nngcat sleeps 200 ms instead.
     async fn drain(&self) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let until = Instant::now() + Duration::from_secs(5);
-        while self.sock.stats().msgs_out < self.sent
-            && !self.sock.pipes().is_empty()
-            && Instant::now() < until
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let bound = self.sock.options().linger + Duration::from_secs(5);
+        let _ = tokio::time::timeout(bound, self.sock.shutdown()).await;
     }
 
     async fn recvloop(&self) {
@@ -746,4 +757,33 @@ fn main() {
         .unwrap_or_else(|e| fatal(format!("Unable to start the runtime: {e}")));
     let code = rt.block_on(run(cfg));
     finish(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_url;
+
+    #[test]
+    fn listen_urls_show_the_bound_port() {
+        let b = "tcp://127.0.0.1:4567";
+        assert_eq!(listen_url("tcp://127.0.0.1:0", b), b);
+        assert_eq!(listen_url("tcp://*:0", b), "tcp://:4567");
+        assert_eq!(listen_url("tcp://127.0.0.1:80", b), "tcp://127.0.0.1:80");
+        assert_eq!(
+            listen_url("tls+tcp://localhost:0", "tls+tcp://127.0.0.1:99"),
+            "tls+tcp://localhost:99"
+        );
+        assert_eq!(
+            listen_url("ws://127.0.0.1:0/sp", "ws://127.0.0.1:7000/sp"),
+            "ws://127.0.0.1:7000/sp"
+        );
+        assert_eq!(
+            listen_url("wss://localhost:0", "wss://127.0.0.1:7001"),
+            "wss://localhost:7001"
+        );
+        assert_eq!(
+            listen_url("ipc:///tmp/x:0", "ipc:///tmp/x:0"),
+            "ipc:///tmp/x:0"
+        );
+    }
 }

@@ -2,14 +2,14 @@
 //! against nngcat (when installed), interop with nanocat and pynng, decode.
 //! Every child process is bounded by a timeout.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{finish, free_port, run, spawn, Out, SPCAT};
+use common::{finish, listening, listening_on_free_port, run, spawn, Out, Proc, SPCAT};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynng_peer.py");
 
@@ -515,20 +515,155 @@ fn timeouts_and_exit_codes() {
     assert!(o.stderr.contains("msgs_in 0"), "{}", o.stderr);
 }
 
+/// The number after `name` in `--stats` output (`msgs_out 2`, `dropped
+/// NoPeer 1`); 0 when the counter is not printed (spcat omits zero drops).
+fn stat(stderr: &str, name: &str) -> u64 {
+    for l in stderr.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if let Some(i) = w.iter().position(|x| *x == name) {
+            if let Some(v) = w.get(i + 1) {
+                return v.parse().unwrap_or_else(|_| panic!("{name} {v}"));
+            }
+        }
+    }
+    0
+}
+
+/// A PUB whose first message found no subscriber (dropped, `NoPeer`) and
+/// whose subscriber then connected. Returns spcat's or nngcat's output, how
+/// many messages the subscriber got, and how long after the last one the
+/// PUB exited.
+fn pub_with_late_subscriber(prog: &str) -> (Out, u64, Duration) {
+    let mut args = vec![
+        "--pub0",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "-v",
+        "--count",
+        "3",
+        "--interval",
+        "1",
+        "--data",
+        "x",
+    ];
+    if prog == SPCAT {
+        args.push("--stats");
+    }
+    let (p, url) = listening(prog, &args);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sub = spstack::sub0().build();
+        sub.control::<spstack::SubControl>()
+            .expect("SUB control")
+            .subscribe(b"")
+            .unwrap();
+        // the PUB sends its first message as soon as it listens: this dial
+        // comes after it, as a subscriber's usually does
+        tokio::time::timeout(Duration::from_secs(10), sub.dial(&url))
+            .await
+            .expect("dial in time")
+            .unwrap_or_else(|e| panic!("{prog}: dial {url}: {e}"));
+        let mut done = tokio::task::spawn_blocking(move || finish(p, Duration::from_secs(20)));
+        let mut got = 0;
+        let mut last = None;
+        let out = loop {
+            tokio::select! {
+                o = &mut done => break o.unwrap(),
+                m = sub.recv() => match m {
+                    Ok(m) => {
+                        assert_eq!(m.body(), b"x", "{prog}");
+                        got += 1;
+                        last = Some(Instant::now());
+                    }
+                    Err(e) => panic!("{prog}: SUB recv: {e}"),
+                },
+            }
+        };
+        let last =
+            last.unwrap_or_else(|| panic!("{prog}: the subscriber got nothing: {}", out.stderr));
+        let after = out.exited.saturating_duration_since(last);
+        (out, got, after)
+    })
+}
+
+#[test]
+fn pub_exits_after_its_last_send_though_some_found_no_subscriber() {
+    // spcat's drain used to wait until msgs_out reached the number sent: a
+    // message dropped for want of a subscriber never got there, and spcat
+    // stayed 5 s after its last send. Every message is now written or
+    // counted dropped, and the drain waits for exactly that.
+    let mut exercised = false;
+    for _ in 0..3 {
+        let (o, got, after) = pub_with_late_subscriber(SPCAT);
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
+        assert!(
+            after < Duration::from_secs(3),
+            "spcat stayed {after:?} after its last send\n{}",
+            o.stderr
+        );
+        let (out, no_peer) = (stat(&o.stderr, "msgs_out"), stat(&o.stderr, "NoPeer"));
+        assert_eq!(
+            out + no_peer,
+            3,
+            "every message accounted for: {}",
+            o.stderr
+        );
+        assert_eq!(
+            got, out,
+            "what was written reached the subscriber: {}",
+            o.stderr
+        );
+        if no_peer > 0 {
+            exercised = true;
+            break;
+        }
+        // the subscriber beat the first send: nothing was dropped, run again
+    }
+    assert!(
+        exercised,
+        "the subscriber never missed the first message in 3 runs"
+    );
+    if have_nngcat() {
+        let (o, got, after) = pub_with_late_subscriber("nngcat");
+        assert_eq!(o.code, Some(0), "nngcat: {}", o.stderr);
+        assert!((1..=3).contains(&got), "nngcat: the subscriber got {got}");
+        assert!(
+            after < Duration::from_secs(3),
+            "nngcat stayed {after:?} after its last send"
+        );
+    }
+}
+
 #[test]
 fn spcat_to_spcat_req_rep() {
-    let url = ipc();
-    let rep = spawn(
+    // the REQ's dial fails when nobody listens yet: start it once the REP
+    // says it listens
+    let (rep, url) = listening(
         SPCAT,
-        &["--rep0", "--listen", &url, "-D", "pong", "-Q", "-C", "2"],
+        &[
+            "--rep0",
+            "--listen",
+            &ipc(),
+            "-v",
+            "-D",
+            "pong",
+            "-Q",
+            "-C",
+            "2",
+        ],
     );
-    thread::sleep(Duration::from_millis(300));
     let o = spcat(&["--req0", "--dial", &url, "-D", "ping", "-Q", "-C", "2"]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert_eq!(o.stdout, b"\"pong\"\n\"pong\"\n");
     let r = finish(rep, Duration::from_secs(5));
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert_eq!(r.stdout, b"\"ping\"\n\"ping\"\n");
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        format!("Listening at: {url}\n\"ping\"\n\"ping\"\n")
+    );
 }
 
 #[test]
@@ -682,7 +817,7 @@ const CASES: &[Case] = &[
 ];
 
 /// Starts the peer in a mode (`dial`/`listen`) on a URL.
-type StartPeer = Box<dyn Fn(&str, &str) -> Child + Send>;
+type StartPeer = Box<dyn Fn(&str, &str) -> Proc + Send>;
 
 fn check_case(c: &Case, listen: bool, peer: StartPeer) {
     let url = ipc();
@@ -733,7 +868,7 @@ fn check_case(c: &Case, listen: bool, peer: StartPeer) {
     );
 }
 
-fn interop(peer: fn(&Case, &str, &str) -> Option<Child>, supports: fn(&Case) -> bool) {
+fn interop(peer: fn(&Case, &str, &str) -> Option<Proc>, supports: fn(&Case) -> bool) {
     // a few cases at a time: each starts a Python interpreter or nanocat, and
     // dozens at once on two cores would starve the time-bound exchanges
     let jobs: Vec<_> = CASES
@@ -764,7 +899,7 @@ fn interop(peer: fn(&Case, &str, &str) -> Option<Child>, supports: fn(&Case) -> 
     assert!(failed.is_empty(), "{} interop case(s) failed", failed.len());
 }
 
-fn pynng_peer(c: &Case, mode: &str, url: &str) -> Option<Child> {
+fn pynng_peer(c: &Case, mode: &str, url: &str) -> Option<Proc> {
     Some(spawn(
         "python3",
         &[PEER, c.peer, mode, url, c.peer_data, "6"],
@@ -772,7 +907,7 @@ fn pynng_peer(c: &Case, mode: &str, url: &str) -> Option<Child> {
 }
 
 /// nanocat has no PAIR1; its BUS/PAIR/SURVEYOR/PUB repeat with -i.
-fn nanocat_peer(c: &Case, mode: &str, url: &str) -> Option<Child> {
+fn nanocat_peer(c: &Case, mode: &str, url: &str) -> Option<Proc> {
     let flag = match c.peer {
         "pull0" => "--pull",
         "push0" => "--push",
@@ -876,28 +1011,46 @@ fn ws_with_nngcat_both_ways() {
         have_nngcat(),
         "nngcat is missing: run `sudo apt-get install -y nng-utils`"
     );
-    // spcat listens, nngcat dials; then the other way round
-    for spcat_listens in [true, false] {
-        let url = format!("ws://127.0.0.1:{}/sp", free_port());
-        let (lprog, dprog) = if spcat_listens {
-            (SPCAT, "nngcat")
-        } else {
-            ("nngcat", SPCAT)
-        };
-        let rep = spawn(
-            lprog,
-            &[
-                "--rep0", "--listen", &url, "--data", "pong", "-A", "--count", "1",
-            ],
-        );
-        thread::sleep(Duration::from_millis(300));
-        let req = run(
-            dprog,
-            &["--req0", "--dial", &url, "--data", "ping", "-A"],
-            Duration::from_secs(10),
-        );
-        let rep = finish(rep, Duration::from_secs(10));
-        assert_eq!(req.stdout, b"pong", "{dprog} req: {}", req.stderr);
-        assert_eq!(rep.stdout, b"ping", "{lprog} rep: {}", rep.stderr);
-    }
+    let rep = |url: &str| -> Vec<String> {
+        [
+            "--rep0", "--listen", url, "--data", "pong", "-A", "--count", "1", "-v",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // spcat listens on port 0 and says which port; nngcat dials
+    let (srv, url) = listening(
+        SPCAT,
+        &rep("ws://127.0.0.1:0/sp")
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with("/sp") && !url.contains(":0/"),
+        "{url}"
+    );
+    ws_req_rep(srv, &url, SPCAT, "nngcat");
+    // nngcat listens; it prints ws://127.0.0.1:0/sp for port 0, so it is
+    // given a port, and another when that one was taken meanwhile
+    let (srv, port) =
+        listening_on_free_port("nngcat", |port| rep(&format!("ws://127.0.0.1:{port}/sp")));
+    ws_req_rep(srv, &format!("ws://127.0.0.1:{port}/sp"), "nngcat", SPCAT);
+}
+
+/// `dprog` sends a REQ "ping" over ws to the REP `srv` (`lprog`) on `url`.
+fn ws_req_rep(srv: Proc, url: &str, lprog: &str, dprog: &str) {
+    let req = run(
+        dprog,
+        &["--req0", "--dial", url, "--data", "ping", "-A"],
+        Duration::from_secs(10),
+    );
+    let rep = finish(srv, Duration::from_secs(10));
+    assert_eq!(req.stdout, b"pong", "{dprog} req: {}", req.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&rep.stdout),
+        format!("Listening at: {url}\nping"),
+        "{lprog} rep: {}",
+        rep.stderr
+    );
 }

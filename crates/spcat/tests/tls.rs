@@ -5,8 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -15,7 +14,7 @@ use rcgen::{
 
 mod common;
 
-use common::{finish, free_port, spawn, Out, SPCAT};
+use common::{finish, listening, Out, SPCAT};
 
 fn run(prog: &str, args: &[&str]) -> Out {
     common::run(prog, args, Duration::from_secs(10))
@@ -79,13 +78,9 @@ fn path_str(p: &Path) -> String {
     p.to_str().expect("utf-8 temp path").to_string()
 }
 
-/// Waits until something accepts TCP connections on `port`.
-fn wait_listening(port: u16) {
-    let end = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "nothing listens on {port}");
-        thread::sleep(Duration::from_millis(20));
-    }
+/// `url` with `localhost` for 127.0.0.1: the name the certificate holds.
+fn by_name(url: &str) -> String {
+    url.replacen("127.0.0.1", "localhost", 1)
 }
 
 fn require_nngcat() {
@@ -102,14 +97,23 @@ fn require_nngcat() {
 }
 
 /// A REP server (`prog`) answering "pong" once, and a REQ client (`prog`)
-/// sending "ping": both must see the other's message.
-fn req_rep(server: (&str, &[&str]), client: (&str, &[&str]), port: u16) {
-    let listen = format!("tls+tcp://127.0.0.1:{port}");
-    let dial = format!("tls+tcp://localhost:{port}");
-    let mut sa = vec!["--rep0", "--listen", &listen, "-D", "pong", "-Q", "-C", "1"];
+/// sending "ping": both must see the other's message. The server listens on
+/// port 0 and says which port it got.
+fn req_rep(server: (&str, &[&str]), client: (&str, &[&str])) {
+    let mut sa = vec![
+        "--rep0",
+        "--listen",
+        "tls+tcp://127.0.0.1:0",
+        "-v",
+        "-D",
+        "pong",
+        "-Q",
+        "-C",
+        "1",
+    ];
     sa.extend_from_slice(server.1);
-    let srv = spawn(server.0, &sa);
-    wait_listening(port);
+    let (srv, url) = listening(server.0, &sa);
+    let dial = by_name(&url);
     let mut ca = vec!["--req0", "--dial", &dial, "-D", "ping", "-Q", "-C", "1"];
     ca.extend_from_slice(client.1);
     let o = run(client.0, &ca);
@@ -117,7 +121,12 @@ fn req_rep(server: (&str, &[&str]), client: (&str, &[&str]), port: u16) {
     assert_eq!(o.code, Some(0), "{} client: {}", client.0, o.stderr);
     assert_eq!(o.stdout, b"\"pong\"\n", "{} client", client.0);
     assert_eq!(r.code, Some(0), "{} server: {}", server.0, r.stderr);
-    assert_eq!(r.stdout, b"\"ping\"\n", "{} server", server.0);
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        format!("Listening at: {url}\n\"ping\"\n"),
+        "{} server",
+        server.0
+    );
 }
 
 #[test]
@@ -126,10 +135,9 @@ fn spcat_to_spcat_over_tls() {
     req_rep(
         (SPCAT, &["--cert", &p.cert, "--key", &p.key]),
         (SPCAT, &["--cacert", &p.ca]),
-        free_port(),
     );
     // certificate and key in one file, -E alias; the dialer skips checks
-    req_rep((SPCAT, &["-E", &p.both]), (SPCAT, &["-k"]), free_port());
+    req_rep((SPCAT, &["-E", &p.both]), (SPCAT, &["-k"]));
 }
 
 #[test]
@@ -139,20 +147,26 @@ fn spcat_and_nngcat_over_tls_both_ways() {
     req_rep(
         ("nngcat", &["--cert", &p.cert, "--key", &p.key]),
         (SPCAT, &["--cacert", &p.ca]),
-        free_port(),
     );
     // nngcat dials spcat: PUSH, since nngcat 1.5's REQ intermittently
     // fails with "Cannot set recv timeout" before sending anything
-    let port = free_port();
-    let listen = format!("tls+tcp://127.0.0.1:{port}");
-    let pull = spawn(
+    let (pull, url) = listening(
         SPCAT,
         &[
-            "--pull0", "--listen", &listen, "--cert", &p.cert, "--key", &p.key, "-Q", "-C", "1",
+            "--pull0",
+            "--listen",
+            "tls+tcp://127.0.0.1:0",
+            "-v",
+            "--cert",
+            &p.cert,
+            "--key",
+            &p.key,
+            "-Q",
+            "-C",
+            "1",
         ],
     );
-    wait_listening(port);
-    let dial = format!("tls+tcp://localhost:{port}");
+    let dial = by_name(&url);
     let o = run(
         "nngcat",
         &[
@@ -170,22 +184,35 @@ fn spcat_and_nngcat_over_tls_both_ways() {
     let r = finish(pull, Duration::from_secs(5));
     assert_eq!(o.code, Some(0), "nngcat push: {}", o.stderr);
     assert_eq!(r.code, Some(0), "spcat pull: {}", r.stderr);
-    assert_eq!(r.stdout, b"\"from nngcat\"\n");
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        format!("Listening at: {url}\n\"from nngcat\"\n")
+    );
 }
 
 #[test]
 fn push_pull_over_tls_with_verbose_listen_url() {
     let p = pki("pp");
-    let port = free_port();
-    let listen = format!("tls+tcp://127.0.0.1:{port}");
-    let pull = spawn(
+    let (pull, url) = listening(
         SPCAT,
         &[
-            "--pull0", "--listen", &listen, "--cert", &p.both, "-Q", "-C", "1", "-v",
+            "--pull0",
+            "--listen",
+            "tls+tcp://127.0.0.1:0",
+            "--cert",
+            &p.both,
+            "-Q",
+            "-C",
+            "1",
+            "-v",
         ],
     );
-    wait_listening(port);
-    let dial = format!("tls+tcp://localhost:{port}");
+    // port 0 is shown resolved, as nngcat shows it
+    let port = url
+        .strip_prefix("tls+tcp://127.0.0.1:")
+        .unwrap_or_else(|| panic!("{url}"));
+    assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "{url}");
+    let dial = by_name(&url);
     let o = run(
         SPCAT,
         &[
@@ -197,22 +224,28 @@ fn push_pull_over_tls_with_verbose_listen_url() {
     assert_eq!(r.code, Some(0), "pull: {}", r.stderr);
     assert_eq!(
         String::from_utf8_lossy(&r.stdout),
-        format!("Listening at: {listen}\n\"over tls\"\n")
+        format!("Listening at: {url}\n\"over tls\"\n")
     );
 }
 
 #[test]
 fn tls_errors_say_what_to_do() {
     let p = pki("err");
-    let port = free_port();
-    let listen = format!("tls+tcp://127.0.0.1:{port}");
-    let srv = spawn(
+    let (srv, listen) = listening(
         SPCAT,
-        &["--rep0", "--listen", &listen, "--cert", &p.both, "-D", "x"],
+        &[
+            "--rep0",
+            "--listen",
+            "tls+tcp://127.0.0.1:0",
+            "-v",
+            "--cert",
+            &p.both,
+            "-D",
+            "x",
+        ],
     );
-    wait_listening(port);
     // no CA and no --insecure
-    let url = format!("tls+tcp://localhost:{port}");
+    let url = by_name(&listen);
     let o = run(SPCAT, &["--req0", "--dial", &url, "-D", "x"]);
     assert_eq!(o.code, Some(1));
     assert!(
@@ -221,7 +254,7 @@ fn tls_errors_say_what_to_do() {
         o.stderr
     );
     // the certificate names localhost, not 127.0.0.1
-    let url = format!("tls+tcp://127.0.0.1:{port}");
+    let url = listen;
     let o = run(
         SPCAT,
         &["--req0", "--dial", &url, "-D", "x", "--cacert", &p.ca],
