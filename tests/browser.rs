@@ -66,12 +66,28 @@ fn example_binary() -> PathBuf {
     bin
 }
 
-/// A free port on 127.0.0.1 for chromedriver.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// The port chromedriver started on (`--port=0` lets it choose one, and it
+/// says which on stdout); the rest of its output is drained in the
+/// background so it never blocks on a full pipe.
+fn driver_port(child: &mut Child) -> u16 {
+    let out = child.stdout.take().expect("chromedriver's stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(out);
+        let mut line = String::new();
+        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if let Some(p) = line
+                .split("started successfully on port ")
+                .nth(1)
+                .and_then(|rest| rest.trim().trim_end_matches('.').parse::<u16>().ok())
+            {
+                let _ = tx.send(p);
+            }
+            line.clear();
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("chromedriver did not say which port it listens on")
 }
 
 /// One WebDriver command: a minimal HTTP/1.1 exchange with the local
@@ -133,10 +149,9 @@ struct Browser {
 impl Browser {
     fn start(profile: &Path) -> Browser {
         let chromium = chromium();
-        let port = free_port();
         let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
@@ -144,7 +159,8 @@ impl Browser {
                     "cannot run chromedriver ({e}): run `sudo apt-get install -y chromium chromium-driver`"
                 )
             });
-        let driver = Guard(driver);
+        let mut driver = Guard(driver);
+        let port = driver_port(&mut driver.0);
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

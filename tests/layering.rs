@@ -254,3 +254,57 @@ async fn peer_verifies_pipe_layer_and_closes_on_tampering() {
         rep.stats()
     );
 }
+
+#[tokio::test]
+async fn describe_never_decodes_ciphertext_as_a_protocol_header() {
+    use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
+    use spstack::wiretap::{Dir, Wiretap};
+    let noise = || noise::layer(NoiseConfig::new(StaticKeypair::generate()).accept_any_key());
+    let rep = spstack::rep0().pipe_layer(noise()).build();
+    let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
+    let tap = Wiretap::start(ep.url(), None).await.unwrap();
+    let req = spstack::req0().pipe_layer(noise()).build();
+    timeout(T, req.dial(&tap.url)).await.unwrap().unwrap();
+    req.send("a request nobody on the path may read")
+        .await
+        .unwrap();
+    timeout(T, rep.recv()).await.unwrap().unwrap();
+    // XX takes three handshake frames up, then the request
+    let up = timeout(T, tap.wait_frames(0, Dir::Up, 3))
+        .await
+        .unwrap()
+        .unwrap();
+    let wire = up.last().unwrap();
+    let mut framed = (wire.len() as u64).to_be_bytes().to_vec();
+    framed.extend_from_slice(wire);
+    let d = req.describe("tcp", &framed).unwrap();
+    println!("{d}");
+    let o = d
+        .opaque
+        .as_ref()
+        .expect("the sealed payload is reported opaque");
+    assert_eq!(o.component, "noise-xx/2");
+    assert_eq!(
+        o.offset,
+        8 + 5,
+        "after the length and the sealed record header"
+    );
+    assert_eq!(
+        o.len,
+        wire.len() - 5 - 16,
+        "all but the record header and its tag"
+    );
+    assert!(
+        d.field("backtrace").is_none() && d.body.is_empty(),
+        "ciphertext decoded as a backtrace: {d}"
+    );
+    // and over TLS the whole capture is the session's records
+    let tls = spstack::req0()
+        .transport(Arc::new(sp_transports::tls::tls_tcp(
+            sp_transports::tls::TlsConfig::new(),
+        )))
+        .build();
+    let d = tls.describe("tls+tcp", &framed).unwrap();
+    assert_eq!(d.opaque.as_ref().map(|o| o.offset), Some(0), "{d}");
+    assert!(d.fields.is_empty(), "{d}");
+}

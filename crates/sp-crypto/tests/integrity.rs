@@ -332,6 +332,9 @@ async fn a_flipped_body_byte_is_dropped_and_the_next_message_delivered() {
     assert_eq!(s.verified, 1);
     assert_eq!(s.total_dropped(), 1);
     assert_eq!(c.sender_stats.signed(), 2);
+    // and where the application looks first: the socket's own counters
+    let st = c.receiver.stats();
+    assert_eq!(st.drops(sp_core::DropReason::Rejected), 1, "{st}");
 }
 
 #[tokio::test]

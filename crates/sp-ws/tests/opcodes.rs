@@ -97,6 +97,11 @@ async fn pair_over_ws_and_tcp_and_invalid_text_is_dropped() {
             2,
             "{scheme}: bad UTF-8 and bad opcode counted"
         );
+        assert_eq!(
+            a.stats().drops(sp_core::DropReason::Rejected),
+            2,
+            "{scheme}: the socket counts the layer's drops"
+        );
         // and what the layer sends carries the mark on the wire
         a.send(sp_ws::text("hi")).await.expect("send");
         assert_eq!(
