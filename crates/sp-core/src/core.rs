@@ -68,8 +68,6 @@ pub(crate) struct Core {
     events: tokio::sync::broadcast::Sender<PipeEvent>,
     /// Dialers and listeners.
     pub(crate) cancel: CancellationToken,
-    /// The socket is closing: pipes linger, then stop.
-    pub(crate) closing: CancellationToken,
     closed: AtomicBool,
     /// Every pipe task, so that `shutdown` can wait for the linger.
     pub(crate) tasks: TaskTracker,
@@ -113,7 +111,6 @@ impl Core {
             hooks: RwLock::new(Vec::new()),
             events: tokio::sync::broadcast::channel(256).0,
             cancel: CancellationToken::new(),
-            closing: CancellationToken::new(),
             closed: AtomicBool::new(false),
             tasks: TaskTracker::new(),
         })
@@ -221,14 +218,14 @@ impl Core {
             return;
         }
         self.cancel.cancel();
-        self.closing.cancel();
         for _ in self.recv.close() {
             self.count_drop(DropReason::Closed, "receive queue discarded by close");
         }
         let pipes: Vec<_> = self.read_pipes().list().to_vec();
         for p in pipes {
-            // writers send what is queued, then hang up
+            // writers send what is queued, then hang up; readers drain
             p.queue.close_input();
+            p.drain.cancel();
         }
         self.tasks.close();
         self.spawn_linger_deadline();

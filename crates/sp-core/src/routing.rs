@@ -123,28 +123,46 @@ pub trait Pipes {
     /// Moves the round-robin position.
     fn set_cursor(&mut self, at: usize);
 
+    /// [`Pipes::has_room`] of the pipe at position `i` of [`Pipes::ids`]:
+    /// what a routing that walks the pipes calls (the socket answers without
+    /// looking the id up).
+    fn has_room_at(&self, i: usize) -> bool {
+        self.has_room(self.ids()[i])
+    }
+
+    /// [`Pipes::try_push`] to the pipe at position `i` of [`Pipes::ids`].
+    fn try_push_at(&mut self, i: usize, msg: Message) -> Result<(), Refused> {
+        let id = self.ids()[i];
+        self.try_push(id, msg)
+    }
+
     /// True when some pipe has room.
     fn any_room(&self) -> bool {
-        self.ids().iter().any(|&id| self.has_room(id))
+        (0..self.ids().len()).any(|i| self.has_room_at(i))
     }
 
     /// True when there is a pipe and every pipe has room (a fan-out that
     /// must not lose a copy).
     fn all_room(&self) -> bool {
-        !self.ids().is_empty() && self.ids().iter().all(|&id| self.has_room(id))
+        let n = self.ids().len();
+        n > 0 && (0..n).all(|i| self.has_room_at(i))
     }
 
     /// Round robin: the next pipe with room, starting after the last one
     /// chosen; moves the cursor past it.
     fn next_with_room(&mut self) -> Option<PipeId> {
+        self.next_index_with_room().map(|i| self.ids()[i])
+    }
+
+    /// [`Pipes::next_with_room`] as a position in [`Pipes::ids`].
+    fn next_index_with_room(&mut self) -> Option<usize> {
         let n = self.ids().len();
         let start = self.cursor();
         for i in 0..n {
             let at = (start + i) % n;
-            let id = self.ids()[at];
-            if self.has_room(id) {
+            if self.has_room_at(at) {
                 self.set_cursor(at + 1);
-                return Some(id);
+                return Some(at);
             }
         }
         None
@@ -153,14 +171,17 @@ pub trait Pipes {
     /// Load balancing: queues on the next pipe with room and returns it, or
     /// gives the message back (unchanged) when none has room.
     fn balance(&mut self, msg: Message) -> Result<PipeId, Message> {
+        let n = self.ids().len();
+        let start = self.cursor();
         let mut msg = msg;
-        // a pipe can fill between the look and the push: try the others
-        for _ in 0..self.ids().len() {
-            let Some(id) = self.next_with_room() else {
-                break;
-            };
-            match self.try_push(id, msg) {
-                Ok(()) => return Ok(id),
+        // a push that finds no room is the look: one queue lock per pipe
+        for i in 0..n {
+            let at = (start + i) % n;
+            match self.try_push_at(at, msg) {
+                Ok(()) => {
+                    self.set_cursor(at + 1);
+                    return Ok(self.ids()[at]);
+                }
                 Err(r) => msg = r.msg,
             }
         }

@@ -109,6 +109,16 @@ pub struct Message {
     start: usize,
     split: usize,
     end: usize,
+    /// The inline areas, only for a message that needs them (a header with
+    /// no headroom, frame parts on a shared buffer): a message stays small
+    /// enough to move in registers.
+    extra: Option<Box<Extra>>,
+    pipe: Option<PipeId>,
+}
+
+/// What lies beside the buffer.
+#[derive(Clone, Copy)]
+struct Extra {
     /// Bytes in front of `store[start..]`: frame headers of pipe layers and,
     /// when the header could not go in the buffer, the SP header (its last
     /// `head_sp` bytes).
@@ -116,8 +126,13 @@ pub struct Message {
     head_sp: u8,
     /// Frame trailers of pipe layers.
     tail: Inline<INLINE_TAIL>,
-    pipe: Option<PipeId>,
 }
+
+const NO_EXTRA: Extra = Extra {
+    head: Inline::EMPTY,
+    head_sp: 0,
+    tail: Inline::EMPTY,
+};
 
 impl Default for Message {
     fn default() -> Self {
@@ -155,9 +170,7 @@ impl Message {
             start,
             split: start,
             end,
-            head: Inline::EMPTY,
-            head_sp: 0,
-            tail: Inline::EMPTY,
+            extra: None,
             pipe: None,
         }
     }
@@ -169,9 +182,7 @@ impl Message {
             start: 0,
             split: 0,
             end,
-            head: Inline::EMPTY,
-            head_sp: 0,
-            tail: Inline::EMPTY,
+            extra: None,
             pipe: None,
         }
     }
@@ -180,15 +191,27 @@ impl Message {
         self.store.bytes()
     }
 
+    fn ex(&self) -> &Extra {
+        self.extra.as_deref().unwrap_or(&NO_EXTRA)
+    }
+
+    fn ex_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(|| Box::new(NO_EXTRA))
+    }
+
+    fn head_sp(&self) -> usize {
+        self.ex().head_sp as usize
+    }
+
     fn detached(&self) -> bool {
-        self.head_sp > 0
+        self.head_sp() > 0
     }
 
     /// The SP protocol header (backtrace, request id, hop count...).
     pub fn header(&self) -> &[u8] {
         if self.detached() {
-            let h = self.head.as_slice();
-            &h[h.len() - self.head_sp as usize..]
+            let h = self.ex().head.as_slice();
+            &h[h.len() - self.head_sp()..]
         } else {
             &self.buf()[self.start..self.split]
         }
@@ -211,12 +234,12 @@ impl Message {
 
     /// True when the whole frame is [`Message::wire`]: nothing inline.
     pub fn is_contiguous(&self) -> bool {
-        self.head.is_empty() && self.tail.is_empty()
+        self.ex().head.is_empty() && self.ex().tail.is_empty()
     }
 
     /// Length of header plus body.
     pub fn len(&self) -> usize {
-        self.head_sp as usize + self.end - self.start
+        self.head_sp() + self.end - self.start
     }
 
     /// True when header and body are both empty.
@@ -260,7 +283,7 @@ impl Message {
     /// room, and the SP header in the buffer. Copies once if needed (counted);
     /// frame parts in the inline areas stay there.
     fn make_room(&mut self, headroom: usize, tailroom: usize) {
-        let sp = self.head_sp as usize;
+        let sp = self.head_sp();
         let fits = self.headroom() >= headroom && self.tailroom() >= tailroom && sp == 0;
         if fits && self.store.writable().is_some() {
             return;
@@ -275,13 +298,16 @@ impl Message {
         let mut buf = alloc_shared(new_head + sp + len + tailroom.max(self.tailroom()));
         let hdr = self.split - self.start;
         if let Some(b) = Arc::get_mut(&mut buf) {
-            let h = self.head.as_slice();
+            let h = self.ex().head.as_slice();
             b[new_head..new_head + sp].copy_from_slice(&h[h.len() - sp..]);
             b[new_head + sp..new_head + sp + len].copy_from_slice(self.wire());
         }
         record_copy(len);
-        self.head.truncate(self.head.len() - sp);
-        self.head_sp = 0;
+        if sp > 0 {
+            let e = self.ex_mut();
+            e.head.truncate(e.head.len() - sp);
+            e.head_sp = 0;
+        }
         self.store = Store::Own(buf);
         self.start = new_head;
         self.split = new_head + sp + hdr;
@@ -319,23 +345,23 @@ impl Message {
     pub fn push_header(&mut self, data: &[u8]) {
         let n = data.len();
         if self.detached() {
-            if self
-                .head
-                .try_prepend_at(self.head.len() - self.head_sp as usize, data)
-            {
-                self.head_sp += n as u8;
+            let e = self.ex_mut();
+            let at = e.head.len() - e.head_sp as usize;
+            if e.head.try_prepend_at(at, data) {
+                e.head_sp += n as u8;
                 return;
             }
             self.make_room(n, 0);
         } else if self.start < n || self.store.writable().is_none() {
             // the header goes inline when nothing else is there yet
             let hdr = self.split - self.start;
-            if self.head.is_empty() && hdr + n <= INLINE_HEAD {
+            if self.ex().head.is_empty() && hdr + n <= INLINE_HEAD {
                 let mut h = [0u8; INLINE_HEAD];
                 h[..n].copy_from_slice(data);
                 h[n..n + hdr].copy_from_slice(self.header());
-                self.head.set(&h[..n + hdr]);
-                self.head_sp = (n + hdr) as u8;
+                let e = self.ex_mut();
+                e.head.set(&h[..n + hdr]);
+                e.head_sp = (n + hdr) as u8;
                 self.start = self.split;
                 return;
             }
@@ -359,9 +385,10 @@ impl Message {
         }
         let v = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
         if self.detached() {
-            let at = self.head.len() - self.head_sp as usize;
-            self.head.remove(at, 4);
-            self.head_sp -= 4;
+            let e = self.ex_mut();
+            let at = e.head.len() - e.head_sp as usize;
+            e.head.remove(at, 4);
+            e.head_sp -= 4;
         } else {
             self.start += 4;
         }
@@ -371,8 +398,9 @@ impl Message {
     /// Drops the whole header (a cooked send must not carry a stale one).
     pub fn clear_header(&mut self) {
         if self.detached() {
-            self.head.truncate(self.head.len() - self.head_sp as usize);
-            self.head_sp = 0;
+            let e = self.ex_mut();
+            e.head.truncate(e.head.len() - e.head_sp as usize);
+            e.head_sp = 0;
         }
         self.start = self.split;
     }
@@ -391,8 +419,9 @@ impl Message {
             if n <= INLINE_HEAD {
                 tmp[..n].copy_from_slice(words);
             }
-            if n <= INLINE_HEAD && self.head.try_append(&tmp[..n]) {
-                self.head_sp += n as u8;
+            let e = self.ex_mut();
+            if n <= INLINE_HEAD && e.head.try_append(&tmp[..n]) {
+                e.head_sp += n as u8;
                 self.split += n;
                 self.start = self.split;
                 return true;
@@ -477,7 +506,7 @@ impl Message {
     /// copied, else into a flattened buffer (one copy).
     pub fn push_frame_header(&mut self, data: &[u8]) {
         let n = data.len();
-        if self.head.is_empty() && self.start >= n && self.store.writable().is_some() {
+        if self.ex().head.is_empty() && self.start >= n && self.store.writable().is_some() {
             // frame bytes count as header from here on: the SP split no
             // longer matters below the protocol
             let s = self.start - n;
@@ -485,7 +514,7 @@ impl Message {
             self.start = s;
             return;
         }
-        if !self.head.try_prepend_at(0, data) {
+        if !self.ex_mut().head.try_prepend_at(0, data) {
             self.reserve_frame(n, 0);
             let s = self.start - n;
             self.bytes_mut()[s..s + n].copy_from_slice(data);
@@ -495,11 +524,11 @@ impl Message {
 
     /// Appends a frame trailer (used by pipe layers).
     pub fn push_frame_trailer(&mut self, data: &[u8]) {
-        if self.tail.is_empty() && self.tailroom() >= data.len() && self.is_unique() {
+        if self.ex().tail.is_empty() && self.tailroom() >= data.len() && self.is_unique() {
             self.extend_body(data);
             return;
         }
-        if !self.tail.try_append(data) {
+        if !self.ex_mut().tail.try_append(data) {
             self.reserve_frame(0, data.len());
             self.extend_body(data);
         }
@@ -509,7 +538,7 @@ impl Message {
     /// buffer is unique and has room, else after one copy) and returns them,
     /// zeroed, for the caller to fill: an AEAD writes its tags here.
     pub fn extend_frame(&mut self, n: usize) -> &mut [u8] {
-        if !self.tail.is_empty() {
+        if !self.ex().tail.is_empty() {
             self.reserve_frame(0, n);
         }
         self.make_room(0, n);
@@ -523,12 +552,14 @@ impl Message {
     /// The frame as up to three slices: inline head, the buffer's part,
     /// inline tail. A vectored write sends them without a copy.
     pub fn frame_parts(&self) -> [&[u8]; 3] {
-        [self.head.as_slice(), self.wire(), self.tail.as_slice()]
+        let e = self.ex();
+        [e.head.as_slice(), self.wire(), e.tail.as_slice()]
     }
 
     /// Total length of the frame, frame headers and trailers included.
     pub fn frame_len(&self) -> usize {
-        self.head.len() + (self.end - self.start) + self.tail.len()
+        let e = self.ex();
+        e.head.len() + (self.end - self.start) + e.tail.len()
     }
 
     /// Folds the inline head and tail into the buffer so that the frame is one
@@ -543,7 +574,7 @@ impl Message {
     /// it in place. At most one copy of the frame (counted); returns the
     /// bytes copied, 0 when the message already had the room.
     pub fn reserve_frame(&mut self, headroom: usize, tailroom: usize) -> usize {
-        let (head, tail) = (self.head.len(), self.tail.len());
+        let (head, tail) = (self.ex().head.len(), self.ex().tail.len());
         let unique = self.store.writable().is_some();
         if unique && head == 0 && tail == 0 && self.start >= headroom && self.tailroom() >= tailroom
         {
@@ -565,9 +596,7 @@ impl Message {
         self.start = headroom;
         self.split = headroom + head + in_hdr;
         self.end = headroom + copied;
-        self.head = Inline::EMPTY;
-        self.head_sp = 0;
-        self.tail = Inline::EMPTY;
+        self.extra = None;
         copied
     }
 

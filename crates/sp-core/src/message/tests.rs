@@ -199,3 +199,15 @@ fn prepend_and_trim_around_an_inline_header() {
     assert_eq!(m.header(), &[1]);
     assert_eq!(m.body(), b"bxy");
 }
+
+#[test]
+fn a_message_stays_small_enough_to_move_without_a_memcpy_call() {
+    // every hand-over (sink, routing, queue) moves the message by value; past
+    // about 128 bytes each move is a call to memcpy (it was 27 % of the send
+    // path's instructions when the inline areas lived in the message itself)
+    assert!(
+        std::mem::size_of::<Message>() <= 80,
+        "{} bytes",
+        std::mem::size_of::<Message>()
+    );
+}

@@ -37,6 +37,7 @@ impl Core {
             );
             return Err(Error::State("pipe refused by hook"));
         }
+        let abort = endpoint.child_token();
         let entry = Arc::new(PipeEntry {
             id,
             queue: Queue::with_bytes(
@@ -46,7 +47,8 @@ impl Core {
             ),
             info: info.clone(),
             stats: Arc::new(Counters::default()),
-            abort: endpoint.child_token(),
+            drain: abort.child_token(),
+            abort,
             gone: CancellationToken::new(),
         });
         // the limit and the insert under one lock: two pipes racing for a
@@ -77,6 +79,11 @@ impl Core {
                 format!("the {} protocol takes no more pipes", self.spec.name),
             );
             return Err(Error::State("protocol takes no more pipes"));
+        }
+        if self.is_closed() {
+            // closed while it was joining: it lingers like the others
+            entry.queue.close_input();
+            entry.drain.cancel();
         }
         self.router.pipe_added(id);
         self.counters.pipe_opened();

@@ -36,22 +36,26 @@ enum Stop {
 
 impl Core {
     pub(crate) async fn reader(self: Arc<Self>, p: Arc<PipeEntry>, mut rx: Counted<BoxStream>) {
-        let aborted = p.abort.cancelled();
-        tokio::pin!(aborted);
-        let closing = self.closing.clone();
-        // pinned once: polled until it fires, then the reader drains
-        let closing_f = closing.cancelled();
-        tokio::pin!(closing_f);
+        // pinned once: it fires when the socket closes or the pipe is
+        // aborted, and then the reader looks which
+        let drained = p.drain.cancelled();
+        tokio::pin!(drained);
+        let mut draining = false;
         let mut batch: VecDeque<Message> = VecDeque::with_capacity(BATCH);
         let mut key = WaitKey::default();
         let stop = 'read: loop {
-            if closing.is_cancelled() {
-                break 'read self.drain(&p, &mut rx, aborted.as_mut()).await;
+            if draining {
+                if p.abort.is_cancelled() {
+                    break 'read Stop::Aborted;
+                }
+                break 'read self.drain(&p, &mut rx).await;
             }
             let mut next = tokio::select! {
                 biased;
-                _ = &mut aborted => break 'read Stop::Aborted,
-                _ = &mut closing_f => continue,
+                _ = &mut drained => {
+                    draining = true;
+                    continue;
+                }
                 n = rx.next() => n,
             };
             let mut stop = None;
@@ -104,8 +108,10 @@ impl Core {
             if !batch.is_empty() {
                 let pushed = tokio::select! {
                     biased;
-                    _ = &mut aborted => Err(DropReason::PipeClosed),
-                    _ = &mut closing_f => Err(DropReason::Closed),
+                    _ = &mut drained, if !draining => {
+                        draining = true;
+                        Err(if p.abort.is_cancelled() { DropReason::PipeClosed } else { DropReason::Closed })
+                    }
                     r = std::future::poll_fn(|cx| self.recv.poll_push_batch(cx, &mut key, &mut batch)) => r.map_err(|()| DropReason::Closed),
                 };
                 if let Err(reason) = pushed {
@@ -128,12 +134,9 @@ impl Core {
 
     /// The socket is closing: read what the peer still sends, count it, and
     /// stop at the end of the stream or when the linger passes.
-    async fn drain(
-        &self,
-        p: &PipeEntry,
-        rx: &mut Counted<BoxStream>,
-        mut aborted: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
-    ) -> Stop {
+    async fn drain(&self, p: &PipeEntry, rx: &mut Counted<BoxStream>) -> Stop {
+        let aborted = p.abort.cancelled();
+        tokio::pin!(aborted);
         loop {
             let next = tokio::select! {
                 biased;

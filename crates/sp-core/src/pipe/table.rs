@@ -46,16 +46,41 @@ pub(crate) struct PipeEntry {
     /// Stop now: the writer gives up what it holds (counted), the reader
     /// stops reading.
     pub abort: CancellationToken,
+    /// The socket is closing (or the pipe aborted: a child of `abort`): the
+    /// reader stops delivering and drains. One token for the reader to
+    /// watch, polled once per batch.
+    pub drain: CancellationToken,
     /// Fired once the pipe has left the table (a dialer redials then).
     pub gone: CancellationToken,
 }
+
+/// Hashes a pipe id with one multiplication: ids are not chosen by peers,
+/// and SipHash was a tenth of the send path.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap = HashMap<PipeId, usize, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// The pipes in join order, and by id.
 #[derive(Default)]
 pub(crate) struct PipeTable {
     list: Vec<Arc<PipeEntry>>,
     ids: Vec<PipeId>,
-    by_id: HashMap<PipeId, usize>,
+    by_id: IdMap,
 }
 
 impl PipeTable {
@@ -103,6 +128,12 @@ impl<G: Deref<Target = PipeTable>> Pipes for LivePipes<'_, G> {
     fn has_room(&self, id: PipeId) -> bool {
         self.table.get(id).is_some_and(|p| p.queue.has_room())
     }
+    fn has_room_at(&self, i: usize) -> bool {
+        self.table.list[i].queue.has_room()
+    }
+    fn try_push_at(&mut self, i: usize, msg: Message) -> Result<(), Refused> {
+        push(&self.table.list[i].queue, msg)
+    }
     fn try_push(&mut self, id: PipeId, msg: Message) -> Result<(), Refused> {
         let Some(p) = self.table.get(id) else {
             return Err(Refused {
@@ -110,16 +141,7 @@ impl<G: Deref<Target = PipeTable>> Pipes for LivePipes<'_, G> {
                 reason: DropReason::UnknownPipe,
             });
         };
-        p.queue.try_push(msg).map_err(|e| match e {
-            TryPush::Full(msg) => Refused {
-                msg,
-                reason: DropReason::QueueFull,
-            },
-            TryPush::Closed(msg) => Refused {
-                msg,
-                reason: DropReason::UnknownPipe,
-            },
-        })
+        push(&p.queue, msg)
     }
     fn force_push(&mut self, id: PipeId, msg: Message) -> Result<(), Refused> {
         let Some(p) = self.table.get(id) else {
@@ -146,6 +168,19 @@ impl<G: Deref<Target = PipeTable>> Pipes for LivePipes<'_, G> {
     fn set_cursor(&mut self, at: usize) {
         self.core.rr.store(at, Ordering::Relaxed);
     }
+}
+
+fn push(q: &Queue<Message>, msg: Message) -> Result<(), Refused> {
+    q.try_push(msg).map_err(|e| match e {
+        TryPush::Full(msg) => Refused {
+            msg,
+            reason: DropReason::QueueFull,
+        },
+        TryPush::Closed(msg) => Refused {
+            msg,
+            reason: DropReason::UnknownPipe,
+        },
+    })
 }
 
 /// What a routing's `recv` may use in a pipe reader: the TTL, and the pipe

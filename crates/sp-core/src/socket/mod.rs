@@ -49,9 +49,13 @@ impl Shared {
                 control: self.raw.core.router.control(),
             },
         };
+        if self.msg_layers.is_empty() {
+            // the protocols copy no message data: nothing to count here
+            return (base.io, base.control);
+        }
         let io = self.msg_layers.iter().fold(base.io, |io, l| l.layer(io));
-        // what message layers and the cooked protocol copy counts on this
-        // socket too
+        // what message layers copy (in the application's task) counts on
+        // this socket too
         let counters = self.raw.counters();
         let io = MessageIo::new(
             Box::pin(crate::pipe::scope::Scoped::new(io.tx, counters.clone())),
