@@ -1,0 +1,146 @@
+//! The public seam a cooked protocol is written on (`RawSocket`), and the
+//! events and errors a program matches on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spstack::{DropReason, Error, Handover, Message, PipeEvent, RejectReason, Socket};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+async fn two_pulls() -> (Socket, Socket, Socket) {
+    let (a, b) = (spstack::pull0().build(), spstack::pull0().build());
+    let ea = a.listen("tcp://127.0.0.1:0").await.unwrap();
+    let eb = b.listen("tcp://127.0.0.1:0").await.unwrap();
+    let push = spstack::push0().build();
+    push.dial(ea.url()).await.unwrap();
+    push.dial(eb.url()).await.unwrap();
+    until("two pipes", || push.pipes().len() == 2).await;
+    (push, a, b)
+}
+
+#[tokio::test]
+async fn send_now_says_which_pipe_took_it_and_send_to_picks_one() {
+    let (push, a, b) = two_pulls().await;
+    let raw = push.raw();
+    let mut seen = Vec::new();
+    for i in 0..4u8 {
+        match raw.send_now(Message::from(vec![i])).unwrap() {
+            Handover::Queued(Some(p)) => seen.push(p),
+            other => panic!("{other:?}"),
+        }
+    }
+    // round robin over both pipes
+    assert_eq!(seen[0], seen[2]);
+    assert_eq!(seen[1], seen[3]);
+    assert_ne!(seen[0], seen[1]);
+    for _ in 0..2 {
+        tokio::time::timeout(WAIT, a.recv()).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, b.recv()).await.unwrap().unwrap();
+    }
+    // to one chosen pipe, past the routing
+    let target = raw.pipes()[1];
+    for _ in 0..3 {
+        raw.send_to(target, Message::from("chosen")).unwrap();
+    }
+    let (to_a, to_b) = (a.stats().msgs_in, b.stats().msgs_in);
+    until("three more at one pull", || {
+        a.stats().msgs_in + b.stats().msgs_in == to_a + to_b + 3
+    })
+    .await;
+    assert!(
+        a.stats().msgs_in == to_a || b.stats().msgs_in == to_b,
+        "send_to spread its messages"
+    );
+    // a pipe that is gone gives the message back, with why
+    let refused = raw
+        .send_to(0x7fff_fff0, Message::from("nobody"))
+        .unwrap_err();
+    assert_eq!(refused.reason, DropReason::UnknownPipe);
+    assert_eq!(refused.msg.body(), b"nobody");
+}
+
+#[tokio::test]
+async fn pipe_death_notices_reach_a_protocol_through_the_seam() {
+    let (push, a, _b) = two_pulls().await;
+    let gone = Arc::new(Mutex::new(Vec::new()));
+    let g = gone.clone();
+    push.raw().on_pipe_event(move |ev| {
+        if let PipeEvent::RemovePost(id, _) = ev {
+            g.lock().unwrap().push(*id);
+        }
+        true
+    });
+    let before = push.pipes();
+    a.close();
+    until("a pipe death notice", || !gone.lock().unwrap().is_empty()).await;
+    let id = gone.lock().unwrap()[0];
+    assert!(before.contains(&id));
+    assert!(!push.raw().has_pipe(id));
+    // and the protocol's own drops go to the socket's counters
+    push.raw().counters().dropped(DropReason::Late);
+    assert_eq!(push.stats().drops(DropReason::Late), 1);
+}
+
+#[tokio::test]
+async fn refusals_are_pipe_events_with_their_reason_and_layer() {
+    let rep = spstack::rep0().build();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let r = refused.clone();
+    rep.on_pipe_event(move |ev| {
+        if let PipeEvent::Refused(x) = ev {
+            r.lock().unwrap().push((**x).clone());
+        }
+        true
+    });
+    let mut events = rep.pipe_events();
+    let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
+    // the wrong protocol
+    let push = spstack::push0().build();
+    let e = push.dial(ep.url()).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Mismatch { index: None, ours: Some(o), theirs: Some(t) } if o.starts_with("pull") && t.starts_with("rep")),
+        "{e:?}"
+    );
+    // the right protocol, a pipe layer the listener does not have
+    let layered = spstack::req0()
+        .pipe_layer(spstack::layer::PipeLayer::new(
+            sp_crypto::noise::Noise::new(
+                sp_crypto::noise::NoiseConfig::new(sp_crypto::noise::StaticKeypair::generate())
+                    .accept_any_key(),
+            ),
+        ))
+        .build();
+    let e = layered.dial(ep.url()).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Mismatch { index: Some(0), ours: Some(o), theirs: None } if o == "noise-xx/2"),
+        "{e:?}"
+    );
+    until("two refusals", || refused.lock().unwrap().len() == 2).await;
+    let r = refused.lock().unwrap().clone();
+    assert_eq!(r[0].reason, RejectReason::ProtocolMismatch);
+    assert_eq!(r[0].layer, None);
+    assert!(r[0].error.contains("peer speaks push"), "{}", r[0].error);
+    assert_eq!(r[1].reason, RejectReason::LayerMismatch);
+    assert_eq!(r[1].layer.as_deref(), Some("noise-xx/2"));
+    // the stream of events carries them too
+    let mut streamed = 0;
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+        if matches!(ev, PipeEvent::Refused(_)) {
+            streamed += 1;
+        }
+    }
+    assert_eq!(streamed, 2);
+    assert_eq!(rep.stats().rejects(RejectReason::ProtocolMismatch), 1);
+    assert_eq!(rep.stats().rejects(RejectReason::LayerMismatch), 1);
+}
