@@ -16,17 +16,14 @@
 //!   (dropped, counted, if that peer is gone or its queue is full). A message
 //!   with no pipe set goes to one peer, round-robin.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures::{Sink, StreamExt};
+use futures::StreamExt;
 use sp_core::layer::{ComponentInfo, CookedContext, Field, MessageIo, Overhead};
 use sp_core::protocol::{ProtocolId, ProtocolSpec};
 use sp_core::routing::{Pipes, RecvContext, Routed};
 use sp_core::{
-    BoxSink, CookedProtocol, CookedSocket, DropReason, Error, Message, PipeId, RawSocket, Result,
-    Routing, Verdict,
+    CookedProtocol, CookedSocket, DropReason, Message, PipeId, RawSocket, Result, Routing, Verdict,
 };
 
 /// Largest hop count a PAIR1 peer may send before the pipe is closed (nng).
@@ -168,29 +165,14 @@ impl CookedSocket for Pair1Socket {
                 m
             })
         });
-        MessageIo::new(Box::pin(HopZero(io.tx)), Box::pin(rx)).into()
-    }
-}
-
-/// A cooked send starts at hop 0 (the routing counts the first hop); the
-/// message keeps the pipe it is addressed to, so that a polyamorous socket
-/// answers a received message's peer.
-struct HopZero(BoxSink);
-
-impl Sink<Message> for HopZero {
-    type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_ready(cx)
-    }
-    fn start_send(mut self: Pin<&mut Self>, mut m: Message) -> Result<()> {
-        m.set_header(&0u32.to_be_bytes());
-        self.0.as_mut().start_send(m)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_flush(cx)
-    }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_close(cx)
+        // a cooked send starts at hop 0 (the routing counts the first hop);
+        // the message keeps the pipe it is addressed to, so that a
+        // polyamorous socket answers a received message's peer
+        let tx = sp_core::layer::edit_sink(io.tx, |m| {
+            m.set_header(&0u32.to_be_bytes());
+            Ok(())
+        });
+        MessageIo::new(tx, Box::pin(rx)).into()
     }
 }
 

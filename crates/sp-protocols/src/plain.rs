@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use futures::{Sink, Stream};
 use sp_core::layer::{ComponentInfo, CookedContext, MessageIo, Overhead};
-use sp_core::{BoxSink, CookedProtocol, CookedSocket, Error, Message, RawSocket, Result};
+use sp_core::{CookedProtocol, CookedSocket, Error, Message, RawSocket, Result};
 
 /// Cooked form of a headerless protocol.
 #[derive(Clone, Debug)]
@@ -72,28 +72,13 @@ impl CookedSocket for PlainSocket {
             None => io.rx,
             Some(why) => Box::pin(Refuse(why)),
         };
-        MessageIo::new(Box::pin(Fresh(io.tx)), rx).into()
-    }
-}
-
-/// Drops a reused message's header and pipe before it goes out.
-pub(crate) struct Fresh(pub(crate) BoxSink);
-
-impl Sink<Message> for Fresh {
-    type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_ready(cx)
-    }
-    fn start_send(mut self: Pin<&mut Self>, mut m: Message) -> Result<()> {
-        m.clear_header();
-        m.set_pipe(None);
-        self.0.as_mut().start_send(m)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_flush(cx)
-    }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_close(cx)
+        // a reused message's header and pipe must not go out with it
+        let tx = sp_core::layer::edit_sink(io.tx, |m| {
+            m.clear_header();
+            m.set_pipe(None);
+            Ok(())
+        });
+        MessageIo::new(tx, rx).into()
     }
 }
 

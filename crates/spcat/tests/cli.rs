@@ -560,8 +560,11 @@ fn pub_with_late_subscriber(prog: &str) -> (Out, u64, Duration) {
             .expect("SUB control")
             .subscribe(b"")
             .unwrap();
-        // the PUB sends its first message as soon as it listens: this dial
-        // comes after it, as a subscriber's usually does
+        // the PUB sends its first message as soon as it listens; this dial
+        // waits long enough that it comes after that send (the second is a
+        // second later), as a late subscriber's does. Without the wait a
+        // fast machine dialled before the first send three runs in a row.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         tokio::time::timeout(Duration::from_secs(10), sub.dial(&url))
             .await
             .expect("dial in time")

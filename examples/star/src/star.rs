@@ -20,17 +20,15 @@
 //! assert!(pipes.queued(2).is_empty(), "never back to the sender");
 //! ```
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures::{Sink, StreamExt};
-use spstack::layer::{ComponentInfo, CookedContext, Field, MessageIo, Overhead};
+use futures::StreamExt;
+use spstack::layer::{edit_sink, ComponentInfo, CookedContext, Field, MessageIo, Overhead};
 use spstack::routing::{Pipes, RecvContext, Routed, Routing};
 use spstack::{
-    BoxSink, CookedProtocol, CookedSocket, DropReason, Error, Message, PipeEvent, PipeId,
-    ProtocolId, ProtocolSpec, RawSocket, Result, SocketBuilder, Verdict,
+    CookedProtocol, CookedSocket, DropReason, Message, PipeEvent, PipeId, ProtocolId, ProtocolSpec,
+    RawSocket, SocketBuilder, Verdict,
 };
 
 /// STAR's identity: mangos numbers it `(10 << 4)`.
@@ -149,31 +147,18 @@ impl CookedSocket for StarSocket {
             })
         });
         CookedContext {
-            io: MessageIo::new(Box::pin(HopZero(io.tx)), Box::pin(rx)),
+            // a cooked send: hop 0, to everyone (a reused received message
+            // keeps no origin pipe)
+            io: MessageIo::new(
+                edit_sink(io.tx, |m| {
+                    m.set_header(&[0; HOPS]);
+                    m.set_pipe(None);
+                    Ok(())
+                }),
+                Box::pin(rx),
+            ),
             control: Some(self.control.clone()),
         }
-    }
-}
-
-/// A cooked send: hop 0, to everyone (a reused received message keeps no
-/// origin pipe).
-struct HopZero(BoxSink);
-
-impl Sink<Message> for HopZero {
-    type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_ready(cx)
-    }
-    fn start_send(mut self: Pin<&mut Self>, mut m: Message) -> Result<()> {
-        m.set_header(&[0; HOPS]);
-        m.set_pipe(None);
-        self.0.as_mut().start_send(m)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_flush(cx)
-    }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.0.as_mut().poll_close(cx)
     }
 }
 

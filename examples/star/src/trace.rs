@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use futures::{Sink, Stream};
-use spstack::layer::{ComponentInfo, Field, LayerHandle, MessageIo, MessageLayer, Overhead};
-use spstack::{BoxSink, BoxStream, DropReason, Error, Message, Result};
+use futures::Stream;
+use spstack::layer::{
+    edit_sink, ComponentInfo, Field, LayerHandle, MessageIo, MessageLayer, Overhead,
+};
+use spstack::{BoxStream, DropReason, Message, Result};
 
 /// The layer's name.
 pub const NAME: &str = "trace/1";
@@ -43,10 +45,12 @@ impl tower::Layer<MessageIo> for Trace {
             .get()
             .cloned()
             .unwrap_or_else(|| LayerHandle::detached(NAME));
+        let mut next = 0u32;
         MessageIo::new(
-            Box::pin(Number {
-                inner: io.tx,
-                next: 0,
+            edit_sink(io.tx, move |m| {
+                next = next.wrapping_add(1);
+                m.prepend_body(&next.to_be_bytes());
+                Ok(())
             }),
             Box::pin(Strip {
                 inner: io.rx,
@@ -63,29 +67,6 @@ impl MessageLayer for Trace {
     }
     fn attach(&self, handle: &LayerHandle) {
         let _ = self.handle.set(handle.clone());
-    }
-}
-
-struct Number {
-    inner: BoxSink,
-    next: u32,
-}
-
-impl Sink<Message> for Number {
-    type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.as_mut().poll_ready(cx)
-    }
-    fn start_send(mut self: Pin<&mut Self>, mut m: Message) -> Result<()> {
-        self.next = self.next.wrapping_add(1);
-        m.prepend_body(&self.next.to_be_bytes());
-        self.inner.as_mut().start_send(m)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.as_mut().poll_flush(cx)
-    }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.as_mut().poll_close(cx)
     }
 }
 

@@ -141,3 +141,58 @@ where
         self.info.clone()
     }
 }
+
+/// A sink that edits every message before the sink below gets it (a cooked
+/// protocol's header, a layer's mark): the shape of most sending halves.
+///
+/// ```
+/// # fn demo(io: sp_core::MessageIo) -> sp_core::MessageIo {
+/// // every message goes out with hop count 0 in its header
+/// let tx = sp_core::layer::edit_sink(io.tx, |m| {
+///     m.set_header(&0u32.to_be_bytes());
+///     Ok(())
+/// });
+/// sp_core::MessageIo::new(tx, io.rx)
+/// # }
+/// ```
+pub fn edit_sink<F>(inner: BoxSink, edit: F) -> BoxSink
+where
+    F: FnMut(&mut crate::Message) -> crate::Result<()> + Send + Unpin + 'static,
+{
+    Box::pin(EditSink { inner, edit })
+}
+
+struct EditSink<F> {
+    inner: BoxSink,
+    edit: F,
+}
+
+impl<F> futures::Sink<crate::Message> for EditSink<F>
+where
+    F: FnMut(&mut crate::Message) -> crate::Result<()> + Send + Unpin + 'static,
+{
+    type Error = crate::Error;
+    fn poll_ready(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<crate::Result<()>> {
+        self.inner.as_mut().poll_ready(cx)
+    }
+    fn start_send(self: std::pin::Pin<&mut Self>, mut m: crate::Message) -> crate::Result<()> {
+        let this = self.get_mut();
+        (this.edit)(&mut m)?;
+        this.inner.as_mut().start_send(m)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<crate::Result<()>> {
+        self.inner.as_mut().poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<crate::Result<()>> {
+        self.inner.as_mut().poll_close(cx)
+    }
+}

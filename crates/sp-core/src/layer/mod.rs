@@ -44,7 +44,9 @@ mod overhead;
 mod pipe;
 
 pub use format::{ByteOrder, ComponentInfo, Field, FieldKind};
-pub use message::{Control, CookedContext, Described, LayerHandle, MessageIo, MessageLayer};
+pub use message::{
+    edit_sink, Control, CookedContext, Described, LayerHandle, MessageIo, MessageLayer,
+};
 pub use overhead::{FramePlan, Overhead};
 pub(crate) use pipe::PipeLayerEntry;
 pub use pipe::{
