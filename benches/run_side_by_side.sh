@@ -13,6 +13,9 @@
 #          spstack: the tools' body runs in #[tokio::main]'s block_on (main thread, not a runtime worker);
 #          spstack-spawn: the same binaries with SPBENCH_SPAWN=1, body in tokio::spawn (on a worker)
 #        ANCHORS=../shared/perf-anchors (source dir)   ABIN=/tmp/perf-anchors/bin
+#        BEFORE=DIR      a second spstack checkout (e.g. `git worktree add DIR <rev>`): its tools run
+#                        in the same run as lib=spstack-before / spstack-before-spawn, for before/after
+#                        ratios taken at the same moment (add them to LIBS)
 # Output: OUTDIR/results.txt (RESULT lines), OUTDIR/diag.txt (/usr/bin/time per side), OUTDIR/stderr.log, OUTDIR/summary.md (printed at the end).
 # Every command runs under `timeout`; spstack's tools also stop themselves (SPBENCH_LIMIT_S, default 60 s).
 set -u
@@ -81,6 +84,22 @@ LOCAL_THR=$OUT/bin/local_thr; REMOTE_THR=$OUT/bin/remote_thr
 LOCAL_LAT=$OUT/bin/local_lat; REMOTE_LAT=$OUT/bin/remote_lat
 cp "$PUBSUB" "$OUT/bin/pubsub"; cp "$SURVEY_LAT" "$OUT/bin/survey_lat"
 PUBSUB=$OUT/bin/pubsub; SURVEY_LAT=$OUT/bin/survey_lat
+if [ -n "${BEFORE:-}" ]; then
+  echo "building the BEFORE tree's perf tools (release): $BEFORE"
+  # one target dir: the dependencies both trees share are built once
+  ARTS=$( cd "$BEFORE" && CARGO_TARGET_DIR=$ROOT/target cargo build --release --benches --message-format=json 2>>"$ERR" ) \
+    || { echo "cargo build of $BEFORE failed, see $ERR"; tail -20 "$ERR"; exit 1; }
+  mkdir -p "$OUT/bin-before"
+  for t in local_thr remote_thr local_lat remote_lat pubsub survey_lat; do
+    b=$(sp_bin $t); [ -x "$b" ] || { echo "BEFORE tool not found: $t"; exit 1; }
+    cp "$b" "$OUT/bin-before/$t"
+  done
+fi
+# tool T of spstack variant LIB (spstack, spstack-spawn, spstack-before, spstack-before-spawn)
+tool() { case $1 in spstack-before*) echo "$OUT/bin-before/$2";; *) echo "$OUT/bin/$2";; esac; }
+is_spawn() { case $1 in *-spawn) return 0;; esac; return 1; }
+# the tools name themselves spstack / spstack-spawn: a before run is relabelled
+relabel() { sed "s/lib=spstack\(-spawn\)\{0,1\} /lib=$1 /"; }
 
 { echo "## date"; date -u; echo "## uname"; uname -a; echo "## cpu"; lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz" ;
   echo "## load at start"; cat /proc/loadavg; echo "## rust"; rustc --version;
@@ -101,13 +120,14 @@ run_anchor() { # LIB MODE URL SIZE ARG
 
 run_sp() { # LIB KIND(thr|lat) URL SIZE COUNT ; the local side listens, the remote side dials (with retry)
   local lib=$1 kind=$2 url=$3 sz=$4 n=$5 lb rb lpid rc_r rc_l spawn=0
-  [ "$lib" = spstack-spawn ] && spawn=1
-  if [ "$kind" = thr ]; then lb=$LOCAL_THR; rb=$REMOTE_THR; else lb=$LOCAL_LAT; rb=$REMOTE_LAT; fi
+  is_spawn "$lib" && spawn=1
+  lb=$(tool "$lib" "local_$kind"); rb=$(tool "$lib" "remote_$kind")
   echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib $kind $url $sz $n" >>"$ERR"
-  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$lb" "$url" "$sz" "$n" >>"$RES" 2>>"$ERR" &
+  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$lb" "$url" "$sz" "$n" >"$OUT/l.out" 2>>"$ERR" &
   lpid=$!
-  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$rb" "$url" "$sz" "$n" >>"$RES" 2>>"$ERR"; rc_r=$?
+  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$rb" "$url" "$sz" "$n" >"$OUT/r.out" 2>>"$ERR"; rc_r=$?
   wait "$lpid"; rc_l=$?
+  cat "$OUT/l.out" "$OUT/r.out" | relabel "$lib" >>"$RES"; rm -f "$OUT/l.out" "$OUT/r.out"
   [ $rc_r = 0 ] || fail "rc=$rc_r cmd=$lib remote_$kind $url $sz $n"
   [ $rc_l = 0 ] || fail "rc=$rc_l cmd=$lib local_$kind $url $sz $n"
   rm -f "$IPC"
@@ -122,8 +142,9 @@ run_pubsub() { # LIB URL NSUBS ; one PUB + NSUBS SUB processes. Every RESULT lin
   RUNID=$((RUNID + 1))
   echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib pubsub $url 64 $PS_SECS $n" >>"$ERR"
   if [ "${lib#spstack}" != "$lib" ]; then
-    [ "$lib" = spstack-spawn ] && spawn=1
-    SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$PUBSUB" "$url" 64 "$PS_SECS" "$n" >"$tmp" 2>>"$ERR"; rc=$?
+    is_spawn "$lib" && spawn=1
+    SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" pubsub)" "$url" 64 "$PS_SECS" "$n" 2>>"$ERR" | relabel "$lib" >"$tmp"
+    rc=${PIPESTATUS[0]}
   else
     timeout "$T_CMD" "$ABIN/bench_$lib" pubsub "$url" 64 "$PS_SECS" "$n" >"$tmp" 2>>"$ERR"; rc=$?
   fi
@@ -168,12 +189,12 @@ for rep in $(seq "$REPS"); do
     for tr in $TRANSPORTS; do
       for n in $NRESP; do for lib in $LIBS; do
         [ "${lib#spstack}" = "$lib" ] && continue
-        spawn=0; [ "$lib" = spstack-spawn ] && spawn=1
+        spawn=0; is_spawn "$lib" && spawn=1
         mkurl "$tr"
         echo "rep $rep survey $lib $U N=$n" >&2
         echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib survey_lat $U 64 $SURVEY_N $n" >>"$ERR"
-        SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$SURVEY_LAT" "$U" 64 "$SURVEY_N" "$n" >>"$RES" 2>>"$ERR" \
-          || fail "rc=$? cmd=$lib survey_lat $U 64 $SURVEY_N $n"
+        SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" survey_lat)" "$U" 64 "$SURVEY_N" "$n" 2>>"$ERR" | relabel "$lib" >>"$RES"
+        rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || fail "rc=$rc cmd=$lib survey_lat $U 64 $SURVEY_N $n"
         rm -f "$IPC"
       done; done
       if ! has lat "$SECTIONS"; then
@@ -197,17 +218,19 @@ if has diag "$SECTIONS"; then
   TF="elapsed_s=%e user_s=%U sys_s=%S cpu=%P vol_ctxsw=%w invol_ctxsw=%c"
   for lib in $LIBS; do
     [ "${lib#spstack}" = "$lib" ] && continue
-    spawn=0; [ "$lib" = spstack-spawn ] && spawn=1
+    spawn=0; is_spawn "$lib" && spawn=1
+    LOCAL_THR=$(tool "$lib" local_thr); REMOTE_THR=$(tool "$lib" remote_thr)
+    LOCAL_LAT=$(tool "$lib" local_lat); REMOTE_LAT=$(tool "$lib" remote_lat)
     mkurl tcp; n=$(count_for 64)
     SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$LOCAL_THR" "$U" 64 "$n" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
     SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.r" "$REMOTE_THR" "$U" 64 "$n" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
-    cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
+    cat "$OUT/d.lo" "$OUT/d.ro" | relabel "$lib" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
     echo "DIAG lib=$lib test=thr role=recv url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
     echo "DIAG lib=$lib test=thr role=send url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
     mkurl tcp; n=$((LAT_N + 1000))
     SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$LOCAL_LAT" "$U" 64 "$LAT_N" >"$OUT/d.lo" 2>>"$ERR" & lpid=$!
     SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.r" "$REMOTE_LAT" "$U" 64 "$LAT_N" >"$OUT/d.ro" 2>>"$ERR"; wait $lpid
-    cat "$OUT/d.lo" "$OUT/d.ro" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
+    cat "$OUT/d.lo" "$OUT/d.ro" | relabel "$lib" | sed "s/^RESULT /DIAGRUN /" >>"$DIAGF"
     echo "DIAG lib=$lib test=lat role=server url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
     echo "DIAG lib=$lib test=lat role=client url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
   done

@@ -30,8 +30,9 @@ def parse(path, tag):
 rows, fails = parse(sys.argv[1], "RESULT")
 diag = parse(sys.argv[2], "DIAG")[0] if len(sys.argv) > 2 else []
 
-LIBS = ["spstack", "spstack-spawn", "nng", "nanomsg", "zmq", "floor"]
-LIBN = {"spstack": "spstack", "spstack-spawn": "spstack (spawned)", "nng": "nng 1.5.2", "nanomsg": "nanomsg 1.1.5", "zmq": "libzmq 4.3.4",
+LIBS = ["spstack", "spstack-spawn", "spstack-before", "spstack-before-spawn", "nng", "nanomsg", "zmq", "floor"]
+LIBN = {"spstack": "spstack", "spstack-spawn": "spstack (spawned)",
+        "spstack-before": "spstack before", "spstack-before-spawn": "spstack before (spawned)", "nng": "nng 1.5.2", "nanomsg": "nanomsg 1.1.5", "zmq": "libzmq 4.3.4",
         "floor": "floor: raw socket ping-pong"}
 TRS = ["tcp", "ipc", "inproc"]
 
@@ -138,6 +139,7 @@ if ps:
     for (t, n, l, _), v in runs.items():
         cell[(t, n, l)].append(v)
     cells = sorted({(k[0], k[1]) for k in cell}, key=lambda k: (TRS.index(k[0]) if k[0] in TRS else 9, k[1]))
+    cells_ps = cells
     libs = [l for l in LIBS if any(k[2] == l for k in cell)] + sorted({k[2] for k in cell} - set(LIBS))
 
     def sub_rates(vs):
@@ -289,6 +291,38 @@ if fails:
     p("### Failures\n")
     for l in fails:
         p(f"- `{l}`")
+    p("")
+
+# before / after (BEFORE=DIR in run_side_by_side.sh): the same cells, the same run
+if any(r.get("lib", "").startswith("spstack-before") for r in rows):
+    p("### Before / after, same run: after ÷ before (medians; > 1 is better for rates, < 1 for latency)\n")
+    p("| test | transport | size or N | block_on: before → after | ratio | spawned: before → after | ratio |")
+    p("|---|---|---|---|---|---|---|")
+
+    def ba(label, t, k, get, nd=0):
+        cells = []
+        for v in ("", "-spawn"):
+            b, a = get("spstack-before" + v), get("spstack" + v)
+            cells += [f"{f(b, nd) if b is not None else '–'} → {f(a, nd) if a is not None else '–'}", ratio(a, b)]
+        p(f"| {label} | {t} | {k} | " + " | ".join(cells) + " |")
+
+    for t in TRS:
+        for sz in (64, 1024, 65536, 1048576):
+            if any(k[0] == t and k[1] == sz for k in thr):
+                ba("thr msgs/s" if sz < 65536 else "thr MB/s", t, hsize(sz),
+                   lambda l: med(thr, (t, sz, l), "msgps" if sz < 65536 else "MBps"))
+        for sz in (64, 1024):
+            if any(k[0] == t and k[1] == sz for k in lat):
+                ba("REQ/REP p50 µs", t, hsize(sz), lambda l: med(lat, (t, sz, l), "p50_us"), 1)
+    if ps:
+        for (t, n) in cells_ps:
+            ba("PUB→N aggregate delivered/s", t, f"N={n}",
+               lambda l: (st.median([sum(float(s_["msgps"]) for s_ in v["subs"]) for v in cell[(t, n, l)]])
+                          if cell.get((t, n, l)) else None))
+    if sv:
+        for (t, n) in sorted({(k[0], k[1]) for k in svn}):
+            ba("SURVEY p50 µs", t, f"N={n}",
+               lambda l: st.median(float(r["p50_us"]) for r in svn[(t, n, l)]) if svn.get((t, n, l)) else None, 1)
     p("")
 
 print("\n".join(out))

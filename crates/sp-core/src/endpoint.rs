@@ -5,13 +5,13 @@
 //! accepts and runs every handshake in a task of its own, at most
 //! `Options::max_half_open` at once.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::admission::Admission;
 use crate::core::Core;
 use crate::stats::RejectReason;
 use crate::transport::{Listener, Transport};
@@ -81,8 +81,8 @@ impl Core {
     }
 
     async fn accept_loop(self: Arc<Self>, listener: Box<dyn Listener>, ep: CancellationToken) {
-        let half_open: Arc<Mutex<VecDeque<(u64, tokio::task::AbortHandle)>>> = Arc::default();
-        let mut next = 0u64;
+        // dropped with the loop: aborts the handshakes still running
+        let half_open = Admission::new(self.opts.max_half_open);
         loop {
             let accepted = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -98,30 +98,17 @@ impl Core {
                     continue;
                 }
             };
-            next += 1;
-            let id = next;
             let core = self.clone();
-            let ho = half_open.clone();
             let pipe_ep = ep.clone();
-            // hold the list while spawning: a handshake that finishes at once
-            // must find its entry to remove it
-            let mut ho_guard = half_open.lock().unwrap_or_else(|e| e.into_inner());
-            let task = tokio::spawn(async move {
-                let res = core.open_pipe(raw, false).await;
-                ho.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|(i, _)| *i != id);
-                if let Ok(conn) = res {
+            let peer = raw.peer_addr();
+            let evicted = half_open.spawn(&peer, async move {
+                if let Ok(conn) = core.open_pipe(raw, false).await {
                     let _ = core.attach(conn, &pipe_ep);
                 }
             });
-            ho_guard.push_back((id, task.abort_handle()));
-            while ho_guard.len() > self.opts.max_half_open {
-                if let Some((_, h)) = ho_guard.pop_front() {
-                    h.abort();
-                    self.counters.rejected(RejectReason::Evicted);
-                    debug!(target: "spstack", "half-open handshake evicted");
-                }
+            for _ in 0..evicted {
+                self.counters.rejected(RejectReason::Evicted);
+                debug!(target: "spstack", "half-open handshake evicted");
             }
         }
     }

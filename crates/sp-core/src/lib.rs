@@ -64,6 +64,7 @@
 // the caller keeps it without an allocation, so the large Err stays
 #![allow(clippy::result_large_err)]
 
+pub mod admission;
 mod announce;
 mod core;
 pub mod describe;

@@ -29,7 +29,9 @@ pub struct Options {
     pub reconnect_max: Duration,
     /// Deadline for the whole pipe handshake (SP header and pipe layers). Default 10 s (as nng).
     pub handshake_timeout: Duration,
-    /// Handshakes a listener runs at once; beyond it the oldest is dropped. Default 128.
+    /// Handshakes a listener runs at once; beyond it one of the source
+    /// holding the most is dropped at random (see [`crate::admission`]).
+    /// Default 128.
     pub max_half_open: usize,
     /// Hops a message may take through devices (REQ/REP, SURVEY). Default 8, at most 255.
     pub ttl: u8,

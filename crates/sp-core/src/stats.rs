@@ -31,11 +31,14 @@ pub enum DropReason {
     /// Sent while the protocol had no pipe to send it to and does not wait
     /// for one (PUB, SURVEYOR and BUS with no peer connected).
     NoPeer,
+    /// A reply from a pipe its request never went out on (REQ): a peer
+    /// guessing ids to answer another peer's request.
+    WrongPipe,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::QueueFull,
         DropReason::TooLarge,
         DropReason::TtlExceeded,
@@ -47,6 +50,7 @@ impl DropReason {
         DropReason::Rejected,
         DropReason::Closed,
         DropReason::NoPeer,
+        DropReason::WrongPipe,
     ];
     fn index(self) -> usize {
         DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
@@ -112,7 +116,7 @@ pub struct Counters {
     bytes_copied_in: AtomicU64,
     pipes_opened: AtomicU64,
     pipes_closed: AtomicU64,
-    drops: [AtomicU64; 11],
+    drops: [AtomicU64; DropReason::ALL.len()],
     rejects: [AtomicU64; 10],
 }
 
@@ -193,7 +197,7 @@ pub struct Stats {
     pub pipes_opened: u64,
     /// Pipes detached.
     pub pipes_closed: u64,
-    drops: [u64; 11],
+    drops: [u64; DropReason::ALL.len()],
     rejects: [u64; 10],
 }
 

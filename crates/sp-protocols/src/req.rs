@@ -25,7 +25,11 @@ pub type CtxId = u64;
 struct Pending {
     ctx: CtxId,
     request: Message,
+    /// The pipe the request last went out on.
     pipe: Option<PipeId>,
+    /// Pipes it went out on before (a resend to another pipe): a reply may
+    /// still come from them. Empty, without an allocation, in the usual case.
+    earlier: Vec<PipeId>,
     sent: bool,
     resend_at: Option<Instant>,
     pipe_lost: bool,
@@ -40,6 +44,9 @@ pub enum ReplyOutcome {
     Matched(CtxId, Option<Waker>),
     /// Nobody waits for it (cancelled, answered, or unknown id).
     Late,
+    /// Its id is pending, but it came from a pipe that request never went
+    /// out on: a peer guessing ids to answer another peer's request.
+    WrongPipe,
     /// Not a valid REQ reply header.
     Malformed,
 }
@@ -86,6 +93,7 @@ impl ReqState {
                 ctx,
                 request: msg.clone(),
                 pipe: None,
+                earlier: Vec::new(),
                 sent: false,
                 resend_at: None,
                 pipe_lost: false,
@@ -106,6 +114,11 @@ impl ReqState {
             .and_then(|id| self.pending.get_mut(id))
         {
             p.sent = true;
+            if let Some(old) = p.pipe.filter(|old| Some(*old) != pipe) {
+                if !p.earlier.contains(&old) {
+                    p.earlier.push(old);
+                }
+            }
             p.pipe = pipe;
             p.pipe_lost = false;
             p.resend_at = resend.map(|d| now + d);
@@ -117,8 +130,11 @@ impl ReqState {
         self.by_ctx.contains_key(&ctx)
     }
 
-    /// Matches a reply (header = backtrace from raw REQ) to its request.
-    pub fn on_reply(&mut self, mut msg: Message) -> ReplyOutcome {
+    /// Matches a reply (header = backtrace from raw REQ), read from pipe
+    /// `from`, to its request. Only a pipe the request went out on may
+    /// answer it: ids are guessable, so another peer's guess must not
+    /// reach the waiting context.
+    pub fn on_reply(&mut self, from: Option<PipeId>, mut msg: Message) -> ReplyOutcome {
         let Some(word) = msg.pop_header_u32() else {
             return ReplyOutcome::Malformed;
         };
@@ -128,6 +144,10 @@ impl ReqState {
         let id = word & 0x7fff_ffff;
         match self.pending.get_mut(&id) {
             Some(p) if p.reply.is_none() => {
+                let carried = from.is_some_and(|f| p.pipe == Some(f) || p.earlier.contains(&f));
+                if !carried {
+                    return ReplyOutcome::WrongPipe;
+                }
                 msg.clear_header();
                 p.reply = Some(msg);
                 ReplyOutcome::Matched(p.ctx, p.waker.take())
@@ -401,7 +421,8 @@ impl Stream for ReqRx {
             }
             match shared.raw.poll_recv(cx, &mut this.recv_key) {
                 Poll::Ready(Ok(m)) => {
-                    let outcome = shared.lock().on_reply(m);
+                    let from = m.pipe();
+                    let outcome = shared.lock().on_reply(from, m);
                     match outcome {
                         ReplyOutcome::Matched(c, w) => {
                             if c != ctx {
@@ -411,6 +432,9 @@ impl Stream for ReqRx {
                             }
                         }
                         ReplyOutcome::Late => shared.raw.counters().dropped(DropReason::Late),
+                        ReplyOutcome::WrongPipe => {
+                            shared.raw.counters().dropped(DropReason::WrongPipe)
+                        }
                         ReplyOutcome::Malformed => {
                             shared.raw.counters().dropped(DropReason::Malformed)
                         }
@@ -472,14 +496,14 @@ mod tests {
         assert_eq!(wire.body(), b"q");
         st.sent(1, Some(7), Instant::now());
         assert!(matches!(
-            st.on_reply(reply_to(&wire, b"a")),
+            st.on_reply(Some(7), reply_to(&wire, b"a")),
             ReplyOutcome::Matched(1, _)
         ));
         assert_eq!(st.take_reply(1).unwrap().body(), b"a");
         assert!(!st.has_request(1));
         // the same reply again is late
         assert!(matches!(
-            st.on_reply(reply_to(&wire, b"a")),
+            st.on_reply(Some(7), reply_to(&wire, b"a")),
             ReplyOutcome::Late
         ));
     }
@@ -507,22 +531,72 @@ mod tests {
     }
 
     #[test]
+    fn req_accepts_a_reply_only_from_the_pipe_that_carried_the_request() {
+        let t0 = Instant::now();
+        let mut st = ReqState::new(Some(Duration::from_secs(1)));
+        let wire = st.start(1, Message::from(&b"q"[..]));
+        assert!(
+            matches!(
+                st.on_reply(Some(7), reply_to(&wire, b"early")),
+                ReplyOutcome::WrongPipe
+            ),
+            "an unsent request has no pipe to answer it"
+        );
+        st.sent(1, Some(7), t0);
+        assert!(matches!(
+            st.on_reply(Some(9), reply_to(&wire, b"forged")),
+            ReplyOutcome::WrongPipe
+        ));
+        assert!(matches!(
+            st.on_reply(None, reply_to(&wire, b"forged")),
+            ReplyOutcome::WrongPipe
+        ));
+        // resent on pipe 8: the first pipe may still answer
+        st.sent(1, Some(8), t0);
+        assert!(matches!(
+            st.on_reply(Some(9), reply_to(&wire, b"forged")),
+            ReplyOutcome::WrongPipe
+        ));
+        assert!(matches!(
+            st.on_reply(Some(7), reply_to(&wire, b"a")),
+            ReplyOutcome::Matched(1, _)
+        ));
+        assert_eq!(st.take_reply(1).unwrap().body(), b"a");
+    }
+
+    #[test]
+    fn req_ids_start_at_a_random_value() {
+        let firsts: std::collections::HashSet<u32> = (0..8)
+            .map(|_| {
+                let w = ReqState::new(None).start(1, Message::from(&b"q"[..]));
+                u32::from_be_bytes(w.header()[..4].try_into().unwrap())
+            })
+            .collect();
+        assert!(
+            firsts.len() > 1,
+            "eight sockets began at the same id: {firsts:?}"
+        );
+    }
+
+    #[test]
     fn new_request_cancels_the_old_one_and_contexts_are_independent() {
         let mut st = ReqState::new(None);
         let old = st.start(1, Message::from(&b"old"[..]));
         let other = st.start(2, Message::from(&b"other"[..]));
         let new = st.start(1, Message::from(&b"new"[..]));
+        st.sent(2, Some(7), Instant::now());
+        st.sent(1, Some(7), Instant::now());
         assert_ne!(old.header(), new.header());
         assert!(matches!(
-            st.on_reply(reply_to(&old, b"x")),
+            st.on_reply(Some(7), reply_to(&old, b"x")),
             ReplyOutcome::Late
         ));
         assert!(matches!(
-            st.on_reply(reply_to(&other, b"y")),
+            st.on_reply(Some(7), reply_to(&other, b"y")),
             ReplyOutcome::Matched(2, _)
         ));
         assert!(matches!(
-            st.on_reply(reply_to(&new, b"z")),
+            st.on_reply(Some(7), reply_to(&new, b"z")),
             ReplyOutcome::Matched(1, _)
         ));
         assert_eq!(st.take_reply(1).unwrap().body(), b"z");
@@ -530,6 +604,6 @@ mod tests {
         assert_eq!(st.deadline(1), None, "resend disabled");
         let mut bad = Message::from(&b"x"[..]);
         bad.push_header_u32(5);
-        assert!(matches!(st.on_reply(bad), ReplyOutcome::Malformed));
+        assert!(matches!(st.on_reply(Some(7), bad), ReplyOutcome::Malformed));
     }
 }

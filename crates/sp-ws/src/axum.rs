@@ -9,7 +9,7 @@
 //!     .route("/", get(|| async { "hello" }))
 //!     .route("/sp", sp_ws::axum::endpoint(&rep));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
 //! # }
 //! ```
 //!
@@ -21,12 +21,21 @@
 //! axum's `WebSocket` hides its byte stream, so the per-message byte budget
 //! of [`Ws`](crate::Ws) (against floods of empty fragments) does not apply
 //! here; tungstenite's frame and message limits do.
+//!
+//! A page of another web origin is refused (HTTP 403) unless
+//! [`WsConfig::allowed_origins`] names it. The pipe's `peer_addr` is the
+//! TCP peer when the app is served with
+//! `into_make_service_with_connect_info::<SocketAddr>()` (axum's
+//! `ConnectInfo`), and empty otherwise: the `Host` header is the client's
+//! claim, not its address.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ::axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use ::axum::extract::ws::{CloseFrame, Message as AxMessage, WebSocket, WebSocketUpgrade};
-use ::axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use ::axum::extract::ConnectInfo;
+use ::axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{any, MethodRouter};
 use bytes::Bytes;
@@ -67,9 +76,11 @@ pub fn endpoint_with<S: Clone + Send + Sync + 'static>(
     });
     any(
         move |headers: HeaderMap,
+              ext: Extensions,
               ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
             let state = state.clone();
-            async move { state.handle(headers, ws.ok()) }
+            let connect = ext.get::<ConnectInfo<SocketAddr>>().cloned();
+            async move { state.handle(headers, connect, ws.ok()) }
         },
     )
 }
@@ -88,7 +99,21 @@ struct Upgraded {
 }
 
 impl State {
-    fn handle(&self, headers: HeaderMap, ws: Option<WebSocketUpgrade>) -> Response {
+    fn handle(
+        &self,
+        headers: HeaderMap,
+        connect: Option<ConnectInfo<SocketAddr>>,
+        ws: Option<WebSocketUpgrade>,
+    ) -> Response {
+        let h = |n| headers.get(n).and_then(|v: &HeaderValue| v.to_str().ok());
+        let origin = h(header::ORIGIN);
+        if !crate::origin_allowed(&self.cfg.allowed_origins, origin, h(header::HOST)) {
+            return (
+                StatusCode::FORBIDDEN,
+                crate::origin_refusal(origin.unwrap_or("")),
+            )
+                .into_response();
+        }
         let Some(ws) = ws else {
             return (
                 StatusCode::BAD_REQUEST,
@@ -116,14 +141,16 @@ impl State {
         let Ok(value) = HeaderValue::from_str(&token) else {
             return StatusCode::BAD_REQUEST.into_response();
         };
-        let peer_addr = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        // the TCP peer as axum's server saw it; the Host header is what the
+        // client claims to have dialled, not who it is
+        let peer_addr = connect.map(|c| c.0.to_string()).unwrap_or_default();
         let mut ws = ws
-            .max_message_size(self.recv_max)
-            .max_frame_size(self.cfg.max_frame_size.min(self.recv_max))
+            .max_message_size(crate::message_ceiling(self.recv_max))
+            .max_frame_size(
+                self.cfg
+                    .max_frame_size
+                    .min(crate::message_ceiling(self.recv_max)),
+            )
             .write_buffer_size(self.cfg.write_buffer_size)
             .max_write_buffer_size(
                 self.cfg

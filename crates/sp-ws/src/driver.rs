@@ -68,6 +68,7 @@ pub(crate) fn spawn<W: Wire>(
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(CHANNEL);
     let (in_tx, in_rx) = mpsc::channel::<(Message, usize)>(CHANNEL);
     let fail = Arc::new(Mutex::new(None));
+    let demand = Arc::new(Demand::default());
     let keepalive = ws_cfg.ping_interval.map(|interval| {
         let period = interval
             .min(ws_cfg.ping_timeout)
@@ -95,6 +96,8 @@ pub(crate) fn spawn<W: Wire>(
         closing: None,
         fail: fail.clone(),
         limit: cfg.recv_limit.clone(),
+        opened_limit: cfg.recv_limit.get(),
+        demand: demand.clone(),
         counters: cfg.counters.clone(),
     };
     tokio::spawn(driver);
@@ -114,6 +117,7 @@ pub(crate) fn spawn<W: Wire>(
             rx: in_rx,
             fail,
             done: false,
+            demand,
         }),
         info,
     }
@@ -126,6 +130,7 @@ struct Rx {
     rx: mpsc::Receiver<(Message, usize)>,
     fail: Arc<Mutex<Option<Error>>>,
     done: bool,
+    demand: Arc<Demand>,
 }
 
 impl Stream for Rx {
@@ -144,7 +149,10 @@ impl Stream for Rx {
                 let e = self.fail.lock().unwrap_or_else(|e| e.into_inner()).take();
                 Poll::Ready(e.map(Err))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                self.demand.ask();
+                Poll::Pending
+            }
         }
     }
 }
@@ -181,7 +189,45 @@ struct Driver<W: Wire> {
     closing: Option<Closing<W::Msg>>,
     fail: Arc<Mutex<Option<Error>>>,
     limit: RecvLimit,
+    /// The limit the pipe opened with: below it a pipe layer is in its
+    /// handshake and reads wait for [`Demand`].
+    opened_limit: usize,
+    demand: Arc<Demand>,
     counters: Arc<sp_core::stats::Counters>,
+}
+
+/// The pipe's reader asking for a message. While a pipe layer holds the
+/// receive limit low for its handshake, the driver reads one message per
+/// request: a message that follows the last handshake message in the same
+/// read is parsed only after the layer has finished with that message and
+/// raised the limit, instead of being refused against the handshake's cap.
+#[derive(Default)]
+struct Demand {
+    wanted: std::sync::atomic::AtomicBool,
+    driver: futures::task::AtomicWaker,
+}
+
+impl Demand {
+    fn ask(&self) {
+        self.wanted
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.driver.wake();
+    }
+    /// Whether the reader waits for a message; if not, the driver is
+    /// woken when it does.
+    fn wanted(&self, cx: &mut Context<'_>) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.wanted.load(Ordering::Acquire) {
+            return true;
+        }
+        self.driver.register(cx.waker());
+        self.wanted.load(Ordering::Acquire)
+    }
+    /// A message went to the reader: the request is answered.
+    fn served(&self) {
+        self.wanted
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 enum Step {
@@ -352,6 +398,11 @@ impl<W: Wire> Driver<W> {
                 }
                 continue;
             }
+            if self.limit.get() < self.opened_limit && !self.demand.wanted(cx) {
+                // a pipe layer's handshake: one message per request
+                self.in_blocked = true;
+                return Step::Continue;
+            }
             match Pin::new(&mut self.ws).poll_next(cx) {
                 Poll::Ready(Some(Ok(m))) => {
                     self.ws.progress();
@@ -375,6 +426,7 @@ impl<W: Wire> Driver<W> {
                             // own, copied once
                             let copied = if b.is_unique() { b.len() } else { 0 };
                             self.pending_in = Some((Message::from(b), copied));
+                            self.demand.served();
                         }
                         In::Text => {
                             self.fail(

@@ -73,9 +73,18 @@ pub struct WsConfig {
     /// listener's port; the socket's own handshake deadline runs after it.
     /// Default 10 s.
     pub route_timeout: Duration,
-    /// Connections a port reads request heads from at once; beyond it new
-    /// connections are refused. Default 128.
+    /// Connections a port reads request heads from at once; beyond it one
+    /// of them, chosen at random and never the newest, is dropped (so idle
+    /// connections cannot lock clients out). Default 128.
     pub max_routing: usize,
+    /// Web origins (`"https://app.example.com"`, scheme://host[:port]) whose
+    /// pages may open this endpoint, besides the endpoint's own origin;
+    /// `"*"` allows any. A browser always sends `Origin`, so without this
+    /// check any page a user visits could talk SP to a localhost or
+    /// intranet listener. Upgrades without an `Origin` header (nng,
+    /// nanomsg, spstack, tungstenite: programs, not pages) are not affected.
+    /// Default: empty, only same-origin pages.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for WsConfig {
@@ -90,11 +99,44 @@ impl Default for WsConfig {
             max_request_bytes: 16 << 10,
             route_timeout: Duration::from_secs(10),
             max_routing: 128,
+            allowed_origins: Vec::new(),
         }
     }
 }
 
+/// Whether an upgrade carrying `origin` (the `Origin` header, if any) for
+/// `host` (its `Host` header) may proceed under `allowed`. Same-origin
+/// means the origin's authority is the host the request was sent to, the
+/// rule browsers' own WebSocket servers commonly apply.
+pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin.map(str::trim) else {
+        return true;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or("");
+    match host {
+        Some(h) => !authority.is_empty() && authority.eq_ignore_ascii_case(h.trim()),
+        None => false,
+    }
+}
+
+/// The refusal's text when [`origin_allowed`] says no.
+pub(crate) fn origin_refusal(origin: &str) -> String {
+    format!("Origin {origin:?} may not open this SP endpoint; add it to WsConfig::allowed_origins if its pages should\n")
+}
+
 impl WsConfig {
+    /// Allows pages of `origin` (scheme://host[:port], or `"*"` for any) to
+    /// open this endpoint. See [`WsConfig::allowed_origins`].
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
+        self
+    }
     /// Sets `ping_interval` (`None`: no keepalive).
     pub fn ping_interval(mut self, v: Option<Duration>) -> Self {
         self.ping_interval = v;
@@ -132,14 +174,26 @@ impl WsConfig {
         &self,
         recv_max: usize,
     ) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        let ceiling = message_ceiling(recv_max);
         tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(self.write_buffer_size)
             .max_write_buffer_size(self.max_write_buffer_size.max(self.write_buffer_size + 1))
-            .max_message_size(Some(recv_max))
-            .max_frame_size(Some(self.max_frame_size.min(recv_max)))
+            .max_message_size(Some(ceiling))
+            .max_frame_size(Some(self.max_frame_size.min(ceiling)))
             .accept_unmasked_frames(false)
     }
+}
+
+/// The largest WebSocket message the library will assemble. A pipe layer
+/// frames a body of `recv_max` bytes into more than `recv_max` (Noise
+/// records: up to 17 × 65,535 bytes for 1 MiB) and raises the pipe's
+/// receive limit to match, so the library's own static limit cannot be
+/// `recv_max`: it is this ceiling, and the exact limit of the moment (1 KiB
+/// during a Noise handshake) is enforced by the reader's byte budget before
+/// buffering and checked again on every message.
+pub(crate) fn message_ceiling(recv_max: usize) -> usize {
+    recv_max.saturating_mul(2).saturating_add(64 << 10)
 }
 
 /// tungstenite's read buffer (allocated per connection).
@@ -280,6 +334,32 @@ pub(crate) fn select_subprotocol<'a>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ws_origin_check_allows_programs_same_origin_and_the_list_only() {
+        use super::origin_allowed as ok;
+        let none: Vec<String> = Vec::new();
+        assert!(
+            ok(&none, None, Some("127.0.0.1:80")),
+            "no Origin: not a page"
+        );
+        assert!(ok(&none, Some("http://127.0.0.1:80"), Some("127.0.0.1:80")));
+        assert!(!ok(
+            &none,
+            Some("http://evil.example"),
+            Some("127.0.0.1:80")
+        ));
+        assert!(!ok(&none, Some("null"), Some("127.0.0.1:80")));
+        assert!(!ok(&none, Some("http://127.0.0.1:80"), None));
+        let list = vec!["https://app.example".to_string()];
+        assert!(ok(&list, Some("https://app.example"), Some("10.0.0.1:1")));
+        assert!(!ok(
+            &list,
+            Some("https://app.example.evil"),
+            Some("10.0.0.1:1")
+        ));
+        assert!(ok(&["*".to_string()], Some("http://x"), None));
+    }
+
     use super::*;
 
     #[test]

@@ -12,10 +12,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 
+use sp_core::admission::Admission;
 use sp_core::transport::{ByteStream, StreamListener, StreamTransport};
 use sp_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 use crate::WsConfig;
 
@@ -52,10 +53,39 @@ pub(crate) struct WsIo {
     used: usize,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct OverBudgetCap {
     what: &'static str,
-    limit: usize,
+    limit: Cap,
+}
+
+#[derive(Clone)]
+enum Cap {
+    Fixed(usize),
+    /// Follows the pipe's receive limit, which a pipe layer lowers for its
+    /// handshake (Noise: 1 KiB): the cap holds before the WebSocket library
+    /// buffers a message, not after.
+    Message(sp_core::layer::RecvLimit),
+}
+
+impl Cap {
+    fn get(&self) -> usize {
+        match self {
+            Cap::Fixed(n) => *n,
+            Cap::Message(l) => message_budget(l.get()),
+        }
+    }
+}
+
+/// The bytes a message of at most `limit` bytes may take on the wire while
+/// it is read: itself twice over (frame headers and interleaved control
+/// frames), one read buffer, and what that read may bring of the next
+/// message (bounded by the limit, so a small handshake cap stays small).
+pub(crate) fn message_budget(limit: usize) -> usize {
+    limit
+        .saturating_mul(2)
+        .saturating_add(crate::READ_BUFFER)
+        .saturating_add(limit.min(64 << 10))
 }
 
 impl WsIo {
@@ -70,7 +100,19 @@ impl WsIo {
     }
     /// Caps the bytes read from now until the next [`WsIo::progress`].
     pub(crate) fn set_cap(&mut self, what: &'static str, limit: usize) {
-        self.cap = Some(OverBudgetCap { what, limit });
+        self.cap = Some(OverBudgetCap {
+            what,
+            limit: Cap::Fixed(limit),
+        });
+        self.used = 0;
+    }
+    /// Caps the bytes read between two messages by the message budget of
+    /// the pipe's current receive limit, read at every read.
+    pub(crate) fn follow_limit(&mut self, what: &'static str, limit: sp_core::layer::RecvLimit) {
+        self.cap = Some(OverBudgetCap {
+            what,
+            limit: Cap::Message(limit),
+        });
         self.used = 0;
     }
     /// A message (or control frame) completed: the count starts again.
@@ -102,13 +144,14 @@ impl AsyncRead for WsIo {
             }
         }
         this.used = this.used.saturating_add(buf.filled().len() - before);
-        if let Some(cap) = this.cap {
-            if this.used > cap.limit {
+        if let Some(cap) = &this.cap {
+            let limit = cap.limit.get();
+            if this.used > limit {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     OverBudget {
                         what: cap.what,
-                        limit: cap.limit,
+                        limit,
                     },
                 )));
             }
@@ -252,7 +295,13 @@ pub(crate) async fn listen<S: StreamTransport>(
 }
 
 async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsConfig) {
-    let routing = Arc::new(Semaphore::new(cfg.max_routing.max(1)));
+    // Refusing newcomers at the cap let 128 idle connections lock every
+    // client out. Admission evicts a random request head being read instead,
+    // never the newcomer's. The peer's address is known only once the
+    // stream is upgraded (TLS for wss), so all connections count as one
+    // source here: idle connections are evicted as fast as they arrive and
+    // an honest client is read within its round trip.
+    let routing = Admission::new(cfg.max_routing);
     loop {
         let upgrade = match l.accept().await {
             Ok(u) => u,
@@ -262,13 +311,9 @@ async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsCon
                 continue;
             }
         };
-        let Ok(permit) = routing.clone().try_acquire_owned() else {
-            tracing::debug!(target: "spstack", "too many websocket requests being read; connection refused");
-            continue;
-        };
         let routes = routes.clone();
         let cfg = cfg.clone();
-        tokio::spawn(async move {
+        let evicted = routing.spawn("", async move {
             let t = cfg.route_timeout;
             match tokio::time::timeout(t, route(upgrade, &routes, &cfg)).await {
                 Ok(Ok(())) => {}
@@ -279,8 +324,10 @@ async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsCon
                     tracing::debug!(target: "spstack", "websocket request head not read within {t:?}")
                 }
             }
-            drop(permit);
         });
+        if evicted > 0 {
+            tracing::debug!(target: "spstack", "too many websocket request heads being read; one was dropped");
+        }
     }
 }
 

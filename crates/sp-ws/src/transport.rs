@@ -21,8 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::driver::{self, In, Wire};
 use crate::port::{self, OverBudget, PathListener, WsIo};
 use crate::{
-    mismatch, parse_subprotocol, peer_of, select_subprotocol, subprotocol, WsConfig, READ_BUFFER,
-    STACK_HEADER,
+    mismatch, parse_subprotocol, peer_of, select_subprotocol, subprotocol, WsConfig, STACK_HEADER,
 };
 
 /// The SP WebSocket mapping over the byte streams of `S`.
@@ -167,16 +166,6 @@ impl Listener for WsListen {
     }
 }
 
-/// The byte cap while a message is in flight: the message itself, twice
-/// over for frame headers and interleaved control frames, plus what one
-/// read may bring of the next message.
-fn message_budget(recv_max: usize) -> usize {
-    recv_max
-        .saturating_mul(2)
-        .saturating_add(READ_BUFFER)
-        .saturating_add(64 << 10)
-}
-
 const BUDGET_WHAT: &str =
     "bytes received without completing a WebSocket message (a flood of empty or tiny frames?)";
 
@@ -241,7 +230,7 @@ impl Unannounced for Dialing {
                 });
             }
             ws.get_mut()
-                .set_cap(BUDGET_WHAT, message_budget(cfg.recv_max_size));
+                .follow_limit(BUDGET_WHAT, cfg.recv_limit.clone());
             let mut info = cfg.pipe_info(
                 scheme,
                 s.local_addr,
@@ -332,8 +321,23 @@ impl Unannounced for Accepting {
             let slot = chosen.clone();
             let local = cfg.local.clone();
             // the signature is tungstenite's `Callback`: its error type is not ours to box
+            let origins = ws_cfg.allowed_origins.clone();
             #[allow(clippy::result_large_err)]
             let callback = move |req: &Request, mut resp: Response| {
+                let h = |n| {
+                    req.headers()
+                        .get(n)
+                        .and_then(|v: &HeaderValue| v.to_str().ok())
+                };
+                let origin = h(header::ORIGIN);
+                if !crate::origin_allowed(&origins, origin, h(header::HOST)) {
+                    let text = crate::origin_refusal(origin.unwrap_or(""));
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Err(Error::protocol(text.trim_end().to_string())));
+                    let mut r = ErrorResponse::new(Some(text));
+                    *r.status_mut() = StatusCode::FORBIDDEN;
+                    return Err(r);
+                }
                 let offered = req
                     .headers()
                     .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -377,7 +381,7 @@ impl Unannounced for Accepting {
                 layers: cfg.local.layers.clone(),
             };
             ws.get_mut()
-                .set_cap(BUDGET_WHAT, message_budget(cfg.recv_max_size));
+                .follow_limit(BUDGET_WHAT, cfg.recv_limit.clone());
             let mut info = cfg.pipe_info(scheme, local_addr, peer_addr, peer, dialer);
             info.peer_identity = peer_identity;
             Ok(driver::spawn(ws, &cfg, &ws_cfg, info))

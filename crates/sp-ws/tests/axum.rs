@@ -60,3 +60,125 @@ async fn axum_route_serves_sp_and_refuses_the_wrong_protocol() {
     assert!(body.contains("plain page"), "{body}");
     server.abort();
 }
+
+/// An upgrade request to `url` for the REP endpoint, with `origin` if any.
+fn upgrade(
+    url: &str,
+    origin: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut r = url.into_client_request().expect("req");
+    r.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        "rep.sp.nanomsg.org".parse().expect("hdr"),
+    );
+    if let Some(o) = origin {
+        r.headers_mut().insert("origin", o.parse().expect("origin"));
+    }
+    r
+}
+
+fn status_of(
+    r: Result<
+        (
+            common::Client,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        tokio_tungstenite::tungstenite::Error,
+    >,
+) -> u16 {
+    match r {
+        Ok((_, resp)) => resp.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("neither upgraded nor refused: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn axum_endpoint_refuses_a_page_of_another_origin() {
+    let rep = sock("rep");
+    let open = sock("rep");
+    let app = Router::new()
+        .route("/sp", sp_ws::axum::endpoint(&rep))
+        .route(
+            "/open",
+            sp_ws::axum::endpoint_with(
+                &open,
+                sp_ws::WsConfig::default().allow_origin("https://app.example"),
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("ws://{addr}/sp");
+    let connect = |u: String, o: Option<String>| async move {
+        status_of(tokio_tungstenite::connect_async(upgrade(&u, o.as_deref())).await)
+    };
+    assert_eq!(
+        connect(url.clone(), Some("http://evil.example".into())).await,
+        403,
+        "a cross-origin page is refused"
+    );
+    assert_eq!(
+        connect(url.clone(), Some(format!("http://{addr}"))).await,
+        101,
+        "its own origin's pages are served"
+    );
+    assert_eq!(
+        connect(url.clone(), None).await,
+        101,
+        "programs send no Origin"
+    );
+    let open_url = format!("ws://{addr}/open");
+    assert_eq!(
+        connect(open_url.clone(), Some("https://app.example".into())).await,
+        101,
+        "an allowed origin is served"
+    );
+    assert_eq!(
+        connect(open_url, Some("http://evil.example".into())).await,
+        403
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn axum_peer_addr_is_the_tcp_peer_not_the_host_header() {
+    let rep = sock("rep");
+    let app = Router::new().route("/sp", sp_ws::axum::endpoint(&rep));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    // a client that claims another host in its Host header
+    let mut r = upgrade(&format!("ws://{addr}/sp"), None);
+    r.headers_mut()
+        .insert("host", "spoofed.example:1".parse().expect("host"));
+    let (client, _) = within("upgrade", tokio_tungstenite::connect_async(r))
+        .await
+        .expect("upgraded");
+    let local = match client.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(s) => s.local_addr().expect("local"),
+        _ => unreachable!("plain ws"),
+    };
+    let pipe = within("pipe", async {
+        loop {
+            if let Some(p) = rep.pipes().first() {
+                break *p;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let info = rep.pipe_info(pipe).expect("info");
+    assert_eq!(info.peer_addr, local.to_string());
+    server.abort();
+}

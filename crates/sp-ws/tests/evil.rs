@@ -235,3 +235,40 @@ async fn unmasked_client_frame_is_a_protocol_error() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_connections_do_not_lock_clients_out() {
+    // The port read at most 128 request heads and refused every connection
+    // beyond: 128 idle connections (re-opened at ~13/s as the route
+    // deadline closed them) locked every client out.
+    let rep = sock("rep");
+    let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
+    let addr = ep
+        .url()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/sp")
+        .to_string();
+    let mut idle = Vec::with_capacity(1000);
+    for i in 0..1000 {
+        let s = within("idle connect", TcpStream::connect(&addr))
+            .await
+            .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+        idle.push(s);
+    }
+    for round in 0..5 {
+        let req = sock("req");
+        within("honest dial", req.dial(ep.url()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: an honest client was refused: {e}"));
+        req.send(&b"honest"[..]).await.expect("send");
+        let m = within("honest recv", rep.recv()).await.expect("recv");
+        assert_eq!(m.body(), b"honest");
+        // more idle connections arrive between honest ones
+        for _ in 0..50 {
+            if let Ok(s) = TcpStream::connect(&addr).await {
+                idle.push(s);
+            }
+        }
+    }
+    drop(idle);
+}

@@ -9,6 +9,8 @@ use common::{closed_by_server, raw_client, sock, sock_with, within};
 use futures::{SinkExt, StreamExt};
 use sp_core::{Error, ProtocolId};
 use sp_ws::WsConfig;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn status_of(e: tokio_tungstenite::tungstenite::Error) -> u16 {
@@ -110,6 +112,55 @@ async fn wrong_and_missing_subprotocol_get_400() {
         "{e:?}"
     );
     assert!(e.to_string().contains("peer speaks rep"), "{e}");
+}
+
+#[tokio::test]
+async fn ws_listener_refuses_a_page_of_another_origin() {
+    let rep = sock("rep");
+    let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
+    let open = sock_with(
+        "rep",
+        &WsConfig::default().allow_origin("https://app.example"),
+        |b| b,
+    );
+    let open_ep = open.listen("ws://127.0.0.1:0/sp").await.expect("listen");
+    let with_origin = |url: String, origin: String| async move {
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            "rep.sp.nanomsg.org".parse().expect("header"),
+        );
+        req.headers_mut()
+            .insert("origin", origin.parse().expect("origin"));
+        match tokio_tungstenite::connect_async(req).await {
+            Ok(_) => 101,
+            Err(e) => status_of(e),
+        }
+    };
+    let url = ep.url().to_string();
+    let own = format!(
+        "http://{}",
+        url.trim_start_matches("ws://").trim_end_matches("/sp")
+    );
+    assert_eq!(
+        with_origin(url.clone(), "http://evil.example".into()).await,
+        403
+    );
+    assert_eq!(
+        with_origin(url.clone(), own.clone()).await,
+        101,
+        "same origin {own} {url}"
+    );
+    let open_url = open_ep.url().to_string();
+    assert_eq!(
+        with_origin(open_url.clone(), "https://app.example".into()).await,
+        101
+    );
+    assert_eq!(
+        with_origin(open_url, "http://evil.example".into()).await,
+        403
+    );
+    assert!(rep.stats().total_rejects() >= 1, "{:?}", rep.stats());
 }
 
 #[tokio::test]

@@ -1,0 +1,155 @@
+//! Noise over WebSocket: every size up to `recv_max_size` arrives, and the
+//! handshake's 1 KiB cap holds before the WebSocket library buffers a
+//! message (issue 10, flaw 8).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sp_core::{Options, ProtocolId, Socket, SocketBuilder};
+use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn noise_ws(b: SocketBuilder, opts: Options) -> Socket {
+    b.options(opts)
+        .transport(Arc::new(sp_ws::Ws::new(sp_transports::Tcp)))
+        .pipe_layer(noise::layer(
+            NoiseConfig::new(StaticKeypair::generate()).accept_any_key(),
+        ))
+        .build()
+}
+
+fn noise_tcp(b: SocketBuilder, opts: Options) -> Socket {
+    b.options(opts)
+        .pipe_layer(noise::layer(
+            NoiseConfig::new(StaticKeypair::generate()).accept_any_key(),
+        ))
+        .build()
+}
+
+/// Sends each size right after the dial, so the first message may follow
+/// the last handshake message in the same read on the listener's side.
+async fn every_size_arrives(make: fn(SocketBuilder, Options) -> Socket, url: &str) {
+    let recv_max = 1 << 20;
+    let opts = Options::default().recv_max_size(recv_max);
+    let sizes = [
+        0,
+        1,
+        1000,
+        1025,
+        5000,
+        15_000,
+        65_514,
+        65_535,
+        200_000,
+        recv_max - 64,
+        recv_max - 1,
+        recv_max,
+    ];
+    for (i, &n) in sizes.iter().enumerate() {
+        let pull = make(spstack::pull0(), opts.clone());
+        let ep = pull.listen(url).await.expect("listen");
+        let push = make(spstack::push0(), opts.clone());
+        push.dial(ep.url()).await.expect("dial");
+        let body: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+        timeout(WAIT, push.send(body.clone()))
+            .await
+            .expect("send in time")
+            .expect("send");
+        let m = timeout(WAIT, pull.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{n} bytes over {url} never arrived\n{}\n{}",
+                    pull.stats(),
+                    push.stats()
+                )
+            })
+            .expect("recv");
+        assert_eq!(m.body().len(), n, "{url}");
+        assert!(m.body() == &body[..], "{n} bytes over {url} altered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_over_ws_delivers_every_size_up_to_recv_max() {
+    every_size_arrives(noise_ws, "ws://127.0.0.1:0/n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_over_tcp_delivers_every_size_up_to_recv_max() {
+    every_size_arrives(noise_tcp, "tcp://127.0.0.1:0").await;
+}
+
+/// Upgrades a raw TCP stream to WebSocket with `token`, returning the
+/// stream once the server answered 101.
+async fn raw_upgrade(url: &str, token: &str) -> TcpStream {
+    let addr = url.trim_start_matches("ws://");
+    let (host, path) = addr.split_once('/').expect("path");
+    let mut s = TcpStream::connect(host).await.expect("connect");
+    let req = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 4096, "response head too long");
+        timeout(WAIT, s.read_exact(&mut b))
+            .await
+            .expect("response in time")
+            .expect("read");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_over_ws_refuses_an_oversized_handshake_before_buffering_it() {
+    // The handshake deadline is long, so a listener that waits for the
+    // whole announced message (it used to accept up to recv_max_size,
+    // 1 MiB, before the Noise layer's 1 KiB check) keeps the connection
+    // open far beyond the wait below; one that counts what it reads
+    // against the handshake's cap closes it after some kilobytes.
+    let opts = Options::default().handshake_timeout(Duration::from_secs(60));
+    let pull = noise_ws(spstack::pull0(), opts);
+    let ep = pull.listen("ws://127.0.0.1:0/n").await.expect("listen");
+    let token = sp_ws::subprotocol(ProtocolId::PULL0, &["noise-xx/2".to_string()]);
+    let mut s = raw_upgrade(ep.url(), &token).await;
+
+    // a masked binary frame announcing 512 KiB, of which 64 KiB are sent
+    let announced: u64 = 512 << 10;
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&announced.to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend(std::iter::repeat_n(0x5a, 64 << 10));
+    // the listener may close while this is still being written
+    let _ = s.write_all(&frame).await;
+
+    let t0 = Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed = timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the listener still waits for the rest of a 512 KiB handshake message after {:?}\n{}",
+        t0.elapsed(),
+        pull.stats()
+    );
+    assert!(pull.pipes().is_empty());
+    assert!(pull.stats().total_rejects() >= 1, "{}", pull.stats());
+}
