@@ -20,7 +20,11 @@
 //! under the socket's handshake deadline and half-open cap like any other.
 //! axum's `WebSocket` hides its byte stream, so the per-message byte budget
 //! of [`Ws`](crate::Ws) (against floods of empty fragments) does not apply
-//! here; tungstenite's frame and message limits do.
+//! here; tungstenite's frame and message limits do (a ceiling of twice
+//! `recv_max_size` plus 64 KiB, room for a pipe layer's framing), and every
+//! message is checked against the pipe's receive limit of the moment (a
+//! Noise handshake's 1 KiB) once assembled, so a pipe layer's handshake cap
+//! holds per message here, before buffering only with [`Ws`](crate::Ws).
 //!
 //! A page of another web origin is refused (HTTP 403) unless
 //! [`WsConfig::allowed_origins`] names it. The pipe's `peer_addr` is the
