@@ -77,7 +77,7 @@ pub struct WsConfig {
     /// of them, chosen at random and never the newest, is dropped (so idle
     /// connections cannot lock clients out). Default 128.
     pub max_routing: usize,
-    /// Web origins (`"https://app.example.com"`, scheme://host[:port]) whose
+    /// Web origins (`"https://app.example.com"`, `scheme://host[:port]`) whose
     /// pages may open this endpoint, besides the endpoint's own origin;
     /// `"*"` allows any. A browser always sends `Origin`, so without this
     /// check any page a user visits could talk SP to a localhost or
@@ -131,7 +131,7 @@ pub(crate) fn origin_refusal(origin: &str) -> String {
 }
 
 impl WsConfig {
-    /// Allows pages of `origin` (scheme://host[:port], or `"*"` for any) to
+    /// Allows pages of `origin` (`scheme://host[:port]`, or `"*"` for any) to
     /// open this endpoint. See [`WsConfig::allowed_origins`].
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
         self.allowed_origins.push(origin.into());
