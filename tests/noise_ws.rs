@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use sp_core::{Options, ProtocolId, Socket, SocketBuilder};
 use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+// the raw WebSocket peer of sp-ws's own tests
+#[path = "../crates/sp-ws/tests/common/mod.rs"]
+mod ws_common;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -84,33 +87,6 @@ async fn noise_over_tcp_delivers_every_size_up_to_recv_max() {
     every_size_arrives(noise_tcp, "tcp://127.0.0.1:0").await;
 }
 
-/// Upgrades a raw TCP stream to WebSocket with `token`, returning the
-/// stream once the server answered 101.
-async fn raw_upgrade(url: &str, token: &str) -> TcpStream {
-    let addr = url.trim_start_matches("ws://");
-    let (host, path) = addr.split_once('/').expect("path");
-    let mut s = TcpStream::connect(host).await.expect("connect");
-    let req = format!(
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: {token}\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.expect("request");
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 4096, "response head too long");
-        timeout(WAIT, s.read_exact(&mut b))
-            .await
-            .expect("response in time")
-            .expect("read");
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noise_over_ws_refuses_an_oversized_handshake_before_buffering_it() {
     // The handshake deadline is long, so a listener that waits for the
@@ -122,7 +98,7 @@ async fn noise_over_ws_refuses_an_oversized_handshake_before_buffering_it() {
     let pull = noise_ws(spstack::pull0(), opts);
     let ep = pull.listen("ws://127.0.0.1:0/n").await.expect("listen");
     let token = sp_ws::subprotocol(ProtocolId::PULL0, &["noise-xx/2".to_string()]);
-    let mut s = raw_upgrade(ep.url(), &token).await;
+    let mut s = ws_common::raw_upgrade(ep.url(), &token).await;
 
     // a masked binary frame announcing 512 KiB, of which 64 KiB are sent
     let announced: u64 = 512 << 10;

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use ::axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use ::axum::extract::ws::{CloseFrame, Message as AxMessage, WebSocket, WebSocketUpgrade};
 use ::axum::extract::ConnectInfo;
-use ::axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
+use ::axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{any, MethodRouter};
 use bytes::Bytes;
@@ -109,14 +109,8 @@ impl State {
         connect: Option<ConnectInfo<SocketAddr>>,
         ws: Option<WebSocketUpgrade>,
     ) -> Response {
-        let h = |n| headers.get(n).and_then(|v: &HeaderValue| v.to_str().ok());
-        let origin = h(header::ORIGIN);
-        if !crate::origin_allowed(&self.cfg.allowed_origins, origin, h(header::HOST)) {
-            return (
-                StatusCode::FORBIDDEN,
-                crate::origin_refusal(origin.unwrap_or("")),
-            )
-                .into_response();
+        if let Some(text) = crate::refused_origin(&self.cfg.allowed_origins, &headers) {
+            return (StatusCode::FORBIDDEN, text).into_response();
         }
         let Some(ws) = ws else {
             return (
@@ -148,13 +142,10 @@ impl State {
         // the TCP peer as axum's server saw it; the Host header is what the
         // client claims to have dialled, not who it is
         let peer_addr = connect.map(|c| c.0.to_string()).unwrap_or_default();
+        let ceiling = crate::message_ceiling(self.recv_max);
         let mut ws = ws
-            .max_message_size(crate::message_ceiling(self.recv_max))
-            .max_frame_size(
-                self.cfg
-                    .max_frame_size
-                    .min(crate::message_ceiling(self.recv_max)),
-            )
+            .max_message_size(ceiling)
+            .max_frame_size(self.cfg.max_frame_size.min(ceiling))
             .write_buffer_size(self.cfg.write_buffer_size)
             .max_write_buffer_size(
                 self.cfg

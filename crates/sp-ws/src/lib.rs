@@ -125,9 +125,20 @@ pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&str>, host: Opt
     }
 }
 
-/// The refusal's text when [`origin_allowed`] says no.
-pub(crate) fn origin_refusal(origin: &str) -> String {
-    format!("Origin {origin:?} may not open this SP endpoint; add it to WsConfig::allowed_origins if its pages should\n")
+/// The refusal's text (for a 403) when the upgrade request's `Origin` is
+/// not allowed by [`origin_allowed`]; `None` when it may proceed.
+pub(crate) fn refused_origin(
+    allowed: &[String],
+    headers: &tokio_tungstenite::tungstenite::http::HeaderMap,
+) -> Option<String> {
+    use tokio_tungstenite::tungstenite::http::header;
+    let h = |n| headers.get(n).and_then(|v| v.to_str().ok());
+    let origin = h(header::ORIGIN);
+    if origin_allowed(allowed, origin, h(header::HOST)) {
+        return None;
+    }
+    let origin = origin.unwrap_or("");
+    Some(format!("Origin {origin:?} may not open this SP endpoint; add it to WsConfig::allowed_origins if its pages should\n"))
 }
 
 impl WsConfig {

@@ -324,14 +324,7 @@ impl Unannounced for Accepting {
             let origins = ws_cfg.allowed_origins.clone();
             #[allow(clippy::result_large_err)]
             let callback = move |req: &Request, mut resp: Response| {
-                let h = |n| {
-                    req.headers()
-                        .get(n)
-                        .and_then(|v: &HeaderValue| v.to_str().ok())
-                };
-                let origin = h(header::ORIGIN);
-                if !crate::origin_allowed(&origins, origin, h(header::HOST)) {
-                    let text = crate::origin_refusal(origin.unwrap_or(""));
+                if let Some(text) = crate::refused_origin(&origins, req.headers()) {
                     *slot.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(Err(Error::protocol(text.trim_end().to_string())));
                     let mut r = ErrorResponse::new(Some(text));

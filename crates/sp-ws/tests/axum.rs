@@ -5,7 +5,7 @@ mod common;
 
 use axum::routing::get;
 use axum::Router;
-use common::{sock, within};
+use common::{sock, upgrade_request, upgrade_status, within};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 
@@ -61,38 +61,6 @@ async fn axum_route_serves_sp_and_refuses_the_wrong_protocol() {
     server.abort();
 }
 
-/// An upgrade request to `url` for the REP endpoint, with `origin` if any.
-fn upgrade(
-    url: &str,
-    origin: Option<&str>,
-) -> tokio_tungstenite::tungstenite::handshake::client::Request {
-    let mut r = url.into_client_request().expect("req");
-    r.headers_mut().insert(
-        SEC_WEBSOCKET_PROTOCOL,
-        "rep.sp.nanomsg.org".parse().expect("hdr"),
-    );
-    if let Some(o) = origin {
-        r.headers_mut().insert("origin", o.parse().expect("origin"));
-    }
-    r
-}
-
-fn status_of(
-    r: Result<
-        (
-            common::Client,
-            tokio_tungstenite::tungstenite::handshake::client::Response,
-        ),
-        tokio_tungstenite::tungstenite::Error,
-    >,
-) -> u16 {
-    match r {
-        Ok((_, resp)) => resp.status().as_u16(),
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
-        Err(e) => panic!("neither upgraded nor refused: {e}"),
-    }
-}
-
 #[tokio::test]
 async fn axum_endpoint_refuses_a_page_of_another_origin() {
     let rep = sock("rep");
@@ -113,7 +81,7 @@ async fn axum_endpoint_refuses_a_page_of_another_origin() {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let url = format!("ws://{addr}/sp");
     let connect = |u: String, o: Option<String>| async move {
-        status_of(tokio_tungstenite::connect_async(upgrade(&u, o.as_deref())).await)
+        upgrade_status(&u, "rep.sp.nanomsg.org", o.as_deref()).await
     };
     assert_eq!(
         connect(url.clone(), Some("http://evil.example".into())).await,
@@ -159,7 +127,7 @@ async fn axum_peer_addr_is_the_tcp_peer_not_the_host_header() {
         .await
     });
     // a client that claims another host in its Host header
-    let mut r = upgrade(&format!("ws://{addr}/sp"), None);
+    let mut r = upgrade_request(&format!("ws://{addr}/sp"), Some("rep.sp.nanomsg.org"), None);
     r.headers_mut()
         .insert("host", "spoofed.example:1".parse().expect("host"));
     let (client, _) = within("upgrade", tokio_tungstenite::connect_async(r))

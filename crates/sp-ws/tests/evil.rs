@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{closed_by_server, opts, raw_client, sock, sock_with, within, Client};
+use common::{
+    authority, closed_by_server, opts, raw_client, raw_upgrade, sock, sock_with, within, Client,
+};
 use sp_ws::WsConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -55,11 +57,7 @@ async fn trickled_64k_handshake_is_cut_short() {
     let cfg = WsConfig::default().route_timeout(Duration::from_secs(5));
     let rep = sock_with("rep", &cfg, |b| b);
     let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
-    let addr = ep
-        .url()
-        .trim_start_matches("ws://")
-        .trim_end_matches("/sp")
-        .to_string();
+    let addr = authority(ep.url());
     let s = TcpStream::connect(&addr).await.expect("connect");
     s.set_nodelay(true).expect("nodelay");
     let (mut r, mut w) = s.into_split();
@@ -127,42 +125,15 @@ async fn one_gib_frame_header_is_refused_before_allocation() {
     still_serves(&rep, ep.url()).await;
 }
 
-/// A WebSocket handshake done by hand over a raw TCP stream, so the test
-/// can write frames and read the server's bytes independently.
-async fn raw_upgrade(url: &str) -> TcpStream {
-    let addr = url.trim_start_matches("ws://");
-    let (host, path) = addr.split_once('/').expect("path");
-    let mut s = TcpStream::connect(host).await.expect("connect");
-    let req = format!(
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: rep.sp.nanomsg.org\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.expect("request");
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 4096, "response head too long");
-        within("response", s.read_exact(&mut b))
-            .await
-            .expect("read");
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
-}
-
 #[tokio::test]
 async fn a_million_empty_continuation_frames_hit_the_budget() {
     let rep = sock_with("rep", &WsConfig::default(), |b| {
         b.options(opts().recv_max_size(64 << 10))
     });
     let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
-    let (mut r, mut w) = raw_upgrade(ep.url()).await.into_split();
+    let (mut r, mut w) = raw_upgrade(ep.url(), "rep.sp.nanomsg.org")
+        .await
+        .into_split();
     let frames = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = frames.clone();
     let start = Instant::now();
@@ -243,11 +214,7 @@ async fn a_thousand_idle_connections_do_not_lock_clients_out() {
     // deadline closed them) locked every client out.
     let rep = sock("rep");
     let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
-    let addr = ep
-        .url()
-        .trim_start_matches("ws://")
-        .trim_end_matches("/sp")
-        .to_string();
+    let addr = authority(ep.url());
     let mut idle = Vec::with_capacity(1000);
     for i in 0..1000 {
         let s = within("idle connect", TcpStream::connect(&addr))

@@ -5,12 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{closed_by_server, raw_client, sock, sock_with, within};
+use common::{authority, closed_by_server, raw_client, sock, sock_with, upgrade_status, within};
 use futures::{SinkExt, StreamExt};
 use sp_core::{Error, ProtocolId};
 use sp_ws::WsConfig;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn status_of(e: tokio_tungstenite::tungstenite::Error) -> u16 {
@@ -124,40 +122,25 @@ async fn ws_listener_refuses_a_page_of_another_origin() {
         |b| b,
     );
     let open_ep = open.listen("ws://127.0.0.1:0/sp").await.expect("listen");
-    let with_origin = |url: String, origin: String| async move {
-        let mut req = url.into_client_request().expect("request");
-        req.headers_mut().insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            "rep.sp.nanomsg.org".parse().expect("header"),
-        );
-        req.headers_mut()
-            .insert("origin", origin.parse().expect("origin"));
-        match tokio_tungstenite::connect_async(req).await {
-            Ok(_) => 101,
-            Err(e) => status_of(e),
-        }
-    };
-    let url = ep.url().to_string();
-    let own = format!(
-        "http://{}",
-        url.trim_start_matches("ws://").trim_end_matches("/sp")
-    );
+    const REP: &str = "rep.sp.nanomsg.org";
+    let url = ep.url();
+    let own = format!("http://{}", authority(url));
     assert_eq!(
-        with_origin(url.clone(), "http://evil.example".into()).await,
+        upgrade_status(url, REP, Some("http://evil.example")).await,
         403
     );
     assert_eq!(
-        with_origin(url.clone(), own.clone()).await,
+        upgrade_status(url, REP, Some(&own)).await,
         101,
         "same origin {own} {url}"
     );
-    let open_url = open_ep.url().to_string();
+    let open_url = open_ep.url();
     assert_eq!(
-        with_origin(open_url.clone(), "https://app.example".into()).await,
+        upgrade_status(open_url, REP, Some("https://app.example")).await,
         101
     );
     assert_eq!(
-        with_origin(open_url, "http://evil.example".into()).await,
+        upgrade_status(open_url, REP, Some("http://evil.example")).await,
         403
     );
     assert!(rep.stats().total_rejects() >= 1, "{:?}", rep.stats());

@@ -69,19 +69,90 @@ pub fn sock_with(
     f(with_ws(b, cfg)).build()
 }
 
-/// A raw tungstenite client offering `proto`, for the listener's view.
-pub async fn raw_client(
+/// An upgrade request to `url` offering `proto`, sent from a page of
+/// `origin` if any.
+pub fn upgrade_request(
     url: &str,
     proto: Option<&str>,
-) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    origin: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let mut req = url.into_client_request().expect("request");
     if let Some(p) = proto {
         req.headers_mut()
             .insert(SEC_WEBSOCKET_PROTOCOL, p.parse().expect("header"));
     }
-    tokio_tungstenite::connect_async(req)
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("origin", o.parse().expect("origin"));
+    }
+    req
+}
+
+/// A raw tungstenite client offering `proto`, for the listener's view.
+pub async fn raw_client(
+    url: &str,
+    proto: Option<&str>,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    tokio_tungstenite::connect_async(upgrade_request(url, proto, None))
         .await
         .map(|(ws, _)| ws)
+}
+
+/// The HTTP status the server answers an upgrade with (101 when it
+/// upgrades).
+pub async fn upgrade_status(url: &str, proto: &str, origin: Option<&str>) -> u16 {
+    let r = within(
+        "upgrade answer",
+        tokio_tungstenite::connect_async(upgrade_request(url, Some(proto), origin)),
+    )
+    .await;
+    match r {
+        Ok((_, resp)) => resp.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("neither upgraded nor refused: {e}"),
+    }
+}
+
+/// `host:port` of a `ws://host:port/path` URL.
+pub fn authority(url: &str) -> String {
+    let rest = url.trim_start_matches("ws://");
+    rest.split_once('/').map_or(rest, |(a, _)| a).to_string()
+}
+
+/// A WebSocket handshake done by hand over a raw TCP stream offering
+/// `proto`, so a test can write frames and read the server's bytes
+/// independently. Returns once the server answered 101.
+pub async fn raw_upgrade(url: &str, proto: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = authority(url);
+    let path = url
+        .trim_start_matches("ws://")
+        .split_once('/')
+        .map_or("", |(_, p)| p);
+    let mut s = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
+    let req = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: {proto}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 4096, "response head too long");
+        within("response", s.read_exact(&mut b))
+            .await
+            .expect("read");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
 }
 
 /// Waits for the server to end the connection; returns its close code.
