@@ -1305,12 +1305,20 @@ async fn half_open_flood_does_not_starve_a_peer_50ms_away() {
         .build();
     req.dial_background(&far).expect("dial");
     let t1 = Instant::now();
-    let round_trip = async {
+    // the client awaits its reply while the server serves, as a REQ user
+    // does: a request written to a connection the flood's eviction then
+    // closed is resent by the waiting recv when that pipe dies
+    let client = async {
         req.send("far").await.expect("send");
+        assert_eq!(req.recv().await.expect("reply").body(), b"near");
+    };
+    let server = async {
         let m = rep.recv().await.expect("recv");
         assert_eq!(m.body(), b"far");
         rep.send("near").await.expect("reply");
-        assert_eq!(req.recv().await.expect("reply").body(), b"near");
+    };
+    let round_trip = async {
+        tokio::join!(client, server);
     };
     let served = timeout(Duration::from_secs(8), round_trip).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
