@@ -392,7 +392,7 @@ mod tests {
         assert!(s.message[0].opaque && s.message[0].trailer.is_empty());
         for (bad, why) in [
             ("integrity/1,req0", "message layer"),
-            ("req0,noise-ik/2", "pipe layer"),
+            ("req0,noise-ik/3", "pipe layer"),
             ("req0,rep0", "one protocol"),
             ("noise-xx/2", "no protocol"),
         ] {
