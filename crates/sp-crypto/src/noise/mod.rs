@@ -87,6 +87,8 @@ pub mod cipher;
 mod handshake;
 mod keypair;
 pub mod record;
+#[cfg(test)]
+mod vectors;
 
 use std::collections::HashSet;
 use std::sync::Arc;
