@@ -21,7 +21,9 @@ pub struct Options {
     /// Bytes queued per pipe on the way out (one larger message still fits
     /// alone). Default 4 MiB.
     pub send_queue_bytes: usize,
-    /// Bytes queued per socket on the way in. Default 4 MiB.
+    /// Bytes queued per socket on the way in. A cooked SURVEYOR holds each
+    /// survey's unread responses to the same budget (and `recv_queue` in
+    /// count), dropping what exceeds it as `QueueFull`. Default 4 MiB.
     pub recv_queue_bytes: usize,
     /// First reconnect delay of a dialer. Default 100 ms.
     pub reconnect_min: Duration,
