@@ -23,7 +23,13 @@ pub struct Options {
     pub send_queue_bytes: usize,
     /// Bytes queued per socket on the way in. A cooked SURVEYOR holds each
     /// survey's unread responses to the same budget (and `recv_queue` in
-    /// count), dropping what exceeds it as `QueueFull`. Default 4 MiB.
+    /// count), dropping what exceeds it as `QueueFull`. It also bounds what
+    /// the socket's transports allocate for frames on the peers' word, all
+    /// pipes together ([`crate::transport::AllocBudget`]): a frame of 16 KiB
+    /// or more is allocated whole when its length arrives (its body then read
+    /// straight into the message) only while this covers the bytes still to
+    /// come; otherwise its buffer grows as they arrive, so a frame larger
+    /// than this always takes that slower path. Default 4 MiB.
     pub recv_queue_bytes: usize,
     /// First reconnect delay of a dialer. Default 100 ms.
     pub reconnect_min: Duration,
