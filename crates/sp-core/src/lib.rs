@@ -33,7 +33,9 @@
 //!
 //! **In.** A transport reads frames, checking every length against the
 //! receive limit before it allocates, into buffers with room for the
-//! protocol's header. The pipe layers transform each frame back; the pipe's
+//! protocol's header; a large frame is allocated whole ahead of its bytes
+//! only within the socket's [`transport::AllocBudget`], else its buffer
+//! grows as they arrive. The pipe layers transform each frame back; the pipe's
 //! reader task (`pipe/reader.rs`) lets the routing parse the protocol header
 //! of every frame already decoded and delivers them to the socket's receive
 //! queue under one lock and one wake-up; the cooked protocol and the message

@@ -81,11 +81,15 @@ pub enum RejectReason {
     ProtocolError,
     /// An I/O error.
     Io,
+    /// The listener holds `Options::max_pipes_per_listener` pipes already.
+    ListenerFull,
+    /// The pipe received nothing for `Options::idle_timeout`.
+    IdleTimeout,
 }
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::BadHeader,
         RejectReason::ProtocolMismatch,
         RejectReason::LayerMismatch,
@@ -96,6 +100,8 @@ impl RejectReason {
         RejectReason::Hook,
         RejectReason::ProtocolError,
         RejectReason::Io,
+        RejectReason::ListenerFull,
+        RejectReason::IdleTimeout,
     ];
     fn index(self) -> usize {
         RejectReason::ALL
@@ -117,7 +123,7 @@ pub struct Counters {
     pipes_opened: AtomicU64,
     pipes_closed: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
-    rejects: [AtomicU64; 10],
+    rejects: [AtomicU64; RejectReason::ALL.len()],
 }
 
 impl Counters {
@@ -198,7 +204,7 @@ pub struct Stats {
     /// Pipes detached.
     pub pipes_closed: u64,
     drops: [u64; DropReason::ALL.len()],
-    rejects: [u64; 10],
+    rejects: [u64; RejectReason::ALL.len()],
 }
 
 impl Stats {

@@ -9,6 +9,7 @@ use tracing::{info_span, Instrument};
 use super::scope::Counted;
 use super::table::{next_pipe_id, LivePipes, PipeEntry};
 use crate::core::{Core, PipeEvent};
+use crate::endpoint::ListenerSlot;
 use crate::queue::Queue;
 use crate::routing::Routed;
 use crate::stats::{Counters, DropReason, RejectReason};
@@ -17,11 +18,13 @@ use crate::{Connection, Error, Message, Result};
 impl Core {
     /// Adds an open pipe: hooks, admission, then its writer and reader
     /// tasks. `endpoint` is the token of the dialer or listener it came
-    /// from: closing that endpoint aborts the pipe.
+    /// from: closing that endpoint aborts the pipe. `slot` is its place
+    /// among a listener's pipes, if it came from one.
     pub(crate) fn attach(
         self: &Arc<Self>,
         conn: Connection,
         endpoint: &CancellationToken,
+        slot: Option<ListenerSlot>,
     ) -> Result<Arc<PipeEntry>> {
         if self.is_closed() {
             return Err(Error::Closed);
@@ -50,6 +53,7 @@ impl Core {
             drain: abort.child_token(),
             abort,
             gone: CancellationToken::new(),
+            slot: std::sync::Mutex::new(slot),
         });
         // the limit and the insert under one lock: two pipes racing for a
         // PAIR's one place cannot both get it
@@ -136,6 +140,7 @@ impl Core {
         if self.write_pipes().remove(p.id).is_none() {
             return;
         }
+        drop(p.slot.lock().unwrap_or_else(|e| e.into_inner()).take());
         self.router.pipe_removed(p.id);
         self.counters.pipe_closed();
         if !self.is_closed() {

@@ -18,6 +18,7 @@ impl Core {
             local: self.announce.clone(),
             recv_limit: RecvLimit::new(self.opts.recv_max_size),
             counters: self.counters.clone(),
+            alloc_budget: self.alloc_budget.clone(),
         }
     }
 
