@@ -102,8 +102,8 @@ impl Core {
             let pipe_ep = ep.clone();
             let peer = raw.peer_addr();
             let evicted = half_open.spawn(&peer, async move {
-                if let Ok(conn) = core.open_pipe(raw, false).await {
-                    let _ = core.attach(conn, &pipe_ep);
+                if let Ok((conn, span)) = core.open_pipe(raw, false).await {
+                    let _ = core.attach(conn, span, &pipe_ep);
                 }
             });
             for _ in 0..evicted {
@@ -118,8 +118,8 @@ impl Core {
     pub(crate) async fn dial(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let ep = self.endpoint(url.to_string());
-        let conn = self.connect(&t, url).await?;
-        let pipe = self.attach(conn, &ep.cancel)?;
+        let (conn, span) = self.connect(&t, url).await?;
+        let pipe = self.attach(conn, span, &ep.cancel)?;
         self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()));
         Ok(ep)
     }
@@ -172,17 +172,19 @@ impl Core {
         }
         loop {
             match self.connect(t, &ep.url).await {
-                Ok(conn) => match self.attach(conn, &ep.cancel).map(|p| p.gone.clone()) {
-                    Ok(gone) => {
-                        backoff = min;
-                        gone.cancelled().await;
-                        sleep_jittered(min).await;
+                Ok((conn, span)) => {
+                    match self.attach(conn, span, &ep.cancel).map(|p| p.gone.clone()) {
+                        Ok(gone) => {
+                            backoff = min;
+                            gone.cancelled().await;
+                            sleep_jittered(min).await;
+                        }
+                        Err(_) => {
+                            sleep_jittered(backoff).await;
+                            backoff = (backoff * 2).min(max);
+                        }
                     }
-                    Err(_) => {
-                        sleep_jittered(backoff).await;
-                        backoff = (backoff * 2).min(max);
-                    }
-                },
+                }
                 Err(e) => {
                     debug!(target: "spstack", error = %e, ?backoff, "dial failed; will retry");
                     sleep_jittered(backoff).await;
@@ -192,7 +194,11 @@ impl Core {
         }
     }
 
-    async fn connect(&self, t: &Arc<dyn Transport>, url: &str) -> Result<Connection> {
+    async fn connect(
+        &self,
+        t: &Arc<dyn Transport>,
+        url: &str,
+    ) -> Result<(Connection, tracing::Span)> {
         let raw = t.dial(url).await?;
         self.open_pipe(raw, true).await
     }
