@@ -8,6 +8,7 @@
 
 mod args;
 mod decode;
+mod dissector;
 mod format;
 
 use std::io::{Read, Write};
@@ -110,6 +111,8 @@ Usage: spcat <proto> <addr>... [<fmt>] [<opts>...] [<src>]
 spcat decode --stack <layers> (--hex <hex> | --file <path>) [--transport <scheme> | --no-prefix]
   decodes one captured frame field by field; <layers>: pipe layers, the protocol,
   message layers, e.g. noise-xx/2,req0,integrity/1 (spcat decode --help)
+spcat dissector --stack <layers> [--declare <format>]... [--port <port>]... [--output <file>]
+  writes a Wireshark dissector (Lua) for SP/TCP with that stack (spcat dissector --help)
 spcat keygen [--dir DIR] [--kind signing|noise|both] [--force] NAME
   writes Ed25519 signing keys (PKCS#8 / SPKI PEM) and Noise static keys (base64)
 ";
@@ -742,6 +745,9 @@ fn main() {
     let words: Vec<Vec<u8>> = std::env::args_os().map(|a| a.into_vec()).collect();
     if words.get(1).map(|w| w.as_slice()) == Some(b"decode") {
         std::process::exit(decode::run(&words[2..]));
+    }
+    if words.get(1).map(|w| w.as_slice()) == Some(b"dissector") {
+        std::process::exit(dissector::run(&words[2..]));
     }
     if words.get(1).map(|w| w.as_slice()) == Some(b"keygen") {
         let args = words[2..]
