@@ -511,3 +511,24 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
         );
     }
 }
+
+#[test]
+fn dissector_mistakes_are_refused_with_the_reason() {
+    for (args, why) in [
+        (&["--stack", "integrity/1,req0"][..], "is a message layer"),
+        (
+            &["--stack", "req0", "--declare", "trace/1=seq"],
+            "is not name:type",
+        ),
+        (&["--stack", "req0", "--port", "0"], "a TCP port"),
+        (&["--stack", "req0", "--name", "SP"], "lower-case"),
+        (&["--port", "5555"], "--stack is required"),
+    ] {
+        let mut a = vec!["dissector"];
+        a.extend_from_slice(args);
+        let o = run(SPCAT, &a, WAIT);
+        assert_eq!(o.code, Some(1), "{args:?}");
+        assert!(o.stderr.contains(why), "{args:?}: {}", o.stderr);
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+}
