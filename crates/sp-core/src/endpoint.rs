@@ -133,17 +133,18 @@ impl Core {
             let pipe_ep = ep.clone();
             let held = held.clone();
             let evicted = half_open.spawn(&peer, async move {
-                let Ok(conn) = core.open_pipe(raw, false).await else {
+                let Ok((conn, span)) = core.open_pipe(raw, false).await else {
                     return;
                 };
                 // the places may have gone while the handshake ran
                 match ListenerSlot::take(&held, cap) {
                     Some(slot) => {
-                        let _ = core.attach(conn, &pipe_ep, Some(slot));
+                        let _ = core.attach(conn, span, &pipe_ep, Some(slot));
                     }
                     None => {
                         let peer = conn.info.peer_addr.clone();
                         drop(conn);
+                        let _g = span.enter();
                         core.refuse_full(&peer, "after its handshake");
                     }
                 }
@@ -172,8 +173,8 @@ impl Core {
     pub(crate) async fn dial(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let ep = self.endpoint(url.to_string());
-        let conn = self.connect(&t, url).await?;
-        let pipe = self.attach(conn, &ep.cancel, None)?;
+        let (conn, span) = self.connect(&t, url).await?;
+        let pipe = self.attach(conn, span, &ep.cancel, None)?;
         self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()));
         Ok(ep)
     }
@@ -226,17 +227,19 @@ impl Core {
         }
         loop {
             match self.connect(t, &ep.url).await {
-                Ok(conn) => match self.attach(conn, &ep.cancel, None).map(|p| p.gone.clone()) {
-                    Ok(gone) => {
-                        backoff = min;
-                        gone.cancelled().await;
-                        sleep_jittered(min).await;
+                Ok((conn, span)) => {
+                    match self.attach(conn, span, &ep.cancel, None).map(|p| p.gone.clone()) {
+                        Ok(gone) => {
+                            backoff = min;
+                            gone.cancelled().await;
+                            sleep_jittered(min).await;
+                        }
+                        Err(_) => {
+                            sleep_jittered(backoff).await;
+                            backoff = (backoff * 2).min(max);
+                        }
                     }
-                    Err(_) => {
-                        sleep_jittered(backoff).await;
-                        backoff = (backoff * 2).min(max);
-                    }
-                },
+                }
                 Err(e) => {
                     debug!(target: "spstack", error = %e, ?backoff, "dial failed; will retry");
                     sleep_jittered(backoff).await;
@@ -246,7 +249,11 @@ impl Core {
         }
     }
 
-    async fn connect(&self, t: &Arc<dyn Transport>, url: &str) -> Result<Connection> {
+    async fn connect(
+        &self,
+        t: &Arc<dyn Transport>,
+        url: &str,
+    ) -> Result<(Connection, tracing::Span)> {
         let raw = t.dial(url).await?;
         self.open_pipe(raw, true).await
     }

@@ -61,6 +61,7 @@
 //! | [`transport`] | what a transport provides; stream transports |
 //! | `socket/` | the socket facade, builder, contexts, devices |
 //! | [`stats`], [`queue`], [`describe`] | counters, the bounded queue, frame decoding |
+//! | `metrics` (feature `metrics`) | the counters and pipe events through the `metrics` facade |
 #![warn(missing_docs)]
 // a message handed back (`Err(msg)`, `Refused { msg, .. }`) is the point:
 // the caller keeps it without an allocation, so the large Err stays
@@ -74,6 +75,8 @@ mod endpoint;
 mod error;
 pub mod layer;
 mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod options;
 mod pipe;
 pub mod protocol;

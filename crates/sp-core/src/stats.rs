@@ -55,6 +55,23 @@ impl DropReason {
     fn index(self) -> usize {
         DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
     }
+    /// The reason in snake case (`no_peer`), as metrics label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::TooLarge => "too_large",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::Malformed => "malformed",
+            DropReason::Late => "late",
+            DropReason::NoSubscription => "no_subscription",
+            DropReason::PipeClosed => "pipe_closed",
+            DropReason::UnknownPipe => "unknown_pipe",
+            DropReason::Rejected => "rejected",
+            DropReason::Closed => "closed",
+            DropReason::NoPeer => "no_peer",
+            DropReason::WrongPipe => "wrong_pipe",
+        }
+    }
 }
 
 /// Why a pipe was refused or closed early.
@@ -108,6 +125,23 @@ impl RejectReason {
             .iter()
             .position(|r| *r == self)
             .unwrap_or(0)
+    }
+    /// The reason in snake case (`layer_mismatch`), as metrics label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::BadHeader => "bad_header",
+            RejectReason::ProtocolMismatch => "protocol_mismatch",
+            RejectReason::LayerMismatch => "layer_mismatch",
+            RejectReason::LayerFailed => "layer_failed",
+            RejectReason::HandshakeTimeout => "handshake_timeout",
+            RejectReason::Evicted => "evicted",
+            RejectReason::PipeLimit => "pipe_limit",
+            RejectReason::Hook => "hook",
+            RejectReason::ProtocolError => "protocol_error",
+            RejectReason::Io => "io",
+            RejectReason::ListenerFull => "listener_full",
+            RejectReason::IdleTimeout => "idle_timeout",
+        }
     }
 }
 
