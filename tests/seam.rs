@@ -144,3 +144,55 @@ async fn refusals_are_pipe_events_with_their_reason_and_layer() {
     assert_eq!(rep.stats().rejects(RejectReason::ProtocolMismatch), 1);
     assert_eq!(rep.stats().rejects(RejectReason::LayerMismatch), 1);
 }
+
+/// A message layer that changes nothing and remembers what its socket told
+/// it when attached: what a third-party layer binding itself to the
+/// protocol (as integrity does) relies on.
+struct SeesProtocol(Arc<Mutex<Vec<Option<spstack::ProtocolSpec>>>>);
+
+impl tower::Layer<spstack::layer::MessageIo> for SeesProtocol {
+    type Service = spstack::layer::MessageIo;
+    fn layer(&self, io: spstack::layer::MessageIo) -> spstack::layer::MessageIo {
+        io
+    }
+}
+
+impl spstack::layer::MessageLayer for SeesProtocol {
+    fn info(&self) -> spstack::layer::ComponentInfo {
+        spstack::layer::ComponentInfo::new("sees/1", spstack::Overhead::NONE)
+    }
+    fn attach(&self, handle: &spstack::layer::LayerHandle) {
+        self.0.lock().unwrap().push(handle.protocol());
+    }
+}
+
+#[test]
+fn a_message_layer_learns_its_sockets_protocol_and_peer_when_attached() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let _req = spstack::req0()
+        .message_layer(SeesProtocol(seen.clone()))
+        .build();
+    let _raw_rep = spstack::raw(spstack::Protocol::Rep0)
+        .message_layer(SeesProtocol(seen.clone()))
+        .build();
+    let _push = spstack::push0()
+        .message_layer(SeesProtocol(seen.clone()))
+        .build();
+    let got: Vec<(String, String)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let p = p.expect("a socket names its protocol");
+            (p.name.to_string(), p.peer.name().to_string())
+        })
+        .collect();
+    let want = [("req", "rep"), ("rep", "req"), ("push", "pull")]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+    assert_eq!(got, want);
+    // a layer attached by hand (a tool, a unit test) names none unless told
+    let h = spstack::layer::LayerHandle::detached("x/1");
+    assert_eq!(h.protocol(), None);
+    let spec = spstack::ProtocolId::PULL0.spec().unwrap();
+    assert_eq!(h.with_protocol(spec).protocol(), Some(spec));
+}

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::pipe::{BoxSink, BoxStream};
 use super::ComponentInfo;
+use crate::protocol::ProtocolSpec;
 use crate::stats::{Counters, DropReason};
 
 /// One logical message stream: what message layers wrap.
@@ -69,8 +70,10 @@ pub trait MessageLayer:
     /// Name, overhead, header format.
     fn info(&self) -> ComponentInfo;
     /// Called once when the socket is built, before any context is layered:
-    /// the handle counts what the layer drops into `Socket::stats()`
-    /// (keep it; a layer used on several sockets gets one call per socket).
+    /// the handle counts what the layer drops into `Socket::stats()` and
+    /// names the socket's protocol ([`LayerHandle::protocol`]), for a layer
+    /// that binds what it does to it (keep it; a layer used on several
+    /// sockets gets one call per socket).
     fn attach(&self, handle: &LayerHandle) {
         let _ = handle;
     }
@@ -86,16 +89,34 @@ pub trait MessageLayer:
 pub struct LayerHandle {
     counters: Arc<Counters>,
     name: String,
+    protocol: Option<ProtocolSpec>,
 }
 
 impl LayerHandle {
     pub(crate) fn new(counters: Arc<Counters>, name: String) -> LayerHandle {
-        LayerHandle { counters, name }
+        LayerHandle {
+            counters,
+            name,
+            protocol: None,
+        }
     }
     /// A handle counting into counters of its own (tests, or a layer used
-    /// without a socket).
+    /// without a socket). It names no protocol until [`LayerHandle::with_protocol`].
     pub fn detached(name: impl Into<String>) -> LayerHandle {
         LayerHandle::new(Arc::default(), name.into())
+    }
+    /// The same handle naming `protocol` as its socket's (the socket sets
+    /// it; a test or a tool attaching a layer by hand sets it here).
+    pub fn with_protocol(mut self, protocol: ProtocolSpec) -> LayerHandle {
+        self.protocol = Some(protocol);
+        self
+    }
+    /// The protocol of the socket the layer is built into: its id, name and
+    /// the protocol its peers speak (a layer above REQ sees `req`, peer
+    /// `rep`; a raw socket's layer sees the same). `None` only for a
+    /// detached handle.
+    pub fn protocol(&self) -> Option<ProtocolSpec> {
+        self.protocol
     }
     /// Counts a message the layer dropped, and traces it.
     pub fn dropped(&self, reason: DropReason) {
