@@ -70,10 +70,16 @@
 //! | `bad_signature` | `verify_strict` fails: altered trailer or payload, other audience, forged |
 //! | `stale` | timestamp older than `max_age` (30 s) or more than `max_skew` (5 s) ahead |
 //! | `unbound_reply` | requester only: `in_reply_to` is not this context's outstanding request |
-//! | `replayed` | (signer, epoch, seq) already seen, or below the 1024-wide window |
+//! | `replayed` | (signer, epoch, seq) already seen, or below the 1024-wide window; or of a forgotten epoch and not newer than its last message; or a new epoch while the signer's `max_epochs` are all active |
 //!
 //! The replay window is checked last, and only signed, fresh, bound messages
-//! update it (authenticate before changing state). An old reply replayed to
+//! update it (authenticate before changing state). Freshness compares the
+//! sender's wall clock with ours; the replay state never does: an epoch's
+//! window is forgotten only after `max_age + 2 * max_skew` of silence on the
+//! monotonic clock, and the forgotten epoch's newest date is kept so its
+//! messages stay refused. A wall clock that steps, here or at the sender,
+//! lets no replay in and locks no honest sender out for good (see
+//! [`Clock`] and `window.rs`). An old reply replayed to
 //! a new request is therefore counted `unbound_reply`, the more specific
 //! reason.
 //!
@@ -113,6 +119,7 @@
 //! signs (the key id is visible to relays unless hops are encrypted), and
 //! revocation beyond removing a key from [`TrustedSigners`].
 
+mod clock;
 mod record;
 mod window;
 
@@ -130,11 +137,12 @@ use sha2::{Digest, Sha256};
 use sp_core::layer::{ComponentInfo, Field, MessageIo, MessageLayer, Overhead};
 use sp_core::{BoxSink, BoxStream, Error, Message, Result, DEFAULT_HEADROOM};
 
+pub use clock::{Clock, SystemClock};
 pub use record::{
     encode_record, RecordFields, SignedHeader, SignedTrailer, Signer, DOMAIN, HEADER_LEN,
     MAX_AUDIENCE, TRAILER_LEN, VERSION,
 };
-pub use window::WINDOW;
+pub use window::{FORGOTTEN, WINDOW};
 
 use crate::keys::{hex, SigningKeypair, TrustedSigners};
 use window::{Refusal, ReplayGuard};
@@ -167,6 +175,7 @@ pub struct IntegrityConfig {
     max_age: Duration,
     max_skew: Duration,
     max_epochs: usize,
+    clock: Arc<dyn Clock>,
 }
 
 impl IntegrityConfig {
@@ -198,6 +207,7 @@ impl IntegrityConfig {
             max_age: DEFAULT_MAX_AGE,
             max_skew: DEFAULT_MAX_SKEW,
             max_epochs: DEFAULT_MAX_EPOCHS,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -227,10 +237,18 @@ impl IntegrityConfig {
 
     /// Epochs tracked per signer (each is a layer instance: a process
     /// restart or another socket with the same key). When all are in use
-    /// and none is old enough to forget safely, messages of a new epoch are
-    /// refused (counted `replayed`) until one ages out. At least 1.
+    /// and none has been silent for `max_age + 2 * max_skew` (measured on
+    /// the monotonic clock), messages of a new epoch are refused (counted
+    /// `replayed`) until one has. At least 1.
     pub fn max_epochs_per_signer(mut self, n: usize) -> Self {
         self.max_epochs = n.max(1);
+        self
+    }
+
+    /// The clocks the layer reads ([`SystemClock`] by default): for tests
+    /// and simulations that step the wall clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -399,6 +417,7 @@ struct Shared {
     seq: AtomicU64,
     replay: Mutex<ReplayGuard>,
     stats: IntegrityStats,
+    clock: Arc<dyn Clock>,
     /// The socket's counters (set when the socket is built).
     socket: std::sync::OnceLock<sp_core::layer::LayerHandle>,
 }
@@ -421,13 +440,6 @@ fn instance_random() -> [u8; 32] {
     h.update(std::process::id().to_be_bytes());
     h.update(N.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     h.finalize().into()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis().min(u64::MAX as u128) as u64)
-        .unwrap_or(0)
 }
 
 fn duration_ms(d: Duration) -> u64 {
@@ -494,7 +506,7 @@ impl Shared {
                 Some(&h.key_id),
             ));
         }
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         let ts = h.fields.timestamp_ms;
         if ts.saturating_add(self.max_age_ms) < now {
             return Err(self.reject(
@@ -519,19 +531,27 @@ impl Shared {
                 ));
             }
         }
-        // a stale message never gets here, so an epoch whose newest
-        // accepted timestamp is older than this can be forgotten safely
-        let forget_before = now.saturating_sub(self.max_age_ms);
         let verdict = self
             .replay
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .accept(&h.key_id, h.fields.epoch, h.fields.seq, ts, forget_before);
+            .accept(
+                &h.key_id,
+                h.fields.epoch,
+                h.fields.seq,
+                ts,
+                self.clock.monotonic(),
+            );
         match verdict {
             Ok(()) => Ok(h),
             Err(Refusal::Seen) => Err(self.reject(
                 Rejection::Replayed,
                 "(signer, epoch, seq) already seen or below the replay window",
+                Some(&h.key_id),
+            )),
+            Err(Refusal::Forgotten) => Err(self.reject(
+                Rejection::Replayed,
+                "of an epoch forgotten after a long silence, and dated no later than its last accepted message (a replay, or the sender's clock stepped back)",
                 Some(&h.key_id),
             )),
             Err(Refusal::TooManyEpochs) => Err(self.reject(
@@ -573,8 +593,15 @@ impl Integrity {
                 epoch: u64::from_be_bytes(e),
                 salt: instance_random(),
                 seq: AtomicU64::new(0),
-                replay: Mutex::new(ReplayGuard::new(cfg.max_epochs)),
+                // an epoch silent this long can only send fresh messages
+                // again if a wall clock stepped; forgetting it is then
+                // covered by the forgotten-epoch list (see window.rs)
+                replay: Mutex::new(ReplayGuard::new(
+                    cfg.max_epochs,
+                    cfg.max_age + cfg.max_skew * 2,
+                )),
                 stats: IntegrityStats::default(),
+                clock: cfg.clock.clone(),
                 socket: std::sync::OnceLock::new(),
                 signer: cfg.signer,
                 trusted: cfg.trusted,
@@ -628,7 +655,7 @@ impl Integrity {
             msg_id: s.msg_id(seq),
             epoch: s.epoch,
             seq,
-            timestamp_ms: now_ms(),
+            timestamp_ms: s.clock.wall_ms(),
             in_reply_to: None,
         };
         let mut buf = Vec::new();
@@ -731,7 +758,7 @@ impl SignSink {
             msg_id,
             epoch: s.epoch,
             seq,
-            timestamp_ms: now_ms(),
+            timestamp_ms: s.clock.wall_ms(),
             in_reply_to,
         };
         let trailer = s.signer.sign_into(&fields, m.body(), &mut self.buf);
@@ -941,7 +968,7 @@ mod tests {
             msg_id: [1; 16],
             epoch: 5,
             seq: 0,
-            timestamp_ms: now_ms(),
+            timestamp_ms: SystemClock.wall_ms(),
             in_reply_to: None,
         };
         let wire = a.shared.signer.sign_with(&f, b"pay 10");
@@ -1018,5 +1045,169 @@ mod tests {
         assert!(m.body().starts_with(b"weather/paris 21C"));
         assert_eq!(m.body().len(), 17 + TRAILER_LEN);
         assert!(m.headroom() >= DEFAULT_HEADROOM);
+    }
+
+    /// A clock the test steps by hand.
+    #[derive(Debug, Default)]
+    struct ManualClock {
+        wall: AtomicU64,
+        mono_ms: AtomicU64,
+    }
+
+    impl Clock for ManualClock {
+        fn wall_ms(&self) -> u64 {
+            self.wall.load(Ordering::SeqCst)
+        }
+        fn monotonic(&self) -> Duration {
+            Duration::from_millis(self.mono_ms.load(Ordering::SeqCst))
+        }
+    }
+
+    impl ManualClock {
+        fn at(wall: u64) -> Arc<ManualClock> {
+            let c = ManualClock::default();
+            c.wall.store(wall, Ordering::SeqCst);
+            Arc::new(c)
+        }
+        /// Real time passes: both clocks move.
+        fn pass(&self, ms: u64) {
+            self.wall.fetch_add(ms, Ordering::SeqCst);
+            self.mono_ms.fetch_add(ms, Ordering::SeqCst);
+        }
+        /// The wall clock is set to `wall` (a step): the monotonic one
+        /// does not move.
+        fn set_wall(&self, wall: u64) {
+            self.wall.store(wall, Ordering::SeqCst);
+        }
+    }
+
+    const T: u64 = 1_700_000_000_000;
+    const HOUR: u64 = 3_600_000;
+
+    fn fields_at(epoch: u64, seq: u64, ts: u64) -> RecordFields {
+        RecordFields {
+            msg_id: [seq as u8; 16],
+            epoch,
+            seq,
+            timestamp_ms: ts,
+            in_reply_to: None,
+        }
+    }
+
+    /// A receiver trusting `sender`, on `clock`, tracking `epochs` epochs.
+    fn receiver(sender: &SigningKeypair, clock: &Arc<ManualClock>, epochs: usize) -> Integrity {
+        let me = SigningKeypair::generate();
+        Integrity::new(
+            cfg(&me, &[sender], "svc")
+                .max_epochs_per_signer(epochs)
+                .clock(clock.clone()),
+        )
+    }
+
+    #[test]
+    fn a_wall_clock_step_back_locks_no_honest_sender_out() {
+        let k = SigningKeypair::generate();
+        let signer = Signer::new(k.clone(), "svc").unwrap();
+        // both clocks an hour ahead (a bad NTP server, a wrong RTC at boot)
+        let clock = ManualClock::at(T + HOUR);
+        let rx = receiver(&k, &clock, 1);
+        let mut buf = Vec::new();
+        let early = signer.sign_with(&fields_at(1, 0, T + HOUR), b"a");
+        assert!(rx.shared.verify(&early, None, &mut buf).is_ok());
+        // corrected; a minute later the sender restarts as a new epoch
+        clock.set_wall(T);
+        clock.pass(60_000);
+        let restart = signer.sign_with(&fields_at(2, 0, T + 60_000), b"b");
+        assert!(
+            rx.shared.verify(&restart, None, &mut buf).is_ok(),
+            "an honest sender was locked out until the old future date"
+        );
+        // the early message, replayed once the wall clock is wrong again,
+        // is still refused although its window is gone
+        clock.set_wall(T + HOUR);
+        assert_eq!(
+            rx.shared.verify(&early, None, &mut buf).unwrap_err(),
+            Rejection::Replayed
+        );
+        let s = rx.stats().snapshot();
+        assert_eq!((s.replayed, s.total_dropped()), (1, 1), "{s:?}");
+    }
+
+    #[test]
+    fn a_receiver_clock_stepping_forward_and_back_accepts_no_replay() {
+        let k = SigningKeypair::generate();
+        let signer = Signer::new(k.clone(), "svc").unwrap();
+        let clock = ManualClock::at(T);
+        let rx = receiver(&k, &clock, 2);
+        let mut buf = Vec::new();
+        let m = signer.sign_with(&fields_at(1, 0, T), b"pay");
+        assert!(rx.shared.verify(&m, None, &mut buf).is_ok());
+        // the wall clock jumps an hour ahead, one second passes: by the wall
+        // clock epoch 1 is long dead, but it has been silent for a second
+        clock.set_wall(T + HOUR);
+        clock.pass(1_000);
+        for e in [2, 3] {
+            let other = signer.sign_with(&fields_at(e, 0, T + HOUR + 1_000), b"x");
+            let r = rx.shared.verify(&other, None, &mut buf);
+            if e == 2 {
+                assert!(r.is_ok());
+            } else {
+                // no room: epoch 1 is not forgotten on the wall clock's word
+                assert_eq!(r.unwrap_err(), Rejection::Replayed);
+            }
+        }
+        // stepped back: epoch 1's message is fresh again, and still seen
+        clock.set_wall(T + 2_000);
+        assert_eq!(
+            rx.shared.verify(&m, None, &mut buf).unwrap_err(),
+            Rejection::Replayed
+        );
+        // once epoch 1 has really been silent long enough, a new epoch gets
+        // its room, and epoch 1's message stays refused
+        clock.pass(DEFAULT_MAX_AGE.as_millis() as u64 + 2 * DEFAULT_MAX_SKEW.as_millis() as u64);
+        let later = clock.wall_ms();
+        let fresh = signer.sign_with(&fields_at(4, 0, later), b"y");
+        assert!(rx.shared.verify(&fresh, None, &mut buf).is_ok());
+        clock.set_wall(T + 2_000);
+        assert_eq!(
+            rx.shared.verify(&m, None, &mut buf).unwrap_err(),
+            Rejection::Replayed
+        );
+        let s = rx.stats().snapshot();
+        assert_eq!((s.replayed, s.total_dropped()), (3, 3), "{s:?}");
+    }
+
+    #[test]
+    fn a_sender_whose_clock_stepped_back_keeps_its_epoch_and_its_replays_stay_refused() {
+        let k = SigningKeypair::generate();
+        let signer = Signer::new(k.clone(), "svc").unwrap();
+        let clock = ManualClock::at(T);
+        let rx = receiver(&k, &clock, 4);
+        let mut buf = Vec::new();
+        let sent: Vec<Vec<u8>> = (0..3)
+            .map(|i| signer.sign_with(&fields_at(1, i, T + i), b"m"))
+            .collect();
+        for m in &sent {
+            assert!(rx.shared.verify(m, None, &mut buf).is_ok());
+        }
+        // the sender's clock steps back 20 s (within max_age): its next
+        // messages pass, its old ones still do not
+        let back = signer.sign_with(&fields_at(1, 3, T - 20_000), b"n");
+        assert!(rx.shared.verify(&back, None, &mut buf).is_ok());
+        for m in &sent {
+            assert_eq!(
+                rx.shared.verify(m, None, &mut buf).unwrap_err(),
+                Rejection::Replayed
+            );
+        }
+        // stepped back beyond max_age: stale (a clock problem, not a
+        // replay), and accepted again once the clock is right
+        let far = signer.sign_with(&fields_at(1, 4, T - HOUR), b"o");
+        assert_eq!(
+            rx.shared.verify(&far, None, &mut buf).unwrap_err(),
+            Rejection::Stale
+        );
+        let fixed = signer.sign_with(&fields_at(1, 5, T + 10), b"p");
+        assert!(rx.shared.verify(&fixed, None, &mut buf).is_ok());
     }
 }
