@@ -20,6 +20,9 @@ use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
 use spstack::wiretap::{share_run, Dir, Rewrite, Wiretap as Proxy};
 use spstack::{Message, PipeEvent, Protocol, RejectReason, Socket, SocketBuilder};
 
+/// The audience both ends sign for.
+const SERVICE: &str = "payments";
+
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), f)
         .await
@@ -78,10 +81,14 @@ struct Chain {
 async fn chain(rewrite_hop1: Option<Rewrite>) -> Chain {
     let keys = Keys::new();
     // the server: REP, trusts only the client's signing key, admits only dev2's back
-    let server_integrity = Integrity::replier(IntegrityConfig::new(
-        keys.server_signer.clone(),
-        [keys.client_signer.verifying_key()],
-    ));
+    let server_integrity = Integrity::replier(
+        IntegrityConfig::new(
+            keys.server_signer.clone(),
+            [keys.client_signer.verifying_key()],
+            SERVICE,
+        )
+        .unwrap(),
+    );
     let server_stats = server_integrity.stats();
     let server = hop(spstack::rep0(), &keys.server, &keys.dev2_back)
         .message_layer(server_integrity)
@@ -124,10 +131,16 @@ async fn chain(rewrite_hop1: Option<Rewrite>) -> Chain {
     }
 
     // the client: REQ, trusts only the server's signing key
-    let client_integrity = Integrity::requester(IntegrityConfig::new(
-        keys.client_signer.clone(),
-        [keys.server_signer.verifying_key()],
-    ));
+    // it sends its requests to that server only
+    let client_integrity = Integrity::requester(
+        IntegrityConfig::new(
+            keys.client_signer.clone(),
+            [keys.server_signer.verifying_key()],
+            SERVICE,
+        )
+        .unwrap()
+        .answered_by([keys.server_signer.verifying_key()]),
+    );
     let client_stats = client_integrity.stats();
     let client = hop(spstack::req0(), &keys.client, &keys.dev1_front)
         .message_layer(client_integrity)
@@ -279,10 +292,15 @@ async fn a_device_cannot_sign() {
     serve(&c.server);
     assert_eq!(ask(&c, "hello").await, "re: hello");
     // device 2 makes up a request: unsigned, then signed with its own key
-    let forger = Integrity::new(IntegrityConfig::new(
-        SigningKeypair::generate(),
-        Vec::<ed25519_dalek::VerifyingKey>::new(),
-    ));
+    let forger = Integrity::requester(
+        IntegrityConfig::new(
+            SigningKeypair::generate(),
+            Vec::<ed25519_dalek::VerifyingKey>::new(),
+            SERVICE,
+        )
+        .unwrap(),
+    )
+    .on_protocol(spstack::ProtocolId::REQ0);
     let forged = forger.sign_message(b"pay the device").unwrap();
     for body in [b"unsigned order".to_vec(), forged.to_vec()] {
         let mut m = Message::from(body);

@@ -109,7 +109,7 @@ Usage: spcat <proto> <addr>... [<fmt>] [<opts>...] [<src>]
 
 spcat decode --stack <layers> (--hex <hex> | --file <path>) [--transport <scheme> | --no-prefix]
   decodes one captured frame field by field; <layers>: pipe layers, the protocol,
-  message layers, e.g. noise-xx/2,req0,integrity/1 (spcat decode --help)
+  message layers, e.g. noise-xx/2,req0,integrity/2 (spcat decode --help)
 spcat keygen [--dir DIR] [--kind signing|noise|both] [--force] NAME
   writes Ed25519 signing keys (PKCS#8 / SPKI PEM) and Noise static keys (base64)
 ";
