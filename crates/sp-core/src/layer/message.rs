@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::pipe::{BoxSink, BoxStream};
 use super::ComponentInfo;
+use crate::options::Options;
 use crate::protocol::ProtocolSpec;
 use crate::stats::{Counters, DropReason};
 
@@ -71,9 +72,10 @@ pub trait MessageLayer:
     fn info(&self) -> ComponentInfo;
     /// Called once when the socket is built, before any context is layered:
     /// the handle counts what the layer drops into `Socket::stats()` and
-    /// names the socket's protocol ([`LayerHandle::protocol`]), for a layer
-    /// that binds what it does to it (keep it; a layer used on several
-    /// sockets gets one call per socket).
+    /// names the socket's protocol ([`LayerHandle::protocol`]) and options
+    /// ([`LayerHandle::options`]), for a layer that binds what it does to
+    /// them (keep it; a layer used on several sockets gets one call per
+    /// socket).
     fn attach(&self, handle: &LayerHandle) {
         let _ = handle;
     }
@@ -90,6 +92,7 @@ pub struct LayerHandle {
     counters: Arc<Counters>,
     name: String,
     protocol: Option<ProtocolSpec>,
+    options: Option<Arc<Options>>,
 }
 
 impl LayerHandle {
@@ -98,6 +101,7 @@ impl LayerHandle {
             counters,
             name,
             protocol: None,
+            options: None,
         }
     }
     /// A handle counting into counters of its own (tests, or a layer used
@@ -110,6 +114,17 @@ impl LayerHandle {
     pub fn with_protocol(mut self, protocol: ProtocolSpec) -> LayerHandle {
         self.protocol = Some(protocol);
         self
+    }
+    /// The same handle naming `options` as its socket's.
+    pub fn with_options(mut self, options: Options) -> LayerHandle {
+        self.options = Some(Arc::new(options));
+        self
+    }
+    /// The options the socket was built with (a layer that must fit what
+    /// the protocol below does, e.g. how often REQ resends, reads them
+    /// here). `None` only for a detached handle.
+    pub fn options(&self) -> Option<&Options> {
+        self.options.as_deref()
     }
     /// The protocol of the socket the layer is built into: its id, name and
     /// the protocol its peers speak (a layer above REQ sees `req`, peer
