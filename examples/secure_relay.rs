@@ -94,13 +94,14 @@ async fn ask(client: &Socket, what: &str) -> Option<String> {
 
 fn report(name: &str, s: &IntegrityStats) {
     println!(
-        "  {name}: verified {}, dropped: bad signature {}, unknown signer {}, unsigned {}, misdirected {}, replayed {}, stale {}, unbound reply {}",
+        "  {name}: verified {}, dropped: bad signature {}, unknown signer {}, unsigned {}, misdirected {}, replayed {}, duplicate {}, stale {}, unbound reply {}",
         s.verified(),
         s.bad_signature(),
         s.unknown_signer(),
         s.unsigned(),
         s.misdirected(),
         s.replayed(),
+        s.duplicate(),
         s.stale(),
         s.unbound_reply()
     );

@@ -85,6 +85,7 @@ fn fields(seq: u64, timestamp_ms: u64) -> RecordFields {
         epoch: 0xfeed,
         seq,
         timestamp_ms,
+        valid_for_ms: 0,
         in_reply_to: None,
     }
 }
@@ -658,26 +659,26 @@ async fn counting_server(keys: &Keys) -> (Socket, IntegrityStats, String, Arc<At
     (s, stats, url, runs)
 }
 
+type Bodies = tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>;
+
 /// client → [raw REP | raw REQ] → `upstream`: a device that forwards both
 /// ways, drops the messages `drop_up` / `drop_down` say to (by index), and
-/// hands the test every reply body it forwards. Returns the front URL, the
-/// back socket (to inject with) and the replies.
+/// hands the test every body it sees. Returns the front URL, the back
+/// socket (to inject with), the replies and the requests.
 async fn lossy_device(
     upstream: &str,
     drop_up: impl Fn(usize) -> bool + Send + 'static,
     drop_down: impl Fn(usize) -> bool + Send + 'static,
-) -> (
-    String,
-    Socket,
-    tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
-) {
+) -> (String, Socket, Bodies, Bodies) {
     let (front, back, front_url) = raw_hop(raw::Rep0Raw, raw::Req0Raw, upstream).await;
     let (f, b) = (front.clone(), back.clone());
+    let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut i = 0;
         while let Ok(mut m) = f.raw().recv().await {
             let lost = drop_up(i);
             i += 1;
+            let _ = req_tx.send(m.body().to_vec());
             if lost {
                 continue;
             }
@@ -704,7 +705,7 @@ async fn lossy_device(
             }
         }
     });
-    (front_url, back, rx)
+    (front_url, back, rx, req_rx)
 }
 
 /// `body` as a request on a raw REQ socket (a fresh request id).
@@ -719,7 +720,7 @@ async fn a_reflected_reply_is_not_served_as_a_request() {
     let keys = Keys::new();
     // both ends trust both keys (one trust directory for the deployment)
     let (_rep, rep_stats, url, runs) = counting_server(&keys).await;
-    let (front_url, back, mut replies) = lossy_device(&url, |_| false, |_| false).await;
+    let (front_url, back, mut replies, _) = lossy_device(&url, |_| false, |_| false).await;
     let (req, _) = signed_client(&keys, &front_url).await;
     within("send", req.send("pay 10 to bob")).await.unwrap();
     let r = within("reply", req.recv()).await.unwrap();
@@ -866,6 +867,7 @@ async fn a_reply_answered_by_a_server_other_than_the_bound_one_is_refused() {
                 in_reply_to: Some(t.fields.msg_id),
                 seq: t.fields.seq,
                 timestamp_ms: now_ms(),
+                valid_for_ms: 0,
                 ..t.fields
             };
             let mut forged = Message::from(forger.sign_with(&fields, b"echo:paid"));
@@ -896,4 +898,111 @@ async fn a_reply_answered_by_a_server_other_than_the_bound_one_is_refused() {
     // A did run it (its own reply came second, after REQ had ended the
     // request on the forged one): the client was never told B's answer
     until("A ran it", || a_runs.load(Ordering::SeqCst) == 1).await;
+}
+#[tokio::test]
+async fn a_resent_request_verifies_and_is_answered_once() {
+    let keys = Keys::new();
+    let (_rep, rep_stats, url, runs) = counting_server(&keys).await;
+    // the first request and the first reply are lost on the way
+    let (front_url, _back, _replies, _) = lossy_device(&url, |i| i == 0, |i| i == 0).await;
+    let layer = Integrity::requester(keys.cfg(&keys.client));
+    let req_stats = layer.stats();
+    let req = req()
+        .with_options(|o| o.req_resend(Some(Duration::from_millis(200))))
+        .message_layer(layer)
+        .build();
+    within("dial", req.dial(&front_url)).await.unwrap();
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("the one reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "executed more than once");
+    assert_eq!(req_stats.verified(), 1);
+    // the context goes on as usual
+    within("send", req.send("next")).await.unwrap();
+    assert_eq!(
+        within("reply", req.recv()).await.unwrap().body(),
+        b"echo:next"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(rep_stats.verified(), 2);
+}
+
+#[tokio::test]
+async fn a_request_resent_after_max_age_still_verifies_and_runs_once() {
+    // REQ resends later than max_age (as by default: 60 s against 30 s),
+    // scaled down; the first request is lost
+    let keys = Keys::new();
+    let max_age = Duration::from_secs(1);
+    let resend = Duration::from_millis(1500);
+    let layer = Integrity::replier(keys.cfg(&keys.server).max_age(max_age));
+    let rep_stats = layer.stats();
+    let s = rep().message_layer(layer).build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = runs.clone();
+    let svc = tower::service_fn(move |m: Message| {
+        n.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Error>(Message::from([b"echo:", m.body()].concat())) }
+    });
+    tokio::spawn(sp_protocols::rep::serve(s, svc, 2));
+    let (front_url, _back, _replies, _requests) = lossy_device(&url, |i| i == 0, |_| false).await;
+    let layer = Integrity::requester(keys.cfg(&keys.client).max_age(max_age));
+    let req_stats = layer.stats();
+    let req = req()
+        .with_options(|o| o.req_resend(Some(resend)))
+        .message_layer(layer)
+        .build();
+    within("dial", req.dial(&front_url)).await.unwrap();
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(req_stats.verified(), 1);
+    let s = rep_stats.snapshot();
+    assert_eq!((s.verified, s.stale), (1, 0), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_captured_request_replayed_later_is_not_run_again() {
+    let keys = Keys::new();
+    let (_rep, rep_stats, url, runs) = counting_server(&keys).await;
+    let (front_url, _back, _replies, mut requests) = lossy_device(&url, |_| false, |_| false).await;
+    let (req, _) = signed_client(&keys, &front_url).await;
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    // whoever captured the request replays it, from a connection of its own
+    let captured = within("captured", requests.recv()).await.unwrap();
+    let attacker = transports(SocketBuilder::new(raw::Req0Raw)).build();
+    within("dial", attacker.dial(&url)).await.unwrap();
+    for id in [1, 2] {
+        within(
+            "replay",
+            attacker.raw().send(as_request(captured.clone(), id)),
+        )
+        .await
+        .unwrap();
+        // it gets the reply the client got (signed anew, for the client),
+        // nothing new is run
+        let again = within("the kept reply", attacker.raw().recv())
+            .await
+            .unwrap();
+        assert!(again.body().starts_with(b"echo:pay 10 to bob"));
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "a replayed request ran again"
+    );
+    let s = rep_stats.snapshot();
+    assert_eq!(
+        (s.verified, s.duplicate, s.reanswered, s.replayed),
+        (1, 2, 2, 0),
+        "{s:?}"
+    );
 }

@@ -46,7 +46,8 @@
 //! message's **kind** and **protocol pair**, the signer's key id (SHA-256 of
 //! its public key), the addressee `to`, a 128-bit `msg_id`, the sender's
 //! random `epoch`, its `seq` (one counter per socket, shared by all
-//! contexts), `timestamp_ms`, `in_reply_to` and the body.
+//! contexts), `timestamp_ms`, a request's `valid_for_ms`, `in_reply_to` and
+//! the body.
 //!
 //! * The **audience** names the service both ends serve. It is required
 //!   ([`IntegrityConfig::new`] refuses an empty one): keys are often shared
@@ -63,10 +64,12 @@
 //!   requester allows only one ([`IntegrityConfig::answered_by`]), and any
 //!   other server refuses it; a reply names the requester it answers.
 //! * **`in_reply_to`**: a reply names the `msg_id` of its request.
+//! * **`valid_for_ms`**: how long a request's sender may send it again
+//!   (see [Resends](#resends)).
 //!
 //! On the wire a fixed [`TRAILER_LEN`]-byte trailer ([`SignedTrailer`]:
 //! version 2, kind, protocol, peer protocol, key id, `to`, `msg_id`, epoch,
-//! seq, timestamp, `in_reply_to`, signature) follows the payload: the last
+//! seq, timestamp, validity, `in_reply_to`, signature) follows the payload: the last
 //! `TRAILER_LEN` bytes of the message body. It is declared as this layer's
 //! `Overhead` (a trailer) and trailer field list, so `Socket::new_message`
 //! reserves tailroom for it (no copy when it is appended) and
@@ -87,8 +90,9 @@
 //! | `unknown_signer` | key id not in the [`TrustedSigners`] (an empty set trusts nobody) |
 //! | `bad_signature` | `verify_strict` fails: altered trailer or payload, other audience, forged |
 //! | `misdirected` | signed for another kind (a reply at a REP, a request at a PULL...) or protocol pair, or a request addressed to another server |
-//! | `stale` | timestamp older than `max_age` (30 s) or more than `max_skew` (5 s) ahead |
+//! | `stale` | timestamp older than `max_age` (30 s; a request: its `valid_for_ms`, at most `max_request_age`, 5 min) or more than `max_skew` (5 s) ahead |
 //! | `unbound_reply` | requester only: not a reply to this context's outstanding request, not meant for this requester, or signed by a server the request did not allow |
+//! | `duplicate` | replier only: a request it took already, sent again (a REQ resend, or a replay of it); answered again from the reply cache if it was answered (`reanswered`), never run twice |
 //! | `replayed` | (signer, epoch, seq) already seen, or below the 1024-wide window; or of a forgotten epoch and not newer than its last message; or a new epoch while the signer's `max_epochs` are all active |
 //!
 //! The replay window is checked last, and only signed, fresh, bound
@@ -126,10 +130,41 @@
 //! * **One way** (PUSH/PULL, PUB/SUB, BUS, PAIR): no binding beyond the
 //!   kind and protocol pair.
 //!
-//! Duplicate suppression has a consequence for REQ resends: a request that
-//! reached the replier once is refused as `replayed` if REQ sends the same
-//! signed bytes again, so a lost *reply* is not answered twice (at most
-//! once execution); a lost *request* is still delivered by the resend.
+//! # Resends
+//!
+//! REQ sends a request again when no reply came within its resend interval
+//! (`Options::req_resend`, 60 s by default), and it sends the very bytes it
+//! was given: the signed request, with its first timestamp. Two things make
+//! that work without weakening replay protection:
+//!
+//! * **The request says how long it may be resent.** A REQ's layer reads
+//!   the resend interval from the socket's options (`LayerHandle::options`)
+//!   and signs `valid_for_ms` = two intervals plus `max_skew` (125 s by
+//!   default) into each request whose resends outlast `max_age`. The replier
+//!   takes a request that old, but never older than its own
+//!   [`IntegrityConfig::max_request_age`] (5 min): so the first and second
+//!   resends of a lost request verify, a third is `stale`.
+//! * **The replier takes each request once.** A resend carries the same
+//!   (signer, epoch, seq), which the replay window has seen. A REP
+//!   remembers the requests it took and the replies it gave them (within
+//!   [`IntegrityConfig::reply_cache_bytes`], until the request could no
+//!   longer be fresh, on the monotonic clock): a request sent again while
+//!   it is being answered is dropped (its reply is coming), one answered
+//!   already gets the same reply again, signed anew; both count as
+//!   `duplicate`. So a lost request is recovered by the resend, a lost reply
+//!   by the replier answering the resend, and a request runs at most once.
+//!
+//! A captured request replayed later is handled the same way: never run
+//! again while the replier runs (the replay window and the forgotten-epoch
+//! list refuse it even after the reply is no longer kept), at most answered
+//! with the reply its sender already got, signed for that sender. The one
+//! cost of the longer validity: a replier that restarts has lost its replay
+//! state, and a request captured less than `valid_for_ms` before (at most
+//! `max_request_age`) runs again there; without resends (`valid_for_ms`
+//! 0) that exposure is `max_age`, as for every other message. A REQ whose
+//! resends go to another server (a pool) may have a request run by two
+//! servers, as any REQ does; address requests to one server
+//! ([`IntegrityConfig::answered_by`] with one key) to rule that out.
 //!
 //! # Costs
 //!
@@ -141,7 +176,11 @@
 //! does); otherwise the message is copied once, into a buffer with room for
 //! the trailer and for the protocol's header. Per message received: the same
 //! record copy, one `verify_strict`, a short lock on the socket-wide replay
-//! state; the trailer is cut off without moving the payload.
+//! state; the trailer is cut off without moving the payload. A REP keeps
+//! each reply's signed record (no copy: the signing buffer is handed over,
+//! so the next reply allocates a new one) while a resend of its request may
+//! come, within the cache's byte budget; answering a resend again costs a
+//! signature and two copies of the reply.
 //!
 //! # What it does not do
 //!
@@ -149,6 +188,7 @@
 //! signs (the key id is visible to relays unless hops are encrypted), and
 //! revocation beyond removing a key from [`TrustedSigners`].
 
+mod answers;
 mod clock;
 mod record;
 mod window;
@@ -177,6 +217,7 @@ pub use record::{
 pub use window::{FORGOTTEN, WINDOW};
 
 use crate::keys::{hex, key_id_of, SigningKeypair, TrustedSigners};
+use answers::{Answer, Answers, Known, RequestKey};
 use window::{Refusal, ReplayGuard};
 
 /// The layer's name, as `Socket::components` and `describe` show it. The
@@ -192,6 +233,14 @@ pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(5);
 /// Default bound on epochs (sender restarts / sockets sharing a key)
 /// tracked per signer.
 pub const DEFAULT_MAX_EPOCHS: usize = 64;
+/// Default `max_request_age`: the longest a replier takes a request its
+/// requester says it may resend (two of REQ's default 60 s resends fit).
+pub const DEFAULT_MAX_REQUEST_AGE: Duration = Duration::from_secs(300);
+/// Default budget of a replier's memory of answered requests.
+pub const DEFAULT_REPLY_CACHE_BYTES: usize = 4 << 20;
+/// How many of REQ's resend intervals a request stays valid for: the
+/// original and two resends (one lost resend is recovered too).
+const RESENDS_COVERED: u32 = 2;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -213,7 +262,9 @@ pub struct IntegrityConfig {
     answered_by: Option<Vec<[u8; 32]>>,
     max_age: Duration,
     max_skew: Duration,
+    max_request_age: Duration,
     max_epochs: usize,
+    reply_cache_bytes: usize,
     clock: Arc<dyn Clock>,
 }
 
@@ -232,7 +283,8 @@ impl IntegrityConfig {
     ///
     /// Defaults: every trusted key may answer a request
     /// ([`IntegrityConfig::answered_by`]), `max_age` 30 s, `max_skew` 5 s,
-    /// 64 epochs per signer, the system clocks.
+    /// `max_request_age` 5 min, 64 epochs per signer, a 4 MiB reply cache,
+    /// the system clocks.
     pub fn new(
         key: SigningKeypair,
         trusted: impl IntoIterator<Item = VerifyingKey>,
@@ -259,7 +311,9 @@ impl IntegrityConfig {
             answered_by: None,
             max_age: DEFAULT_MAX_AGE,
             max_skew: DEFAULT_MAX_SKEW,
+            max_request_age: DEFAULT_MAX_REQUEST_AGE,
             max_epochs: DEFAULT_MAX_EPOCHS,
+            reply_cache_bytes: DEFAULT_REPLY_CACHE_BYTES,
             clock: Arc::new(SystemClock),
         })
     }
@@ -281,10 +335,29 @@ impl IntegrityConfig {
     }
 
     /// How old a message may be (by its signed timestamp) and still pass.
-    /// A requester sends its request again while it is younger than this
-    /// (see [`Integrity`]).
+    /// A request its requester may resend for longer says so, and is taken
+    /// that long (up to [`IntegrityConfig::max_request_age`]).
     pub fn max_age(mut self, d: Duration) -> Self {
         self.max_age = d;
+        self
+    }
+
+    /// Replier: the longest a request is taken when its requester says it
+    /// may resend it for longer than `max_age` (a REQ signs two of its
+    /// resend intervals plus `max_skew`). This is how long a captured
+    /// request stays replayable at a replier that restarted (its replay
+    /// state is in memory); a running replier never takes it twice.
+    pub fn max_request_age(mut self, d: Duration) -> Self {
+        self.max_request_age = d;
+        self
+    }
+
+    /// Replier (REP): bytes kept of the replies to requests that may still
+    /// be resent, so a request whose reply was lost is answered again
+    /// without running twice. 0 keeps nothing: such a resend is dropped
+    /// (`duplicate`) and the requester never gets its reply.
+    pub fn reply_cache_bytes(mut self, bytes: usize) -> Self {
+        self.reply_cache_bytes = bytes;
         self
     }
 
@@ -331,6 +404,10 @@ pub enum Rejection {
     Misdirected,
     /// Seen before (same signer, epoch and seq), or too old for the window.
     Replayed,
+    /// A request this replier took already, sent again (a REQ resend, or a
+    /// replay of it): not delivered again; answered again if its reply is
+    /// kept.
+    Duplicate,
     /// Timestamp too old or too far in the future.
     Stale,
     /// A reply not bound to this context's outstanding request.
@@ -346,6 +423,7 @@ impl Rejection {
             Rejection::UnknownSigner => "unknown_signer",
             Rejection::Misdirected => "misdirected",
             Rejection::Replayed => "replayed",
+            Rejection::Duplicate => "duplicate",
             Rejection::Stale => "stale",
             Rejection::UnboundReply => "unbound_reply",
         }
@@ -365,10 +443,12 @@ struct Counters {
     unknown_signer: AtomicU64,
     misdirected: AtomicU64,
     replayed: AtomicU64,
+    duplicate: AtomicU64,
     stale: AtomicU64,
     unbound_reply: AtomicU64,
     verified: AtomicU64,
     signed: AtomicU64,
+    reanswered: AtomicU64,
 }
 
 /// A snapshot of an [`IntegrityStats`] handle.
@@ -384,6 +464,9 @@ pub struct IntegrityCounts {
     pub misdirected: u64,
     /// Refused: replay.
     pub replayed: u64,
+    /// Not delivered again: a request taken already (answered again when
+    /// its reply is kept, see `reanswered`).
+    pub duplicate: u64,
     /// Refused: timestamp out of range.
     pub stale: u64,
     /// Refused: reply not bound to the outstanding request.
@@ -392,6 +475,8 @@ pub struct IntegrityCounts {
     pub verified: u64,
     /// Signed and sent.
     pub signed: u64,
+    /// Replies sent again, signed anew, to a request sent again.
+    pub reanswered: u64,
 }
 
 impl IntegrityCounts {
@@ -402,6 +487,7 @@ impl IntegrityCounts {
             + self.unknown_signer
             + self.misdirected
             + self.replayed
+            + self.duplicate
             + self.stale
             + self.unbound_reply
     }
@@ -427,10 +513,12 @@ impl IntegrityStats {
         unknown_signer,
         misdirected,
         replayed,
+        duplicate,
         stale,
         unbound_reply,
         verified,
-        signed
+        signed,
+        reanswered
     );
 
     /// All counters at once.
@@ -441,10 +529,12 @@ impl IntegrityStats {
             unknown_signer: self.unknown_signer(),
             misdirected: self.misdirected(),
             replayed: self.replayed(),
+            duplicate: self.duplicate(),
             stale: self.stale(),
             unbound_reply: self.unbound_reply(),
             verified: self.verified(),
             signed: self.signed(),
+            reanswered: self.reanswered(),
         }
     }
 
@@ -460,6 +550,7 @@ impl IntegrityStats {
             Rejection::UnknownSigner => &self.0.unknown_signer,
             Rejection::Misdirected => &self.0.misdirected,
             Rejection::Replayed => &self.0.replayed,
+            Rejection::Duplicate => &self.0.duplicate,
             Rejection::Stale => &self.0.stale,
             Rejection::UnboundReply => &self.0.unbound_reply,
         };
@@ -514,6 +605,11 @@ struct Binding {
     role: Role,
     protocol: ProtocolId,
     peer: ProtocolId,
+    /// Requester: how long its protocol may resend a request (signed into
+    /// it); 0 if it does not.
+    valid_for_ms: u32,
+    /// Replier: its requesters resend, so replies are kept for them.
+    keeps_replies: bool,
 }
 
 impl Binding {
@@ -540,7 +636,29 @@ impl Binding {
             role,
             protocol: spec.id,
             peer: spec.peer,
+            valid_for_ms: 0,
+            keeps_replies: false,
         }
+    }
+
+    /// What the socket's options say about resends: a REQ resends a
+    /// request every `req_resend`, so it signs it valid for that many
+    /// resends; a REP is the peer of such resends and keeps replies.
+    fn with_resends(mut self, opts: Option<&sp_core::Options>, s: &Shared) -> Binding {
+        if self.role == Role::Requester && self.protocol == ProtocolId::REQ0 {
+            if let Some(d) = opts.and_then(|o| o.req_resend) {
+                let want = duration_ms(d)
+                    .saturating_mul(u64::from(RESENDS_COVERED))
+                    .saturating_add(s.max_skew_ms);
+                // no longer than needed: it is how long a capture of it
+                // stays usable against a replier that restarted
+                if want > s.max_age_ms {
+                    self.valid_for_ms = want.min(u64::from(u32::MAX)) as u32;
+                }
+            }
+        }
+        self.keeps_replies = self.role == Role::Replier && self.peer == ProtocolId::REQ0;
+        self
     }
 }
 
@@ -557,6 +675,7 @@ struct Outstanding {
 struct Answering {
     msg_id: [u8; 16],
     requester: [u8; 32],
+    key: RequestKey,
 }
 
 /// State of one socket's layer, shared by every context's wrapper.
@@ -567,11 +686,14 @@ struct Shared {
     answered_by: Option<Vec<[u8; 32]>>,
     max_age_ms: u64,
     max_skew_ms: u64,
+    max_request_age_ms: u64,
     epoch: u64,
     /// Secret of this instance from which msg_ids are derived.
     salt: [u8; 32],
     seq: AtomicU64,
     replay: Mutex<ReplayGuard>,
+    /// Replier: requests taken and their replies, for resends.
+    answers: Mutex<Answers>,
     stats: IntegrityStats,
     clock: Arc<dyn Clock>,
     /// The socket's counters (set when the socket is built).
@@ -602,6 +724,10 @@ fn instance_random() -> [u8; 32] {
 
 fn duration_ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
+}
+
+fn lock_answers(a: &Mutex<Answers>) -> std::sync::MutexGuard<'_, Answers> {
+    a.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
@@ -641,6 +767,11 @@ impl Shared {
             epoch: self.epoch,
             seq,
             timestamp_ms: self.clock.wall_ms(),
+            valid_for_ms: if b.role == Role::Requester {
+                b.valid_for_ms
+            } else {
+                0
+            },
             in_reply_to,
         }
     }
@@ -651,25 +782,34 @@ impl Shared {
         if let Some(h) = self.socket.get() {
             h.dropped(sp_core::DropReason::Rejected);
         }
-        tracing::warn!(
-            target: "spstack",
-            layer = LAYER_NAME,
-            reason = r.name(),
-            signer = key_id.map(|k| hex(&k[..8])).unwrap_or_default(),
-            "integrity: dropped a message: {why}"
-        );
+        let signer = key_id.map(|k| hex(&k[..8])).unwrap_or_default();
+        if r == Rejection::Duplicate {
+            // the normal price of a lost message, not an attack
+            tracing::debug!(target: "spstack", layer = LAYER_NAME, reason = r.name(), signer, "integrity: {why}");
+        } else {
+            tracing::warn!(
+                target: "spstack",
+                layer = LAYER_NAME,
+                reason = r.name(),
+                signer,
+                "integrity: dropped a message: {why}"
+            );
+        }
         r
     }
 
     /// Checks a received message body (payload, then trailer) taken by a
     /// socket bound as `b`; a requester passes the request its context
-    /// waits on. On success returns the trailer.
+    /// waits on. On success returns the trailer. A replier given a request
+    /// it answered already gets [`Rejection::Duplicate`] and, in `again`,
+    /// the reply to send once more.
     fn verify(
         &self,
         body: &[u8],
         b: Option<Binding>,
         waiting: Option<Outstanding>,
         buf: &mut Vec<u8>,
+        again: &mut Option<Answer>,
     ) -> std::result::Result<SignedTrailer, Rejection> {
         let h = SignedTrailer::parse(body)
             .map_err(|why| self.reject(Rejection::Unsigned, why, None))?;
@@ -735,7 +875,15 @@ impl Shared {
         }
         let now = self.clock.wall_ms();
         let ts = f.timestamp_ms;
-        if ts.saturating_add(self.max_age_ms) < now {
+        // a request its requester resends stays valid for those resends,
+        // within this replier's own bound
+        let max_age = if f.kind == RecordKind::Request {
+            self.max_age_ms
+                .max(u64::from(f.valid_for_ms).min(self.max_request_age_ms))
+        } else {
+            self.max_age_ms
+        };
+        if ts.saturating_add(max_age) < now {
             return Err(self.reject(
                 Rejection::Stale,
                 "timestamp older than max_age (replay of an old message, or a slow clock at the sender)",
@@ -752,24 +900,55 @@ impl Shared {
         if b.role == Role::Requester {
             self.check_bound(&h, waiting)?;
         }
+        let mono = self.clock.monotonic();
         let verdict = self
             .replay
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .accept(&h.key_id, f.epoch, f.seq, ts, self.clock.monotonic());
-        match verdict {
-            Ok(()) => Ok(h),
-            Err(Refusal::Seen) => Err(self.reject(
+            .accept(&h.key_id, f.epoch, f.seq, ts, mono);
+        let key: RequestKey = (h.key_id, f.epoch, f.seq);
+        let keeps = b.keeps_replies;
+        if verdict.is_ok() && keeps {
+            // a resend can come while the request is fresh: until then (on
+            // the monotonic clock) it and its reply are remembered
+            let left = ts.saturating_add(max_age).saturating_sub(now);
+            let keep = Duration::from_millis(left.saturating_add(self.max_skew_ms));
+            lock_answers(&self.answers).taken(key, mono + keep, mono);
+        }
+        let known = match verdict {
+            Err(Refusal::Seen | Refusal::Forgotten) if keeps => {
+                lock_answers(&self.answers).known(&key, mono)
+            }
+            _ => Known::Unknown,
+        };
+        match (verdict, known) {
+            (Ok(()), _) => Ok(h),
+            // taken here before: never run again; answered again if the
+            // reply is kept, else its reply is still to come
+            (Err(_), Known::Answered(a)) => {
+                *again = Some(a);
+                Err(self.reject(
+                    Rejection::Duplicate,
+                    "a request answered already, sent again (a lost reply, or a replay of it): its reply goes out again",
+                    Some(&h.key_id),
+                ))
+            }
+            (Err(_), Known::Taken) => Err(self.reject(
+                Rejection::Duplicate,
+                "a request taken already and not answered yet, sent again: its reply will follow",
+                Some(&h.key_id),
+            )),
+            (Err(Refusal::Seen), Known::Unknown) => Err(self.reject(
                 Rejection::Replayed,
                 "(signer, epoch, seq) already seen or below the replay window",
                 Some(&h.key_id),
             )),
-            Err(Refusal::Forgotten) => Err(self.reject(
+            (Err(Refusal::Forgotten), Known::Unknown) => Err(self.reject(
                 Rejection::Replayed,
                 "of an epoch forgotten after a long silence, and dated no later than its last accepted message (a replay, or the sender's clock stepped back)",
                 Some(&h.key_id),
             )),
-            Err(Refusal::TooManyEpochs) => Err(self.reject(
+            (Err(Refusal::TooManyEpochs), _) => Err(self.reject(
                 Rejection::Replayed,
                 "too many live epochs for this signer (raise max_epochs_per_signer if many sockets share the key)",
                 Some(&h.key_id),
@@ -843,6 +1022,7 @@ impl Integrity {
             shared: Arc::new(Shared {
                 max_age_ms: duration_ms(cfg.max_age),
                 max_skew_ms: duration_ms(cfg.max_skew),
+                max_request_age_ms: duration_ms(cfg.max_request_age),
                 epoch: u64::from_be_bytes(e),
                 salt: instance_random(),
                 seq: AtomicU64::new(0),
@@ -853,6 +1033,7 @@ impl Integrity {
                     cfg.max_epochs,
                     cfg.max_age + cfg.max_skew * 2,
                 )),
+                answers: Mutex::new(Answers::new(cfg.reply_cache_bytes)),
                 stats: IntegrityStats::default(),
                 clock: cfg.clock.clone(),
                 socket: OnceLock::new(),
@@ -896,7 +1077,7 @@ impl Integrity {
         let spec = protocol
             .spec()
             .unwrap_or(ProtocolSpec::new(protocol, "unknown", protocol));
-        self.preset = Some(Binding::of(spec, self.asked));
+        self.preset = Some(Binding::of(spec, self.asked).with_resends(None, &self.shared));
         self
     }
 
@@ -968,6 +1149,7 @@ fn trailer_fields() -> Vec<Field> {
         Field::be("epoch", 8),
         Field::be("seq", 8),
         Field::be("timestamp_ms", 8),
+        Field::be("valid_for_ms", 4),
         Field::bytes("in_reply_to", 16),
         Field::bytes("signature", 64),
     ]
@@ -977,7 +1159,7 @@ impl MessageLayer for Integrity {
     fn attach(&self, handle: &sp_core::layer::LayerHandle) {
         let _ = self.shared.socket.set(handle.clone());
         if let Some(spec) = handle.protocol() {
-            let b = Binding::of(spec, self.asked);
+            let b = Binding::of(spec, self.asked).with_resends(handle.options(), &self.shared);
             if self.shared.bound.set(b).is_err() && self.shared.bound.get() != Some(&b) {
                 tracing::warn!(
                     target: "spstack",
@@ -1013,14 +1195,24 @@ fn lock(c: &Ctx) -> std::sync::MutexGuard<'_, CtxState> {
     c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The context's sending half below this layer, shared by both of ours.
+type Tx = Arc<Mutex<BoxSink>>;
+
+fn lock_tx(t: &Tx) -> std::sync::MutexGuard<'_, BoxSink> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl tower::Layer<MessageIo> for Integrity {
     type Service = MessageIo;
     fn layer(&self, io: MessageIo) -> MessageIo {
         let ctx: Ctx = Arc::default();
         let binding = self.binding();
+        // the receiving half answers a resent request itself, on the
+        // context it arrived on, so both halves send
+        let tx: Tx = Arc::new(Mutex::new(io.tx));
         MessageIo::new(
             Box::pin(SignSink {
-                inner: io.tx,
+                inner: tx.clone(),
                 shared: self.shared.clone(),
                 binding,
                 ctx: ctx.clone(),
@@ -1028,6 +1220,9 @@ impl tower::Layer<MessageIo> for Integrity {
             }),
             Box::pin(VerifyStream {
                 inner: io.rx,
+                tx,
+                out: None,
+                flushing: false,
                 shared: self.shared.clone(),
                 binding,
                 ctx,
@@ -1039,7 +1234,7 @@ impl tower::Layer<MessageIo> for Integrity {
 
 /// Signs on the way down.
 struct SignSink {
-    inner: BoxSink,
+    inner: Tx,
     shared: Arc<Shared>,
     binding: Option<Binding>,
     ctx: Ctx,
@@ -1056,6 +1251,7 @@ impl SignSink {
                 "no protocol to sign for: the layer was not built into a socket",
             )
         })?;
+        let mut answering = None;
         let (to, in_reply_to) = match b.role {
             Role::Replier => {
                 // a reply is signed for exactly the request it answers
@@ -1064,6 +1260,7 @@ impl SignSink {
                         "no request to reply to on this context: receive one first",
                     ));
                 };
+                answering = Some(a);
                 (Some(a.requester), Some(a.msg_id))
             }
             Role::Requester => (s.addressed(), None),
@@ -1071,6 +1268,17 @@ impl SignSink {
         };
         let fields = s.next_fields(b, to, in_reply_to);
         let trailer = s.signer.sign_into(&fields, m.body(), &mut self.buf);
+        if let (Some(a), true) = (answering, b.keeps_replies) {
+            // the record holds the reply's payload already: keep it whole
+            // (no copy; the next record gets a new buffer)
+            let answer = Answer {
+                record: Arc::new(std::mem::take(&mut self.buf)),
+                payload_len: m.body().len(),
+                requester: a.requester,
+                in_reply_to: a.msg_id,
+            };
+            lock_answers(&s.answers).answered(&a.key, answer, s.clock.monotonic());
+        }
         if !m.is_unique() || m.tailroom() < TRAILER_LEN {
             // one copy into a buffer with room for this trailer behind and
             // the protocol's header in front (extend_body alone would copy
@@ -1082,6 +1290,7 @@ impl SignSink {
                 m.tailroom().max(TRAILER_LEN),
             );
             fresh.body_mut().copy_from_slice(m.body());
+            sp_core::record_copy(m.body().len());
             if !m.header().is_empty() {
                 fresh.push_header(m.header());
             }
@@ -1104,24 +1313,30 @@ impl SignSink {
 
 impl Sink<Message> for SignSink {
     type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.as_mut().poll_ready(cx)
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        lock_tx(&self.inner).as_mut().poll_ready(cx)
     }
     fn start_send(mut self: Pin<&mut Self>, m: Message) -> Result<()> {
         let m = self.sign(m)?;
-        self.inner.as_mut().start_send(m)
+        lock_tx(&self.inner).as_mut().start_send(m)
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.as_mut().poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        lock_tx(&self.inner).as_mut().poll_flush(cx)
     }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.as_mut().poll_close(cx)
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        lock_tx(&self.inner).as_mut().poll_close(cx)
     }
 }
 
 /// Verifies on the way up; drops and counts what fails.
 struct VerifyStream {
     inner: BoxStream,
+    /// The context's sending half, for replies sent again.
+    tx: Tx,
+    /// A reply to send again, waiting for room below.
+    out: Option<Message>,
+    /// `out` was handed over and is being flushed.
+    flushing: bool,
     shared: Arc<Shared>,
     binding: Option<Binding>,
     ctx: Ctx,
@@ -1132,11 +1347,66 @@ struct VerifyStream {
 /// garbage cannot hold the executor thread.
 const DROP_BUDGET: usize = 64;
 
+impl VerifyStream {
+    /// The kept reply to a request sent again, signed anew (its own seq and
+    /// a fresh timestamp: the first one may be too old by now).
+    fn reanswer(&mut self, a: &Answer) -> Option<Message> {
+        let s = &self.shared;
+        let b = self.binding?;
+        let payload = a.payload();
+        let fields = s.next_fields(b, Some(a.requester), Some(a.in_reply_to));
+        let trailer = s.signer.sign_into(&fields, payload, &mut self.buf);
+        let mut m = Message::with_capacity(DEFAULT_HEADROOM, payload.len(), TRAILER_LEN);
+        m.body_mut().copy_from_slice(payload);
+        sp_core::record_copy(payload.len());
+        m.extend_body(&trailer);
+        s.stats.0.signed.fetch_add(1, Ordering::Relaxed);
+        s.stats.0.reanswered.fetch_add(1, Ordering::Relaxed);
+        Some(m)
+    }
+
+    /// Sends `out` on this context. It must leave before the next request
+    /// is read: the protocol below routes it like the request just read
+    /// (REP: by its backtrace), which the next read replaces.
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut tx = lock_tx(&self.tx);
+        if let Some(m) = self.out.take() {
+            match tx.as_mut().poll_ready(cx) {
+                Poll::Pending => {
+                    self.out = Some(m);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(target: "spstack", layer = LAYER_NAME, error = %e, "integrity: could not send a reply again");
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(())) => match tx.as_mut().start_send(m) {
+                    Ok(()) => self.flushing = true,
+                    Err(e) => {
+                        tracing::debug!(target: "spstack", layer = LAYER_NAME, error = %e, "integrity: could not send a reply again");
+                        return Poll::Ready(());
+                    }
+                },
+            }
+        }
+        if self.flushing {
+            if tx.as_mut().poll_flush(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.flushing = false;
+        }
+        Poll::Ready(())
+    }
+}
+
 impl Stream for VerifyStream {
     type Item = Result<Message>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         let this = self.get_mut();
         let role = this.binding.map(|b| b.role);
+        if this.poll_out(cx).is_pending() {
+            return Poll::Pending;
+        }
         for _ in 0..DROP_BUDGET {
             let mut m = match this.inner.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(m))) => m,
@@ -1158,9 +1428,10 @@ impl Stream for VerifyStream {
                 Some(Role::Requester) => lock(&this.ctx).waiting,
                 _ => None,
             };
+            let mut again = None;
             match this
                 .shared
-                .verify(m.body(), this.binding, waiting, &mut this.buf)
+                .verify(m.body(), this.binding, waiting, &mut this.buf, &mut again)
             {
                 Ok(h) => {
                     // parse checked the body holds the trailer; the payload
@@ -1170,6 +1441,7 @@ impl Stream for VerifyStream {
                         lock(&this.ctx).answering = Some(Answering {
                             msg_id: h.fields.msg_id,
                             requester: h.key_id,
+                            key: (h.key_id, h.fields.epoch, h.fields.seq),
                         });
                     }
                     this.shared.stats.0.verified.fetch_add(1, Ordering::Relaxed);
@@ -1178,6 +1450,12 @@ impl Stream for VerifyStream {
                 Err(r) => {
                     if role == Some(Role::Requester) {
                         lock(&this.ctx).refused = Some(r);
+                    }
+                    if let Some(a) = again {
+                        this.out = this.reanswer(&a);
+                        if this.poll_out(cx).is_pending() {
+                            return Poll::Pending;
+                        }
                     }
                 }
             }
@@ -1207,13 +1485,15 @@ mod tests {
             epoch,
             seq,
             timestamp_ms: ts,
+            valid_for_ms: 0,
             in_reply_to: None,
         }
     }
 
     /// `i` checks `body` as its socket would (a requester waiting on nothing).
     fn check(i: &Integrity, body: &[u8]) -> std::result::Result<SignedTrailer, Rejection> {
-        i.shared.verify(body, i.binding(), None, &mut Vec::new())
+        i.shared
+            .verify(body, i.binding(), None, &mut Vec::new(), &mut None)
     }
 
     #[test]
@@ -1229,6 +1509,7 @@ mod tests {
             epoch: 0x0102_0304_0506_0708,
             seq: 42,
             timestamp_ms: 1_700_000_000_000,
+            valid_for_ms: 0,
             in_reply_to: Some([9; 16]),
         };
         let wire = s.sign_with(&f, b"body");
@@ -1286,7 +1567,9 @@ mod tests {
         assert_eq!(t, 6);
         assert!(SignedTrailer::parse(&good).is_ok());
         let at = |field: usize| t + field;
-        let (kind, to, reply) = (1, 1 + 1 + 2 + 2 + 32, 1 + 1 + 2 + 2 + 32 + 32 + 16 + 24);
+        let (kind, to) = (1, 1 + 1 + 2 + 2 + 32);
+        let valid = to + 32 + 16 + 24;
+        let reply = valid + 4;
         for (what, i, v) in [
             ("version 1 (the former format)", at(0), 1),
             ("version 3", at(0), 3),
@@ -1294,6 +1577,7 @@ mod tests {
             ("kind 4", at(kind), 4),
             ("a one-way message with an addressee", at(to), 1),
             ("a one-way message naming a request", at(reply), 1),
+            ("a one-way message with a resend validity", at(valid), 1),
         ] {
             let mut v2 = good.clone();
             v2[i] = v;
@@ -1314,10 +1598,17 @@ mod tests {
             SignedTrailer::parse(&s.sign_with(&f, b"")).is_err(),
             "no request"
         );
-        // a request answers nothing
-        f.kind = RecordKind::Request;
         f.in_reply_to = Some([1; 16]);
+        f.valid_for_ms = 1;
+        assert!(
+            SignedTrailer::parse(&s.sign_with(&f, b"")).is_err(),
+            "a reply resent"
+        );
+        // a request answers nothing, and may say how long it is resent
+        f.kind = RecordKind::Request;
         assert!(SignedTrailer::parse(&s.sign_with(&f, b"")).is_err());
+        f.in_reply_to = None;
+        assert!(SignedTrailer::parse(&s.sign_with(&f, b"")).is_ok());
         // one byte lost at the end: the trailer is read from the wrong place
         assert!(SignedTrailer::parse(&good[..good.len() - 1]).is_err());
     }
@@ -1466,7 +1757,9 @@ mod tests {
         let k = SigningKeypair::generate();
         let layer = Integrity::new(cfg(&k, &[&k], "x")).on_protocol(ProtocolId::PUSH0);
         let mut sink = SignSink {
-            inner: Box::pin(futures::sink::drain().sink_map_err(|e| match e {})),
+            inner: Arc::new(Mutex::new(Box::pin(
+                futures::sink::drain().sink_map_err(|e| match e {}),
+            ))),
             shared: layer.shared.clone(),
             binding: layer.binding(),
             ctx: Arc::default(),
@@ -1649,5 +1942,142 @@ mod tests {
         assert_eq!(check(&rx, &far).unwrap_err(), Rejection::Stale);
         let fixed = signer.sign_with(&push_fields(1, 5, T + 10), b"p");
         assert!(check(&rx, &fixed).is_ok());
+    }
+
+    /// `protocol`'s layer on `clock`, told the socket's options.
+    fn built(i: Integrity, protocol: ProtocolId, opts: &sp_core::Options) -> (Integrity, Binding) {
+        let spec = protocol.spec().unwrap();
+        let b = Binding::of(spec, None).with_resends(Some(opts), &i.shared);
+        let i = Integrity {
+            preset: Some(b),
+            ..i
+        };
+        (i, b)
+    }
+
+    #[test]
+    fn a_req_signs_its_requests_valid_for_its_resends_and_a_rep_caps_that() {
+        let k = SigningKeypair::generate();
+        let opts = sp_core::Options::default();
+        // REQ's default: a resend every 60 s; max_age 30 s, max_skew 5 s
+        let (_, b) = built(
+            Integrity::new(cfg(&k, &[&k], "svc")),
+            ProtocolId::REQ0,
+            &opts,
+        );
+        assert_eq!(b.valid_for_ms, 125_000, "two resends and the skew");
+        assert!(!b.keeps_replies);
+        // resends within max_age, or none: nothing beyond max_age
+        for resend in [Some(Duration::from_secs(5)), None] {
+            let o = sp_core::Options::default().req_resend(resend);
+            let (_, b) = built(Integrity::new(cfg(&k, &[&k], "svc")), ProtocolId::REQ0, &o);
+            assert_eq!(b.valid_for_ms, 0, "{resend:?}");
+        }
+        // a surveyor does not resend
+        let (_, b) = built(
+            Integrity::new(cfg(&k, &[&k], "svc")),
+            ProtocolId::SURVEYOR0,
+            &opts,
+        );
+        assert_eq!(b.valid_for_ms, 0);
+        let (_, b) = built(
+            Integrity::new(cfg(&k, &[&k], "svc")),
+            ProtocolId::REP0,
+            &opts,
+        );
+        assert!(b.keeps_replies);
+        let (_, b) = built(
+            Integrity::new(cfg(&k, &[&k], "svc")),
+            ProtocolId::RESPONDENT0,
+            &opts,
+        );
+        assert!(!b.keeps_replies, "surveys are not resent");
+
+        // at the REP: 61 s old is taken when its REQ said 125 s, not when it
+        // said nothing; 301 s is beyond the REP's own 300 s bound whatever
+        // the request says
+        let signer = Signer::new(k.clone(), "svc").unwrap();
+        let clock = ManualClock::at(T);
+        let (rep, _) = built(
+            Integrity::new(cfg(&k, &[&k], "svc").clock(clock.clone())),
+            ProtocolId::REP0,
+            &opts,
+        );
+        let request = |seq, age: u64, valid| RecordFields {
+            kind: RecordKind::Request,
+            protocol: ProtocolId::REQ0,
+            peer_protocol: ProtocolId::REP0,
+            valid_for_ms: valid,
+            ..push_fields(1, seq, T - age)
+        };
+        let cases = [
+            (request(0, 61_000, 125_000), None),
+            (request(1, 61_000, 0), Some(Rejection::Stale)),
+            (request(2, 29_000, 0), None),
+            (request(3, 126_000, 125_000), Some(Rejection::Stale)),
+            (request(4, 301_000, u32::MAX), Some(Rejection::Stale)),
+            (request(5, 299_000, u32::MAX), None),
+        ];
+        for (i, (f, want)) in cases.iter().enumerate() {
+            let got = check(&rep, &signer.sign_with(f, b"q"));
+            assert_eq!(got.err(), *want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_request_is_taken_once_whatever_the_clocks_do() {
+        let k = SigningKeypair::generate();
+        let signer = Signer::new(k.clone(), "svc").unwrap();
+        let clock = ManualClock::at(T);
+        let (rep, _) = built(
+            Integrity::new(cfg(&k, &[&k], "svc").clock(clock.clone())),
+            ProtocolId::REP0,
+            &sp_core::Options::default(),
+        );
+        let f = RecordFields {
+            kind: RecordKind::Request,
+            protocol: ProtocolId::REQ0,
+            peer_protocol: ProtocolId::REP0,
+            valid_for_ms: 125_000,
+            ..push_fields(1, 0, T)
+        };
+        let wire = signer.sign_with(&f, b"pay 10");
+        let b = rep.binding();
+        let verify = |again: &mut Option<Answer>| {
+            rep.shared
+                .verify(&wire, b, None, &mut Vec::new(), again)
+                .map(|_| ())
+        };
+        let mut again = None;
+        assert_eq!(verify(&mut again), Ok(()));
+        // sent again while it is being answered: dropped, nothing to resend
+        clock.pass(1_000);
+        assert_eq!(verify(&mut again), Err(Rejection::Duplicate));
+        assert!(again.is_none());
+        // answered: sent again, its reply goes out again
+        let key = (k.key_id(), 1, 0);
+        let answer = Answer {
+            record: Arc::new(b"record...reply".to_vec()),
+            payload_len: 5,
+            requester: k.key_id(),
+            in_reply_to: f.msg_id,
+        };
+        lock_answers(&rep.shared.answers).answered(&key, answer, clock.monotonic());
+        clock.pass(59_000);
+        assert_eq!(verify(&mut again), Err(Rejection::Duplicate));
+        assert_eq!(
+            again.take().map(|a| a.payload().to_vec()),
+            Some(b"reply".to_vec())
+        );
+        // past its validity: stale
+        clock.pass(70_000);
+        assert_eq!(verify(&mut again), Err(Rejection::Stale));
+        // the wall clock steps back to when it was fresh: the reply is no
+        // longer kept (monotonic), and the request is still not run again
+        clock.set_wall(T + 1_000);
+        assert_eq!(verify(&mut again), Err(Rejection::Replayed));
+        assert!(again.is_none());
+        let s = rep.stats().snapshot();
+        assert_eq!((s.duplicate, s.stale, s.replayed), (2, 1, 1), "{s:?}");
     }
 }

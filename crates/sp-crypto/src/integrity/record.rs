@@ -18,9 +18,10 @@ pub const VERSION: u8 = 2;
 /// version (1) | kind (1) | protocol (2, BE) | peer_protocol (2, BE)
 ///   | signer key id (32) | to (32, zeros: none) | msg_id (16)
 ///   | epoch (8, BE) | seq (8, BE) | timestamp_ms (8, BE)
-///   | in_reply_to (16, zeros: none) | Ed25519 signature (64)
+///   | valid_for_ms (4, BE) | in_reply_to (16, zeros: none)
+///   | Ed25519 signature (64)
 /// ```
-pub const TRAILER_LEN: usize = 1 + 1 + 2 + 2 + 32 + 32 + 16 + 8 + 8 + 8 + 16 + 64;
+pub const TRAILER_LEN: usize = 1 + 1 + 2 + 2 + 32 + 32 + 16 + 8 + 8 + 8 + 4 + 16 + 64;
 
 /// The former name of [`TRAILER_LEN`] (the block used to precede the body;
 /// it now follows it). Same value.
@@ -38,7 +39,8 @@ const OFF_MSG_ID: usize = OFF_TO + 32;
 const OFF_EPOCH: usize = OFF_MSG_ID + 16;
 const OFF_SEQ: usize = OFF_EPOCH + 8;
 const OFF_TS: usize = OFF_SEQ + 8;
-const OFF_REPLY: usize = OFF_TS + 8;
+const OFF_VALID: usize = OFF_TS + 8;
+const OFF_REPLY: usize = OFF_VALID + 4;
 const OFF_SIG: usize = OFF_REPLY + 16;
 
 /// What a signed message is, in the exchange its protocol pair defines.
@@ -107,6 +109,11 @@ pub struct RecordFields {
     pub seq: u64,
     /// Milliseconds since the Unix epoch when signed.
     pub timestamp_ms: u64,
+    /// A request: how long after `timestamp_ms` its sender may still send
+    /// these same bytes again (its protocol's resends), so a replier takes
+    /// it that long (within its own `max_request_age`); 0: no resends,
+    /// `max_age` applies. Zero for every other kind.
+    pub valid_for_ms: u32,
     /// A reply: the `msg_id` of the request it answers.
     pub in_reply_to: Option<[u8; 16]>,
 }
@@ -178,6 +185,10 @@ impl SignedTrailer {
             }
             _ => {}
         }
+        let valid_for_ms = u32::from_be_bytes(arr::<4>(t, OFF_VALID));
+        if kind != RecordKind::Request && valid_for_ms != 0 {
+            return Err("only a request has a resend validity");
+        }
         Ok(SignedTrailer {
             key_id: arr::<32>(t, OFF_KEY),
             fields: RecordFields {
@@ -189,6 +200,7 @@ impl SignedTrailer {
                 epoch: u64_at(t, OFF_EPOCH),
                 seq: u64_at(t, OFF_SEQ),
                 timestamp_ms: u64_at(t, OFF_TS),
+                valid_for_ms,
                 in_reply_to,
             },
             signature: arr::<64>(t, OFF_SIG),
@@ -216,7 +228,8 @@ fn write_fields(h: &mut [u8], key_id: &[u8; 32], f: &RecordFields) {
     h[OFF_MSG_ID..OFF_EPOCH].copy_from_slice(&f.msg_id);
     h[OFF_EPOCH..OFF_SEQ].copy_from_slice(&f.epoch.to_be_bytes());
     h[OFF_SEQ..OFF_TS].copy_from_slice(&f.seq.to_be_bytes());
-    h[OFF_TS..OFF_REPLY].copy_from_slice(&f.timestamp_ms.to_be_bytes());
+    h[OFF_TS..OFF_VALID].copy_from_slice(&f.timestamp_ms.to_be_bytes());
+    h[OFF_VALID..OFF_REPLY].copy_from_slice(&f.valid_for_ms.to_be_bytes());
     h[OFF_REPLY..OFF_SIG].copy_from_slice(&f.in_reply_to.unwrap_or([0; 16]));
 }
 
@@ -226,7 +239,8 @@ fn write_fields(h: &mut [u8], key_id: &[u8; 32], f: &RecordFields) {
 /// u16 len || "spstack/integrity/v2" || u16 len || audience
 ///   || kind (u8) || protocol (u16) || peer_protocol (u16) || key_id (32)
 ///   || to (32) || msg_id (16) || epoch (u64) || seq (u64)
-///   || timestamp_ms (u64) || in_reply_to (16) || u64 len || body
+///   || timestamp_ms (u64) || valid_for_ms (u32) || in_reply_to (16)
+///   || u64 len || body
 /// ```
 ///
 /// All integers big-endian; `to` and `in_reply_to` are zeros when absent
