@@ -1006,3 +1006,47 @@ async fn a_captured_request_replayed_later_is_not_run_again() {
         "{s:?}"
     );
 }
+
+#[tokio::test]
+async fn a_raw_rep_with_the_layer_answers_a_resend_on_the_resent_requests_route() {
+    let keys = Keys::new();
+    // a raw REP with the layer: the application routes replies itself, by
+    // the backtrace each request arrives with
+    let layer = Integrity::replier(keys.cfg(&keys.server));
+    let rep_stats = layer.stats();
+    let s = transports(SocketBuilder::new(raw::Rep0Raw))
+        .message_layer(layer)
+        .build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (srv, n) = (s.clone(), runs.clone());
+    tokio::spawn(async move {
+        while let Ok(m) = srv.recv().await {
+            n.fetch_add(1, Ordering::SeqCst);
+            let mut r = Message::from([b"echo:", m.body()].concat());
+            r.push_header(m.header());
+            r.set_pipe(m.pipe());
+            if srv.send(r).await.is_err() {
+                return;
+            }
+        }
+    });
+    // the first reply is lost
+    let (front_url, _back, _replies, _) = lossy_device(&url, |_| false, |i| i == 0).await;
+    let layer = Integrity::requester(keys.cfg(&keys.client));
+    let req = req()
+        .with_options(|o| o.req_resend(Some(Duration::from_millis(200))))
+        .message_layer(layer)
+        .build();
+    within("dial", req.dial(&front_url)).await.unwrap();
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(rep_stats.reanswered() >= 1);
+}

@@ -210,6 +210,7 @@ fn a_signed_request_decodes_the_declared_integrity_trailer() {
         "msg_id",
         "seq",
         "timestamp_ms",
+        "valid_for_ms",
         "in_reply_to",
         "signature",
     ] {
@@ -225,6 +226,12 @@ fn a_signed_request_decodes_the_declared_integrity_trailer() {
         "{out}"
     );
     assert_eq!(value("to"), Some(vec!["00"; 32].join(" ")), "{out}");
+    // REQ's default resend (60 s): two of them and the 5 s skew
+    assert_eq!(
+        value("valid_for_ms").as_deref(),
+        Some("125000 (0x1e848)"),
+        "{out}"
+    );
     assert_eq!(body_len(&out), Some(BODY.len()), "{out}");
 }
 

@@ -140,8 +140,8 @@
 //! * **The request says how long it may be resent.** A REQ's layer reads
 //!   the resend interval from the socket's options (`LayerHandle::options`)
 //!   and signs `valid_for_ms` = two intervals plus `max_skew` (125 s by
-//!   default) into each request whose resends outlast `max_age`. The replier
-//!   takes a request that old, but never older than its own
+//!   default) into each request. The replier takes a request that old (or
+//!   its own `max_age`, if longer), but never older than its own
 //!   [`IntegrityConfig::max_request_age`] (5 min): so the first and second
 //!   resends of a lost request verify, a third is `stale`.
 //! * **The replier takes each request once.** A resend carries the same
@@ -152,7 +152,10 @@
 //!   it is being answered is dropped (its reply is coming), one answered
 //!   already gets the same reply again, signed anew; both count as
 //!   `duplicate`. So a lost request is recovered by the resend, a lost reply
-//!   by the replier answering the resend, and a request runs at most once.
+//!   by the replier answering the resend, and a request runs at most once:
+//!   one the application took and never answered (a failed handler) is not
+//!   run again on a resend either; the requester gets no reply and should
+//!   send a new request.
 //!
 //! A captured request replayed later is handled the same way: never run
 //! again while the replier runs (the replay window and the forgotten-epoch
@@ -643,18 +646,16 @@ impl Binding {
 
     /// What the socket's options say about resends: a REQ resends a
     /// request every `req_resend`, so it signs it valid for that many
-    /// resends; a REP is the peer of such resends and keeps replies.
+    /// resends (whatever the replier's `max_age`, which this side does not
+    /// know; the replier takes the longer of the two, within its own bound);
+    /// a REP is the peer of such resends and keeps replies.
     fn with_resends(mut self, opts: Option<&sp_core::Options>, s: &Shared) -> Binding {
         if self.role == Role::Requester && self.protocol == ProtocolId::REQ0 {
             if let Some(d) = opts.and_then(|o| o.req_resend) {
                 let want = duration_ms(d)
                     .saturating_mul(u64::from(RESENDS_COVERED))
                     .saturating_add(s.max_skew_ms);
-                // no longer than needed: it is how long a capture of it
-                // stays usable against a replier that restarted
-                if want > s.max_age_ms {
-                    self.valid_for_ms = want.min(u64::from(u32::MAX)) as u32;
-                }
+                self.valid_for_ms = want.min(u64::from(u32::MAX)) as u32;
             }
         }
         self.keeps_replies = self.role == Role::Replier && self.peer == ProtocolId::REQ0;
@@ -1350,7 +1351,9 @@ const DROP_BUDGET: usize = 64;
 impl VerifyStream {
     /// The kept reply to a request sent again, signed anew (its own seq and
     /// a fresh timestamp: the first one may be too old by now).
-    fn reanswer(&mut self, a: &Answer) -> Option<Message> {
+    /// `header` is the request's as it arrived: empty above cooked REP
+    /// (which routes by the context), the backtrace above a raw REP.
+    fn reanswer(&mut self, a: &Answer, header: &[u8]) -> Option<Message> {
         let s = &self.shared;
         let b = self.binding?;
         let payload = a.payload();
@@ -1360,6 +1363,9 @@ impl VerifyStream {
         m.body_mut().copy_from_slice(payload);
         sp_core::record_copy(payload.len());
         m.extend_body(&trailer);
+        if !header.is_empty() {
+            m.push_header(header);
+        }
         s.stats.0.signed.fetch_add(1, Ordering::Relaxed);
         s.stats.0.reanswered.fetch_add(1, Ordering::Relaxed);
         Some(m)
@@ -1452,7 +1458,7 @@ impl Stream for VerifyStream {
                         lock(&this.ctx).refused = Some(r);
                     }
                     if let Some(a) = again {
-                        this.out = this.reanswer(&a);
+                        this.out = this.reanswer(&a, m.header());
                         if this.poll_out(cx).is_pending() {
                             return Poll::Pending;
                         }
@@ -1967,12 +1973,14 @@ mod tests {
         );
         assert_eq!(b.valid_for_ms, 125_000, "two resends and the skew");
         assert!(!b.keeps_replies);
-        // resends within max_age, or none: nothing beyond max_age
-        for resend in [Some(Duration::from_secs(5)), None] {
-            let o = sp_core::Options::default().req_resend(resend);
-            let (_, b) = built(Integrity::new(cfg(&k, &[&k], "svc")), ProtocolId::REQ0, &o);
-            assert_eq!(b.valid_for_ms, 0, "{resend:?}");
-        }
+        // short resends: short validity (a replier takes at least its own
+        // max_age anyway); none: none
+        let o = sp_core::Options::default().req_resend(Some(Duration::from_secs(1)));
+        let (_, b) = built(Integrity::new(cfg(&k, &[&k], "svc")), ProtocolId::REQ0, &o);
+        assert_eq!(b.valid_for_ms, 7_000);
+        let o = sp_core::Options::default().req_resend(None);
+        let (_, b) = built(Integrity::new(cfg(&k, &[&k], "svc")), ProtocolId::REQ0, &o);
+        assert_eq!(b.valid_for_ms, 0);
         // a surveyor does not resend
         let (_, b) = built(
             Integrity::new(cfg(&k, &[&k], "svc")),
