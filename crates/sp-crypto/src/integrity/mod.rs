@@ -69,8 +69,8 @@
 //!
 //! On the wire a fixed [`TRAILER_LEN`]-byte trailer ([`SignedTrailer`]:
 //! version 2, kind, protocol, peer protocol, key id, `to`, `msg_id`, epoch,
-//! seq, timestamp, validity, `in_reply_to`, signature) follows the payload: the last
-//! `TRAILER_LEN` bytes of the message body. It is declared as this layer's
+//! seq, timestamp, validity, `in_reply_to`, signature) follows the payload:
+//! the last `TRAILER_LEN` bytes of the message body. It is declared as this layer's
 //! `Overhead` (a trailer) and trailer field list, so `Socket::new_message`
 //! reserves tailroom for it (no copy when it is appended) and
 //! `Socket::describe` and `spcat decode` read it. The layer's name carries
@@ -81,8 +81,9 @@
 //!
 //! Each refused message is dropped, counted in [`IntegrityStats`] and in
 //! the socket's own counters (`socket.stats()`, `DropReason::Rejected`),
-//! and logged (a `tracing` warning with target `"spstack"` and the reason);
-//! the stream goes on with the next message. In the order checked:
+//! and logged (a `tracing` warning with target `"spstack"` and the reason;
+//! a debug line for a `duplicate`, the normal price of a lost message); the
+//! stream goes on with the next message. In the order checked:
 //!
 //! | counter | why |
 //! |---|---|
@@ -165,9 +166,11 @@
 //! state, and a request captured less than `valid_for_ms` before (at most
 //! `max_request_age`) runs again there; without resends (`valid_for_ms`
 //! 0) that exposure is `max_age`, as for every other message. A REQ whose
-//! resends go to another server (a pool) may have a request run by two
-//! servers, as any REQ does; address requests to one server
-//! ([`IntegrityConfig::answered_by`] with one key) to rule that out.
+//! resend goes to another server (a pool behind a device) may have a
+//! request run by two servers, as any REQ does. Addressing requests to one
+//! server ([`IntegrityConfig::answered_by`] with one key) rules that out:
+//! the others refuse them. Pool members that share one signing key are one
+//! server to this layer, and each may run a resent request once.
 //!
 //! # Costs
 //!
