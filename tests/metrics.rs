@@ -3,8 +3,8 @@
 //! is tested), scraped over HTTP from its axum route while a peer sends it
 //! traffic and a peer of the wrong protocol is refused.
 
-use std::time::Duration;
 use spstack::{DropReason, RejectReason};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

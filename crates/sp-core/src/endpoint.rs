@@ -228,7 +228,10 @@ impl Core {
         loop {
             match self.connect(t, &ep.url).await {
                 Ok((conn, span)) => {
-                    match self.attach(conn, span, &ep.cancel, None).map(|p| p.gone.clone()) {
+                    match self
+                        .attach(conn, span, &ep.cancel, None)
+                        .map(|p| p.gone.clone())
+                    {
                         Ok(gone) => {
                             backoff = min;
                             gone.cancelled().await;

@@ -31,7 +31,7 @@ fn usage_text() -> String {
                     [--transport <scheme> | --no-prefix] [--raw] [--declare <format>]...
   <layers>  the stack from the transport up, comma-separated: pipe layers,
             the protocol, message layers (nearest the protocol first), e.g.
-            noise-xx/2,req0,integrity/1
+            noise-xx/2,req0,integrity/2
     protocol        {}
                     (req0 for req...); append /raw (or give --raw) for the
                     raw form a device uses
@@ -75,20 +75,24 @@ enum Kind {
 /// signed with them.
 fn known_layers() -> Vec<(Kind, ComponentInfo)> {
     let noise = |p| Noise::new(NoiseConfig::new(StaticKeypair::generate()).pattern(p)).info();
-    let integrity = Integrity::new(IntegrityConfig::new(
-        SigningKeypair::generate(),
-        TrustedSigners::new(),
-    ));
-    vec![
+    let mut known = vec![
         (Kind::Pipe, noise(Pattern::XX)),
         (Kind::Pipe, noise(Pattern::IK)),
-        (Kind::Message, integrity.info()),
-        (Kind::Message, sp_ws::Opcodes::new().info()),
-    ]
+    ];
+    // any audience will do: the format does not depend on it
+    if let Ok(cfg) = IntegrityConfig::new(
+        SigningKeypair::generate(),
+        TrustedSigners::new(),
+        "spcat-decode",
+    ) {
+        known.push((Kind::Message, Integrity::new(cfg).info()));
+    }
+    known.push((Kind::Message, sp_ws::Opcodes::new().info()));
+    known
 }
 
 /// A known layer by its name, or by its name without the version when
-/// that names one layer only (`integrity` for `integrity/1`).
+/// that names one layer only (`integrity` for `integrity/2`).
 fn known_layer(name: &str, known: &[(Kind, ComponentInfo)]) -> Option<(Kind, ComponentInfo)> {
     if let Some(k) = known.iter().find(|(_, i)| i.name == name) {
         return Some(k.clone());
@@ -512,7 +516,7 @@ mod tests {
         assert_eq!(s.pipe[0].name, "noise-xx/2");
         assert!(s.pipe[0].opaque, "noise transforms what it carries");
         assert_eq!((s.protocol, s.raw), (Protocol::Req0, false));
-        assert_eq!(s.message[0].name, "integrity/1");
+        assert_eq!(s.message[0].name, "integrity/2");
         assert!(s.unknown.is_empty());
         let s = parse_stack("rep0/raw", false, &[]).unwrap();
         assert_eq!((s.protocol, s.raw), (Protocol::Rep0, true));
@@ -522,7 +526,7 @@ mod tests {
         assert!(s.pipe[0].opaque && s.pipe[0].header.is_empty());
         assert!(s.message[0].opaque && s.message[0].trailer.is_empty());
         for (bad, why) in [
-            ("integrity/1,req0", "message layer"),
+            ("integrity/2,req0", "message layer"),
             ("req0,noise-ik/3", "pipe layer"),
             ("req0,rep0", "one protocol"),
             ("noise-xx/2", "no protocol"),

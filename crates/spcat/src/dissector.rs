@@ -2,7 +2,7 @@
 //! over TCP with that stack, generated from the header formats its
 //! components declare, the same ones `spcat decode` reads: the transport's
 //! framing, pipe layers, the protocol, message layers, each field by its
-//! declared name (`sp.req_raw.backtrace.id`, `sp.integrity_1.signature`).
+//! declared name (`sp.req_raw.backtrace.id`, `sp.integrity_2.signature`).
 //! The walk the Lua code does is `describe_frame`'s, so the two agree on
 //! every frame; what lies above a transforming or unknown layer is one
 //! opaque payload with its size and owner.
@@ -21,7 +21,7 @@ fn usage_text() -> &'static str {
                        [--port <port>]... [--name <proto>] [--output <file>]
   writes a Wireshark dissector (Lua) for SP over TCP with that stack
   <layers>    as for spcat decode: pipe layers, the protocol, message layers,
-              e.g. req0, pub0, noise-xx/2,req0,integrity/1 (spcat decode --help)
+              e.g. req0, pub0, noise-xx/2,req0,integrity/2 (spcat decode --help)
   --declare NAME=FIELDS[|TRAILER]   a third-party layer's format, e.g.
               trace/1=seq:u32 (types: u8 u16 u24 u32 u64, ...le, bytesN,
               backtrace; the word opaque for a transforming layer)
@@ -57,7 +57,7 @@ fn lua_str(s: &str) -> String {
 
 /// A component name as part of a field's filter name: Wireshark takes
 /// letters, digits, `-`, `_` and `.` (which separates levels), so
-/// `integrity/1` becomes `integrity_1` and `req/raw` `req_raw`.
+/// `integrity/2` becomes `integrity_2` and `req/raw` `req_raw`.
 fn key(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn names_and_strings_for_lua() {
-        assert_eq!(key("integrity/1"), "integrity_1");
+        assert_eq!(key("integrity/2"), "integrity_2");
         assert_eq!(key("noise-xx/2"), "noise-xx_2");
         assert_eq!(key("Req/Raw"), "req_raw");
         assert_eq!(lua_str("a\"b\\c\nd"), "\"a\\\"b\\\\c\\010d\"");

@@ -123,7 +123,7 @@ Usage: spcat <proto> <addr>... [<fmt>] [<opts>...] [<src>]
 
 spcat decode --stack <layers> (--hex <hex> | --file <path>) [--transport <scheme> | --no-prefix]
   decodes one captured frame field by field; <layers>: pipe layers, the protocol,
-  message layers, e.g. noise-xx/2,req0,integrity/1 (spcat decode --help)
+  message layers, e.g. noise-xx/2,req0,integrity/2 (spcat decode --help)
 spcat dissector --stack <layers> [--declare <format>]... [--port <port>]... [--output <file>]
   writes a Wireshark dissector (Lua) for SP/TCP with that stack (spcat dissector --help)
 spcat bench (--push | --pull | --req | --rep) (--dial <url> | --listen <url>) [--size N] [--count N]

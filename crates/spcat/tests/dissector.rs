@@ -455,7 +455,9 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
     let rep = rt.block_on(async {
         spstack::rep0()
             .pipe_layer(hop())
-            .message_layer(Integrity::replier(IntegrityConfig::new(rep_key, [req_pub])))
+            .message_layer(Integrity::replier(
+                IntegrityConfig::new(rep_key, [req_pub], "dissector-test").expect("config"),
+            ))
             .build()
     });
     let (url, port) = rt.block_on(listen(&rep));
@@ -463,10 +465,9 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
     rt.block_on(async {
         let req = spstack::req0()
             .pipe_layer(hop())
-            .message_layer(Integrity::requester(IntegrityConfig::new(
-                req_key,
-                [rep_pub],
-            )))
+            .message_layer(Integrity::requester(
+                IntegrityConfig::new(req_key, [rep_pub], "dissector-test").expect("config"),
+            ))
             .build();
         req.dial(&url).await.unwrap();
         req.send("secret").await.unwrap();
@@ -480,7 +481,7 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
         "noise",
         &[
             "--stack",
-            "noise-xx/2,req0,integrity/1",
+            "noise-xx/2,req0,integrity/2",
             "--port",
             &port.to_string(),
         ],
@@ -493,7 +494,7 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
             "sp.opaque.owner",
             "sp.noise-xx_2.poly1305_tags",
             "sp.req_raw.backtrace",
-            "sp.integrity_1.signature",
+            "sp.integrity_2.signature",
             "sp.body",
         ],
         &[],
@@ -515,7 +516,7 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
 #[test]
 fn dissector_mistakes_are_refused_with_the_reason() {
     for (args, why) in [
-        (&["--stack", "integrity/1,req0"][..], "is a message layer"),
+        (&["--stack", "integrity/2,req0"][..], "is a message layer"),
         (
             &["--stack", "req0", "--declare", "trace/1=seq"],
             "is not name:type",
