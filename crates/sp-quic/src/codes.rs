@@ -81,9 +81,13 @@ pub fn connection_error(e: &ConnectionError, dialer: bool) -> Error {
             if (0x100..0x200).contains(&code) {
                 let alert = (code - 0x100) as u8;
                 let hint = alert_hint(alert, true, dialer);
-                let what = if t.reason.contains("NotValidForName") {
+                // rustls's own words say more than the alert it sent
+                let r = &t.reason;
+                let what = if r.contains("not valid for name") || r.contains("NotValidForName") {
                     "server certificate not valid for the name dialed; set \
                      TlsConfig::server_name to a name the certificate holds"
+                } else if r.contains("Expired") || r.contains("NotValidYet") {
+                    "a certificate is outside its validity period"
                 } else {
                     hint
                 };
