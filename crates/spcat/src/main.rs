@@ -3,8 +3,9 @@
 //! Every nngcat 1.5.2 command line runs unchanged (nanocat's `--bind` and
 //! `--connect` included), with nngcat's output bytes and exit codes. Beyond
 //! nngcat: `--stats` prints the socket's counters to stderr at exit,
-//! `spcat decode` decodes a captured frame layer by layer, and `-v` shows a
-//! ws/wss listener's port 0 resolved (nngcat resolves it for tcp only).
+//! `spcat decode` decodes a captured frame layer by layer, `-v` shows a
+//! ws/wss listener's port 0 resolved (nngcat resolves it for tcp only), and
+//! `quic://` (sp-quic) takes the TLS flags as `tls+tcp://` does.
 
 mod args;
 mod decode;
@@ -115,7 +116,8 @@ spcat keygen [--dir DIR] [--kind signing|noise|both] [--force] NAME
 ";
 
 /// nngcat's TLS flags: file contents, loaded while parsing as nngcat does,
-/// used only for `tls+tcp` addresses.
+/// used only for `tls+tcp`, `wss` and `quic` addresses (QUIC's TLS takes
+/// the same certificates).
 #[derive(Debug, Default)]
 struct Tls {
     cacert: Option<Vec<u8>>,
@@ -400,7 +402,7 @@ fn strerror(e: &Error) -> String {
         Error::Address { .. } => "Address invalid".into(),
         Error::TooLarge { .. } => "Message too large".into(),
         // nng's words for TLS failures, then what to change
-        Error::Layer { layer, reason } if layer == "tls" => {
+        Error::Layer { layer, reason } if layer == "tls" || layer == "quic" => {
             let nng = if reason.contains("certificate") {
                 "Peer could not be authenticated"
             } else {
@@ -444,7 +446,7 @@ fn check_url(listen: bool, url: &str) {
     };
     match scheme {
         "tcp" | "tcp4" | "tcp6" | "ipc" | "unix" | "inproc" | "tls+tcp" | "tls+tcp4"
-        | "tls+tcp6" | "ws" | "wss" => {}
+        | "tls+tcp6" | "ws" | "wss" | "quic" => {}
         _ => fatal(format!("Unable to create {what} for {url}: Not supported")),
     }
 }
@@ -460,7 +462,7 @@ fn listen_url(given: &str, bound: &str) -> String {
     };
     let resolves = matches!(
         scheme,
-        "tcp" | "tcp4" | "tcp6" | "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "ws" | "wss"
+        "tcp" | "tcp4" | "tcp6" | "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "ws" | "wss" | "quic"
     );
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let bound_port = bound
@@ -638,10 +640,9 @@ async fn run(cfg: Config) -> i32 {
     let mut builder = spstack::cooked(protocol(proto))
         .options(opts)
         .transport(Arc::new(Ws::new(Tcp)));
-    let uses_tls = cfg
-        .addrs
-        .iter()
-        .any(|(_, u)| u.starts_with("tls+tcp") || u.starts_with("wss://"));
+    let uses_tls = cfg.addrs.iter().any(|(_, u)| {
+        u.starts_with("tls+tcp") || u.starts_with("wss://") || u.starts_with("quic://")
+    });
     if uses_tls {
         // as nngcat: the TLS files are read and checked only for TLS addresses
         match cfg.tls.config() {
@@ -651,6 +652,7 @@ async fn run(cfg: Config) -> i32 {
                         Tcp,
                         t.clone(),
                     ))))
+                    .transport(Arc::new(sp_quic::quic(t.clone())))
                     .transport(Arc::new(tls_tcp(t)))
             }
             Err(e) => fatal(format!("Unable to configure TLS: {e}")),
