@@ -1,4 +1,4 @@
-//! Application error codes of CONNECTION_CLOSE (`docs/quic-mapping.md` §7)
+//! Application error codes of CONNECTION_CLOSE (`docs/quic-mapping.md` §6)
 //! and how a closed or failed connection reads as an error.
 
 use quinn::{ConnectionError, VarInt};

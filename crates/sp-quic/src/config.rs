@@ -11,7 +11,7 @@ use sp_transports::tls::TlsConfig;
 
 use crate::quic_err;
 
-/// The one ALPN value of this mapping (`docs/quic-mapping.md` §3): which SP
+/// The one ALPN value of this mapping (`docs/quic-mapping.md` §2): which SP
 /// protocol runs is said by the SP header inside the stream, not here.
 pub const ALPN: &[u8] = b"sp/1";
 
@@ -107,7 +107,7 @@ impl QuicConfig {
         self
     }
     /// How long a pipe that ends waits for the peer to acknowledge what it
-    /// sent before the connection closes (`docs/quic-mapping.md` §7).
+    /// sent before the connection closes (`docs/quic-mapping.md` §6).
     pub fn close_linger(mut self, d: Duration) -> Self {
         self.close_linger = d;
         self
@@ -147,7 +147,7 @@ impl QuicConfig {
         self.need_tls13()?;
         let mut tls = (*self.tls.client_config()?).clone();
         tls.alpn_protocols = vec![ALPN.to_vec()];
-        // 0-RTT carries nothing in this mapping (§8): never offer it
+        // 0-RTT carries nothing in this mapping (§7): never offer it
         tls.enable_early_data = false;
         let crypto = QuicClientConfig::try_from(Arc::new(tls))
             .map_err(|e| quic_err(format!("the TLS provider cannot run QUIC: {e}")))?;
@@ -160,7 +160,7 @@ impl QuicConfig {
         self.need_tls13()?;
         let mut tls = (*self.tls.server_config()?).clone();
         tls.alpn_protocols = vec![ALPN.to_vec()];
-        // no 0-RTT (§8): early data would be replayable and unauthenticated
+        // no 0-RTT (§7): early data would be replayable and unauthenticated
         tls.max_early_data_size = 0;
         let crypto = QuicServerConfig::try_from(Arc::new(tls))
             .map_err(|e| quic_err(format!("the TLS provider cannot run QUIC: {e}")))?;

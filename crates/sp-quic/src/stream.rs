@@ -1,5 +1,5 @@
 //! QUIC as a stream transport: a pipe is one connection carrying one
-//! bidirectional stream that the dialer opens (`docs/quic-mapping.md` §4).
+//! bidirectional stream that the dialer opens (`docs/quic-mapping.md` §3).
 //! What runs on the stream is a framing's business (SP's length prefix in
 //! [`crate::Quic`], or any [`sp_core::transport::StreamTransport`] framing).
 
@@ -352,7 +352,7 @@ impl Drop for Shared {
         if self.conn.close_reason().is_some() {
             return;
         }
-        // the graceful end (§7): FIN, wait until the peer has acknowledged
+        // the graceful end (§6): FIN, wait until the peer has acknowledged
         // everything we sent (it delivers acknowledged data even after the
         // close), then CONNECTION_CLOSE. Closing at once would discard
         // what is still in flight, which TCP's close never does.
@@ -443,7 +443,7 @@ const GATHER: usize = 16 << 10;
 
 impl Drop for QuicSend {
     fn drop(&mut self) {
-        // handed to the connection's end, which finishes it (§7)
+        // handed to the connection's end, which finishes it (§6)
         if let Some(s) = self.send.take() {
             *self.shared.send.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
         }

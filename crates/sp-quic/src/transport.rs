@@ -1,5 +1,5 @@
 //! `quic://host:port`: SP/TCP's announcement and framing on the pipe's QUIC
-//! stream, and the close codes of `docs/quic-mapping.md` §7.
+//! stream, and the close codes of `docs/quic-mapping.md` §6.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
