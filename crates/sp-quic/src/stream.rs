@@ -289,7 +289,7 @@ impl Drop for QuicListener {
 pub(crate) struct Shared {
     pub(crate) conn: Connection,
     // a dialer's own endpoint, kept for as long as its only connection
-    _endpoint: Option<Endpoint>,
+    endpoint: Option<Endpoint>,
     established: AtomicBool,
     send: Mutex<Option<SendStream>>,
     linger: Duration,
@@ -307,7 +307,7 @@ impl Shared {
     ) -> Arc<Shared> {
         Arc::new(Shared {
             conn,
-            _endpoint: endpoint,
+            endpoint,
             established: AtomicBool::new(false),
             send: Mutex::new(None),
             linger,
@@ -418,10 +418,18 @@ impl QuicIo {
     pub(crate) fn split(self) -> (QuicRecv, QuicSend) {
         (self.r, self.w)
     }
+    /// Local and peer `ip:port` (a listener knows only its local IP per
+    /// connection; its port is the listener's).
     pub(crate) fn addrs(&self) -> (String, String) {
-        let c = &self.r.shared.conn;
-        let local = c.local_ip().map(|ip| ip.to_string()).unwrap_or_default();
-        (local, c.remote_address().to_string())
+        let sh = &self.r.shared;
+        let local = match &sh.endpoint {
+            Some(ep) => ep.local_addr().map(|a| a.to_string()).ok(),
+            None => sh.conn.local_ip().map(|ip| ip.to_string()),
+        };
+        (
+            local.unwrap_or_default(),
+            sh.conn.remote_address().to_string(),
+        )
     }
 }
 
