@@ -123,12 +123,13 @@ pub fn connection_error(e: &ConnectionError, dialer: bool) -> Error {
 /// The peer closed with one of our codes.
 pub(crate) fn app_closed(code: u64, reason: &[u8]) -> Error {
     let reason = String::from_utf8_lossy(reason);
-    let what = match code as u32 {
-        NO_ERROR if code == 0 => return Error::ConnectionClosed,
-        PROTOCOL_ERROR => "it received a malformed SP header or frame from us",
-        MISMATCH => "our SP protocol or pipe layers do not fit its own",
-        TOO_LARGE => "we sent a message larger than its receive limit",
-        HANDSHAKE_TIMEOUT => {
+    // a 62-bit code: compared whole, never truncated into a known one
+    let what = match u32::try_from(code) {
+        Ok(NO_ERROR) => return Error::ConnectionClosed,
+        Ok(PROTOCOL_ERROR) => "it received a malformed SP header or frame from us",
+        Ok(MISMATCH) => "our SP protocol or pipe layers do not fit its own",
+        Ok(TOO_LARGE) => "we sent a message larger than its receive limit",
+        Ok(HANDSHAKE_TIMEOUT) => {
             "our SP handshake did not complete in time (or its half-open cap evicted it)"
         }
         _ => "unknown code",
@@ -164,6 +165,8 @@ mod tests {
         assert!(e.contains("SP_TOO_LARGE") && e.contains("2000000"), "{e}");
         let e = app_closed(0x99, b"").to_string();
         assert!(e.contains("unknown"), "{e}");
+        let e = app_closed((1 << 32) | 3, b"").to_string();
+        assert!(e.contains("unknown"), "not taken for SP_TOO_LARGE: {e}");
     }
 
     #[test]
