@@ -8,7 +8,8 @@
 //! decode` decodes a captured frame layer by layer, `spcat dissector`
 //! writes a Wireshark dissector for a stack, `spcat bench` measures
 //! throughput or latency, and `-v` shows a ws/wss listener's port 0
-//! resolved (nngcat resolves it for tcp only). stdout is always nngcat's.
+//! resolved (nngcat resolves it for tcp only), and `quic://` (sp-quic)
+//! takes the TLS flags as `tls+tcp://` does. stdout is always nngcat's.
 
 mod args;
 mod bench;
@@ -134,7 +135,8 @@ spcat keygen [--dir DIR] [--kind signing|noise|both] [--force] NAME
 ";
 
 /// nngcat's TLS flags: file contents, loaded while parsing as nngcat does,
-/// used only for `tls+tcp` addresses.
+/// used only for `tls+tcp`, `wss` and `quic` addresses (QUIC's TLS takes
+/// the same certificates).
 #[derive(Debug, Default)]
 struct Tls {
     cacert: Option<Vec<u8>>,
@@ -423,7 +425,7 @@ fn strerror(e: &Error) -> String {
         Error::Address { .. } => "Address invalid".into(),
         Error::TooLarge { .. } => "Message too large".into(),
         // nng's words for TLS failures, then what to change
-        Error::Layer { layer, reason } if layer == "tls" => {
+        Error::Layer { layer, reason } if layer == "tls" || layer == "quic" => {
             let nng = if reason.contains("certificate") {
                 "Peer could not be authenticated"
             } else {
@@ -467,7 +469,7 @@ fn check_url(listen: bool, url: &str) {
     };
     match scheme {
         "tcp" | "tcp4" | "tcp6" | "ipc" | "unix" | "inproc" | "tls+tcp" | "tls+tcp4"
-        | "tls+tcp6" | "ws" | "wss" => {}
+        | "tls+tcp6" | "ws" | "wss" | "quic" => {}
         _ => fatal(format!("Unable to create {what} for {url}: Not supported")),
     }
 }
@@ -483,7 +485,7 @@ fn listen_url(given: &str, bound: &str) -> String {
     };
     let resolves = matches!(
         scheme,
-        "tcp" | "tcp4" | "tcp6" | "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "ws" | "wss"
+        "tcp" | "tcp4" | "tcp6" | "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "ws" | "wss" | "quic"
     );
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let bound_port = bound
@@ -662,13 +664,16 @@ fn socket_builder<'a>(
     let mut builder = spstack::cooked(protocol)
         .options(opts)
         .transport(Arc::new(Ws::new(Tcp)));
-    if urls.any(|u| u.starts_with("tls+tcp") || u.starts_with("wss://")) {
+    // as nngcat: the TLS files are read and checked only for TLS addresses
+    if urls.any(|u| u.starts_with("tls+tcp") || u.starts_with("wss://") || u.starts_with("quic://"))
+    {
         let t = tls.config()?;
         builder = builder
             .transport(Arc::new(Ws::secure(sp_transports::Tls::new(
                 Tcp,
                 t.clone(),
             ))))
+            .transport(Arc::new(sp_quic::quic(t.clone())))
             .transport(Arc::new(tls_tcp(t)));
     }
     Ok(builder)
