@@ -20,7 +20,7 @@ async fn body() {
     let sock = spstack::rep0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
-    common::watch(&sock);
+    common::watch(sock.socket());
     let gone = Arc::new(tokio::sync::Notify::new());
     {
         let gone = gone.clone();

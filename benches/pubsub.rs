@@ -84,7 +84,7 @@ async fn publisher(url: &str, size: usize, secs: f64, nsubs: usize) {
     let sock = spstack::pub0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
-    common::watch(&sock);
+    common::watch(sock.socket());
     let _ep = sock
         .listen(url)
         .await
@@ -237,10 +237,8 @@ async fn sub_child(k: usize, url: &str, size: usize, secs: f64, nsubs: usize) {
                 .recv_timeout(Some(Duration::from_secs(1))),
         )
         .build();
-    common::watch(&sock);
-    sock.control::<spstack::SubControl>()
-        .unwrap_or_else(|| common::die(tool, "no SubControl"))
-        .subscribe(b"")
+    common::watch(sock.socket());
+    sock.subscribe(b"")
         .unwrap_or_else(|e| common::die(tool, format_args!("subscribe: {e}")));
     let _ep = sock
         .dial_background(url)

@@ -23,19 +23,19 @@ async fn body() {
     let sock = spstack::req0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
-    common::watch(&sock);
+    common::watch(sock.socket());
     let _ep = sock
         .dial_background(&a.url)
         .unwrap_or_else(|e| common::die(TOOL, format_args!("dial {}: {e}", a.url)));
 
     for _ in 0..common::LAT_WARMUP {
-        roundtrip(&sock, a.size).await;
+        roundtrip(sock.socket(), a.size).await;
     }
     let mut v: Vec<u64> = Vec::with_capacity(a.count);
     let start = Instant::now();
     for _ in 0..a.count {
         let t = Instant::now();
-        roundtrip(&sock, a.size).await;
+        roundtrip(sock.socket(), a.size).await;
         v.push(t.elapsed().as_nanos() as u64);
     }
     let total = start.elapsed().as_secs_f64();

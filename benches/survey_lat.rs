@@ -71,10 +71,8 @@ async fn surveyor(url: &str, size: usize, rounds: usize, nresp: usize) {
     let sock = spstack::surveyor0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
-    common::watch(&sock);
-    sock.control::<spstack::SurveyorControl>()
-        .unwrap_or_else(|| common::die(TOOL, "no SurveyorControl"))
-        .set_deadline(SURVEY_TIME);
+    common::watch(sock.socket());
+    sock.set_deadline(SURVEY_TIME);
     let _ep = sock
         .listen(url)
         .await
@@ -131,7 +129,7 @@ async fn surveyor(url: &str, size: usize, rounds: usize, nresp: usize) {
 
     let mut incomplete = 0usize;
     for _ in 0..common::LAT_WARMUP {
-        if survey(&sock, size, nresp).await < nresp {
+        if survey(sock.socket(), size, nresp).await < nresp {
             incomplete += 1;
         }
     }
@@ -145,7 +143,7 @@ async fn surveyor(url: &str, size: usize, rounds: usize, nresp: usize) {
     let start = Instant::now();
     for _ in 0..rounds {
         let t = Instant::now();
-        let got = survey(&sock, size, nresp).await;
+        let got = survey(sock.socket(), size, nresp).await;
         v.push(t.elapsed().as_nanos() as u64);
         responses += got;
         if got < nresp {
@@ -231,7 +229,7 @@ async fn respondent(k: usize, url: &str, size: usize) {
     let sock = spstack::respondent0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
-    common::watch(&sock);
+    common::watch(sock.socket());
     let gone = Arc::new(tokio::sync::Notify::new());
     {
         let gone = gone.clone();

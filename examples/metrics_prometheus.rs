@@ -52,10 +52,10 @@ pub async fn start(
     let news = spstack::pub0().build();
     // one name per socket: the `socket` label
     for (s, name) in [
-        (&inbox, "inbox"),
-        (&outbox, "outbox"),
-        (&worker, "worker"),
-        (&news, "news"),
+        (inbox.socket(), "inbox"),
+        (outbox.socket(), "outbox"),
+        (worker.socket(), "worker"),
+        (news.socket(), "news"),
     ] {
         s.export_metrics(name);
     }

@@ -60,7 +60,7 @@ async fn main() -> spstack::Result<()> {
     let tasks: Vec<_> = ["tokio", "tower", "nanomsg"]
         .into_iter()
         .map(|word| {
-            let mut ctx = req.context();
+            let ctx = req.context();
             tokio::spawn(async move {
                 ctx.send(word).await?;
                 let reply = ctx.recv().await?;

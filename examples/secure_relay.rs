@@ -84,7 +84,7 @@ fn start_compromised_device(front: Socket, back: Socket, tamper: Arc<AtomicBool>
 }
 
 async fn ask(client: &Socket, what: &str) -> Option<String> {
-    let mut ctx = client.context();
+    let ctx = client.context();
     ctx.send(what).await.ok()?;
     match tokio::time::timeout(Duration::from_secs(1), ctx.recv()).await {
         Ok(Ok(r)) => Some(String::from_utf8_lossy(r.body()).into_owned()),
@@ -140,7 +140,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         SERVICE,
     )?);
     let server_stats = server_integrity.stats();
-    let server = hop(spstack::rep0(), &server_k, &d2b_k)
+    let server = hop(spstack::rep0().into_untyped(), &server_k, &d2b_k)
         .message_layer(server_integrity)
         .build();
     announce_pipes("server", &server);
@@ -177,7 +177,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .answered_by([server_signer.verifying_key()]),
     );
     let client_stats = client_integrity.stats();
-    let client = hop(spstack::req0(), &client_k, &d1f_k)
+    let client = hop(spstack::req0().into_untyped(), &client_k, &d1f_k)
         .message_layer(client_integrity)
         .build();
     client.dial(&tap1.url).await?;
@@ -260,7 +260,12 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!("  client: after the redial, verified reply {r:?}");
 
     println!("== attack 4: an intruder whose Noise key is not on device 1's list");
-    let intruder = hop(spstack::req0(), &StaticKeypair::generate(), &d1f_k).build();
+    let intruder = hop(
+        spstack::req0().into_untyped(),
+        &StaticKeypair::generate(),
+        &d1f_k,
+    )
+    .build();
     intruder.dial_background(&tap1.url)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!(

@@ -42,6 +42,11 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== feature combinations of spstack (each alone, a few together, none)"
+for features in "" tcp ipc inproc metrics tls ws axum quic noise integrity "tcp,noise,integrity" "tls,ws" full; do
+  cargo clippy -p spstack --lib --no-default-features --features "$features" --quiet -- -D warnings \
+    || { echo "== spstack does not build with features [$features]"; exit 1; }
+done
 echo "== cargo deny"
 cargo deny check bans licenses sources 2>&1 | tail -n 1
 echo "== cargo test"

@@ -8,9 +8,9 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> spstack::Result<()> {
-//! let rep = spstack::rep0().build();
+//! let rep = spstack::rep0().build();          // a `Rep`: recv, then send the answer
 //! let ep = rep.listen("tcp://127.0.0.1:0").await?;
-//! let req = spstack::req0().build();
+//! let req = spstack::req0().build();          // a `Req`: send, then recv the reply
 //! req.dial(ep.url()).await?;
 //!
 //! req.send("ping").await?;
@@ -20,21 +20,148 @@
 //! assert_eq!(req.recv().await?.body(), b"pong");
 //! # Ok(()) }
 //! ```
+//!
+//! ## Typed sockets
+//!
+//! Each protocol's builder (`req0()`, `push0()`, `sub0()`...) builds a handle
+//! that has only what its protocol does: [`Push`] sends, [`Pull`] receives,
+//! [`Sub`] receives and subscribes, [`Req`] sends requests and is a
+//! `tower::Service`, and so on. Misuse does not compile:
+//!
+//! ```compile_fail
+//! # async fn f() {
+//! let pull = spstack::pull0().build();
+//! pull.send("job").await; // error: no method named `send` found for struct `Pull`
+//! # }
+//! ```
+//!
+//! The untyped [`Socket`] stays for devices and code generic over protocols:
+//! [`cooked`] and [`raw`] build one from a [`Protocol`] value, and every
+//! handle gives its own with `.socket()`, `as_ref()` or `Socket::from`.
+//!
+//! ## Features
+//!
+//! One dependency brings every layer and transport; features choose which.
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tcp`, `ipc`, `inproc` | yes | the transports every builder gets: `tcp://`, `ipc:///path`, `inproc://name` |
+//! | `metrics` | yes | `export_metrics` and [`metrics`]: the counters through the `metrics` facade |
+//! | `tls` | | `tls+tcp://` ([`tls`], `.tls(cfg)`), rustls with the ring provider |
+//! | `ws` | | `ws://` ([`ws`], `.ws()`); with `tls`, `wss://` (`.wss(cfg)`) |
+//! | `axum` | | `spstack::ws::axum::endpoint`: an SP endpoint as an axum route |
+//! | `quic` | | `quic://` ([`quic`], `.quic(cfg)`) |
+//! | `noise` | | hop-by-hop Noise encryption, a pipe layer ([`noise`], `.noise(cfg)`) and [`keys`] |
+//! | `integrity` | | end-to-end Ed25519 signatures, a message layer ([`integrity`], `.integrity(cfg)`) and [`keys`] |
+//! | `full` | | all of the above |
+//!
+//! ```toml
+//! [dependencies]
+//! spstack = { version = "0.1", features = ["noise", "integrity", "ws"] }
+//! ```
+//!
+//! ## The secure stack in one dependency
+//!
+//! A REQ client and a REP server, every pipe Noise-encrypted (each side
+//! admits only the other's key) and every message signed end to end:
+#![cfg_attr(all(feature = "noise", feature = "integrity"), doc = "```")]
+#![cfg_attr(not(all(feature = "noise", feature = "integrity")), doc = "```ignore")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use spstack::integrity::IntegrityConfig;
+//! use spstack::keys::SigningKeypair;
+//! use spstack::noise::{NoiseConfig, StaticKeypair};
+//!
+//! let (server_noise, client_noise) = (StaticKeypair::generate(), StaticKeypair::generate());
+//! let (server_sign, client_sign) = (SigningKeypair::generate(), SigningKeypair::generate());
+//! let (server_id, client_id) = (server_sign.verifying_key(), client_sign.verifying_key());
+//!
+//! let rep = spstack::rep0()
+//!     .noise(NoiseConfig::new(server_noise.clone()).allow(client_noise.public()))
+//!     .integrity(IntegrityConfig::new(server_sign, [client_id], "billing")?)
+//!     .build();
+//! let ep = rep.listen("tcp://127.0.0.1:0").await?;
+//!
+//! let req = spstack::req0()
+//!     .noise(NoiseConfig::new(client_noise).allow(server_noise.public()))
+//!     .integrity(IntegrityConfig::new(client_sign, [server_id], "billing")?.answered_by([server_id]))
+//!     .build();
+//! req.dial(ep.url()).await?;
+//!
+//! let asked = tokio::spawn(async move { req.request("balance?").await });
+//! let request = rep.recv().await?;                // decrypted, verified, unwrapped
+//! assert_eq!(request.body(), b"balance?");
+//! rep.send("42").await?;
+//! assert_eq!(asked.await??.body(), b"42");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Where to read on
+//!
+//! The guide (`docs/guide/` in the repository, every example in it compiled
+//! and run by the test suite) walks from the first socket to the secure
+//! multi-hop stack, your own pipe layer, message layer and protocol,
+//! devices, and choosing transports.
+#![deny(missing_docs)]
+
+mod builder;
+mod handles;
+
+pub use builder::{Builder, SocketBuilderExt};
+pub use handles::{
+    Bus, Pair, Pair1, Pub, Pull, Push, Rep, RepContext, Req, ReqContext, ReqContextService,
+    Respondent, RespondentContext, Sub, SubContext, Surveyor, SurveyorContext, TypedSocket,
+};
 
 pub use sp_core::{
     copied_bytes, describe, device, layer, protocol, queue, routing, stats, transport,
-    Announcement, BoxFuture, BoxSink, BoxStream, Connection, ContextService, CookedProtocol,
-    CookedSocket, DropReason, Endpoint, Error, Handover, Message, MessageIo, Options, Overhead,
-    PipeEvent, PipeId, PipeInfo, ProtocolId, ProtocolSpec, RawSocket, RecvPolicy, Refusal,
-    RejectReason, Result, Routed, Routing, Socket, SocketBuilder, SocketContext, Stats, Verdict,
+    Announcement, BoxFuture, BoxSink, BoxStream, Connection, CookedProtocol, CookedSocket,
+    DropReason, Endpoint, Error, Handover, Message, MessageIo, Options, Overhead, PipeEvent,
+    PipeId, PipeInfo, ProtocolId, ProtocolSpec, RawSocket, RecvPolicy, Refusal, RejectReason,
+    Result, Routed, Routing, Socket, SocketBuilder, SocketContext, Stats, Verdict,
 };
+// the cooked PAIR1 protocol is `pair1::Pair1`: `spstack::Pair1` is its socket
 pub use sp_protocols::{
-    bus, pair1, reflect, survey, Bus0Raw, Pair1, Pair1Raw, Respondent0, Respondent0Raw, Surveyor0,
+    bus, pair1, reflect, survey, Bus0Raw, Pair1Raw, Respondent0, Respondent0Raw, Surveyor0,
     Surveyor0Raw, SurveyorControl,
 };
 pub use sp_protocols::{pubsub, Pub0Raw, Sub0, Sub0Raw, SubControl};
 pub use sp_protocols::{raw, rep, req, Plain, Rep0, Req0, ReqState};
-pub use sp_transports::{Inproc, Ipc, Tcp};
+#[cfg(feature = "inproc")]
+pub use sp_transports::Inproc;
+#[cfg(feature = "ipc")]
+pub use sp_transports::Ipc;
+#[cfg(feature = "tcp")]
+pub use sp_transports::Tcp;
+
+/// `tls+tcp://` and TLS settings ([`tls::TlsConfig`]) shared by `wss://`
+/// and `quic://`: the `sp-transports` crate's `tls` module (feature `tls`).
+#[cfg(feature = "tls")]
+pub use sp_transports::tls;
+
+/// WebSocket: `ws://`/`wss://`, the opcode message layer, the axum endpoint
+/// (the `sp-ws` crate, feature `ws`).
+#[cfg(feature = "ws")]
+pub use sp_ws as ws;
+
+/// `quic://`: the Scalability Protocols over QUIC (the `sp-quic` crate,
+/// feature `quic`).
+#[cfg(feature = "quic")]
+pub use sp_quic as quic;
+
+/// Noise hop-by-hop encryption, a pipe layer (from `sp-crypto`, feature `noise`).
+#[cfg(feature = "noise")]
+pub use sp_crypto::noise;
+
+/// End-to-end Ed25519 integrity, a message layer (from `sp-crypto`,
+/// feature `integrity`).
+#[cfg(feature = "integrity")]
+pub use sp_crypto::integrity;
+
+/// Keys for both crypto layers: generating, saving, loading, trusting
+/// (from `sp-crypto`, features `noise` or `integrity`).
+#[cfg(any(feature = "noise", feature = "integrity"))]
+pub use sp_crypto::keys;
 
 pub mod wiretap;
 
@@ -119,7 +246,9 @@ impl Protocol {
     }
 }
 
-/// A builder for the cooked form of `p`, with tcp, ipc and inproc.
+/// An untyped builder for the cooked form of `p`, with tcp, ipc and inproc
+/// (those of them this build has), for code generic over protocols; the
+/// typed ones are [`req0`], [`push0`]...
 pub fn cooked(p: Protocol) -> SocketBuilder {
     let b = raw(p);
     match p {
@@ -131,7 +260,7 @@ pub fn cooked(p: Protocol) -> SocketBuilder {
         Protocol::Surveyor0 => b.cooked(Surveyor0::default()),
         Protocol::Respondent0 => b.cooked(Respondent0),
         Protocol::Bus0 => b.cooked(Plain::BUS0),
-        Protocol::Pair1 => b.cooked(Pair1::MONO),
+        Protocol::Pair1 => b.cooked(pair1::Pair1::MONO),
         Protocol::Pub0 => b.cooked(Plain::PUB0),
         // the raw half filters with the union of the contexts' subscriptions
         Protocol::Sub0 => {
@@ -141,7 +270,8 @@ pub fn cooked(p: Protocol) -> SocketBuilder {
     }
 }
 
-/// A builder for the raw form of `p` (for devices), with tcp, ipc and inproc.
+/// A builder for the raw form of `p` (for devices), with tcp, ipc and inproc
+/// (those of them this build has).
 pub fn raw(p: Protocol) -> SocketBuilder {
     with_transports(match p {
         Protocol::Pair0 => SocketBuilder::new(raw::Pair0Raw),
@@ -159,60 +289,60 @@ pub fn raw(p: Protocol) -> SocketBuilder {
 }
 
 /// Cooked PAIR0.
-pub fn pair0() -> SocketBuilder {
-    cooked(Protocol::Pair0)
+pub fn pair0() -> Builder<Pair> {
+    Builder::new(cooked(Protocol::Pair0))
 }
 /// Cooked PUSH0.
-pub fn push0() -> SocketBuilder {
-    cooked(Protocol::Push0)
+pub fn push0() -> Builder<Push> {
+    Builder::new(cooked(Protocol::Push0))
 }
 /// Cooked PULL0.
-pub fn pull0() -> SocketBuilder {
-    cooked(Protocol::Pull0)
+pub fn pull0() -> Builder<Pull> {
+    Builder::new(cooked(Protocol::Pull0))
 }
 /// Cooked REQ0.
-pub fn req0() -> SocketBuilder {
-    cooked(Protocol::Req0)
+pub fn req0() -> Builder<Req> {
+    Builder::new(cooked(Protocol::Req0))
 }
 /// Cooked REP0.
-pub fn rep0() -> SocketBuilder {
-    cooked(Protocol::Rep0)
+pub fn rep0() -> Builder<Rep> {
+    Builder::new(cooked(Protocol::Rep0))
 }
-/// Cooked SURVEYOR0 (survey time 1 s; per context with [`SurveyorControl`]).
-pub fn surveyor0() -> SocketBuilder {
-    cooked(Protocol::Surveyor0)
+/// Cooked SURVEYOR0 (survey time 1 s; [`Surveyor::set_deadline`]).
+pub fn surveyor0() -> Builder<Surveyor> {
+    Builder::new(cooked(Protocol::Surveyor0))
 }
 /// Cooked RESPONDENT0.
-pub fn respondent0() -> SocketBuilder {
-    cooked(Protocol::Respondent0)
+pub fn respondent0() -> Builder<Respondent> {
+    Builder::new(cooked(Protocol::Respondent0))
 }
 /// Cooked BUS0.
-pub fn bus0() -> SocketBuilder {
-    cooked(Protocol::Bus0)
+pub fn bus0() -> Builder<Bus> {
+    Builder::new(cooked(Protocol::Bus0))
 }
 /// Cooked PAIR1, one peer.
-pub fn pair1() -> SocketBuilder {
-    cooked(Protocol::Pair1)
+pub fn pair1() -> Builder<Pair1> {
+    Builder::new(cooked(Protocol::Pair1))
 }
 /// Cooked PAIR1, polyamorous: many peers; sending a received message (or
 /// any with `Message::set_pipe`) answers its peer, others go round-robin.
-pub fn pair1_poly() -> SocketBuilder {
-    with_transports(SocketBuilder::new(Pair1Raw::POLY)).cooked(Pair1::POLY)
+pub fn pair1_poly() -> Builder<Pair1> {
+    Builder::new(with_transports(SocketBuilder::new(Pair1Raw::POLY)).cooked(pair1::Pair1::POLY))
 }
 /// Raw PAIR1, polyamorous (for devices and [`reflect`]).
 pub fn pair1_poly_raw() -> SocketBuilder {
     with_transports(SocketBuilder::new(Pair1Raw::POLY))
 }
 /// Cooked PUB0: `send` never waits; a subscriber too slow to keep up
-/// loses messages, counted per pipe (`Socket::pipe_stats`).
-pub fn pub0() -> SocketBuilder {
-    cooked(Protocol::Pub0)
+/// loses messages, counted per pipe ([`Pub::pipe_stats`]).
+pub fn pub0() -> Builder<Pub> {
+    Builder::new(cooked(Protocol::Pub0))
 }
 /// Cooked SUB0: each context (the socket's default one included) has its own
-/// subscriptions, reached with `socket.control::<SubControl>()` or
-/// `ctx.control::<SubControl>()`; it starts with none (receives nothing).
-pub fn sub0() -> SocketBuilder {
-    cooked(Protocol::Sub0)
+/// subscriptions ([`Sub::subscribe`], [`SubContext::subscribe`]); it starts
+/// with none (receives nothing).
+pub fn sub0() -> Builder<Sub> {
+    Builder::new(cooked(Protocol::Sub0))
 }
 /// Raw SUB0 and its socket-wide subscriptions (it starts subscribed to
 /// everything, as nng's raw SUB). The same handle is reachable later with

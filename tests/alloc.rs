@@ -189,7 +189,7 @@ fn measure(stack: Stack, wire: Wire, size: usize, n: usize) -> Measured {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let pull = build(spstack::pull0(), stack, wire, &k, false);
+            let pull = build(spstack::pull0().into_untyped(), stack, wire, &k, false);
             let ep = pull.listen(&url(wire, n)).await.expect("listen");
             url_tx.send(ep.url().to_string()).unwrap();
             for _ in 0..warm {
@@ -223,7 +223,7 @@ fn measure(stack: Stack, wire: Wire, size: usize, n: usize) -> Measured {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let push = build(spstack::push0(), stack, wire, &keys, true);
+            let push = build(spstack::push0().into_untyped(), stack, wire, &keys, true);
             push.dial(&url).await.expect("dial");
             for _ in 0..warm {
                 let mut m = push.new_message(size);
@@ -430,9 +430,21 @@ fn a_vec_body_is_taken_over_and_copied_once_only_where_a_layer_needs_one_slice()
                 sender: SigningKeypair::generate(),
                 receiver: SigningKeypair::generate(),
             };
-            let pull = build(spstack::pull0(), stack, Wire::Tcp, &keys, false);
+            let pull = build(
+                spstack::pull0().into_untyped(),
+                stack,
+                Wire::Tcp,
+                &keys,
+                false,
+            );
             let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
-            let push = build(spstack::push0(), stack, Wire::Tcp, &keys, true);
+            let push = build(
+                spstack::push0().into_untyped(),
+                stack,
+                Wire::Tcp,
+                &keys,
+                true,
+            );
             push.dial(ep.url()).await.unwrap();
             let before = push.stats().bytes_copied;
             for i in 0..100u8 {

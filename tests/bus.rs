@@ -51,7 +51,7 @@ async fn assert_quiet(s: &Socket, who: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_meshed_nodes_each_reach_the_other_two() {
-    let nodes: Vec<Socket> = (0..3).map(|_| spstack::bus0().build()).collect();
+    let nodes: Vec<Socket> = (0..3).map(|_| spstack::bus0().build().into()).collect();
     let u0 = listen(&nodes[0]).await;
     let u1 = listen(&nodes[1]).await;
     within("dial", nodes[1].dial(&u0)).await.unwrap();
@@ -85,26 +85,26 @@ async fn cooked_delivery_is_one_hop_and_a_resend_reaches_everyone() {
         spstack::bus0().build(),
         spstack::bus0().build(),
     );
-    let ub = listen(&b).await;
+    let ub = listen(b.socket()).await;
     within("dial", a.dial(&ub)).await.unwrap();
     within("dial", c.dial(&ub)).await.unwrap();
-    wait_pipes(&b, 2).await;
+    wait_pipes(b.socket(), 2).await;
     a.send("hello").await.unwrap();
     let m = within("b recv", b.recv()).await.unwrap();
     assert_eq!(m.body(), b"hello");
     assert!(m.pipe().is_some(), "a received message names its pipe");
-    assert_quiet(&c, "c (cooked BUS does not forward)").await;
+    assert_quiet(c.socket(), "c (cooked BUS does not forward)").await;
     // a cooked send of a received message goes to every peer, its sender too
     b.send(m).await.unwrap();
-    assert_eq!(recv_str(&a).await, "hello");
-    assert_eq!(recv_str(&c).await, "hello");
+    assert_eq!(recv_str(a.socket()).await, "hello");
+    assert_eq!(recv_str(c.socket()).await, "hello");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_raw_bus_socket_reflects_between_three_peers() {
     let hub = spstack::raw(Protocol::Bus0).build();
     let url = listen(&hub).await;
-    let peers: Vec<Socket> = (0..3).map(|_| spstack::bus0().build()).collect();
+    let peers: Vec<Socket> = (0..3).map(|_| spstack::bus0().build().into()).collect();
     for p in &peers {
         within("dial", p.dial(&url)).await.unwrap();
     }
@@ -148,7 +148,7 @@ async fn one_raw_bus_socket_reflects_between_three_peers() {
 async fn spstack_reflect_is_that_loop() {
     let hub = spstack::raw(Protocol::Bus0).build();
     let url = listen(&hub).await;
-    let peers: Vec<Socket> = (0..3).map(|_| spstack::bus0().build()).collect();
+    let peers: Vec<Socket> = (0..3).map(|_| spstack::bus0().build().into()).collect();
     for p in &peers {
         within("dial", p.dial(&url)).await.unwrap();
     }
@@ -177,8 +177,8 @@ async fn a_device_joins_two_buses() {
     let right = spstack::raw(Protocol::Bus0).build();
     let ul = listen(&left).await;
     let ur = listen(&right).await;
-    let l: Vec<Socket> = (0..2).map(|_| spstack::bus0().build()).collect();
-    let r: Vec<Socket> = (0..2).map(|_| spstack::bus0().build()).collect();
+    let l: Vec<Socket> = (0..2).map(|_| spstack::bus0().build().into()).collect();
+    let r: Vec<Socket> = (0..2).map(|_| spstack::bus0().build().into()).collect();
     for s in &l {
         within("dial", s.dial(&ul)).await.unwrap();
     }

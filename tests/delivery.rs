@@ -62,8 +62,8 @@ async fn one_pull_closed_half_way(slow: Option<Duration>) {
     within("dial b", push.dial(eb.url())).await.unwrap();
     until("two pipes", || push.pipes().len() == 2).await;
     let (got_a, got_b) = (Arc::default(), Arc::default());
-    reader(a.clone(), Arc::clone(&got_a), slow);
-    reader(b.clone(), Arc::clone(&got_b), None);
+    reader(a.clone().into(), Arc::clone(&got_a), slow);
+    reader(b.clone().into(), Arc::clone(&got_b), None);
 
     let closer = {
         let (a, got_a) = (a.clone(), Arc::clone(&got_a));

@@ -68,7 +68,7 @@ fn echo_server(rep: Socket) {
 async fn req_device_device_rep_over_tcp() {
     let rep = spstack::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
-    echo_server(rep.clone());
+    echo_server(rep.clone().into());
     let devices = chain(2, ep.url(), Options::default()).await;
     let req = spstack::req0().build();
     within("client dial", req.dial(&devices.last().unwrap().url))
@@ -85,7 +85,7 @@ async fn req_device_device_rep_over_tcp() {
     // and concurrently through contexts
     let calls: Vec<_> = (0..20)
         .map(|i| {
-            let mut c = req.context();
+            let c = req.context();
             tokio::spawn(async move {
                 c.send(format!("c{i}").as_str()).await?;
                 Ok::<_, Error>((i, c.recv().await?))
@@ -107,7 +107,7 @@ async fn raw_rep_of_a_device_sees_pipe_id_and_request_id() {
     // a device forwarded by hand, to look at what its raw REP receives
     let rep = spstack::rep0().build();
     let server = rep.listen("tcp://127.0.0.1:0").await.unwrap();
-    echo_server(rep.clone());
+    echo_server(rep.clone().into());
     let front = spstack::raw(Protocol::Rep0).build();
     let back = spstack::raw(Protocol::Req0).build();
     let ep = front.listen("tcp://127.0.0.1:0").await.unwrap();
@@ -221,7 +221,7 @@ async fn ttl_stops_a_device_loop() {
 async fn chain_with_ttl3(n: usize) -> (bool, Vec<Device>) {
     let rep = spstack::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
-    echo_server(rep.clone());
+    echo_server(rep.clone().into());
     let devices = chain(n, ep.url(), Options::default().ttl(3)).await;
     let req = spstack::req0().build();
     within("client dial", req.dial(&devices.last().unwrap().url))

@@ -281,8 +281,8 @@ async fn listen(sock: &Socket, url: &str) -> String {
 
 async fn rep_on(url: &str, opts: Options) -> (Socket, String) {
     let rep = spstack::rep0().options(opts).build();
-    let bound = listen(&rep, url).await;
-    (rep, bound)
+    let bound = listen(rep.socket(), url).await;
+    (rep.into(), bound)
 }
 
 async fn rep_on_tcp(opts: Options) -> (Socket, String) {
@@ -821,11 +821,15 @@ async fn req_reply_shorter_than_request_id_closes_pipe() {
         assert_eq!(&got[4..], b"hello");
         s.write_all(&tcp_frame(bad)).await.expect("send bad reply");
         expect_closed(&mut s, &format!("reply {bad:02x?}")).await;
-        wait_stats(&req, &format!("pipe closed after reply {bad:02x?}"), |st| {
-            st.drops(DropReason::Malformed) == k
-                && st.rejects(RejectReason::ProtocolError) == k
-                && st.pipes_closed == k
-        })
+        wait_stats(
+            req.socket(),
+            &format!("pipe closed after reply {bad:02x?}"),
+            |st| {
+                st.drops(DropReason::Malformed) == k
+                    && st.rejects(RejectReason::ProtocolError) == k
+                    && st.pipes_closed == k
+            },
+        )
         .await;
     }
     wait_log(&[
@@ -1027,7 +1031,7 @@ async fn req_drops_late_and_too_deep_replies_and_keeps_the_pipe() {
     s.write_all(&tcp_frame(&request(id ^ 0x1234, b"stranger")))
         .await
         .expect("send");
-    wait_stats(&req, "Late", |st| st.drops(DropReason::Late) == 1).await;
+    wait_stats(req.socket(), "Late", |st| st.drops(DropReason::Late) == 1).await;
     // a reply that went through 9 devices + the id word: more than ttl 8
     let mut deep = Vec::new();
     for w in 1..=9u32 {
@@ -1035,7 +1039,7 @@ async fn req_drops_late_and_too_deep_replies_and_keeps_the_pipe() {
     }
     deep.extend_from_slice(&request(id, b"too deep"));
     s.write_all(&tcp_frame(&deep)).await.expect("send");
-    let st = wait_stats(&req, "TtlExceeded", |st| {
+    let st = wait_stats(req.socket(), "TtlExceeded", |st| {
         st.drops(DropReason::TtlExceeded) == 1
     })
     .await;
@@ -1548,7 +1552,10 @@ async fn dialing_an_evil_listener_fails_with_a_clear_error() {
         );
         let mut s = s.expect("evil accept in time");
         expect_closed(&mut s, &format!("dialer after {reason:?}")).await;
-        wait_stats(&req, &format!("{reason:?}"), |st| st.rejects(reason) == 1).await;
+        wait_stats(req.socket(), &format!("{reason:?}"), |st| {
+            st.rejects(reason) == 1
+        })
+        .await;
     }
     assert_eq!(req.stats().pipes_opened, 0);
     // a failed first dial leaves no redialer behind
@@ -1646,7 +1653,7 @@ async fn many_empty_frames_cost_linear_time() {
     init();
     const N: usize = 50_000;
     let pull = spstack::pull0().build();
-    let url = listen(&pull, "tcp://127.0.0.1:0").await;
+    let url = listen(pull.socket(), "tcp://127.0.0.1:0").await;
     let mut s = connect(&url).await;
     handshake(&mut s, PUSH0, PULL0).await;
     let bytes = vec![0u8; 8 * N]; // N zero-length frames
@@ -1694,19 +1701,19 @@ async fn many_empty_frames_cost_linear_time() {
 async fn pair_refuses_a_second_peer_and_keeps_the_first() {
     init();
     let a = spstack::pair0().build();
-    let url = listen(&a, "tcp://127.0.0.1:0").await;
+    let url = listen(a.socket(), "tcp://127.0.0.1:0").await;
     let b = spstack::pair0().build();
     timeout(WAIT, b.dial(&url))
         .await
         .expect("dial in time")
         .expect("dial");
-    wait_stats(&a, "first pipe", |st| st.pipes_opened == 1).await;
+    wait_stats(a.socket(), "first pipe", |st| st.pipes_opened == 1).await;
 
     let mut s = connect(&url).await;
     handshake(&mut s, PAIR0, PAIR0).await;
     s.write_all(&tcp_frame(b"intruder")).await.expect("send");
     expect_closed(&mut s, "second PAIR peer").await;
-    wait_stats(&a, "PipeLimit", |st| {
+    wait_stats(a.socket(), "PipeLimit", |st| {
         st.rejects(RejectReason::PipeLimit) == 1
     })
     .await;
@@ -1739,14 +1746,17 @@ async fn pull_survives_an_evil_pusher() {
     let pull = spstack::pull0()
         .options(Options::default().recv_max_size(1024))
         .build();
-    let url = listen(&pull, "tcp://127.0.0.1:0").await;
+    let url = listen(pull.socket(), "tcp://127.0.0.1:0").await;
 
     // oversized
     let mut s = connect(&url).await;
     handshake(&mut s, PUSH0, PULL0).await;
     s.write_all(&tcp_frame(&[7u8; 1025])).await.expect("send");
     expect_closed(&mut s, "PUSH oversize").await;
-    wait_stats(&pull, "TooLarge", |st| st.drops(DropReason::TooLarge) == 1).await;
+    wait_stats(pull.socket(), "TooLarge", |st| {
+        st.drops(DropReason::TooLarge) == 1
+    })
+    .await;
 
     // a good frame then a cut one on the same connection: the good one arrives
     let mut s = connect(&url).await;
@@ -1761,7 +1771,7 @@ async fn pull_survives_an_evil_pusher() {
         .expect("recv in time")
         .expect("recv");
     assert_eq!(m.body(), b"whole");
-    wait_stats(&pull, "ProtocolError", |st| {
+    wait_stats(pull.socket(), "ProtocolError", |st| {
         st.rejects(RejectReason::ProtocolError) == 2 && st.pipes_closed == 2
     })
     .await;
@@ -1771,7 +1781,7 @@ async fn pull_survives_an_evil_pusher() {
     assert_eq!(read_header(&mut s).await, sp_header(PULL0));
     s.write_all(&sp_header(PULL0)).await.expect("send");
     expect_closed(&mut s, "PULL to PULL").await;
-    wait_stats(&pull, "ProtocolMismatch", |st| {
+    wait_stats(pull.socket(), "ProtocolMismatch", |st| {
         st.rejects(RejectReason::ProtocolMismatch) == 1
     })
     .await;

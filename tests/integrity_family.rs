@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sp_crypto::integrity::{Integrity, IntegrityConfig, IntegrityCounts, IntegrityStats};
 use sp_crypto::keys::SigningKeypair;
-use spstack::{Error, Message, Protocol, Socket, SubControl, SurveyorControl};
+use spstack::{Error, Message, Protocol, Socket};
 
 /// Bound on one step (a send, a receive, a dial).
 const STEP: Duration = Duration::from_secs(10);
@@ -96,7 +96,7 @@ async fn pub_sub_topics_filter_signed_messages_and_unsigned_ones_are_dropped() {
         let publisher = Integrity::new(keys.cfg(0));
         let pub_stats = publisher.stats();
         let signed_pub = spstack::pub0().message_layer(publisher).build();
-        let signed_url = listen(&signed_pub).await;
+        let signed_url = listen(signed_pub.socket()).await;
         // a PUB with no integrity layer, on the same SUBs
         let raw_pub = spstack::raw(Protocol::Pub0).build();
         let raw_url = listen(&raw_pub).await;
@@ -106,17 +106,14 @@ async fn pub_sub_topics_filter_signed_messages_and_unsigned_ones_are_dropped() {
             let layer = Integrity::new(keys.cfg(0));
             let stats = layer.stats();
             let s = spstack::sub0().message_layer(layer).build();
-            s.control::<SubControl>()
-                .unwrap()
-                .subscribe(topic.as_bytes())
-                .unwrap();
+            s.subscribe(topic.as_bytes()).unwrap();
             within("sub dials the signed pub", s.dial(&signed_url))
                 .await
                 .unwrap();
             within("sub dials the raw pub", s.dial(&raw_url))
                 .await
                 .unwrap();
-            subs.push((s, stats));
+            subs.push((s.into(), stats));
         }
         wait_until("both SUBs at the signed PUB", || {
             signed_pub.pipes().len() == 2
@@ -261,10 +258,7 @@ async fn survey_responses_verify_and_a_replayed_response_is_refused() {
         let layer = Integrity::requester(keys.cfg(0));
         let stats = layer.stats();
         let surveyor = spstack::surveyor0().message_layer(layer).build();
-        surveyor
-            .control::<SurveyorControl>()
-            .unwrap()
-            .set_deadline(Duration::from_millis(500));
+        surveyor.set_deadline(Duration::from_millis(500));
         within("surveyor dials", surveyor.dial(&front_url))
             .await
             .unwrap();
@@ -327,7 +321,7 @@ async fn bus_of_three_every_message_verified_at_the_others() {
             let layer = Integrity::new(keys.cfg(i));
             let stats = layer.stats();
             let s = spstack::bus0().message_layer(layer).build();
-            let url = listen(&s).await;
+            let url = listen(s.socket()).await;
             nodes.push((s, stats, url));
         }
         // a full mesh: 1 dials 0; 2 dials 0 and 1
@@ -343,7 +337,7 @@ async fn bus_of_three_every_message_verified_at_the_others() {
                 .unwrap();
         }
         for (i, (s, _, _)) in nodes.iter().enumerate() {
-            let mut got = vec![recv_body(s).await, recv_body(s).await];
+            let mut got = vec![recv_body(s.socket()).await, recv_body(s.socket()).await];
             got.sort();
             let want: Vec<Vec<u8>> = (0..3)
                 .filter(|&j| j != i)
@@ -402,7 +396,7 @@ async fn pair1_round_trip_verifies_and_a_flipped_byte_is_dropped() {
         let lb = Integrity::new(keys.cfg(1));
         let b_stats = lb.stats();
         let b = spstack::pair1().message_layer(lb).build();
-        let b_url = listen(&b).await;
+        let b_url = listen(b.socket()).await;
         let front = spstack::raw(Protocol::Pair1).build();
         let back = spstack::raw(Protocol::Pair1).build();
         let front_url = listen(&front).await;
@@ -423,9 +417,9 @@ async fn pair1_round_trip_verifies_and_a_flipped_byte_is_dropped() {
         within("send", a.send("ping 1")).await.unwrap();
         within("send", a.send("ping 2")).await.unwrap();
         // the altered one was refused; the next on the same pipe arrives
-        assert_eq!(recv_body(&b).await, b"ping 2");
+        assert_eq!(recv_body(b.socket()).await, b"ping 2");
         within("reply", b.send("pong 2")).await.unwrap();
-        assert_eq!(recv_body(&a).await, b"pong 2");
+        assert_eq!(recv_body(a.socket()).await, b"pong 2");
 
         let s = b_stats.snapshot();
         assert_eq!(

@@ -52,7 +52,7 @@ async fn surveyor_vs_respondents(peer: Peer, n: usize, tr: Tr, we_listen: bool) 
     let base = format!("surv-{peer:?}-{tr:?}-{we_listen}");
     let mut children = Vec::new();
     if we_listen {
-        let at = listen(&s, &url(tr, &base)).await;
+        let at = listen(s.socket(), &url(tr, &base)).await;
         for _ in 0..n {
             children.push(foreign(peer, "respondent0", "dial", &at, sizes).await);
         }
@@ -66,7 +66,7 @@ async fn surveyor_vs_respondents(peer: Peer, n: usize, tr: Tr, we_listen: bool) 
     }
     let ctx = format!("spstack surveyor vs {n} {peer:?} respondents, {base}");
     // a survey sent before a respondent is connected does not reach it
-    wait_pipes(&s, n, &ctx).await;
+    wait_pipes(s.socket(), n, &ctx).await;
     for (i, &size) in sizes.iter().enumerate() {
         within(&ctx, s.send(payload(size, i))).await;
         for k in 0..n {
@@ -93,7 +93,7 @@ async fn respondent_vs_surveyor(peer: Peer, tr: Tr, we_listen: bool) {
     let r = spstack::respondent0().options(opts()).build();
     let u = url(tr, &format!("resp-{peer:?}-{tr:?}-{we_listen}"));
     let child = if we_listen {
-        let at = listen(&r, &u).await;
+        let at = listen(r.socket(), &u).await;
         foreign(peer, "surveyor0", "dial", &at, &SIZES).await
     } else {
         let c = foreign(peer, "surveyor0", "listen", &u, &SIZES).await;
@@ -154,7 +154,7 @@ async fn bus_three_nodes(peer: Peer, tr: Tr, we_listen: bool) {
     let ctx = format!("spstack bus with two {peer:?} nodes, {base}");
     let mut children = Vec::new();
     if we_listen {
-        let at = listen(&s, &url(tr, &base)).await;
+        let at = listen(s.socket(), &url(tr, &base)).await;
         for _ in 0..2 {
             children.push(foreign(peer, "bus0", "dial", &at, sizes).await);
         }
@@ -176,7 +176,7 @@ async fn bus_three_nodes(peer: Peer, tr: Tr, we_listen: bool) {
             s.dial_background(c.url()).unwrap();
             children.push(c);
         }
-        wait_pipes(&s, 2, &ctx).await;
+        wait_pipes(s.socket(), 2, &ctx).await;
         for (i, &size) in sizes.iter().enumerate() {
             within(&ctx, s.send(payload(size, i))).await;
             for _ in 0..2 {
@@ -224,7 +224,7 @@ async fn pair1_vs_nng(tr: Tr, we_listen: bool) {
     let s = spstack::pair1().options(opts()).build();
     let u = url(tr, &format!("pair1-{tr:?}-{we_listen}"));
     let child = if we_listen {
-        let at = listen(&s, &u).await;
+        let at = listen(s.socket(), &u).await;
         foreign(Peer::Nng, "pair1", "dial", &at, sizes).await
     } else {
         let c = foreign(Peer::Nng, "pair1", "listen", &u, sizes).await;

@@ -17,20 +17,20 @@ use std::time::Duration;
 use common::foreign::{foreign, listen, opts, payload, url, within, Peer, Tr, STEP};
 
 use futures::FutureExt;
-use spstack::{SocketContext, SubControl};
+use spstack::SubContext;
 
 const SIZES: [usize; 4] = [0, 1, 65536, 1 << 20];
 const MSG1: &[u8] = &[0x08];
 const MSG2_PREFIX: &[u8] = &[0x0f, 0x2e];
 const MSG3_PREFIX: &[u8] = &[0x16];
 
-fn subscribe(ctl: &SubControl, topics: &[&[u8]]) {
+fn subscribe(sub: impl Fn(&[u8]) -> spstack::Result<()>, topics: &[&[u8]]) {
     for t in topics {
-        ctl.subscribe(t).unwrap();
+        sub(t).unwrap();
     }
 }
 
-async fn expect(what: &str, ctx: &mut SocketContext, index: usize) {
+async fn expect(what: &str, ctx: &SubContext, index: usize) {
     let size = SIZES[index];
     let m = within(what, ctx.recv()).await;
     assert!(
@@ -46,22 +46,16 @@ async fn foreign_pub_to_sub_contexts(peer: Peer, tr: Tr, spstack_listens: bool) 
     let tag = format!("{peer:?}-pub-{tr:?}-{spstack_listens}");
     let u = url(tr, &tag);
     let s = spstack::sub0().options(opts()).build();
-    subscribe(&s.control::<SubControl>().unwrap(), &[b""]);
-    let mut one = s.context();
-    subscribe(&one.control::<SubControl>().unwrap(), &[MSG1]);
-    let mut two_three = s.context();
-    subscribe(
-        &two_three.control::<SubControl>().unwrap(),
-        &[MSG2_PREFIX, MSG3_PREFIX],
-    );
-    let mut none = s.context();
-    subscribe(
-        &none.control::<SubControl>().unwrap(),
-        &[&[0x08, 0x00], &[0x01]],
-    );
+    subscribe(|t| s.subscribe(t), &[b""]);
+    let one = s.context();
+    subscribe(|t| one.subscribe(t), &[MSG1]);
+    let two_three = s.context();
+    subscribe(|t| two_three.subscribe(t), &[MSG2_PREFIX, MSG3_PREFIX]);
+    let none = s.context();
+    subscribe(|t| none.subscribe(t), &[&[0x08, 0x00], &[0x01]]);
 
     let child = if spstack_listens {
-        let at = listen(&s, &u).await;
+        let at = listen(s.socket(), &u).await;
         foreign(peer, "pub0", "dial", &at, &SIZES).await
     } else {
         let c = foreign(peer, "pub0", "listen", &u, &SIZES).await;
@@ -77,10 +71,10 @@ async fn foreign_pub_to_sub_contexts(peer: Peer, tr: Tr, spstack_listens: bool) 
         );
     }
     // the default context got message 3 after every context had its share
-    expect(&format!("{what} [08]"), &mut one, 1).await;
-    expect(&format!("{what} [0f 2e]|[16]"), &mut two_three, 2).await;
-    expect(&format!("{what} [0f 2e]|[16]"), &mut two_three, 3).await;
-    for ctx in [&mut one, &mut two_three, &mut none] {
+    expect(&format!("{what} [08]"), &one, 1).await;
+    expect(&format!("{what} [0f 2e]|[16]"), &two_three, 2).await;
+    expect(&format!("{what} [0f 2e]|[16]"), &two_three, 3).await;
+    for ctx in [&one, &two_three, &none] {
         assert!(
             ctx.recv().now_or_never().is_none(),
             "{what}: a context got a message its subscriptions do not match"
@@ -95,12 +89,12 @@ async fn spstack_pub_to_several_subs(tr: Tr, pub_listens: bool) {
     let tag = format!("multi-{tr:?}-{pub_listens}");
     let p = spstack::pub0().options(opts()).build();
     let all = spstack::sub0().options(opts()).build();
-    subscribe(&all.control::<SubControl>().unwrap(), &[b""]);
+    subscribe(|t| all.subscribe(t), &[b""]);
     let some = spstack::sub0().options(opts()).build();
-    subscribe(&some.control::<SubControl>().unwrap(), &[MSG1, MSG3_PREFIX]);
+    subscribe(|t| some.subscribe(t), &[MSG1, MSG3_PREFIX]);
 
     let (nng, nano) = if pub_listens {
-        let u = listen(&p, &url(tr, &tag)).await;
+        let u = listen(p.socket(), &url(tr, &tag)).await;
         let nng = foreign(Peer::Nng, "sub0", "dial", &u, &SIZES).await;
         let nano = foreign(Peer::Nano, "sub0", "dial", &u, &SIZES).await;
         within("dial", all.dial(&u)).await;
@@ -115,8 +109,8 @@ async fn spstack_pub_to_several_subs(tr: Tr, pub_listens: bool) {
         );
         let nng = foreign(Peer::Nng, "sub0", "listen", &u1, &SIZES).await;
         let nano = foreign(Peer::Nano, "sub0", "listen", &u2, &SIZES).await;
-        let u3 = listen(&all, &u3).await;
-        let u4 = listen(&some, &u4).await;
+        let u3 = listen(all.socket(), &u3).await;
+        let u4 = listen(some.socket(), &u4).await;
         for u in [nng.url(), nano.url(), &u3, &u4] {
             within("dial", p.dial(u)).await;
         }

@@ -89,9 +89,9 @@ fn frames(rec: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
 async fn two_pipe_and_two_message_layers_round_trip() {
     let rep_seq = Seq::default();
     let req_seq = Seq::default();
-    let rep = full_stack(spstack::rep0(), rep_seq.clone()).build();
+    let rep = full_stack(spstack::rep0().into_untyped(), rep_seq.clone()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
-    let req = full_stack(spstack::req0(), req_seq.clone()).build();
+    let req = full_stack(spstack::req0().into_untyped(), req_seq.clone()).build();
     req.dial(ep.url()).await.unwrap();
 
     for i in 0..3u8 {
@@ -125,9 +125,9 @@ async fn layers_work_over_ipc_and_inproc_too() {
         format!("ipc:///tmp/sp-layering-{}.ipc", std::process::id()),
         "inproc://layering".to_string(),
     ] {
-        let rep = full_stack(spstack::rep0(), Seq::default()).build();
+        let rep = full_stack(spstack::rep0().into_untyped(), Seq::default()).build();
         let ep = rep.listen(&url).await.unwrap();
-        let req = full_stack(spstack::req0(), Seq::default()).build();
+        let req = full_stack(spstack::req0().into_untyped(), Seq::default()).build();
         req.dial(ep.url()).await.unwrap();
         req.send("over").await.unwrap();
         let got = timeout(T, rep.recv()).await.unwrap().unwrap();
@@ -142,7 +142,7 @@ async fn layers_work_over_ipc_and_inproc_too() {
 
 #[tokio::test]
 async fn missing_pipe_layer_is_refused_naming_it() {
-    let rep = full_stack(spstack::rep0(), Seq::default()).build();
+    let rep = full_stack(spstack::rep0().into_untyped(), Seq::default()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     // the client lacks the checksum layer
     let req = spstack::req0()
@@ -170,10 +170,10 @@ async fn missing_pipe_layer_is_refused_naming_it() {
 
 #[tokio::test]
 async fn captured_frame_decodes_field_by_field() {
-    let rep = full_stack(spstack::rep0(), Seq::default()).build();
+    let rep = full_stack(spstack::rep0().into_untyped(), Seq::default()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let (paddr, rec) = proxy(ep.url().to_string(), None).await;
-    let req = full_stack(spstack::req0(), Seq::default()).build();
+    let req = full_stack(spstack::req0().into_untyped(), Seq::default()).build();
     req.dial(&paddr).await.unwrap();
     req.send("hello").await.unwrap();
     let got = timeout(T, rep.recv()).await.unwrap().unwrap();
@@ -225,7 +225,7 @@ async fn captured_frame_decodes_field_by_field() {
 
 #[tokio::test]
 async fn peer_verifies_pipe_layer_and_closes_on_tampering() {
-    let rep = full_stack(spstack::rep0(), Seq::default()).build();
+    let rep = full_stack(spstack::rep0().into_untyped(), Seq::default()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     // announcement is 10 + list bytes; the handshake frames follow; flip a
     // byte far enough in to land in the first request's body
@@ -239,7 +239,7 @@ async fn peer_verifies_pipe_layer_and_closes_on_tampering() {
     let handshake = (8 + 3) + (8 + 4 + 4);
     let body_at = ann_len + handshake + 8 + 4 + 4 + 8 + 2 + 1;
     let (paddr, _rec) = proxy(ep.url().to_string(), Some(body_at)).await;
-    let req = full_stack(spstack::req0(), Seq::default()).build();
+    let req = full_stack(spstack::req0().into_untyped(), Seq::default()).build();
     req.dial(&paddr).await.unwrap();
     req.send("tampered").await.unwrap();
     assert!(

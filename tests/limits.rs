@@ -69,7 +69,7 @@ async fn a_listener_holds_at_most_its_pipes() {
         let s = evil(&url, REQ0, REP0).await;
         held.push(s);
     }
-    wait_for(&rep, "two pipes", |_, n| n == 2).await;
+    wait_for(rep.socket(), "two pipes", |_, n| n == 2).await;
 
     // full: a newcomer is refused before its handshake (no SP header back)
     let mut s = within(
@@ -85,7 +85,7 @@ async fn a_listener_holds_at_most_its_pipes() {
         matches!(got, Ok(0) | Err(_)),
         "a full listener answered the handshake: {got:?}"
     );
-    wait_for(&rep, "one refusal", |st, _| {
+    wait_for(rep.socket(), "one refusal", |st, _| {
         st.rejects(RejectReason::ListenerFull) == 1
     })
     .await;
@@ -93,7 +93,7 @@ async fn a_listener_holds_at_most_its_pipes() {
     // the handshake begun earlier finishes now, and is refused after it
     late.write_all(&sp_header(REQ0)).await.unwrap();
     expect_closed(&mut late, "handshake finished on a full listener").await;
-    let st = wait_for(&rep, "two refusals", |st, _| {
+    let st = wait_for(rep.socket(), "two refusals", |st, _| {
         st.rejects(RejectReason::ListenerFull) == 2
     })
     .await;
@@ -113,9 +113,9 @@ async fn a_listener_holds_at_most_its_pipes() {
 
     // a pipe that goes gives its place back
     drop(held.pop());
-    wait_for(&rep, "a pipe gone", |_, n| n == 1).await;
+    wait_for(rep.socket(), "a pipe gone", |_, n| n == 1).await;
     let mut s = evil(&url, REQ0, REP0).await;
-    wait_for(&rep, "the place taken again", |_, n| n == 2).await;
+    wait_for(rep.socket(), "the place taken again", |_, n| n == 2).await;
     // and the pipes held are served
     s.write_all(&tcp_frame(&[0x80, 0, 0, 1, b'h', b'i']))
         .await
@@ -149,7 +149,7 @@ async fn dialed_pipes_do_not_count_against_a_listener() {
     within("dial out", a.dial(&burl)).await.unwrap();
     let c = spstack::bus0().build();
     within("dial in", c.dial(&url)).await.unwrap();
-    wait_for(&a, "one pipe each way", |_, n| n == 2).await;
+    wait_for(a.socket(), "one pipe each way", |_, n| n == 2).await;
     assert_eq!(a.stats().rejects(RejectReason::ListenerFull), 0);
 }
 
@@ -162,8 +162,8 @@ async fn pull_push(name: &str, pull_opts: Options) -> (Socket, Socket) {
         .options(Options::default().reconnect_min(Duration::from_secs(3600)))
         .build();
     within("dial", push.dial(&url)).await.unwrap();
-    wait_for(&pull, "the pipe", |_, n| n == 1).await;
-    (pull, push)
+    wait_for(pull.socket(), "the pipe", |_, n| n == 1).await;
+    (pull.into(), push.into())
 }
 
 #[tokio::test(start_paused = true)]

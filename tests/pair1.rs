@@ -54,7 +54,7 @@ fn frame(hops: u32, body: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_bytes_and_what_a_receiver_accepts() {
     let p = spstack::pair1().options(Options::default().ttl(8)).build();
-    let url = listen(&p).await;
+    let url = listen(p.socket()).await;
 
     // short frames and hop counts above 255 close the pipe
     let bad: [Vec<u8>; 3] = [
@@ -67,14 +67,14 @@ async fn wire_bytes_and_what_a_receiver_accepts() {
         s.write_all(f).await.unwrap();
         expect_closed(&mut s, &format!("frame {f:02x?}")).await;
         let k = i as u64 + 1;
-        wait_stats(&p, "pipe closed", |st| {
+        wait_stats(p.socket(), "pipe closed", |st| {
             st.rejects(RejectReason::ProtocolError) == k && st.pipes_closed == k
         })
         .await;
     }
 
     let mut s = evil_pair1(&url).await;
-    wait_pipes(&p, 1).await;
+    wait_pipes(p.socket(), 1).await;
     // what we send: nng's bytes, the first hop carries 1
     p.send("hi").await.unwrap();
     assert_eq!(read_frame(&mut s).await, b"\x00\x00\x00\x01hi");
@@ -90,7 +90,10 @@ async fn wire_bytes_and_what_a_receiver_accepts() {
     // above the ttl: dropped and counted, the pipe kept
     s.write_all(&frame(9, b"too far")).await.unwrap();
     s.write_all(&frame(255, b"way too far")).await.unwrap();
-    wait_stats(&p, "ttl drops", |st| st.drops(DropReason::TtlExceeded) == 2).await;
+    wait_stats(p.socket(), "ttl drops", |st| {
+        st.drops(DropReason::TtlExceeded) == 2
+    })
+    .await;
     s.write_all(&frame(2, b"after")).await.unwrap();
     assert_eq!(within("recv", p.recv()).await.unwrap().body(), b"after");
     // a reused received message goes out with a fresh count
@@ -108,13 +111,13 @@ async fn wire_bytes_and_what_a_receiver_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mono_refuses_a_second_peer_and_roundtrips() {
     let a = spstack::pair1().build();
-    let url = listen(&a).await;
+    let url = listen(a.socket()).await;
     let b = spstack::pair1().build();
     within("dial", b.dial(&url)).await.unwrap();
-    wait_pipes(&a, 1).await;
+    wait_pipes(a.socket(), 1).await;
     let mut second = evil_pair1(&url).await;
     expect_closed(&mut second, "second peer").await;
-    wait_stats(&a, "pipe limit", |st| {
+    wait_stats(a.socket(), "pipe limit", |st| {
         st.rejects(RejectReason::PipeLimit) == 1
     })
     .await;
@@ -131,7 +134,7 @@ async fn mono_refuses_a_second_peer_and_roundtrips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_before_a_peer_waits_and_carries_one_hop() {
     let a = spstack::pair1().build();
-    let url = listen(&a).await;
+    let url = listen(a.socket()).await;
     let a2 = a.clone();
     // no peer yet: the send waits (and must not count a hop per retry)
     let sender = tokio::spawn(async move { a2.send("early").await });
@@ -144,14 +147,14 @@ async fn send_before_a_peer_waits_and_carries_one_hop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polyamorous_replies_go_to_their_peer() {
     let hub = spstack::pair1_poly().build();
-    let url = listen(&hub).await;
+    let url = listen(hub.socket()).await;
     let mut peers = Vec::new();
     for _ in 0..3 {
         let p = spstack::pair1().build();
         within("dial", p.dial(&url)).await.unwrap();
         peers.push(p);
     }
-    wait_pipes(&hub, 3).await;
+    wait_pipes(hub.socket(), 3).await;
     for round in 0..3 {
         for (i, p) in peers.iter().enumerate() {
             p.send(format!("from {i} round {round}").as_str())
@@ -190,9 +193,9 @@ async fn polyamorous_replies_go_to_their_peer() {
         within("bye", hub.recv()).await.unwrap()
     };
     peers.remove(0).close();
-    wait_pipes(&hub, 2).await;
+    wait_pipes(hub.socket(), 2).await;
     hub.send(gone).await.unwrap();
-    wait_stats(&hub, "unknown pipe", |st| {
+    wait_stats(hub.socket(), "unknown pipe", |st| {
         st.drops(DropReason::UnknownPipe) == 1
     })
     .await;
@@ -230,7 +233,7 @@ async fn a_device_adds_a_hop_and_the_ttl_stops_it() {
         b"just"
     );
     s.write_all(&frame(3, b"too far")).await.unwrap();
-    wait_stats(&far, "ttl drop at the far end", |st| {
+    wait_stats(far.socket(), "ttl drop at the far end", |st| {
         st.drops(DropReason::TtlExceeded) == 1
     })
     .await;

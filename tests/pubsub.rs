@@ -63,10 +63,10 @@ async fn pub_with_subs(n: usize, opts: Options) -> (Socket, Vec<Socket>) {
     for _ in 0..n {
         let s = spstack::sub0().options(opts.clone()).build();
         s.dial(&url).await.unwrap();
-        subs.push(s);
+        subs.push(s.into());
     }
     wait_until("every SUB's pipe at the PUB", || p.pipes().len() == n).await;
-    (p, subs)
+    (p.into(), subs)
 }
 
 #[tokio::test]
@@ -189,7 +189,7 @@ async fn pub_never_blocks_on_a_stalled_subscriber() {
     let port = stalled.local_addr().unwrap().port();
 
     let live = spstack::sub0().build();
-    subs(&live).subscribe("").unwrap();
+    subs(live.socket()).subscribe("").unwrap();
     live.dial(ep.url()).await.unwrap();
     wait_until("both pipes", || p.pipes().len() == 2).await;
     let stalled_pipe = p
@@ -451,7 +451,7 @@ async fn pubsub_through_a_device() {
     let xpub = spstack::raw(Protocol::Pub0).build();
     xpub.listen(&back_url).await.unwrap();
     let sub = spstack::sub0().build();
-    subs(&sub).subscribe("x").unwrap();
+    subs(sub.socket()).subscribe("x").unwrap();
     sub.dial(&back_url).await.unwrap();
     xsub.dial(&front_url).await.unwrap();
     wait_until("pipes", || p.pipes().len() == 1 && xpub.pipes().len() == 1).await;
@@ -460,8 +460,8 @@ async fn pubsub_through_a_device() {
     for m in ["x1", "y2", "x3"] {
         p.send(m).await.unwrap();
     }
-    assert_eq!(recv(&sub).await.body(), b"x1");
-    assert_eq!(recv(&sub).await.body(), b"x3");
+    assert_eq!(recv(sub.socket()).await.body(), b"x1");
+    assert_eq!(recv(sub.socket()).await.body(), b"x3");
     assert_eq!(xsub.stats().msgs_in, 3, "the device's SUB took everything");
     dev.abort();
 }

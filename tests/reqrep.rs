@@ -37,7 +37,7 @@ async fn req_to_raw_rep(req_opts: Options) -> (Socket, Socket) {
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let req = spstack::req0().options(req_opts).build();
     within("dial", req.dial(ep.url())).await.unwrap();
-    (req, rep)
+    (req.into(), rep)
 }
 
 #[tokio::test]
@@ -183,7 +183,7 @@ async fn hundred_contexts_each_get_their_own_answer() {
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..100)
         .map(|i| {
-            let mut ctx = req.context();
+            let ctx = req.context();
             tokio::spawn(async move {
                 let body = format!("request-{i:03}");
                 ctx.send(body.as_str()).await?;
@@ -214,7 +214,7 @@ async fn many_requests_in_flight_on_one_rep_via_contexts() {
 
     let clients: Vec<_> = (0..N)
         .map(|i| {
-            let mut ctx = req.context();
+            let ctx = req.context();
             tokio::spawn(async move {
                 ctx.send(format!("q{i}").as_str()).await?;
                 let r = ctx.recv().await?;
@@ -225,12 +225,12 @@ async fn many_requests_in_flight_on_one_rep_via_contexts() {
     // take all N requests, each on its own REP context, before answering any
     let mut rep_ctxs = Vec::new();
     for _ in 0..N {
-        let mut c = rep.context();
+        let c = rep.context();
         let m = within("rep ctx recv", c.recv()).await.unwrap();
         rep_ctxs.push((c, m));
     }
     // answer in reverse order
-    while let Some((mut c, m)) = rep_ctxs.pop() {
+    while let Some((c, m)) = rep_ctxs.pop() {
         let mut a = b"a-".to_vec();
         a.extend_from_slice(m.body());
         c.send(a).await.unwrap();
@@ -244,7 +244,7 @@ async fn many_requests_in_flight_on_one_rep_via_contexts() {
 #[tokio::test]
 async fn late_reply_is_dropped_and_counted() {
     let (req, rep) = req_to_raw_rep(Options::default()).await;
-    let mut ctx = req.context();
+    let ctx = req.context();
     ctx.send("first").await.unwrap();
     let first = within("first", rep.recv()).await.unwrap();
     // a new request on the same context cancels the first
@@ -267,7 +267,7 @@ async fn late_reply_is_dropped_and_counted() {
 #[tokio::test]
 async fn recv_on_req_context_without_request_is_an_error() {
     let req = spstack::req0().build();
-    let mut ctx = req.context();
+    let ctx = req.context();
     let r = within("recv with nothing sent", ctx.recv()).await;
     assert!(matches!(r, Err(Error::State(_))), "got {r:?}");
     // the socket's own default context too

@@ -26,7 +26,7 @@ async fn two_pulls() -> (Socket, Socket, Socket) {
     push.dial(ea.url()).await.unwrap();
     push.dial(eb.url()).await.unwrap();
     until("two pipes", || push.pipes().len() == 2).await;
-    (push, a, b)
+    (push.into(), a.into(), b.into())
 }
 
 #[tokio::test]

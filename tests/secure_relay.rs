@@ -95,9 +95,13 @@ async fn chain_with(rewrite_hop1: Option<Rewrite>, client_opts: Options) -> Chai
         .unwrap(),
     );
     let server_stats = server_integrity.stats();
-    let server = hop(spstack::rep0(), &keys.server, &keys.dev2_back)
-        .message_layer(server_integrity)
-        .build();
+    let server = hop(
+        spstack::rep0().into_untyped(),
+        &keys.server,
+        &keys.dev2_back,
+    )
+    .message_layer(server_integrity)
+    .build();
     let s_ep = server.listen("tcp://127.0.0.1:0").await.unwrap();
     let p3 = Proxy::start(s_ep.url(), None).await.unwrap();
 
@@ -147,10 +151,14 @@ async fn chain_with(rewrite_hop1: Option<Rewrite>, client_opts: Options) -> Chai
         .answered_by([keys.server_signer.verifying_key()]),
     );
     let client_stats = client_integrity.stats();
-    let client = hop(spstack::req0(), &keys.client, &keys.dev1_front)
-        .options(client_opts)
-        .message_layer(client_integrity)
-        .build();
+    let client = hop(
+        spstack::req0().into_untyped(),
+        &keys.client,
+        &keys.dev1_front,
+    )
+    .options(client_opts)
+    .message_layer(client_integrity)
+    .build();
     client.dial_background(&p1.url).unwrap();
 
     Chain {
@@ -286,7 +294,7 @@ async fn a_device_flipping_one_body_byte_gets_the_message_dropped_and_counted() 
     assert_eq!(c.server_stats.verified(), 1);
     c.tamper.store(false, Ordering::Relaxed);
     // a fresh request on a fresh context goes through
-    let mut ctx = c.client.context();
+    let ctx = c.client.context();
     ctx.send("after").await.unwrap();
     let r = within("reply after tampering", ctx.recv()).await.unwrap();
     assert_eq!(r.body(), b"re: after");
@@ -345,7 +353,7 @@ async fn a_replayed_hop_frame_closes_that_pipe_and_the_chain_recovers() {
     .await;
     assert_eq!(c.server_stats.verified(), 1, "the replay delivered nothing");
     // device 1 redials through the proxy and the chain works again
-    let mut ctx = c.client.context();
+    let ctx = c.client.context();
     ctx.send("two").await.unwrap();
     let r = within("reply after the replay", ctx.recv()).await.unwrap();
     assert_eq!(r.body(), b"re: two");
@@ -358,7 +366,7 @@ async fn a_peer_with_an_unlisted_key_never_gets_a_message_in() {
     assert_eq!(ask(&c, "listed").await, "re: listed");
     // an intruder that knows device 1's public key but is not on its list
     let intruder = hop(
-        spstack::req0(),
+        spstack::req0().into_untyped(),
         &StaticKeypair::generate(),
         &c.keys.dev1_front,
     )
@@ -369,7 +377,7 @@ async fn a_peer_with_an_unlisted_key_never_gets_a_message_in() {
     assert!(c.dev1_front.stats().rejects(RejectReason::LayerFailed) >= 1);
     assert_eq!(c.dev1_front.pipes().len(), 1, "only the client's pipe");
     // the listed client keeps working meanwhile
-    let mut ctx = c.client.context();
+    let ctx = c.client.context();
     ctx.send("still here").await.unwrap();
     let r = within("listed peer", ctx.recv()).await.unwrap();
     assert_eq!(r.body(), b"re: still here");

@@ -52,10 +52,10 @@ async fn survey_net(n: usize) -> (Socket, Vec<Socket>, String) {
     for _ in 0..n {
         let r = spstack::respondent0().build();
         within("respondent dial", r.dial(&url)).await.unwrap();
-        rs.push(r);
+        rs.push(r.into());
     }
-    wait_pipes(&surveyor, n).await;
-    (surveyor, rs, url)
+    wait_pipes(surveyor.socket(), n).await;
+    (surveyor.into(), rs, url)
 }
 
 /// Each respondent answers one survey with `"<name>:<survey>"`.
@@ -165,7 +165,6 @@ async fn a_new_survey_ends_the_previous_one() {
     let q1 = within("first", rs[0].recv()).await.unwrap();
     let r2 = rs[0].context();
     surveyor.send("second").await.unwrap();
-    let mut r2 = r2;
     let q2 = within("second", r2.recv()).await.unwrap();
     rs[0].send(q1.body()).await.unwrap();
     r2.send(q2.body()).await.unwrap();
@@ -183,7 +182,7 @@ async fn contexts_run_independent_surveys_with_their_own_deadlines() {
     // respondents: answer every survey, with the survey's own text
     for r in &rs {
         for _ in 0..2 {
-            let mut c = r.context();
+            let c = r.context();
             tokio::spawn(async move {
                 while let Ok(q) = c.recv().await {
                     if c.send(q.body()).await.is_err() {
@@ -193,8 +192,8 @@ async fn contexts_run_independent_surveys_with_their_own_deadlines() {
             });
         }
     }
-    let mut a = surveyor.context();
-    let mut b = surveyor.context();
+    let a = surveyor.context();
+    let b = surveyor.context();
     a.control::<SurveyorControl>()
         .unwrap()
         .set_deadline(Duration::from_millis(150));
@@ -203,7 +202,7 @@ async fn contexts_run_independent_surveys_with_their_own_deadlines() {
         .set_deadline(Duration::from_millis(400));
     a.send("A").await.unwrap();
     b.send("B").await.unwrap();
-    let collect = |mut c: spstack::SocketContext, want: &'static [u8]| async move {
+    let collect = |c: spstack::SocketContext, want: &'static [u8]| async move {
         let t0 = Instant::now();
         let mut n = 0;
         loop {
@@ -228,10 +227,10 @@ async fn contexts_run_independent_surveys_with_their_own_deadlines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn respondent_contexts_answer_out_of_order() {
     let (surveyor, rs, _) = survey_net(1).await;
-    let mut s1 = surveyor.context();
-    let mut s2 = surveyor.context();
-    let mut c1 = rs[0].context();
-    let mut c2 = rs[0].context();
+    let s1 = surveyor.context();
+    let s2 = surveyor.context();
+    let c1 = rs[0].context();
+    let c2 = rs[0].context();
     s1.send("one").await.unwrap();
     let q1 = within("q1", c1.recv()).await.unwrap();
     s2.send("two").await.unwrap();
@@ -259,7 +258,9 @@ async fn surveys_cross_a_device() {
         .unwrap()
         .url()
         .to_string();
-    let rs: Vec<Socket> = (0..3).map(|_| spstack::respondent0().build()).collect();
+    let rs: Vec<Socket> = (0..3)
+        .map(|_| spstack::respondent0().build().into())
+        .collect();
     for r in &rs {
         within("respondent dial", r.dial(&back_url)).await.unwrap();
     }
@@ -271,7 +272,7 @@ async fn surveys_cross_a_device() {
         .await
         .unwrap();
     wait_pipes(&front, 1).await;
-    set_deadline(&surveyor, Duration::from_millis(400));
+    set_deadline(surveyor.socket(), Duration::from_millis(400));
     let tasks = answer_once(&rs);
     surveyor.send("via device").await.unwrap();
     let mut got = Vec::new();
@@ -307,7 +308,7 @@ async fn surveyor_serves(surveyor: &Socket, url: &str) {
     let n = surveyor.pipes().len();
     wait_pipes(surveyor, n.max(1)).await;
     set_deadline(surveyor, Duration::from_millis(300));
-    let t = answer_once(std::slice::from_ref(&r));
+    let t = answer_once(std::slice::from_ref(r.socket()));
     surveyor.send("still there?").await.unwrap();
     let m = within("good response", surveyor.recv()).await.unwrap();
     assert_eq!(m.body(), b"r0:still there?");
@@ -329,15 +330,15 @@ async fn evil_respondent_bad_backtraces() {
     let cases: [&[u8]; 3] = [b"", b"\x00\x00\x00\x01\x00\x00\x00\x02", b"\x80\x00"];
     for (i, c) in cases.iter().enumerate() {
         let mut s = evil(&url, RESPONDENT0, SURVEYOR0).await;
-        wait_pipes(&surveyor, 1).await;
+        wait_pipes(surveyor.socket(), 1).await;
         // a survey is running and being received, so responses are parsed
-        set_deadline(&surveyor, Duration::from_millis(200));
+        set_deadline(surveyor.socket(), Duration::from_millis(200));
         surveyor.send("q").await.unwrap();
         let _ = read_frame(&mut s).await;
         s.write_all(&tcp_frame(c)).await.unwrap();
         expect_closed(&mut s, &format!("response {c:02x?}")).await;
         let k = i as u64 + 1;
-        wait_stats(&surveyor, "protocol error", |st| {
+        wait_stats(surveyor.socket(), "protocol error", |st| {
             st.rejects(RejectReason::ProtocolError) == k && st.pipes_closed == k
         })
         .await;
@@ -348,8 +349,8 @@ async fn evil_respondent_bad_backtraces() {
     }
     // too many hops: dropped, the pipe kept; a good response on it then passes
     let mut s = evil(&url, RESPONDENT0, SURVEYOR0).await;
-    wait_pipes(&surveyor, 1).await;
-    set_deadline(&surveyor, Duration::from_millis(500));
+    wait_pipes(surveyor.socket(), 1).await;
+    set_deadline(surveyor.socket(), Duration::from_millis(500));
     surveyor.send("q").await.unwrap();
     let q = read_frame(&mut s).await;
     assert_eq!(q.len(), 5, "survey id + body");
@@ -368,12 +369,15 @@ async fn evil_respondent_bad_backtraces() {
     assert_eq!(st.drops(DropReason::TtlExceeded), 1);
     assert_eq!(st.pipes_closed, 3, "the too-deep response closed no pipe");
     drop(s);
-    wait_stats(&surveyor, "evil pipe gone", |st| st.pipes_closed == 4).await;
+    wait_stats(surveyor.socket(), "evil pipe gone", |st| {
+        st.pipes_closed == 4
+    })
+    .await;
     assert!(matches!(
         within("end", surveyor.recv()).await,
         Err(Error::TimedOut(_))
     ));
-    surveyor_serves(&surveyor, &url).await;
+    surveyor_serves(surveyor.socket(), &url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,7 +397,7 @@ async fn evil_surveyor_bad_backtraces() {
         s.write_all(&tcp_frame(c)).await.unwrap();
         expect_closed(&mut s, &format!("survey {c:02x?}")).await;
         let k = i as u64 + 1;
-        wait_stats(&respondent, "protocol error", |st| {
+        wait_stats(respondent.socket(), "protocol error", |st| {
             st.rejects(RejectReason::ProtocolError) == k
                 && st.drops(DropReason::Malformed) == k
                 && st.pipes_closed == k
@@ -405,7 +409,7 @@ async fn evil_surveyor_bad_backtraces() {
     s.write_all(&tcp_frame(&words(&eight, 7, b"far")))
         .await
         .unwrap();
-    wait_stats(&respondent, "ttl drop", |st| {
+    wait_stats(respondent.socket(), "ttl drop", |st| {
         st.drops(DropReason::TtlExceeded) == 1
     })
     .await;
@@ -423,8 +427,8 @@ async fn evil_surveyor_bad_backtraces() {
     // the respondent still answers a real surveyor
     let surveyor = spstack::surveyor0().build();
     within("dial", surveyor.dial(&url)).await.unwrap();
-    wait_pipes(&respondent, 2).await;
-    set_deadline(&surveyor, Duration::from_millis(500));
+    wait_pipes(respondent.socket(), 2).await;
+    set_deadline(surveyor.socket(), Duration::from_millis(500));
     surveyor.send("real").await.unwrap();
     let q = within("real survey", respondent.recv()).await.unwrap();
     assert_eq!(q.body(), b"real");
@@ -457,17 +461,15 @@ async fn a_flood_of_large_responses_stays_within_the_receive_byte_budget() {
         .url()
         .to_string();
     let mut s = evil(&url, RESPONDENT0, SURVEYOR0).await;
-    wait_pipes(&surveyor, 1).await;
+    wait_pipes(surveyor.socket(), 1).await;
     // A's survey is never read while the flood arrives; B's receive files
     // every response under its survey, and B's own answer comes last on the
     // same connection, so once B has it the flood has been filed or dropped
     // (and A's full survey took no room from B's)
-    let mut a = surveyor.context();
-    let mut b = surveyor.context();
+    let a = surveyor.context();
+    let b = surveyor.context();
     for c in [&a, &b] {
-        c.control::<SurveyorControl>()
-            .unwrap()
-            .set_deadline(Duration::from_secs(30));
+        c.set_deadline(Duration::from_secs(30));
     }
     a.send("A").await.unwrap();
     let qa = read_frame(&mut s).await;
@@ -507,7 +509,7 @@ async fn a_flood_of_large_responses_stays_within_the_receive_byte_budget() {
         assert_eq!(m.body().len(), SIZE);
     }
     drop(a);
-    wait_stats(&surveyor, "the unread response counted", |st| {
+    wait_stats(surveyor.socket(), "the unread response counted", |st| {
         st.drops(DropReason::Late) == 1
     })
     .await;

@@ -1,12 +1,12 @@
-//! tower middleware around a cooked REQ socket, and `rep::serve` driving a
-//! REP socket with a tower service.
+//! tower middleware around a REQ socket (`spstack::Req`), and `rep::serve`
+//! driving a REP socket with a tower service.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spstack::{Error, Message, Options, Socket};
+use spstack::{Error, Message, Options, Rep, Req};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -18,7 +18,7 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 }
 
 /// A REQ dialed to a REP that receives requests but never answers.
-async fn req_to_silent_rep() -> (Socket, Socket) {
+async fn req_to_silent_rep() -> (Req, Rep) {
     let rep = spstack::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let req = spstack::req0().build();
@@ -50,6 +50,69 @@ async fn timeout_middleware_fires_when_rep_never_answers() {
 }
 
 #[tokio::test]
+async fn load_shed_rejects_at_once_while_no_pipe_can_take_a_request() {
+    let req = spstack::req0().build();
+    let mut svc = ServiceBuilder::new().load_shed().service(req.clone());
+    // no REP anywhere: poll_ready says not ready, so the call is shed now
+    // instead of waiting inside the socket for a pipe
+    let t0 = Instant::now();
+    let r = within(
+        "shed call",
+        svc.ready().await.unwrap().call(Message::from("anyone?")),
+    )
+    .await;
+    let e = r.expect_err("no pipe: the call must be shed");
+    assert!(
+        e.is::<tower::load_shed::error::Overloaded>(),
+        "expected Overloaded, got {e:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert_eq!(req.stats().msgs_out, 0, "a shed request never goes out");
+
+    // a pipe appears: the same service becomes ready and the call goes through
+    let rep = spstack::rep0().build();
+    let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
+    let mut plain = req.clone();
+    let ready = tokio::spawn(async move {
+        within("ready once a pipe joins", plain.ready())
+            .await
+            .map(|_| ())
+    });
+    within("dial", req.dial(ep.url())).await.unwrap();
+    within("ready task", ready).await.unwrap().unwrap();
+    let call = tokio::spawn(
+        within("load-shed call", svc.ready())
+            .await
+            .unwrap()
+            .call(Message::from("now?")),
+    );
+    let m = within("rep recv", rep.recv()).await.unwrap();
+    assert_eq!(m.body(), b"now?");
+    rep.send("yes").await.unwrap();
+    assert_eq!(within("reply", call).await.unwrap().unwrap().body(), b"yes");
+}
+
+#[tokio::test]
+async fn buffer_holds_calls_until_a_pipe_appears() {
+    let req = spstack::req0().build();
+    let svc = ServiceBuilder::new().buffer(8).service(req.clone());
+    let calls: Vec<_> = (0..3)
+        .map(|i| tokio::spawn(svc.clone().oneshot(Message::from(format!("b{i}")))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(req.stats().msgs_out, 0, "nothing can go out without a pipe");
+    let rep = spstack::rep0().build();
+    let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
+    within("dial", req.dial(ep.url())).await.unwrap();
+    let echo = tower::service_fn(|m: Message| async move { Ok::<_, Error>(m) });
+    tokio::spawn(spstack::rep::serve(rep, echo, 4));
+    for (i, c) in calls.into_iter().enumerate() {
+        let r = within("buffered call", c).await.unwrap().unwrap();
+        assert_eq!(r.body(), format!("b{i}").as_bytes());
+    }
+}
+
+#[tokio::test]
 async fn concurrency_limit_with_load_shed_reports_overload() {
     let (req, rep) = req_to_silent_rep().await;
     let svc = ServiceBuilder::new()
@@ -77,7 +140,7 @@ async fn concurrency_limit_with_load_shed_reports_overload() {
     let f2 = tokio::spawn(f2);
     let mut got = Vec::new();
     for _ in 0..2 {
-        let mut c = rep.context();
+        let c = rep.context();
         let m = within("rep recv", c.recv()).await.unwrap();
         got.push(String::from_utf8(m.body().to_vec()).unwrap());
         c.send(format!("re:{}", got.last().unwrap()).as_str())
@@ -231,6 +294,60 @@ async fn serve_sends_no_reply_when_the_handler_fails_and_req_resends() {
     let r = within("call", req.clone().oneshot(Message::from("again"))).await;
     assert_eq!(r.unwrap().body(), b"again");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn serve_on_error_answers_a_failed_request_at_once() {
+    let rep = spstack::rep0().build();
+    let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let calls = calls.clone();
+        tower::service_fn(move |m: Message| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if m.body() == b"bad" {
+                    Err("cannot do that".to_string())
+                } else {
+                    Ok(m)
+                }
+            }
+        })
+    };
+    tokio::spawn(
+        spstack::rep::Serve::new(handler)
+            .concurrency(2)
+            .on_error(|e| Some(Message::from(format!("error: {e}"))))
+            .run(rep),
+    );
+    // the resend is far away: only the mapped reply can arrive in time
+    let req = spstack::req0()
+        .options(Options::default().req_resend(Some(Duration::from_secs(60))))
+        .build();
+    within("dial", req.dial(ep.url())).await.unwrap();
+    let t0 = Instant::now();
+    let r = within("failing call", req.request("bad")).await.unwrap();
+    assert_eq!(r.body(), b"error: cannot do that");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let ok = within("good call", req.request("good")).await.unwrap();
+    assert_eq!(ok.body(), b"good");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "each ran once");
+}
+
+#[tokio::test]
+async fn serve_on_error_returning_none_sends_nothing() {
+    let rep = spstack::rep0().build();
+    let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
+    let handler = tower::service_fn(|_: Message| async { Err::<Message, _>("no") });
+    tokio::spawn(
+        spstack::rep::Serve::new(handler)
+            .on_error(|_| None)
+            .run(rep),
+    );
+    let req = spstack::req0().build();
+    within("dial", req.dial(ep.url())).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_millis(300), req.request("x")).await;
+    assert!(r.is_err(), "no reply expected, got {r:?}");
 }
 
 #[tokio::test]

@@ -145,7 +145,7 @@ async fn push_back_pressure_over_inproc() {
     let ep = pull.listen(&inproc_url("bp")).await.unwrap();
     let push = spstack::push0().options(small).build();
     within("dial", push.dial(ep.url())).await.unwrap();
-    let sent = send_until_blocked(&push, b"x", 10_000).await;
+    let sent = send_until_blocked(push.socket(), b"x", 10_000).await;
     let Some(sent) = sent else {
         panic!("10000 sends to a PULL that never reads all went through");
     };
@@ -228,7 +228,7 @@ async fn push_back_pressure_over_tcp() {
     within("dial", push.dial(ep.url())).await.unwrap();
     let body = vec![7u8; 64 << 10];
     // 2000 * 64 KiB = 125 MiB: far more than kernel socket buffers hold
-    let sent = send_until_blocked(&push, &body, 2000).await;
+    let sent = send_until_blocked(push.socket(), &body, 2000).await;
     let Some(sent) = sent else {
         panic!("125 MiB sent to a PULL that never reads");
     };
@@ -431,7 +431,7 @@ fn record(s: &Socket, accept: bool) -> Arc<Mutex<Vec<Ev>>> {
 #[tokio::test]
 async fn pipe_events_fire_in_order() {
     let pull = spstack::pull0().build();
-    let log = record(&pull, true);
+    let log = record(pull.socket(), true);
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
     let push = spstack::push0().build();
     within("dial", push.dial(ep.url())).await.unwrap();
@@ -450,7 +450,7 @@ async fn pipe_events_fire_in_order() {
 #[tokio::test]
 async fn pipe_event_hook_can_reject() {
     let pull = spstack::pull0().build();
-    let log = record(&pull, false);
+    let log = record(pull.socket(), false);
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
     let push = spstack::push0()
         .options(Options::default().reconnect_min(Duration::from_millis(50)))

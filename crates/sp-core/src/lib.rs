@@ -103,8 +103,7 @@ pub use crate::raw::{raw_io, RawSink, RawSocket, RawStream};
 pub use crate::routing::{RecvPolicy, Routed, Routing, Verdict};
 pub use crate::send::Handover;
 pub use crate::socket::{
-    backtrace_field, device, ContextService, CookedProtocol, CookedSocket, Socket, SocketBuilder,
-    SocketContext,
+    backtrace_field, device, CookedProtocol, CookedSocket, Socket, SocketBuilder, SocketContext,
 };
 pub use crate::stats::{DropReason, RejectReason, Stats};
 pub use crate::transport::split_url;

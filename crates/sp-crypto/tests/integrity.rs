@@ -279,7 +279,7 @@ async fn req_rep_over_tcp_replies_arrive_and_verify_on_many_contexts() {
     // contexts share one sequence and one replay window: run them at once
     let mut tasks = Vec::new();
     for c in 0..8 {
-        let mut ctx = req.context();
+        let ctx = req.context();
         tasks.push(tokio::spawn(async move {
             for i in 0..5 {
                 let q = format!("c{c} q{i}");

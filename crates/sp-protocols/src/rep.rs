@@ -136,8 +136,15 @@ impl Drop for RepTx {
 }
 
 /// Answers requests on a REP socket with `service`, up to `concurrency` at
-/// once (each on its own context). Runs until the socket closes. A request
-/// whose handler fails gets no reply; the REQ side resends it.
+/// once (each on its own context). Runs until the socket closes.
+///
+/// A request whose handler fails gets **no reply**: the error is logged (a
+/// `tracing` warning, target `"spstack"`) and the requester's REQ sends the
+/// request again after its `req_resend` (60 s by default), so the handler
+/// runs again then. To answer a failure at once instead, map the error to a
+/// reply with [`Serve::on_error`].
+///
+/// `socket` is a cooked REP: `spstack::Rep` or an untyped `Socket`.
 ///
 /// ```no_run
 /// # async fn demo(rep: sp_core::Socket) {
@@ -145,35 +152,113 @@ impl Drop for RepTx {
 /// sp_protocols::rep::serve(rep, echo, 16).await;
 /// # }
 /// ```
-pub async fn serve<S>(socket: Socket, service: S, concurrency: usize)
+pub async fn serve<S>(socket: impl Into<Socket>, service: S, concurrency: usize)
 where
     S: tower::Service<Message, Response = Message> + Clone + Send + 'static,
-    S::Error: std::fmt::Display,
+    S::Error: std::fmt::Display + Send,
     S::Future: Send,
 {
-    let workers = (0..concurrency.max(1)).map(|_| {
-        let mut ctx = socket.context();
-        let svc = service.clone();
-        async move {
-            loop {
-                let req = match ctx.next().await {
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        tracing::debug!(target: "spstack", error = %e, "serve: receive failed");
-                        continue;
-                    }
-                    None => return,
-                };
-                match tower::ServiceExt::oneshot(svc.clone(), req).await {
-                    Ok(reply) => {
-                        if let Err(Error::Closed) = ctx.send(reply).await {
-                            return;
+    Serve::new(service)
+        .concurrency(concurrency)
+        .run(socket)
+        .await
+}
+
+type OnError<E> = Arc<dyn Fn(E) -> Option<Message> + Send + Sync>;
+
+/// [`serve`] with its settings: how many requests run at once and what a
+/// failed request is answered with.
+///
+/// ```no_run
+/// # async fn demo(rep: sp_core::Socket) {
+/// use sp_core::Message;
+/// let checked = tower::service_fn(|req: Message| async move {
+///     if req.body().is_empty() {
+///         return Err("empty request");
+///     }
+///     Ok(req)
+/// });
+/// sp_protocols::rep::Serve::new(checked)
+///     .concurrency(8)
+///     // the requester gets this reply at once instead of resending later
+///     .on_error(|e| Some(Message::from(format!("error: {e}"))))
+///     .run(rep)
+///     .await;
+/// # }
+/// ```
+pub struct Serve<S: tower::Service<Message>> {
+    service: S,
+    concurrency: usize,
+    on_error: Option<OnError<S::Error>>,
+}
+
+impl<S> Serve<S>
+where
+    S: tower::Service<Message, Response = Message> + Clone + Send + 'static,
+    S::Error: std::fmt::Display + Send,
+    S::Future: Send,
+{
+    /// Serves with `service`, one request at a time, failures unanswered
+    /// (see [`serve`]).
+    pub fn new(service: S) -> Self {
+        Serve {
+            service,
+            concurrency: 1,
+            on_error: None,
+        }
+    }
+
+    /// Runs up to `n` requests at once, each on its own context (at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// What a request whose handler failed (or whose service was not ready)
+    /// is answered with: `Some(reply)` goes back to the requester at once,
+    /// `None` sends nothing, as without a hook (the requester resends after
+    /// its `req_resend`). Either way the failure is logged.
+    pub fn on_error(
+        mut self,
+        map: impl Fn(S::Error) -> Option<Message> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_error = Some(Arc::new(map));
+        self
+    }
+
+    /// Answers requests on the REP socket until it closes.
+    pub async fn run(self, socket: impl Into<Socket>) {
+        let socket = socket.into();
+        let workers = (0..self.concurrency).map(|_| {
+            let mut ctx = socket.context();
+            let svc = self.service.clone();
+            let on_error = self.on_error.clone();
+            async move {
+                loop {
+                    let req = match ctx.next().await {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            tracing::debug!(target: "spstack", error = %e, "serve: receive failed");
+                            continue;
                         }
+                        None => return,
+                    };
+                    let reply = match tower::ServiceExt::oneshot(svc.clone(), req).await {
+                        Ok(reply) => reply,
+                        Err(e) => {
+                            tracing::warn!(target: "spstack", error = %e, hook = on_error.is_some(), "serve: handler failed");
+                            match on_error.as_ref().and_then(|map| map(e)) {
+                                Some(reply) => reply,
+                                None => continue,
+                            }
+                        }
+                    };
+                    if let Err(Error::Closed) = ctx.send(reply).await {
+                        return;
                     }
-                    Err(e) => tracing::warn!(target: "spstack", error = %e, "serve: handler failed; no reply sent"),
                 }
             }
-        }
-    });
-    futures::future::join_all(workers).await;
+        });
+        futures::future::join_all(workers).await;
+    }
 }

@@ -102,7 +102,7 @@ async fn flood_of_garbage_and_stalled_handshakes_keeps_serving() {
                 .handshake_timeout(Duration::from_secs(60)),
         )
         .build();
-    let url = listen(&rep, "127.0.0.1").await;
+    let url = listen(rep.socket(), "127.0.0.1").await;
     let target: std::net::SocketAddr = url.trim_start_matches("quic://").parse().expect("addr");
     let serve = {
         let rep = rep.clone();
@@ -132,7 +132,7 @@ async fn flood_of_garbage_and_stalled_handshakes_keeps_serving() {
         })
     };
 
-    let client = over(spstack::req0(), &quic(both(&pki)));
+    let client = over(spstack::req0().into_untyped(), &quic(both(&pki)));
     dial(&client, &url).await;
     for i in 0..20 {
         client.send(payload(100, i)).await.expect("send");
@@ -181,8 +181,8 @@ async fn forced_retry_still_serves() {
         .transport(listener.clone())
         .options(opts())
         .build();
-    let url = listen(&rep, "127.0.0.1").await;
-    let client = over(spstack::req0(), &quic(both(&pki)));
+    let url = listen(rep.socket(), "127.0.0.1").await;
+    let client = over(spstack::req0().into_untyped(), &quic(both(&pki)));
     dial(&client, &url).await;
     client.send("through retry").await.expect("send");
     let m = within("request", rep.recv()).await.expect("request");

@@ -66,7 +66,7 @@ async fn chain() -> Chain {
         .expect("config"),
     );
     let server_stats = server_integrity.stats();
-    let server = hop(spstack::rep0(), &server_k, &d2b)
+    let server = hop(spstack::rep0().into_untyped(), &server_k, &d2b)
         .message_layer(server_integrity)
         .build();
     let s_ep = server.listen("tcp://127.0.0.1:0").await.expect("listen");
@@ -111,7 +111,7 @@ async fn chain() -> Chain {
             .expect("config"),
     );
     let client_stats = client_integrity.stats();
-    let client = hop(spstack::req0(), &client_k, &d1f)
+    let client = hop(spstack::req0().into_untyped(), &client_k, &d1f)
         .message_layer(client_integrity)
         .build();
     client.dial(d1_ep.url()).await.expect("dial dev1");
@@ -203,7 +203,7 @@ async fn a_byte_flipped_after_the_quic_hop_is_dropped_and_counted() {
     })
     .await;
     c.tamper.store(false, Ordering::Relaxed);
-    let mut ctx = c.client.context();
+    let ctx = c.client.context();
     ctx.send("after").await.expect("send");
     let r = within("reply after tampering", ctx.recv())
         .await

@@ -10,7 +10,8 @@
 //! * [`Opcodes`]: a message layer above the scalability protocol that lets
 //!   applications exchange text, binary and close frames end to end (through
 //!   devices and over any transport).
-//! * [`mod@axum`]: an spstack endpoint mounted as a route of an axum `Router`.
+//! * [`mod@axum`] (feature `axum`, on by default): an spstack endpoint
+//!   mounted as a route of an axum `Router`.
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> sp_core::Result<()> {
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
+#[cfg(feature = "axum")]
 pub mod axum;
 mod driver;
 mod opcodes;

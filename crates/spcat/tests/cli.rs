@@ -559,10 +559,7 @@ fn pub_with_late_subscriber(prog: &str) -> (Out, u64, Duration) {
         .unwrap();
     rt.block_on(async {
         let sub = spstack::sub0().build();
-        sub.control::<spstack::SubControl>()
-            .expect("SUB control")
-            .subscribe(b"")
-            .unwrap();
+        sub.subscribe(b"").unwrap();
         // the PUB sends its first message as soon as it listens; this dial
         // waits long enough that it comes after that send (the second is a
         // second later), as a late subscriber's does. Without the wait a

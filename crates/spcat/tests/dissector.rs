@@ -217,7 +217,7 @@ async fn has_pipe(s: &Socket) {
 fn req_rep_request_ids_and_a_message_across_segments() {
     let rt = rt();
     let rep = rt.block_on(async { spstack::rep0().build() });
-    let (url, port) = rt.block_on(listen(&rep));
+    let (url, port) = rt.block_on(listen(rep.socket()));
     let cap = Capture::start(port, "reqrep");
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     rt.block_on(async {
@@ -294,16 +294,13 @@ fn req_rep_request_ids_and_a_message_across_segments() {
 fn pub_sub_found_by_its_header_without_a_port() {
     let rt = rt();
     let publisher = rt.block_on(async { spstack::pub0().build() });
-    let (url, port) = rt.block_on(listen(&publisher));
+    let (url, port) = rt.block_on(listen(publisher.socket()));
     let cap = Capture::start(port, "pubsub");
     rt.block_on(async {
         let sub = spstack::sub0().build();
-        sub.control::<spstack::SubControl>()
-            .unwrap()
-            .subscribe(b"weather/")
-            .unwrap();
+        sub.subscribe(b"weather/").unwrap();
         sub.dial(&url).await.unwrap();
-        has_pipe(&publisher).await;
+        has_pipe(publisher.socket()).await;
         for m in ["weather/sun", "weather/rain", "weather/snow"] {
             publisher.send(m).await.unwrap();
             let got = timeout(WAIT, sub.recv()).await.unwrap().unwrap();
@@ -347,12 +344,12 @@ fn pub_sub_found_by_its_header_without_a_port() {
 fn pair1_hop_count_and_a_declared_third_party_message_layer() {
     let rt = rt();
     let a = rt.block_on(async { spstack::pair1().message_layer(Trace::new()).build() });
-    let (url, port) = rt.block_on(listen(&a));
+    let (url, port) = rt.block_on(listen(a.socket()));
     let cap = Capture::start(port, "pair1");
     rt.block_on(async {
         let b = spstack::pair1().message_layer(Trace::new()).build();
         b.dial(&url).await.unwrap();
-        has_pipe(&a).await;
+        has_pipe(a.socket()).await;
         for i in 0..3 {
             b.send(format!("ping {i}")).await.unwrap();
             timeout(WAIT, a.recv()).await.unwrap().unwrap();
@@ -397,7 +394,7 @@ fn pair1_hop_count_and_a_declared_third_party_message_layer() {
 fn above_an_unknown_pipe_layer_one_opaque_payload_with_its_owner() {
     let rt = rt();
     let rep = rt.block_on(async { spstack::rep0().pipe_layer(xor::layer()).build() });
-    let (url, port) = rt.block_on(listen(&rep));
+    let (url, port) = rt.block_on(listen(rep.socket()));
     let cap = Capture::start(port, "xor");
     rt.block_on(async {
         let req = spstack::req0().pipe_layer(xor::layer()).build();
@@ -460,7 +457,7 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
             ))
             .build()
     });
-    let (url, port) = rt.block_on(listen(&rep));
+    let (url, port) = rt.block_on(listen(rep.socket()));
     let cap = Capture::start(port, "noise");
     rt.block_on(async {
         let req = spstack::req0()

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll};
 
+use futures::lock::Mutex;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use super::Shared;
@@ -12,9 +13,16 @@ use crate::{Error, Message, Result};
 
 /// One context of a socket: independent protocol state over shared pipes.
 /// Also a `Sink<Message>` and `Stream<Item = Result<Message>>`.
+///
+/// [`send`](SocketContext::send) and [`recv`](SocketContext::recv) take
+/// `&self`, as [`Socket::send`](crate::Socket::send) does, so a context can
+/// be shared (an `Arc`) and one task may receive while another sends. Two
+/// sends at once on one context take turns; for REQ the second replaces the
+/// first's request, as it would one after the other. The `Sink` and
+/// `Stream` implementations need `&mut self` and take no lock.
 pub struct SocketContext {
-    tx: BoxSink,
-    rx: BoxStream,
+    tx: Mutex<BoxSink>,
+    rx: Mutex<BoxStream>,
     control: Option<Control>,
     shared: Arc<Shared>,
 }
@@ -22,8 +30,8 @@ pub struct SocketContext {
 impl SocketContext {
     pub(crate) fn new(io: MessageIo, control: Option<Control>, shared: Arc<Shared>) -> Self {
         SocketContext {
-            tx: io.tx,
-            rx: io.rx,
+            tx: Mutex::new(io.tx),
+            rx: Mutex::new(io.rx),
             control,
             shared,
         }
@@ -35,8 +43,12 @@ impl SocketContext {
     }
 
     /// Sends on this context.
-    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
-        let fut = self.tx.send(msg.into());
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        let msg = msg.into();
+        let fut = async {
+            let mut tx = self.tx.lock().await;
+            tx.send(msg).await
+        };
         match self.shared.raw.options().send_timeout {
             Some(t) => tokio::time::timeout(t, fut)
                 .await
@@ -45,75 +57,43 @@ impl SocketContext {
         }
     }
     /// Receives on this context.
-    pub async fn recv(&mut self) -> Result<Message> {
-        let t = self.shared.raw.options().recv_timeout;
-        let fut = self.rx.next();
-        match t {
+    pub async fn recv(&self) -> Result<Message> {
+        let fut = async {
+            let mut rx = self.rx.lock().await;
+            rx.next().await.unwrap_or(Err(Error::Closed))
+        };
+        match self.shared.raw.options().recv_timeout {
             Some(t) => tokio::time::timeout(t, fut)
                 .await
-                .map_err(|_| Error::TimedOut(t))?
-                .unwrap_or(Err(Error::Closed)),
-            None => fut.await.unwrap_or(Err(Error::Closed)),
+                .map_err(|_| Error::TimedOut(t))?,
+            None => fut.await,
         }
     }
     /// Splits into the two halves (each keeps the socket alive).
     pub fn into_io(self) -> MessageIo {
-        MessageIo::new(self.tx, self.rx)
+        MessageIo::new(self.tx.into_inner(), self.rx.into_inner())
     }
 }
 
 impl Sink<Message> for SocketContext {
     type Error = Error;
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<()>> {
-        self.tx.as_mut().poll_ready(cx)
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<()>> {
+        self.get_mut().tx.get_mut().as_mut().poll_ready(cx)
     }
-    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.tx.as_mut().start_send(item)
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.get_mut().tx.get_mut().as_mut().start_send(item)
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<()>> {
-        self.tx.as_mut().poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<()>> {
+        self.get_mut().tx.get_mut().as_mut().poll_flush(cx)
     }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<()>> {
-        self.tx.as_mut().poll_close(cx)
+    fn poll_close(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<()>> {
+        self.get_mut().tx.get_mut().as_mut().poll_close(cx)
     }
 }
 
 impl Stream for SocketContext {
     type Item = Result<Message>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Option<Result<Message>>> {
-        self.rx.as_mut().poll_next(cx)
-    }
-}
-
-/// One context as a `tower::Service<Message>`: calls on it run one at a time
-/// (a context has one request outstanding), in call order.
-#[derive(Clone)]
-pub struct ContextService {
-    ctx: Arc<tokio::sync::Mutex<SocketContext>>,
-}
-
-impl SocketContext {
-    /// This context as a `tower::Service`.
-    pub fn into_service(self) -> ContextService {
-        ContextService {
-            ctx: Arc::new(tokio::sync::Mutex::new(self)),
-        }
-    }
-}
-
-impl tower::Service<Message> for ContextService {
-    type Response = Message;
-    type Error = Error;
-    type Future = crate::BoxFuture<'static, Result<Message>>;
-    fn poll_ready(&mut self, _: &mut TaskCx<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, req: Message) -> Self::Future {
-        let ctx = self.ctx.clone();
-        Box::pin(async move {
-            let mut c = ctx.lock_owned().await;
-            c.send(req).await?;
-            c.recv().await
-        })
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Option<Result<Message>>> {
+        self.get_mut().rx.get_mut().as_mut().poll_next(cx)
     }
 }

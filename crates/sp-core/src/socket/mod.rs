@@ -4,14 +4,13 @@
 mod builder;
 mod context;
 mod device;
-mod service;
 
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
 
 pub use builder::{CookedProtocol, CookedSocket, SocketBuilder};
-pub use context::{ContextService, SocketContext};
+pub use context::SocketContext;
 pub use device::{backtrace_field, device};
 
 use crate::core::PipeEvent;
@@ -92,6 +91,14 @@ impl std::fmt::Debug for Socket {
         f.debug_struct("Socket")
             .field("protocol", &self.raw().protocol().id)
             .finish()
+    }
+}
+
+/// Lets code generic over `AsRef<Socket>` take an untyped socket as it takes
+/// a typed handle of the `spstack` crate.
+impl AsRef<Socket> for Socket {
+    fn as_ref(&self) -> &Socket {
+        self
     }
 }
 
