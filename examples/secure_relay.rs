@@ -127,8 +127,8 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let server_signer = SigningKeypair::generate();
     println!(
         "  client signs as {}, server signs as {}",
-        short(&client_signer.key_id()),
-        short(&server_signer.key_id())
+        short(client_signer.key_id().as_bytes()),
+        short(server_signer.key_id().as_bytes())
     );
 
     println!("== building the chain (each listener admits exactly one Noise key)");

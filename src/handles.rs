@@ -219,10 +219,24 @@ macro_rules! plain {
 
 /// A PUSH socket (`spstack::push0()`): sends jobs, each to one puller.
 ///
-/// ```compile_fail
+/// ```
+/// # async fn f(push: spstack::Push) -> spstack::Result<()> {
+/// push.send("job").await?;
+/// # Ok(()) }
+/// ```
+///
+/// It never receives, and it is no `tower::Service` (only [`Req`] is):
+///
+/// ```compile_fail,E0599
 /// # async fn f(push: spstack::Push) {
-/// push.recv().await; // a PUSH never receives
+/// push.recv().await;
 /// # }
+/// ```
+///
+/// ```compile_fail,E0599
+/// use tower::ServiceExt;
+/// let push = spstack::push0().build();
+/// let _ = push.oneshot(spstack::Message::from("job"));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Push {
@@ -237,9 +251,17 @@ sends!(
 
 /// A PULL socket (`spstack::pull0()`): receives what pushers send, fair-queued.
 ///
-/// ```compile_fail
+/// ```
+/// # async fn f(pull: spstack::Pull) -> spstack::Result<()> {
+/// let job = pull.recv().await?;
+/// # Ok(()) }
+/// ```
+///
+/// It never sends:
+///
+/// ```compile_fail,E0599
 /// # async fn f(pull: spstack::Pull) {
-/// pull.send("job").await; // a PULL never sends
+/// pull.send("job").await;
 /// # }
 /// ```
 #[derive(Clone, Debug)]
@@ -252,9 +274,17 @@ receives!(Pull, "Receives the next message any pusher sent.");
 
 /// A PUB socket (`spstack::pub0()`): sends to every subscriber.
 ///
-/// ```compile_fail
+/// ```
+/// # async fn f(publisher: spstack::Pub) -> spstack::Result<()> {
+/// publisher.send("weather/paris sunny").await?;
+/// # Ok(()) }
+/// ```
+///
+/// It never receives:
+///
+/// ```compile_fail,E0599
 /// # async fn f(publisher: spstack::Pub) {
-/// publisher.recv().await; // a PUB never receives
+/// publisher.recv().await;
 /// # }
 /// ```
 #[derive(Clone, Debug)]
@@ -280,9 +310,11 @@ sends!(
 /// # Ok(()) }
 /// ```
 ///
-/// ```compile_fail
+/// It never sends:
+///
+/// ```compile_fail,E0599
 /// # async fn f(sub: spstack::Sub) {
-/// sub.send("hello").await; // a SUB never sends
+/// sub.send("hello").await;
 /// # }
 /// ```
 #[derive(Clone, Debug)]
@@ -455,10 +487,12 @@ impl Drop for SendReady {
 /// the pipe it came from. [`rep::serve`](crate::rep::serve) answers them
 /// with a `tower::Service`, many at once.
 ///
-/// ```compile_fail
+/// A REP is served, it is no `tower::Service` itself:
+///
+/// ```compile_fail,E0599
 /// # fn f(rep: spstack::Rep) {
 /// use tower::ServiceExt;
-/// rep.oneshot(spstack::Message::from("a REP is no tower::Service"));
+/// let _ = rep.oneshot(spstack::Message::from("ping"));
 /// # }
 /// ```
 #[derive(Clone, Debug)]

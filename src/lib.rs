@@ -28,7 +28,7 @@
 //! [`Sub`] receives and subscribes, [`Req`] sends requests and is a
 //! `tower::Service`, and so on. Misuse does not compile:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! # async fn f() {
 //! let pull = spstack::pull0().build();
 //! pull.send("job").await; // error: no method named `send` found for struct `Pull`

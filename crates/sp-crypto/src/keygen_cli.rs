@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::keys::{base64, hex, key_id_of, keygen, load_noise_public, load_verifying_key, KeyKind};
+use crate::keys::{base64, key_id_of, keygen, load_noise_public, load_verifying_key, KeyKind};
 
 /// The usage line.
 pub const USAGE: &str = "usage: keygen [--dir DIR] [--kind signing|noise|both] [--force] NAME";
@@ -70,12 +70,12 @@ fn describe(path: &Path) -> Option<String> {
         return Some(format!(
             "ed25519 public key {}  key id {}",
             base64(k.as_bytes()),
-            hex(&key_id_of(&k))
+            key_id_of(&k)
         ));
     }
     if name.ends_with(".noise.pub") {
         let k = load_noise_public(path).ok()?;
-        return Some(format!("x25519 public key {}", base64(&k)));
+        return Some(format!("x25519 public key {}", base64(k.as_bytes())));
     }
     None
 }

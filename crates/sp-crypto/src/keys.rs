@@ -6,8 +6,9 @@
 //!   (`-----BEGIN PUBLIC KEY-----`). A key is named by its *key id*,
 //!   SHA-256 of the 32-byte public key. Receivers trust a [`TrustedSigners`]
 //!   set, loaded from PEM files or a directory of `*.pub.pem` files.
-//! * **Noise static keys** (X25519, for [`crate::noise`]): free functions over
-//!   raw 32-byte values, stored as one-line text files:
+//! * **Noise static keys** (X25519, for [`crate::noise`]): a secret is a
+//!   [`NoiseSecret`], a public key a [`NoisePublicKey`] (never confused with
+//!   a [`SigningKeyId`]: each is its own type), stored as one-line text files:
 //!
 //!   ```text
 //!   spstack-noise-x25519-secret <base64 of the 32 secret bytes>
@@ -50,7 +51,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -168,9 +169,95 @@ fn random_32() -> Result<Zeroizing<[u8; 32]>, KeyError> {
 }
 
 /// SHA-256 of an Ed25519 public key: how the integrity layer names signers.
-pub fn key_id_of(key: &VerifyingKey) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+pub fn key_id_of(key: &VerifyingKey) -> SigningKeyId {
+    SigningKeyId(Sha256::digest(key.as_bytes()).into())
 }
+
+/// The id of an Ed25519 signing key: SHA-256 of its public key, as the
+/// integrity layer names signers on the wire. Not a key: it verifies
+/// nothing, and it is no Noise key either, so it cannot be passed where one
+/// is expected:
+///
+/// ```compile_fail,E0308
+/// use sp_crypto::keys::SigningKeypair;
+/// use sp_crypto::noise::{NoiseConfig, StaticKeypair};
+/// let signing = SigningKeypair::generate();
+/// // error: expected `NoisePublicKey`, found `SigningKeyId`
+/// let cfg = NoiseConfig::new(StaticKeypair::generate()).allow(signing.key_id());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SigningKeyId([u8; 32]);
+
+impl SigningKeyId {
+    /// The id with these bytes (as a trailer or a tool shows them).
+    pub const fn from_bytes(bytes: [u8; 32]) -> SigningKeyId {
+        SigningKeyId(bytes)
+    }
+    /// Its 32 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+    /// Its 32 bytes, by value.
+    pub const fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+}
+
+impl fmt::Debug for SigningKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKeyId({})", hex(&self.0))
+    }
+}
+
+/// Lower-case hex, as `sp-keygen` prints it.
+impl fmt::Display for SigningKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// Lets a set keyed by id be searched with the bytes of a received trailer.
+impl std::borrow::Borrow<[u8; 32]> for SigningKeyId {
+    fn borrow(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// An X25519 secret for a Noise static key (32 bytes, wiped from memory on
+/// drop). Its `Debug` never shows the bytes; `*secret` reads them.
+pub struct NoiseSecret(Zeroizing<[u8; 32]>);
+
+impl NoiseSecret {
+    /// Takes these bytes as a secret.
+    pub fn from_bytes(bytes: [u8; 32]) -> NoiseSecret {
+        NoiseSecret(Zeroizing::new(bytes))
+    }
+}
+
+impl std::ops::Deref for NoiseSecret {
+    type Target = [u8; 32];
+    fn deref(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NoiseSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NoiseSecret(..)")
+    }
+}
+
+impl From<NoiseSecret> for crate::noise::StaticKeypair {
+    fn from(secret: NoiseSecret) -> Self {
+        crate::noise::StaticKeypair::from_secret(*secret.0)
+    }
+}
+
+pub use crate::noise::NoisePublicKey;
+/// An Ed25519 public key (what [`TrustedSigners`] and
+/// `IntegrityConfig::answered_by` take), re-exported so that no direct
+/// `ed25519-dalek` dependency is needed.
+pub use ed25519_dalek::VerifyingKey;
 
 /// Lower-case hex of `bytes` (for key ids in logs and tool output).
 pub fn hex(bytes: &[u8]) -> String {
@@ -400,7 +487,7 @@ pub struct SigningKeypair {
 impl fmt::Debug for SigningKeypair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SigningKeypair")
-            .field("key_id", &hex(&self.key_id()))
+            .field("key_id", &hex(self.key_id().as_bytes()))
             .finish_non_exhaustive()
     }
 }
@@ -449,7 +536,7 @@ impl SigningKeypair {
     }
 
     /// SHA-256 of the public key.
-    pub fn key_id(&self) -> [u8; 32] {
+    pub fn key_id(&self) -> SigningKeyId {
         key_id_of(&self.verifying_key())
     }
 
@@ -549,13 +636,13 @@ pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
 /// An empty set trusts nobody (every message is refused as unknown_signer).
 #[derive(Clone, Default)]
 pub struct TrustedSigners {
-    keys: HashMap<[u8; 32], VerifyingKey>,
+    keys: HashMap<SigningKeyId, VerifyingKey>,
 }
 
 impl fmt::Debug for TrustedSigners {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set()
-            .entries(self.keys.keys().map(|id| hex(id)))
+            .entries(self.keys.keys().map(|id| hex(id.as_bytes())))
             .finish()
     }
 }
@@ -578,7 +665,7 @@ impl TrustedSigners {
     }
 
     /// Trusts `key`; returns its key id. Refuses weak (small-order) keys.
-    pub fn add(&mut self, key: VerifyingKey) -> Result<[u8; 32], KeyError> {
+    pub fn add(&mut self, key: VerifyingKey) -> Result<SigningKeyId, KeyError> {
         if key.is_weak() {
             return Err(KeyError::WeakKey { path: memory() });
         }
@@ -588,12 +675,12 @@ impl TrustedSigners {
     }
 
     /// Stops trusting the key with this id (rotation, revocation).
-    pub fn remove(&mut self, key_id: &[u8; 32]) -> bool {
+    pub fn remove(&mut self, key_id: &SigningKeyId) -> bool {
         self.keys.remove(key_id).is_some()
     }
 
     /// Trusts the SPKI PEM public key in `path`; returns its key id.
-    pub fn add_pem_file(&mut self, path: &Path) -> Result<[u8; 32], KeyError> {
+    pub fn add_pem_file(&mut self, path: &Path) -> Result<SigningKeyId, KeyError> {
         let key = load_verifying_key(path)?;
         let id = key_id_of(&key);
         self.keys.insert(id, key);
@@ -640,13 +727,22 @@ impl TrustedSigners {
         TrustedSigners::load_files(paths)
     }
 
-    /// The key with this id, if trusted.
-    pub fn get(&self, key_id: &[u8; 32]) -> Option<&VerifyingKey> {
+    /// The key with this id (a [`SigningKeyId`], or the id's bytes as a
+    /// received trailer carries them), if trusted.
+    pub fn get<Q>(&self, key_id: &Q) -> Option<&VerifyingKey>
+    where
+        SigningKeyId: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.keys.get(key_id)
     }
 
     /// True if the key with this id is trusted.
-    pub fn contains(&self, key_id: &[u8; 32]) -> bool {
+    pub fn contains<Q>(&self, key_id: &Q) -> bool
+    where
+        SigningKeyId: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.keys.contains_key(key_id)
     }
 
@@ -661,7 +757,7 @@ impl TrustedSigners {
     }
 
     /// The trusted key ids.
-    pub fn key_ids(&self) -> impl Iterator<Item = &[u8; 32]> {
+    pub fn key_ids(&self) -> impl Iterator<Item = &SigningKeyId> {
         self.keys.keys()
     }
 }
@@ -670,7 +766,7 @@ impl TrustedSigners {
 /// (e.g. `IntegrityConfig::new`).
 impl IntoIterator for TrustedSigners {
     type Item = VerifyingKey;
-    type IntoIter = std::collections::hash_map::IntoValues<[u8; 32], VerifyingKey>;
+    type IntoIter = std::collections::hash_map::IntoValues<SigningKeyId, VerifyingKey>;
     fn into_iter(self) -> Self::IntoIter {
         self.keys.into_values()
     }
@@ -680,13 +776,16 @@ impl IntoIterator for TrustedSigners {
 
 /// 32 random bytes for an X25519 static secret (X25519 clamps on use, so
 /// any 32 bytes are a valid secret).
-pub fn generate_noise_secret() -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    random_32()
+pub fn generate_noise_secret() -> Result<NoiseSecret, KeyError> {
+    Ok(NoiseSecret(random_32()?))
 }
 
 /// The X25519 public key of a secret (scalar multiplication of the base point).
-pub fn noise_public_from_secret(secret: &[u8; 32]) -> [u8; 32] {
-    x25519_dalek::x25519(*secret, x25519_dalek::X25519_BASEPOINT_BYTES)
+pub fn noise_public_from_secret(secret: &[u8; 32]) -> NoisePublicKey {
+    NoisePublicKey::from_bytes(x25519_dalek::x25519(
+        *secret,
+        x25519_dalek::X25519_BASEPOINT_BYTES,
+    ))
 }
 
 fn encode_line(tag: &str, bytes: &[u8; 32]) -> Zeroizing<String> {
@@ -744,21 +843,29 @@ pub fn save_noise_secret(path: &Path, secret: &[u8; 32], overwrite: bool) -> Res
 
 /// Loads an X25519 secret saved by [`save_noise_secret`]. Refuses a file
 /// group or others can access.
-pub fn load_noise_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+pub fn load_noise_secret(path: &Path) -> Result<NoiseSecret, KeyError> {
     let text = read_key_file(path, Access::Secret)?;
-    decode_line(&text, NOISE_SECRET_TAG, path)
+    decode_line(&text, NOISE_SECRET_TAG, path).map(NoiseSecret)
 }
 
 /// Saves an X25519 public key (`spstack-noise-x25519-public <base64>`), mode 0644.
-pub fn save_noise_public(path: &Path, public: &[u8; 32], overwrite: bool) -> Result<(), KeyError> {
-    let line = encode_line(NOISE_PUBLIC_TAG, public);
+pub fn save_noise_public(
+    path: &Path,
+    public: &NoisePublicKey,
+    overwrite: bool,
+) -> Result<(), KeyError> {
+    let line = encode_line(NOISE_PUBLIC_TAG, public.as_bytes());
     write_file(path, line.as_bytes(), 0o644, overwrite)
 }
 
 /// Loads an X25519 public key saved by [`save_noise_public`].
-pub fn load_noise_public(path: &Path) -> Result<[u8; 32], KeyError> {
+pub fn load_noise_public(path: &Path) -> Result<NoisePublicKey, KeyError> {
     let text = read_key_file(path, Access::Public)?;
-    Ok(*decode_line(&text, NOISE_PUBLIC_TAG, path)?)
+    Ok(NoisePublicKey::from_bytes(*decode_line(
+        &text,
+        NOISE_PUBLIC_TAG,
+        path,
+    )?))
 }
 
 // ---------------------------------------------------------------- keygen

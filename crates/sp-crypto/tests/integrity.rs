@@ -229,7 +229,7 @@ async fn describe_decodes_the_integrity_trailer() {
     assert_eq!(d.field("seq").unwrap().bytes, 77u64.to_be_bytes());
     assert_eq!(
         d.field("signer_key_id").unwrap().bytes,
-        keys.client.key_id()
+        keys.client.key_id().as_bytes()
     );
     assert_eq!(d.field("signature").unwrap().bytes.len(), 64);
     // the trailer is the end of the frame; the payload follows the length prefix
@@ -853,7 +853,7 @@ async fn a_reply_answered_by_a_server_other_than_the_bound_one_is_refused() {
     let (front, back, front_url) = raw_hop(raw::Rep0Raw, raw::Req0Raw, &a_url).await;
     let (f, bk) = (front.clone(), back.clone());
     let forger = Signer::new(b.clone(), AUDIENCE).unwrap();
-    let client_id = client.key_id();
+    let client_id = client.key_id().to_bytes();
     tokio::spawn(async move {
         while let Ok(m) = f.raw().recv().await {
             let Ok(t) = SignedTrailer::parse(m.body()) else {

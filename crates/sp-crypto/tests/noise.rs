@@ -161,7 +161,10 @@ async fn round_trip_sizes(url: &str) {
         .expect("event");
     match ev {
         PipeEvent::AddPost(_, info) => {
-            assert_eq!(info.peer_identity.as_deref(), Some(&client_pub[..]))
+            assert_eq!(
+                info.peer_identity.as_deref(),
+                Some(&client_pub.as_bytes()[..])
+            )
         }
         other => panic!("expected AddPost, got {other:?}"),
     }
@@ -171,11 +174,11 @@ async fn round_trip_sizes(url: &str) {
     let cp = client.pipes()[0];
     assert_eq!(
         server.pipe_info(sp).expect("info").peer_identity.as_deref(),
-        Some(&client_pub[..])
+        Some(&client_pub.as_bytes()[..])
     );
     assert_eq!(
         client.pipe_info(cp).expect("info").peer_identity.as_deref(),
-        Some(&server_pub[..])
+        Some(&server_pub.as_bytes()[..])
     );
 
     for (i, n) in SIZES.into_iter().enumerate() {
@@ -235,7 +238,7 @@ async fn ik_round_trip_and_wrong_pin() {
     }
     wait_pipe(&req).await;
     let info = req.pipe_info(req.pipes()[0]).expect("info");
-    assert_eq!(info.peer_identity.as_deref(), Some(&spub[..]));
+    assert_eq!(info.peer_identity.as_deref(), Some(&spub.as_bytes()[..]));
     assert_eq!(
         noise::layer(NoiseConfig::new(StaticKeypair::generate()).pattern(Pattern::IK))
             .info()
@@ -275,7 +278,11 @@ async fn xx_and_ik_peers_do_not_mix() {
     let (a, b) = mutual();
     let server = sock(Proto::Pair0, a.pattern(Pattern::XX));
     let ep = server.listen("tcp://127.0.0.1:0").await.expect("listen");
-    let client = sock(Proto::Pair0, b.pattern(Pattern::IK).remote_static([9; 32]));
+    let client = sock(
+        Proto::Pair0,
+        b.pattern(Pattern::IK)
+            .remote_static(sp_crypto::noise::NoisePublicKey::from_bytes([9; 32])),
+    );
     let err = client.dial(ep.url()).await.expect_err("pattern mismatch");
     assert!(err.to_string().contains("noise"), "{err}");
     until(&server, "a layer mismatch", |s| {
@@ -363,7 +370,7 @@ async fn accept_any_key_admits_and_exposes_the_key() {
     send(&client, "hi").await;
     assert_eq!(recv(&server).await.body(), b"hi");
     let info = server.pipe_info(server.pipes()[0]).expect("info");
-    assert_eq!(info.peer_identity.as_deref(), Some(&cpub[..]));
+    assert_eq!(info.peer_identity.as_deref(), Some(&cpub.as_bytes()[..]));
 }
 
 // ------------------------------------------------------------------------

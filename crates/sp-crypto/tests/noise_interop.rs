@@ -94,7 +94,10 @@ async fn exchange(s: &Socket, py: &StaticKeypair) {
     }
     let pipe = s.pipes()[0];
     let info = s.pipe_info(pipe).expect("pipe info");
-    assert_eq!(info.peer_identity.as_deref(), Some(&py.public()[..]));
+    assert_eq!(
+        info.peer_identity.as_deref(),
+        Some(&py.public().as_bytes()[..])
+    );
     timeout(WAIT, s.send("bye"))
         .await
         .expect("send timed out")
@@ -122,7 +125,7 @@ async fn python_initiator_dials_spstack() {
     let s = socket(NoiseConfig::new(rk).allow(pk.public()));
     let ep = s.listen("tcp://127.0.0.1:0").await.expect("listen");
     let addr = ep.url().trim_start_matches("tcp://").to_string();
-    let child = peer(&["dial", &addr], &pk, rust_pub);
+    let child = peer(&["dial", &addr], &pk, rust_pub.to_bytes());
     exchange(&s, &pk).await;
     finish(child).await;
 }
@@ -132,7 +135,7 @@ async fn spstack_dials_python_responder() {
     require_noiseprotocol();
     let (rk, pk) = (StaticKeypair::generate(), StaticKeypair::generate());
     let rust_pub = rk.public();
-    let mut child = peer(&["listen"], &pk, rust_pub);
+    let mut child = peer(&["listen"], &pk, rust_pub.to_bytes());
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let line = timeout(WAIT, lines.next_line())

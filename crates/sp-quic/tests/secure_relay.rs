@@ -187,7 +187,7 @@ async fn replies_arrive_verified_across_the_quic_hop() {
     );
     assert_eq!(
         info.peer_identity.as_deref(),
-        Some(c.dev1_back_key.public().as_slice()),
+        Some(c.dev1_back_key.public().as_bytes().as_slice()),
         "the Noise key verified over quic is the peer identity"
     );
 }

@@ -61,7 +61,7 @@ struct Layers {
 /// the requester's signing key id.
 async fn captured_request(layers: Layers) -> (Vec<u8>, [u8; 32]) {
     let (req_key, rep_key) = (SigningKeypair::generate(), SigningKeypair::generate());
-    let req_id = req_key.key_id();
+    let req_id = req_key.key_id().to_bytes();
     let (req_pub, rep_pub) = (req_key.verifying_key(), rep_key.verifying_key());
     let stack = |b: SocketBuilder, replier: bool| {
         let mut b = b;

@@ -333,7 +333,10 @@ impl IntegrityConfig {
     /// answer and requests are addressed to no one in particular. The keys
     /// must also be trusted.
     pub fn answered_by(mut self, servers: impl IntoIterator<Item = VerifyingKey>) -> Self {
-        let mut ids: Vec<[u8; 32]> = servers.into_iter().map(|k| key_id_of(&k)).collect();
+        let mut ids: Vec<[u8; 32]> = servers
+            .into_iter()
+            .map(|k| key_id_of(&k).to_bytes())
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         self.answered_by = Some(ids);
@@ -1100,8 +1103,8 @@ impl Integrity {
     }
 
     /// The signer's key id.
-    pub fn key_id(&self) -> [u8; 32] {
-        self.shared.signer.key_id()
+    pub fn key_id(&self) -> crate::keys::SigningKeyId {
+        crate::keys::SigningKeyId::from_bytes(self.shared.signer.key_id())
     }
 
     /// `body` signed as this layer would send it (next `seq` of this
@@ -1526,7 +1529,7 @@ mod tests {
         assert_eq!(&wire[..4], b"body", "the payload comes first, unchanged");
         let h = SignedTrailer::parse(&wire).unwrap();
         assert_eq!(h.fields, f);
-        assert_eq!(h.key_id, k.key_id());
+        assert_eq!(h.key_id, k.key_id().to_bytes());
         assert_eq!(&h.to_bytes()[..], &wire[4..]);
         // parsing the trailer alone gives the same
         assert_eq!(SignedTrailer::parse(&wire[4..]).unwrap(), h);
@@ -1678,7 +1681,13 @@ mod tests {
         use ProtocolId as P;
         use RecordKind as K;
         let request = with(K::Request, P::REQ0, P::REP0, None, None);
-        let reply = with(K::Reply, P::REP0, P::REQ0, Some(k.key_id()), Some([1; 16]));
+        let reply = with(
+            K::Reply,
+            P::REP0,
+            P::REQ0,
+            Some(k.key_id().to_bytes()),
+            Some([1; 16]),
+        );
         let push = with(K::OneWay, P::PUSH0, P::PULL0, None, None);
         let publish = with(K::OneWay, P::PUB0, P::SUB0, None, None);
         let survey = with(K::Request, P::SURVEYOR0, P::RESPONDENT0, None, None);
@@ -1725,8 +1734,20 @@ mod tests {
         // a replier takes a request addressed to it or to nobody in particular
         let other = SigningKeypair::generate();
         let rep = at(P::REP0);
-        let to_me = with(K::Request, P::REQ0, P::REP0, Some(k.key_id()), None);
-        let to_other = with(K::Request, P::REQ0, P::REP0, Some(other.key_id()), None);
+        let to_me = with(
+            K::Request,
+            P::REQ0,
+            P::REP0,
+            Some(k.key_id().to_bytes()),
+            None,
+        );
+        let to_other = with(
+            K::Request,
+            P::REQ0,
+            P::REP0,
+            Some(other.key_id().to_bytes()),
+            None,
+        );
         assert!(check(&rep, &signer.sign_with(&to_me, b"x")).is_ok());
         assert_eq!(
             check(&rep, &signer.sign_with(&to_other, b"x")).unwrap_err(),
@@ -2066,11 +2087,11 @@ mod tests {
         assert_eq!(verify(&mut again), Err(Rejection::Duplicate));
         assert!(again.is_none());
         // answered: sent again, its reply goes out again
-        let key = (k.key_id(), 1, 0);
+        let key = (k.key_id().to_bytes(), 1, 0);
         let answer = Answer {
             record: Arc::new(b"record...reply".to_vec()),
             payload_len: 5,
-            requester: k.key_id(),
+            requester: k.key_id().to_bytes(),
             in_reply_to: f.msg_id,
         };
         lock_answers(&rep.shared.answers).answered(&key, answer, clock.monotonic());

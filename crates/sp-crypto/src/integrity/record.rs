@@ -290,7 +290,7 @@ impl Signer {
             return None;
         }
         Some(Signer {
-            key_id: key.key_id(),
+            key_id: key.key_id().to_bytes(),
             key,
             audience: audience.as_bytes().to_vec(),
         })

@@ -2,6 +2,49 @@
 
 use zeroize::Zeroizing;
 
+/// A Noise static public key (X25519, 32 bytes): what a peer's allow-list
+/// holds ([`NoiseConfig::allow`](super::NoiseConfig::allow)). Its own type,
+/// so an Ed25519 key id or any other 32 bytes cannot be passed for one by
+/// mistake; [`NoisePublicKey::from_bytes`] says so when it is meant.
+/// `Debug` and `Display` show it in base64, as key files hold it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NoisePublicKey([u8; 32]);
+
+impl NoisePublicKey {
+    /// The key with these bytes (e.g. from a peer's configuration).
+    pub const fn from_bytes(bytes: [u8; 32]) -> NoisePublicKey {
+        NoisePublicKey(bytes)
+    }
+    /// Its 32 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+    /// Its 32 bytes, by value.
+    pub const fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for NoisePublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NoisePublicKey({})", super::b64(&self.0))
+    }
+}
+
+impl std::fmt::Display for NoisePublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::b64(&self.0))
+    }
+}
+
+/// Lets an allow-list keyed by public key be searched with the bytes a
+/// handshake delivered.
+impl std::borrow::Borrow<[u8; 32]> for NoisePublicKey {
+    fn borrow(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
 /// An X25519 static keypair: 32 secret bytes (wiped from memory on drop)
 /// and the public key derived from them.
 ///
@@ -44,8 +87,8 @@ impl StaticKeypair {
     }
 
     /// The public key: what peers put in their allow-lists.
-    pub fn public(&self) -> [u8; 32] {
-        self.public
+    pub fn public(&self) -> NoisePublicKey {
+        NoisePublicKey(self.public)
     }
 
     /// The secret bytes. Keep them out of logs.
@@ -80,7 +123,7 @@ mod tests {
             .expect("rng");
         let secret: [u8; 32] = snow_kp.private[..].try_into().expect("32 bytes");
         assert_eq!(
-            StaticKeypair::from_secret(secret).public()[..],
+            StaticKeypair::from_secret(secret).public().as_bytes()[..],
             snow_kp.public[..]
         );
         let kp = StaticKeypair::generate();

@@ -96,7 +96,7 @@ use std::sync::Arc;
 use sp_core::layer::PipeLayer;
 
 pub use handshake::Noise;
-pub use keypair::StaticKeypair;
+pub use keypair::{NoisePublicKey, StaticKeypair};
 pub use record::Padding;
 
 /// Prefix of the Noise prologue; the version of this binding.
@@ -164,8 +164,8 @@ pub(crate) fn b64(key: &[u8]) -> String {
 pub struct NoiseConfig {
     pub(crate) keypair: Arc<StaticKeypair>,
     pub(crate) pattern: Pattern,
-    pub(crate) remote_static: Option<[u8; 32]>,
-    pub(crate) allowed: HashSet<[u8; 32]>,
+    pub(crate) remote_static: Option<NoisePublicKey>,
+    pub(crate) allowed: HashSet<NoisePublicKey>,
     pub(crate) accept_any: bool,
     pub(crate) handshake_frame_limit: usize,
     pub(crate) rekey_messages: u64,
@@ -198,19 +198,35 @@ impl NoiseConfig {
     /// IK only: the listener's static public key, required for dialing.
     /// The dialer admits exactly this key (the handshake proves the
     /// listener holds it), whatever the allow-list says.
-    pub fn remote_static(mut self, key: [u8; 32]) -> Self {
+    pub fn remote_static(mut self, key: NoisePublicKey) -> Self {
         self.remote_static = Some(key);
         self
     }
 
     /// Admits a peer's static public key.
-    pub fn allow(mut self, key: [u8; 32]) -> Self {
+    ///
+    /// Only a [`NoisePublicKey`] goes here: an Ed25519 signing key id (the
+    /// integrity layer's) does not compile.
+    ///
+    /// ```compile_fail,E0308
+    /// use sp_crypto::keys::SigningKeypair;
+    /// use sp_crypto::noise::{NoiseConfig, StaticKeypair};
+    /// let signer = SigningKeypair::generate();
+    /// NoiseConfig::new(StaticKeypair::generate()).allow(signer.key_id());
+    /// ```
+    ///
+    /// ```
+    /// use sp_crypto::noise::{NoiseConfig, StaticKeypair};
+    /// let peer = StaticKeypair::generate();
+    /// NoiseConfig::new(StaticKeypair::generate()).allow(peer.public());
+    /// ```
+    pub fn allow(mut self, key: NoisePublicKey) -> Self {
         self.allowed.insert(key);
         self
     }
 
     /// Admits every key of `keys`.
-    pub fn allow_all(mut self, keys: impl IntoIterator<Item = [u8; 32]>) -> Self {
+    pub fn allow_all(mut self, keys: impl IntoIterator<Item = NoisePublicKey>) -> Self {
         self.allowed.extend(keys);
         self
     }
@@ -253,7 +269,7 @@ impl NoiseConfig {
     }
 
     /// This side's public key.
-    pub fn public_key(&self) -> [u8; 32] {
+    pub fn public_key(&self) -> NoisePublicKey {
         self.keypair.public()
     }
 }

@@ -56,7 +56,10 @@ fn sessions(v: &Value, p: Pattern) -> (snow::HandshakeState, snow::HandshakeStat
     assert_eq!(pinned.is_some(), p == Pattern::IK, "only IK pins a key");
     if let Some(k) = &pinned {
         // the pin is the responder's public key, derived as keypair.rs does
-        assert_eq!(&StaticKeypair::from_secret(key32(&rs)).public()[..], &k[..]);
+        assert_eq!(
+            &StaticKeypair::from_secret(key32(&rs)).public().as_bytes()[..],
+            &k[..]
+        );
     }
     let mut init = snow::Builder::new(params(p))
         .local_private_key(&is)
