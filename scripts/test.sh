@@ -47,6 +47,10 @@ for features in "" tcp ipc inproc metrics tls ws axum quic noise integrity "tcp,
   cargo clippy -p spstack --lib --no-default-features --features "$features" --quiet -- -D warnings \
     || { echo "== spstack does not build with features [$features]"; exit 1; }
 done
+echo "== cargo package (every publishable crate; --no-verify: the crates depend on
+# each other by version and none is on crates.io yet, so a packaged crate
+# cannot be built from the registry; the workspace build above covers them)"
+cargo package --workspace --exclude spstack-example-star --no-verify --offline --allow-dirty --quiet
 echo "== cargo deny"
 cargo deny check bans licenses sources 2>&1 | tail -n 1
 echo "== cargo test"

@@ -62,7 +62,7 @@
 //! | `socket/` | the socket facade, builder, contexts, devices |
 //! | [`stats`], [`queue`], [`describe`] | counters, the bounded queue, frame decoding |
 //! | `metrics` (feature `metrics`) | the counters and pipe events through the `metrics` facade |
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 // a message handed back (`Err(msg)`, `Refused { msg, .. }`) is the point:
 // the caller keeps it without an allocation, so the large Err stays
 #![allow(clippy::result_large_err)]

@@ -12,7 +12,7 @@
 //!
 //! [`keys`] generates, saves and loads the keys both need; [`keygen_cli`] is
 //! the `sp-keygen` / `spcat keygen` command line.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod integrity;
 pub mod keygen_cli;

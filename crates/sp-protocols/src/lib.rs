@@ -11,6 +11,7 @@
 //! assert_eq!(sp_protocols::raw::Req0Raw.spec().peer, ProtocolId::REP0);
 //! ```
 
+#![deny(missing_docs)]
 // a message handed back in an Err is the point (no allocation)
 #![allow(clippy::result_large_err)]
 

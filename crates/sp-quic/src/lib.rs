@@ -49,6 +49,7 @@
 //! [`StreamTransport`](sp_core::transport::StreamTransport), for other
 //! framings.
 
+#![deny(missing_docs)]
 mod addr;
 pub mod codes;
 mod config;

@@ -27,7 +27,7 @@
 //! println!("nng peers can dial {}", ep.url());
 //! # Ok(()) }
 //! ```
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
 #[cfg(feature = "axum")]

@@ -10,6 +10,7 @@
 //! throughput or latency, and `-v` shows a ws/wss listener's port 0
 //! resolved (nngcat resolves it for tcp only), and `quic://` (sp-quic)
 //! takes the TLS flags as `tls+tcp://` does. stdout is always nngcat's.
+#![deny(missing_docs)]
 
 mod args;
 mod bench;

@@ -33,6 +33,7 @@
 //! assert_eq!(b.recv().await?.body(), b"twinkle"); // forwarded by the hub
 //! # Ok(()) }
 //! ```
+#![deny(missing_docs)]
 
 pub mod star;
 pub mod trace;
