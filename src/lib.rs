@@ -107,6 +107,25 @@
 mod builder;
 mod handles;
 
+/// The guide (`docs/guide/`), compiled and run as doc tests.
+#[cfg(doctest)]
+pub mod guide {
+    #[doc = include_str!("../docs/guide/01-first-sockets.md")]
+    pub mod first_sockets {}
+    #[doc = include_str!("../docs/guide/02-secure-stack.md")]
+    pub mod secure_stack {}
+    #[doc = include_str!("../docs/guide/03-pipe-layer.md")]
+    pub mod pipe_layer {}
+    #[doc = include_str!("../docs/guide/04-message-layer.md")]
+    pub mod message_layer {}
+    #[doc = include_str!("../docs/guide/05-protocol.md")]
+    pub mod protocol {}
+    #[doc = include_str!("../docs/guide/06-devices.md")]
+    pub mod devices {}
+    #[doc = include_str!("../docs/guide/07-transports.md")]
+    pub mod transports {}
+}
+
 pub use builder::{Builder, SocketBuilderExt};
 pub use handles::{
     Bus, Pair, Pair1, Pub, Pull, Push, Rep, RepContext, Req, ReqContext, ReqContextService,
