@@ -75,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rep = spstack::rep0().build();
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route("/sp", sp_ws::axum::endpoint(rep.socket()));
+        .route("/sp", spstack::ws::axum::endpoint(rep.socket()));
 
     // answer every request; a REP context serves one request at a time
     let server = rep.clone();

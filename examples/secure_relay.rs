@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sp_crypto::integrity::{Integrity, IntegrityConfig, IntegrityStats};
-use sp_crypto::keys::SigningKeypair;
-use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
+use spstack::integrity::{Integrity, IntegrityConfig, IntegrityStats};
+use spstack::keys::SigningKeypair;
+use spstack::noise::{self, NoiseConfig, StaticKeypair};
 use spstack::wiretap::{Dir, Wiretap};
 use spstack::{Message, PipeEvent, Protocol, Socket, SocketBuilder};
 

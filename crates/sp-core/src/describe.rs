@@ -1,4 +1,13 @@
 //! Decoding a captured frame field by field, from the formats components declare.
+//!
+//! ```
+//! use sp_core::describe::describe_frame;
+//! use sp_core::layer::{ComponentInfo, Field, Overhead};
+//! // a component whose 4-byte header is a big-endian `seq`
+//! let seq = ComponentInfo::new("seq/1", Overhead::header(4)).with_header(vec![Field::be("seq", 4)]);
+//! let d = describe_frame(&[seq], &[0, 0, 0, 7, b'h', b'i']);
+//! assert_eq!(d.field("seq").unwrap().bytes, [0, 0, 0, 7]);
+//! ```
 
 use std::fmt;
 

@@ -1,5 +1,14 @@
 //! A bounded multi-producer multi-consumer queue with async waits.
 //!
+//! ```
+//! use sp_core::queue::Queue;
+//! let q = Queue::new(2);
+//! q.try_push("a").unwrap();
+//! q.try_push("b").unwrap();
+//! assert!(q.try_push("c").is_err(), "bounded: the third waits or is refused");
+//! assert_eq!(q.try_pop(), Some("a"));
+//! ```
+//!
 //! Consumers waiting on an empty queue are all woken when items arrive:
 //! a consumer may be a `Stream` whose caller dropped its `next()` future,
 //! leaving a registration it never withdraws, and waking only one waiter

@@ -1,4 +1,11 @@
 //! Counters: what came in, what went out, what was dropped and why.
+//!
+//! ```
+//! use sp_core::{DropReason, Stats};
+//! let s = Stats::default(); // what `socket.stats()` returns, here all zero
+//! assert_eq!(s.drops(DropReason::QueueFull), 0);
+//! assert_eq!(DropReason::QueueFull.label(), "queue_full"); // the metrics label
+//! ```
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

@@ -1,5 +1,11 @@
 //! What a transport provides: connections that announce themselves and then
 //! carry frames. A transport knows nothing of the protocol above it.
+//!
+//! ```
+//! // a transport serves URL schemes; the socket picks it by the URL's
+//! assert_eq!(sp_core::split_url("tcp://127.0.0.1:5555"), Some(("tcp", "127.0.0.1:5555")));
+//! assert_eq!(sp_core::split_url("no scheme"), None);
+//! ```
 
 use crate::layer::{BoxFuture, ComponentInfo, Connection, PipeInfo, RecvLimit};
 use crate::{Announcement, Result};

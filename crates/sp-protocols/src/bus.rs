@@ -1,6 +1,17 @@
 //! BUS v0: every node sends to all its directly connected peers; delivery is
 //! one hop, there is no wire header.
 //!
+//! ```
+//! use sp_core::routing::{MemPipes, Routing};
+//! use sp_core::Message;
+//! use sp_protocols::Bus0Raw;
+//! let mut pipes = MemPipes::new(&[1, 2, 3], 4);
+//! let mut m = Message::from("hello");
+//! m.set_pipe(Some(2)); // it came from pipe 2: everyone else gets it
+//! let _ = Bus0Raw.send(m, &mut pipes);
+//! assert_eq!((pipes.queued(1).len(), pipes.queued(2).len(), pipes.queued(3).len()), (1, 0, 1));
+//! ```
+//!
 //! * **Cooked** ([`Plain::BUS0`](crate::Plain::BUS0)): a send goes to every peer (any header and pipe a
 //!   reused message carries are cleared first); a receive hands out the body,
 //!   with `Message::pipe` set to the peer it came from.

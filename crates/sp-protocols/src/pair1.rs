@@ -1,6 +1,14 @@
 //! PAIR v1 (nng `pair1`; no RFC): one peer, or many in polyamorous mode, and
 //! a u32 big-endian hop count as the only header.
 //!
+//! ```
+//! use sp_core::{ProtocolId, Routing};
+//! use sp_protocols::Pair1Raw;
+//! assert_eq!(Pair1Raw::MONO.spec().id, ProtocolId::PAIR1);
+//! assert_eq!(Pair1Raw::MONO.max_pipes(), 1);       // one peer
+//! assert!(Pair1Raw::POLY.max_pipes() > 1);         // polyamorous: many
+//! ```
+//!
 //! * **Receive** (raw and cooked): a message shorter than 4 bytes, or with a
 //!   hop count above 255, closes the pipe (as nng); a hop count above the
 //!   socket's TTL is dropped and counted `TtlExceeded`, the pipe kept. Any

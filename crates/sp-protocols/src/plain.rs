@@ -3,6 +3,13 @@
 //! header or pipe a reused message still carries (nng #123), so a BUS
 //! message received from one peer and sent on reaches every peer; the half a
 //! protocol lacks (PUSH and PUB receive nothing) fails at once.
+//!
+//! ```
+//! use sp_core::CookedProtocol;
+//! use sp_protocols::Plain;
+//! // PUSH, PULL, PAIR0, PUB and BUS need no state above their raw form
+//! assert_eq!(Plain::PUSH0.info().name, "push0");
+//! ```
 
 use std::pin::Pin;
 use std::sync::Arc;

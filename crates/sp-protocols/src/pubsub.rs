@@ -1,5 +1,15 @@
 //! PUB0 / SUB0, raw and cooked.
 //!
+//! ```
+//! use sp_protocols::Sub0Raw;
+//! let sub = Sub0Raw::new();
+//! let topics = sub.control().unwrap(); // a raw SUB starts subscribed to everything
+//! topics.unsubscribe(b"").unwrap();
+//! topics.subscribe(b"weather/").unwrap();
+//! assert!(topics.matches(b"weather/paris sunny"));
+//! assert!(!topics.matches(b"sports/ 1-0"));
+//! ```
+//!
 //! There is no header on the wire: PUB sends every message to every pipe,
 //! SUB keeps those whose body starts with one of its subscriptions (a byte
 //! prefix; the empty topic matches everything; no subscription, nothing).

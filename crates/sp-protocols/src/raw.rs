@@ -2,6 +2,16 @@
 //! state. Each is a [`Routing`]; the patterns they share (load balancing,
 //! fan-out, routing by a header word) are the provided methods of
 //! [`Pipes`], written once in sp-core.
+//!
+//! ```
+//! use sp_core::routing::{MemPipes, Routed, Routing};
+//! use sp_core::Message;
+//! use sp_protocols::raw::Push0Raw;
+//! let mut pipes = MemPipes::new(&[1, 2], 1); // room for one message each
+//! assert!(matches!(Push0Raw.send(Message::from("a"), &mut pipes), Routed::Queued(Some(_))));
+//! assert!(matches!(Push0Raw.send(Message::from("b"), &mut pipes), Routed::Queued(Some(_))));
+//! assert!(matches!(Push0Raw.send(Message::from("c"), &mut pipes), Routed::Wait(_)), "back-pressure");
+//! ```
 
 use sp_core::layer::Field;
 use sp_core::protocol::{ProtocolId, ProtocolSpec};

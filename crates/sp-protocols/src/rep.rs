@@ -1,6 +1,14 @@
 //! Cooked REP v0: remembers each request's backtrace per context and puts it
 //! on the reply — a message layer over raw REP. [`serve`] answers requests
 //! with any `tower::Service`, many at once.
+//!
+//! ```no_run
+//! # async fn demo(rep: sp_core::Socket) {
+//! use sp_core::Message;
+//! let echo = tower::service_fn(|m: Message| async move { Ok::<_, std::convert::Infallible>(m) });
+//! sp_protocols::rep::serve(rep, echo, 16).await; // 16 requests at once, until the socket closes
+//! # }
+//! ```
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,18 @@
 //! Cooked REQ v0: request ids, resend, contexts — a message layer over raw REQ.
 //!
+//! ```
+//! use sp_core::Message;
+//! use sp_protocols::ReqState;
+//! use tokio::time::Instant;
+//! let mut st = ReqState::new(None);
+//! let wire = st.start(1, Message::from("ping")); // context 1's request, with its id
+//! st.sent(1, Some(9), Instant::now());           // went out on pipe 9
+//! let mut reply = Message::from("pong");
+//! reply.set_header(&wire.header()[..4]);          // a REP echoes the id
+//! assert!(matches!(st.on_reply(Some(9), reply), sp_protocols::req::ReplyOutcome::Matched(1, _)));
+//! assert_eq!(st.take_reply(1).unwrap().body(), b"pong");
+//! ```
+//!
 //! [`ReqState`] is the protocol with no I/O: it assigns ids, matches replies,
 //! decides when to resend. The context halves below only move messages
 //! between it and the raw socket.

@@ -1,5 +1,10 @@
 //! Application error codes of CONNECTION_CLOSE (`docs/quic-mapping.md` §6)
 //! and how a closed or failed connection reads as an error.
+//!
+//! ```
+//! assert_eq!(sp_quic::codes::TOO_LARGE, 0x3);
+//! assert_eq!(sp_quic::codes::name(0x3), "SP_TOO_LARGE");
+//! ```
 
 use quinn::{ConnectionError, VarInt};
 use sp_core::Error;

@@ -1,6 +1,12 @@
 //! SP framing over a byte stream (TCP, IPC): the 8-byte announcement, then
 //! `[0x01 (ipc only)] [u64 BE length] [frame]` per message.
 //!
+//! ```
+//! // frames below this size are read many per system call into a staging
+//! // buffer (one copy, counted); larger ones go straight to their own buffer
+//! assert_eq!(sp_transports::STAGED_BELOW, 16 << 10);
+//! ```
+//!
 //! The writer gathers queued frames into vectored writes: the length prefix
 //! comes from a small per-frame array and the message bytes are referenced
 //! where they lie, so the body is never copied and many small messages share

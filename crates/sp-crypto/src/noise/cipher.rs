@@ -1,6 +1,17 @@
 //! A Noise `CipherState` for `ChaChaPoly` (Noise §5.1, §11.3, §12.3) on the
 //! `chacha20poly1305` crate, working in place.
 //!
+//! ```
+//! use sp_crypto::noise::cipher::CipherState;
+//! let key = [7u8; 32];
+//! let (mut tx, mut rx) = (CipherState::new(&key), CipherState::new(&key));
+//! let mut record = *b"in place";
+//! let tag = tx.seal(&mut record).unwrap();   // encrypted where it lies, nonce 0
+//! rx.open(&mut record, &tag).unwrap();       // nonce 0 on the other side too
+//! assert_eq!(&record, b"in place");
+//! assert!(rx.open(&mut record, &tag).is_err(), "a replay fails: the nonce moved on");
+//! ```
+//!
 //! snow runs the handshake; the directional keys it splits off are used here
 //! because `encrypt_in_place_detached`/`decrypt_in_place_detached` let a
 //! record be sealed in the one buffer that goes to the transport and opened
