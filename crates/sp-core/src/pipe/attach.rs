@@ -86,6 +86,7 @@ impl Core {
             entry.drain.cancel();
         }
         self.router.pipe_added(id);
+        self.link_attached(&info.link, id);
         self.counters.pipe_opened();
         let span = info_span!(target: "spstack", "pipe", id, peer = %info.peer_addr, transport = info.transport, protocol = %info.peer.protocol, stack = ?info.local.layers);
         tracing::info!(target: "spstack", parent: &span, "pipe added");
@@ -167,7 +168,7 @@ impl Core {
             self.router.requeue(m, &mut live)
         };
         match outcome {
-            Routed::Queued(_) => {}
+            Routed::Queued(_) => self.counters.requeued(),
             Routed::Dropped(r) => self.count_drop(r, "its pipe closed before it was written"),
             Routed::Wait(_) | Routed::Refused(_) => {
                 self.count_drop(reason, "its pipe closed before it was written")
