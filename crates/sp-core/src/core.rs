@@ -235,7 +235,9 @@ impl Core {
             for _ in self.recv.close() {
                 self.count_drop(DropReason::Closed, "receive queue discarded by close");
             }
-            self.receipts.clear();
+            for _ in self.receipts.clear() {
+                self.count_drop(DropReason::Closed, "handed back, still waiting for a pipe");
+            }
         }
         let pipes: Vec<_> = self.read_pipes().list().to_vec();
         for p in pipes {

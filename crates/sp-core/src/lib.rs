@@ -101,7 +101,7 @@ pub use crate::message::{
     copied_bytes, record_copy, CopyScope, Direction, Message, RecvBuf, DEFAULT_HEADROOM,
 };
 pub use crate::options::Options;
-pub use crate::pipe::link::{Receipts, Requeued, SocketLink};
+pub use crate::pipe::link::{Receipts, Requeued, SocketLink, MAX_HANDED_BACK};
 pub use crate::pipe::table::PipeId;
 pub use crate::protocol::{ProtocolId, ProtocolSpec};
 pub use crate::raw::{raw_io, RawSink, RawSocket, RawStream};

@@ -111,6 +111,7 @@ impl Core {
             .spawn(async move { core.reader(e2, rx).await }.instrument(span));
         self.fire(&PipeEvent::AddPost(id, info));
         self.wake_senders();
+        self.offer_waiting();
         Ok(entry)
     }
 

@@ -45,10 +45,20 @@ pub trait Receipts: Send + Sync + 'static {
 pub enum Requeued {
     /// The routing queued it: on this pipe, or (`None`) on several.
     Queued(Option<PipeId>),
+    /// The socket has no pipe now: it keeps the message and offers it to
+    /// the routing when the next pipe joins (a dialer redialing), or counts
+    /// it `Closed` if the socket closes first (`PipeClosed` past
+    /// [`MAX_HANDED_BACK`] waiting).
+    Waiting,
     /// Dropped and counted under this reason (the protocol does not move
-    /// messages between pipes, no pipe was left, or the socket closed).
+    /// messages between pipes, or the socket closed).
     Dropped(DropReason),
 }
+
+/// Handed-back messages a socket with no pipe keeps for the next one, at
+/// most (the layers that hand them back bound them further: `ack/1` by its
+/// window per pipe).
+pub const MAX_HANDED_BACK: usize = 1 << 16;
 
 /// A pipe layer's line back to its socket (cheap to clone). Found in
 /// [`PipeInfo::link`](crate::PipeInfo::link) during the layer's handshake.
@@ -116,6 +126,27 @@ impl SocketLink {
         (self.inner.socket != 0).then_some(self.inner.socket)
     }
 
+    /// True while the socket exists (a layer keeping state per socket
+    /// forgets that of sockets gone).
+    pub fn socket_alive(&self) -> bool {
+        self.inner.core.strong_count() > 0
+    }
+
+    /// A link to the same socket that belongs to no pipe: what a layer
+    /// keeps with its per-socket state (to tell whether the socket is
+    /// alive, hand messages back, count) without holding on to a pipe.
+    pub fn for_socket(&self) -> SocketLink {
+        SocketLink {
+            inner: Arc::new(LinkInner {
+                core: self.inner.core.clone(),
+                socket: self.inner.socket,
+                counters: self.inner.counters.clone(),
+                attached: AtomicBool::new(true),
+                ..LinkInner::default()
+            }),
+        }
+    }
+
     /// The pipe's id, once it joined the socket (after every handshake).
     pub fn pipe_id(&self) -> Option<PipeId> {
         match self.inner.pipe.load(Ordering::Acquire) {
@@ -170,10 +201,11 @@ impl SocketLink {
     /// peer never acknowledged), once the pipe is gone: the socket's routing
     /// moves it to another pipe as it moves the unsent messages of a dying
     /// pipe (counted `requeued`), or drops it, counted (`PipeClosed` when the
-    /// protocol does not move messages or no pipe is left, `Closed` when the
-    /// socket is closing). Either way it is counted `returned`. Give it back
-    /// as the routing queued it: header and body, no frame header of a pipe
-    /// layer; a routing's `requeue` moves it as it is.
+    /// protocol does not move messages, `Closed` when the socket is
+    /// closing). With no pipe at all the socket keeps it for the next one
+    /// ([`Requeued::Waiting`]). Whatever happens it is counted `returned`.
+    /// Give it back as the routing queued it: header and body, no frame
+    /// header of a pipe layer; a routing's `requeue` moves it as it is.
     pub fn requeue(&self, msg: Message) -> Requeued {
         self.inner.counters.returned();
         match self.inner.core.upgrade() {
@@ -226,6 +258,8 @@ pub(crate) struct ReceiptTable {
     /// close is settled before the pipes learn of it and send their last
     /// acknowledgements.
     barrier: RwLock<()>,
+    /// Handed-back messages waiting for a pipe.
+    waiting: Mutex<VecDeque<Message>>,
 }
 
 impl ReceiptTable {
@@ -241,11 +275,17 @@ impl ReceiptTable {
     pub(crate) fn write_barrier(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
         self.barrier.write().unwrap_or_else(|e| e.into_inner())
     }
-    /// Forgets every pipe (the socket closed: nothing is taken any more).
-    pub(crate) fn clear(&self) {
+    /// Forgets every pipe (the socket closed: nothing is taken any more);
+    /// returns the handed-back messages that waited for a pipe.
+    pub(crate) fn clear(&self) -> VecDeque<Message> {
         let mut m = self.map();
         m.clear();
         self.active.store(0, Ordering::Release);
+        drop(m);
+        std::mem::take(&mut *self.waiting())
+    }
+    fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn forget_if_done(&self, id: PipeId, t: &Arc<Tracked>) {
         if !t.reader_done.load(Ordering::Acquire) || !t.fifo().is_empty() {
@@ -324,7 +364,7 @@ impl Core {
     }
 
     /// A message a pipe layer handed back: to another pipe as the routing
-    /// decides, or counted.
+    /// decides, kept for the next pipe when there is none, or counted.
     pub(crate) fn hand_back(&self, m: Message) -> Requeued {
         if self.is_closed() {
             self.count_drop(DropReason::Closed, "handed back while the socket closed");
@@ -332,6 +372,22 @@ impl Core {
         }
         let outcome = {
             let mut live = self.live_pipes();
+            if crate::routing::Pipes::ids(&live).is_empty() {
+                // under the table's lock: a pipe joining now offers the
+                // waiting messages after it is in the table
+                let mut w = self.receipts.waiting();
+                if w.len() >= MAX_HANDED_BACK {
+                    drop(w);
+                    drop(live);
+                    self.count_drop(
+                        DropReason::PipeClosed,
+                        "handed back with no pipe, and too many already wait",
+                    );
+                    return Requeued::Dropped(DropReason::PipeClosed);
+                }
+                w.push_back(m);
+                return Requeued::Waiting;
+            }
             self.router.requeue(m, &mut live)
         };
         match outcome {
@@ -350,6 +406,16 @@ impl Core {
                 );
                 Requeued::Dropped(DropReason::PipeClosed)
             }
+        }
+    }
+
+    /// A pipe joined: the handed-back messages that waited for one go to
+    /// the routing now.
+    pub(crate) fn offer_waiting(&self) {
+        let waiting = std::mem::take(&mut *self.receipts.waiting());
+        for m in waiting {
+            // queued, kept again (that pipe went already) or counted
+            let _ = self.hand_back(m);
         }
     }
 }
