@@ -37,6 +37,10 @@ pub use sp_protocols::{pubsub, Pub0Raw, Sub0, Sub0Raw, SubControl};
 pub use sp_protocols::{raw, rep, req, Plain, Rep0, Req0, ReqState};
 pub use sp_transports::{Inproc, Ipc, Tcp};
 
+/// Liveness and delivery that survives a dying pipe: the `heartbeat/1` and
+/// `ack/1` pipe layers (the `sp-reliable` crate).
+pub use sp_reliable as reliable;
+
 pub mod wiretap;
 
 fn with_transports(mut b: SocketBuilder) -> SocketBuilder {

@@ -1,0 +1,651 @@
+//! One `ack/1` pipe: what it sent and keeps (`TxSide`), what it received
+//! and whether the socket took it (`RxSide`), and the halves and the task
+//! that move frames.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+
+use futures::{Sink, Stream};
+use sp_core::{BoxStream, Error, Message, Receipts, Result, SocketLink};
+use tokio::sync::Notify;
+
+use super::dedup::{Arrival, PipeKey, Window};
+use super::wire::{self, Frame, Hello, DATA_HEADER};
+use super::{AckCounters, Config, NAME};
+use crate::shared::{Party, Shared};
+
+/// Frames handled in one poll before the reader yields.
+const BURST: usize = 64;
+/// Bytes of the mark a handed-back message carries in front of its header.
+const MARK: usize = 16;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn random_u64() -> u64 {
+    RandomState::new().build_hasher().finish()
+}
+
+/// A sending socket this socket hears from, and its window.
+pub(crate) struct Sender {
+    st: Mutex<SenderState>,
+    live: AtomicUsize,
+    last_used: AtomicU64,
+}
+
+struct SenderState {
+    window: Window,
+    pipes: HashMap<PipeKey, Weak<RxSide>>,
+}
+
+/// The layer's state for one socket, shared by its pipes.
+pub(crate) struct SocketState {
+    pub(crate) identity: u64,
+    next_seq: AtomicU64,
+    /// Keys the mark of a handed-back message: a peer cannot forge one.
+    mark_key: RandomState,
+    senders: Mutex<HashMap<u64, Arc<Sender>>>,
+    next_key: AtomicU64,
+    clock: AtomicU64,
+    pub(crate) cfg: Config,
+    pub(crate) stats: Arc<AckCounters>,
+}
+
+impl SocketState {
+    pub(crate) fn new(cfg: Config, stats: Arc<AckCounters>) -> SocketState {
+        SocketState {
+            identity: random_u64(),
+            next_seq: AtomicU64::new(0),
+            mark_key: RandomState::new(),
+            senders: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(1),
+            clock: AtomicU64::new(0),
+            cfg,
+            stats,
+        }
+    }
+
+    fn mark(&self, seq: u64) -> [u8; MARK] {
+        let mut b = [0u8; MARK];
+        b[..8].copy_from_slice(&seq.to_be_bytes());
+        b[8..].copy_from_slice(&self.mark_key.hash_one(seq).to_be_bytes());
+        b
+    }
+
+    /// The sequence number a handed-back message carries, taken off it.
+    fn take_mark(&self, m: &mut Message) -> Option<u64> {
+        let h = m.header();
+        if h.len() < MARK {
+            return None;
+        }
+        let seq = u64::from_be_bytes(h[..8].try_into().ok()?);
+        let tag = u64::from_be_bytes(h[8..MARK].try_into().ok()?);
+        if tag != self.mark_key.hash_one(seq) {
+            return None;
+        }
+        for _ in 0..MARK / 4 {
+            m.pop_header_u32();
+        }
+        Some(seq)
+    }
+
+    /// The window of the sending socket `identity`, made if new. Refused
+    /// when `max_senders` windows are kept and every one has a live pipe.
+    fn sender(&self, identity: u64) -> Result<Arc<Sender>> {
+        let now = self.clock.fetch_add(1, Relaxed);
+        let mut m = lock(&self.senders);
+        if let Some(s) = m.get(&identity) {
+            s.last_used.store(now, Relaxed);
+            return Ok(s.clone());
+        }
+        if m.len() >= self.cfg.max_senders {
+            let idle = m
+                .iter()
+                .filter(|(_, s)| s.live.load(Relaxed) == 0)
+                .min_by_key(|(_, s)| s.last_used.load(Relaxed))
+                .map(|(id, _)| *id);
+            match idle {
+                Some(id) => {
+                    m.remove(&id);
+                    self.stats.senders_forgotten.fetch_add(1, Relaxed);
+                }
+                None => {
+                    return Err(Error::layer(
+                        NAME,
+                        format!(
+                            "{} sending sockets already have live pipes here (max_senders)",
+                            m.len()
+                        ),
+                    ))
+                }
+            }
+        }
+        let s = Arc::new(Sender {
+            st: Mutex::new(SenderState {
+                window: Window::new(self.cfg.dedup_window),
+                pipes: HashMap::new(),
+            }),
+            live: AtomicUsize::new(0),
+            last_used: AtomicU64::new(now),
+        });
+        m.insert(identity, s.clone());
+        Ok(s)
+    }
+
+    /// The two sides of a new pipe to a peer that said `peer`.
+    pub(crate) fn open_pipe(
+        self: &Arc<Self>,
+        link: SocketLink,
+        peer: Hello,
+    ) -> Result<(Arc<TxSide>, Arc<RxSide>)> {
+        let sender = self.sender(peer.identity)?;
+        let key = self.next_key.fetch_add(1, Relaxed);
+        let rx = Arc::new(RxSide {
+            key,
+            sender: sender.clone(),
+            socket: self.clone(),
+            peer_window: u64::from(peer.window),
+            st: Mutex::new(RxState::default()),
+            notify: Arc::new(Notify::new()),
+        });
+        lock(&sender.st).pipes.insert(key, Arc::downgrade(&rx));
+        sender.live.fetch_add(1, Relaxed);
+        let tx = Arc::new(TxSide {
+            socket: self.clone(),
+            link,
+            st: Mutex::new(TxState::default()),
+        });
+        Ok((tx, rx))
+    }
+}
+
+// ---------------------------------------------------------------- sending
+
+#[derive(Default)]
+struct TxState {
+    /// Sent, not yet acknowledged, in this pipe's order: (seq, the message
+    /// as the routing queued it).
+    unacked: VecDeque<(u64, Message)>,
+    bytes: usize,
+    /// This pipe's index of `unacked[0]`.
+    base: u64,
+    waker: Option<Waker>,
+}
+
+/// What a pipe sent and keeps until the peer acknowledges it.
+pub(crate) struct TxSide {
+    socket: Arc<SocketState>,
+    link: SocketLink,
+    st: Mutex<TxState>,
+}
+
+impl TxSide {
+    /// Ready while the window has room.
+    fn poll_window(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let cfg = &self.socket.cfg;
+        let mut st = lock(&self.st);
+        let full = st.unacked.len() >= cfg.window
+            || (st.bytes >= cfg.window_bytes && !st.unacked.is_empty());
+        if !full {
+            return Poll::Ready(());
+        }
+        if st.waker.is_none() {
+            self.socket.stats.window_waits.fetch_add(1, Relaxed);
+        }
+        st.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Numbers a message (or takes back the number it had, when it was
+    /// handed back), keeps it, and frames it for the wire.
+    fn keep(&self, mut m: Message) -> Message {
+        let stats = &self.socket.stats;
+        let seq = match self.socket.take_mark(&mut m) {
+            Some(seq) => {
+                stats.resent.fetch_add(1, Relaxed);
+                seq
+            }
+            None => {
+                stats.sent.fetch_add(1, Relaxed);
+                self.socket.next_seq.fetch_add(1, Relaxed)
+            }
+        };
+        {
+            let mut st = lock(&self.st);
+            st.bytes += m.len();
+            // a reference, not a copy: the frame header below goes inline
+            st.unacked.push_back((seq, m.clone()));
+        }
+        m.push_frame_header(&wire::data_header(seq));
+        m
+    }
+
+    /// The peer settled the first `count` messages of this pipe.
+    fn on_ack(&self, count: u64) -> Result<()> {
+        let mut st = lock(&self.st);
+        let sent = st.base + st.unacked.len() as u64;
+        if count > sent {
+            return Err(Error::layer(
+                NAME,
+                format!("the peer acknowledged {count} messages of the {sent} sent"),
+            ));
+        }
+        if count <= st.base {
+            return Ok(());
+        }
+        let n = count - st.base;
+        for _ in 0..n {
+            if let Some((_, m)) = st.unacked.pop_front() {
+                st.bytes = st.bytes.saturating_sub(m.len());
+            }
+        }
+        st.base = count;
+        let w = st.waker.take();
+        drop(st);
+        self.socket.stats.acked.fetch_add(n, Relaxed);
+        if let Some(w) = w {
+            w.wake();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TxSide {
+    /// The pipe is gone (both halves dropped, after the socket let it go):
+    /// what the peer never acknowledged goes back to the routing, marked
+    /// with its number so the next pipe sends it under the same one.
+    fn drop(&mut self) {
+        let st = self.st.get_mut().unwrap_or_else(|e| e.into_inner());
+        let unacked = std::mem::take(&mut st.unacked);
+        if unacked.is_empty() {
+            return;
+        }
+        tracing::debug!(target: "spstack", layer = NAME, n = unacked.len(), "handing back unacknowledged messages");
+        for (seq, mut m) in unacked {
+            m.push_header(&self.socket.mark(seq));
+            self.socket.stats.returned.fetch_add(1, Relaxed);
+            let _ = self.link.requeue(m);
+        }
+    }
+}
+
+// -------------------------------------------------------------- receiving
+
+struct Yielded {
+    index: u64,
+    seq: u64,
+    settled: bool,
+}
+
+#[derive(Default)]
+struct RxState {
+    /// Index the next message from the peer gets on this pipe.
+    next_index: u64,
+    /// Messages handed to the socket, in that order, not yet settled; the
+    /// socket numbers them from `yield_base`.
+    yielded: VecDeque<Yielded>,
+    yield_base: u64,
+    /// Every index below is settled.
+    cum: u64,
+    above: BTreeSet<u64>,
+    /// The count last sent in an acknowledgement.
+    acked: u64,
+    /// Copies of messages pending on another pipe: index → (seq, message).
+    parked: HashMap<u64, (u64, Message)>,
+    /// Parked copies to deliver after all: their first copy was lost.
+    released: VecDeque<(u64, u64, Message)>,
+    waker: Option<Waker>,
+}
+
+impl RxState {
+    fn settle_index(&mut self, index: u64) {
+        if index < self.cum {
+            return;
+        }
+        if index > self.cum {
+            self.above.insert(index);
+            return;
+        }
+        self.cum += 1;
+        while self.above.remove(&self.cum) {
+            self.cum += 1;
+        }
+    }
+}
+
+/// What a pipe received, and what the socket did with it.
+pub(crate) struct RxSide {
+    key: PipeKey,
+    sender: Arc<Sender>,
+    socket: Arc<SocketState>,
+    peer_window: u64,
+    st: Mutex<RxState>,
+    /// Wakes this pipe's acknowledger.
+    pub(crate) notify: Arc<Notify>,
+}
+
+impl RxSide {
+    /// A message from the peer: `Some` to deliver, `None` when it is a
+    /// copy (dropped, or parked until the first copy's fate is known).
+    fn arrive(&self, seq: u64, m: Message) -> Result<Option<Message>> {
+        let stats = &self.socket.stats;
+        let mut snd = lock(&self.sender.st);
+        let mut rx = lock(&self.st);
+        let index = rx.next_index;
+        if index - rx.cum >= self.peer_window {
+            return Err(Error::layer(
+                NAME,
+                format!(
+                    "the peer sent past its window of {} unacknowledged messages",
+                    self.peer_window
+                ),
+            ));
+        }
+        rx.next_index += 1;
+        match snd.window.arrive(seq, self.key, index) {
+            Arrival::New => {
+                rx.yielded.push_back(Yielded {
+                    index,
+                    seq,
+                    settled: false,
+                });
+                stats.received.fetch_add(1, Relaxed);
+                Ok(Some(m))
+            }
+            Arrival::Taken => {
+                rx.settle_index(index);
+                stats.duplicates.fetch_add(1, Relaxed);
+                drop(rx);
+                drop(snd);
+                self.notify.notify_one();
+                Ok(None)
+            }
+            Arrival::Park => {
+                rx.parked.insert(index, (seq, m));
+                Ok(None)
+            }
+        }
+    }
+
+    /// The message to hand the socket next, from the parked copies
+    /// promoted; registers the reader to hear of later promotions.
+    fn next_released(&self, cx: &Context<'_>) -> Option<Message> {
+        let mut rx = lock(&self.st);
+        match &rx.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => rx.waker = Some(cx.waker().clone()),
+        }
+        let (index, seq, m) = rx.released.pop_front()?;
+        rx.yielded.push_back(Yielded {
+            index,
+            seq,
+            settled: false,
+        });
+        self.socket.stats.received.fetch_add(1, Relaxed);
+        Some(m)
+    }
+
+    /// A parked copy is not needed: the first was taken.
+    fn drop_parked(&self, index: u64) {
+        let mut rx = lock(&self.st);
+        if rx.parked.remove(&index).is_some() {
+            rx.settle_index(index);
+            self.socket.stats.duplicates.fetch_add(1, Relaxed);
+        }
+        drop(rx);
+        self.notify.notify_one();
+    }
+
+    /// A parked copy must be delivered after all.
+    fn release_parked(&self, index: u64) {
+        let mut rx = lock(&self.st);
+        if let Some((seq, m)) = rx.parked.remove(&index) {
+            rx.released.push_back((index, seq, m));
+            if let Some(w) = rx.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The count to acknowledge, if it grew since the last acknowledgement.
+    pub(crate) fn take_ack(&self) -> Option<u64> {
+        let mut rx = lock(&self.st);
+        (rx.cum > rx.acked).then(|| {
+            rx.acked = rx.cum;
+            rx.cum
+        })
+    }
+
+    fn unacknowledged(&self) -> u64 {
+        let rx = lock(&self.st);
+        rx.cum - rx.acked
+    }
+}
+
+impl Receipts for RxSide {
+    fn settled(&self, frame: u64) {
+        let mut snd = lock(&self.sender.st);
+        let seq = {
+            let mut rx = lock(&self.st);
+            let Some(i) = frame.checked_sub(rx.yield_base) else {
+                return;
+            };
+            let Some(y) = rx.yielded.get_mut(i as usize) else {
+                return;
+            };
+            if y.settled {
+                return;
+            }
+            y.settled = true;
+            let (index, seq) = (y.index, y.seq);
+            rx.settle_index(index);
+            while rx.yielded.front().is_some_and(|y| y.settled) {
+                rx.yielded.pop_front();
+                rx.yield_base += 1;
+            }
+            seq
+        };
+        let forgotten = snd.window.forgotten;
+        let waiters = snd.window.settle(seq, self.key);
+        let grew = snd.window.forgotten - forgotten;
+        let copies: Vec<(Option<Arc<RxSide>>, u64)> = waiters
+            .into_iter()
+            .map(|(k, i)| {
+                let p = if k == self.key {
+                    None
+                } else {
+                    snd.pipes.get(&k).and_then(Weak::upgrade)
+                };
+                (p, i)
+            })
+            .collect();
+        drop(snd);
+        if grew > 0 {
+            self.socket.stats.forgotten.fetch_add(grew, Relaxed);
+        }
+        self.notify.notify_one();
+        // outside the sender's lock: the last reference to another pipe
+        // may go here, and its drop takes that lock
+        for (p, i) in copies {
+            match p {
+                Some(p) => p.drop_parked(i),
+                None => self.drop_parked(i),
+            }
+        }
+    }
+}
+
+impl Drop for RxSide {
+    /// The pipe is gone and the socket will settle nothing more of it: its
+    /// messages that were never taken are lost here, so a copy parked on
+    /// another pipe is delivered instead, and a later resend is welcome.
+    fn drop(&mut self) {
+        let rx = self.st.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut held: Vec<(u64, u64)> = rx
+            .yielded
+            .iter()
+            .filter(|y| !y.settled)
+            .map(|y| (y.seq, y.index))
+            .collect();
+        held.extend(rx.parked.iter().map(|(i, (s, _))| (*s, *i)));
+        held.extend(rx.released.iter().map(|(i, s, _)| (*s, *i)));
+        let mut promote = Vec::new();
+        {
+            let mut snd = lock(&self.sender.st);
+            snd.pipes.remove(&self.key);
+            for (seq, index) in held {
+                // a bounded walk: each abandon takes one waiter off the list
+                let mut next = snd.window.abandon(seq, self.key);
+                // a copy parked here goes with this pipe too
+                while matches!(next, Some((k, _)) if k == self.key) {
+                    next = snd.window.abandon(seq, self.key);
+                }
+                match next {
+                    Some((k, i)) => promote.push((snd.pipes.get(&k).and_then(Weak::upgrade), i)),
+                    None => snd.window.unpark(seq, self.key, index),
+                }
+            }
+        }
+        self.sender.live.fetch_sub(1, Relaxed);
+        for (p, i) in promote {
+            if let Some(p) = p {
+                p.release_parked(i);
+            }
+        }
+    }
+}
+
+/// Sends acknowledgements: as soon as `ack_every` messages settled, else
+/// `ack_delay` after the first, until the writer's half is gone.
+pub(crate) async fn acknowledger(shared: Arc<Shared>, rx: Weak<RxSide>, notify: Arc<Notify>) {
+    loop {
+        tokio::select! {
+            _ = shared.closed() => return,
+            _ = notify.notified() => {}
+        }
+        let Some(side) = rx.upgrade() else { return };
+        let (every, delay, stats) = (
+            side.socket.cfg.ack_every,
+            side.socket.cfg.ack_delay,
+            side.socket.stats.clone(),
+        );
+        let waiting = side.unacknowledged();
+        drop(side);
+        if waiting == 0 {
+            continue;
+        }
+        if waiting < every {
+            // one acknowledgement for many messages
+            tokio::select! {
+                _ = shared.closed() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        let Some(count) = rx.upgrade().and_then(|s| s.take_ack()) else {
+            continue;
+        };
+        if shared.send_frame(wire::ack_frame(count)).await.is_err() {
+            return;
+        }
+        stats.acks_sent.fetch_add(1, Relaxed);
+    }
+}
+
+// ------------------------------------------------------------- the halves
+
+pub(crate) struct AckSink {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tx: Arc<TxSide>,
+    pub(crate) rx: Weak<RxSide>,
+    /// The last acknowledgement, sent before the pipe closes.
+    pub(crate) last: Option<Message>,
+    pub(crate) closing: bool,
+}
+
+impl Sink<Message> for AckSink {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        std::task::ready!(self.tx.poll_window(cx));
+        self.shared.poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, m: Message) -> Result<()> {
+        let m = self.tx.keep(m);
+        self.shared.start_send(m)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.shared.poll_flush(Party::Writer, cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if !this.closing {
+            // what the application took before the socket closed is
+            // acknowledged before the peer sees the end of the stream
+            this.closing = true;
+            this.last = this
+                .rx
+                .upgrade()
+                .and_then(|r| r.take_ack())
+                .map(wire::ack_frame);
+        }
+        if this.last.is_some() {
+            std::task::ready!(this
+                .shared
+                .poll_send_frame(Party::Writer, cx, &mut this.last))?;
+        }
+        this.shared.poll_close(cx)
+    }
+}
+
+impl Drop for AckSink {
+    fn drop(&mut self) {
+        self.shared.writer_gone();
+    }
+}
+
+pub(crate) struct AckStream {
+    pub(crate) inner: BoxStream,
+    pub(crate) tx: Arc<TxSide>,
+    pub(crate) rx: Arc<RxSide>,
+}
+
+impl Stream for AckStream {
+    type Item = Result<Message>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let this = self.get_mut();
+        if let Some(m) = this.rx.next_released(cx) {
+            return Poll::Ready(Some(Ok(m)));
+        }
+        for _ in 0..BURST {
+            let mut m = match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(m))) => m,
+                other => return other,
+            };
+            match wire::parse(m.body()) {
+                Ok(Frame::Data(seq)) => {
+                    m.trim_body_front(DATA_HEADER);
+                    match this.rx.arrive(seq, m) {
+                        Ok(Some(m)) => return Poll::Ready(Some(Ok(m))),
+                        Ok(None) => {}
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    }
+                }
+                Ok(Frame::Ack(count)) => {
+                    if let Err(e) = this.tx.on_ack(count) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    this.rx.socket.stats.acks_received.fetch_add(1, Relaxed);
+                }
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+        // a run of acknowledgements and copies: let the reader breathe
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
