@@ -151,8 +151,24 @@ fn env_on(name: &str) -> bool {
 
 /// `SPBENCH_NOISE=1` adds the Noise hop layer, `SPBENCH_SIGN=1` the
 /// integrity layer (fixed bench keys, each side trusting the other), so the
-/// two-process tools measure hop encryption and signing.
+/// two-process tools measure hop encryption and signing. Above Noise,
+/// `SPBENCH_HEARTBEAT=1` adds `heartbeat/1` (1 s) and `SPBENCH_ACK=1` adds
+/// `ack/1` (default window), last as it must be: their cost.
 pub fn layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuilder {
+    let b = crypto_layers(b, listener);
+    let b = if env_on("SPBENCH_HEARTBEAT") {
+        b.pipe_layer(spstack::reliable::heartbeat::layer(Duration::from_secs(1)))
+    } else {
+        b
+    };
+    if env_on("SPBENCH_ACK") {
+        b.pipe_layer(spstack::reliable::ack::layer())
+    } else {
+        b
+    }
+}
+
+fn crypto_layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuilder {
     let b = if env_on("SPBENCH_SIGN") {
         use sp_crypto::integrity::{Integrity, IntegrityConfig};
         use sp_crypto::keys::SigningKeypair;

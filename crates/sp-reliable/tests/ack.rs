@@ -129,6 +129,49 @@ async fn a_copy_of_a_message_already_taken_is_dropped_and_acknowledged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_copy_that_comes_after_its_resend_is_dropped() {
+    let (pull, pulled) = with_ack(spstack::pull0());
+    let pull = pull.build();
+    let ep = pull.listen("tcp://127.0.0.1:0").await.expect("listen");
+    let proxy = Proxy::start(ep.url()).await;
+    let (push, pushed) = with_ack(spstack::push0());
+    let push = push.build();
+    push.dial(&proxy.url).await.expect("dial");
+    let held = push.pipes()[0];
+    push.dial(ep.url()).await.expect("dial");
+    until("two pipes each side", || {
+        push.pipes().len() == 2 && pull.pipes().len() == 2
+    })
+    .await;
+    // a partition: what goes into the proxied pipe stays in the network
+    for c in proxy.conns() {
+        c.freeze_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    for i in 0..100 {
+        push.send(numbered(i)).await.expect("send");
+    }
+    // the pusher gives that pipe up and sends its 50 on the other
+    until("half written into the partition", || {
+        push.pipe_stats(held).is_some_and(|st| st.msgs_out == 50)
+    })
+    .await;
+    push.raw().close_pipe(held);
+    until("resent", || pushed.snapshot().resent == 50).await;
+    let mut ids = take_exactly(&pull, 100, Duration::from_millis(100)).await;
+    // the partition heals: the first copies arrive after their resends
+    for c in proxy.conns() {
+        c.freeze_up
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    until("the late copies dropped", || {
+        pulled.snapshot().duplicates == 50
+    })
+    .await;
+    ids.extend(take_exactly(&pull, 0, Duration::from_millis(300)).await);
+    assert_eq!(unique(&ids), (0..100).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pipe_reset_and_redialed_loses_nothing_and_doubles_nothing() {
     let (pull, pulled) = with_ack(spstack::pull0());
     let pull = pull.build();
@@ -374,10 +417,28 @@ async fn hostile_hellos_and_frames_close_the_pipe_counted() {
     ];
     assert_eq!(got[0].body(), b"a");
     assert_eq!(got[1].body(), b"b");
-    // a replayed number from the same sender is a copy: dropped
+    // a number this sender's message was taken under, again: a copy, dropped
     let _s = hostile_push(url, &hello(4), &[data(1, b"again"), data(9, b"new")]).await;
     assert_eq!(
         within("recv", pull.recv()).await.expect("recv").body(),
         b"new"
     );
+}
+
+#[tokio::test]
+async fn a_small_duplicate_window_counts_what_it_forgets() {
+    let a = Ack::new().dedup_window(8);
+    let pulled = a.stats();
+    let pull = spstack::pull0().pipe_layer(a.layer()).build();
+    let ep = pull.listen("tcp://127.0.0.1:0").await.expect("listen");
+    let push = spstack::push0().pipe_layer(ack::layer()).build();
+    push.dial(ep.url()).await.expect("dial");
+    for i in 0..40 {
+        push.send(numbered(i)).await.expect("send");
+    }
+    let ids = take_exactly(&pull, 40, Duration::from_millis(100)).await;
+    assert_eq!(unique(&ids).len(), 40);
+    let q = pulled.snapshot();
+    // between half and all of the window is remembered
+    assert!((32..=36).contains(&q.forgotten), "{q:?}");
 }

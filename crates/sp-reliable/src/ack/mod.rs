@@ -65,23 +65,32 @@
 //! Per *socket*, not per pipe: a message comes back on a different pipe
 //! than it left on, so its number and the memory of what arrived must
 //! outlive pipes. Each socket using the layer gets a random 64-bit identity
-//! and a sequence counter (exchanged in each pipe's handshake); a receiving
-//! socket keeps one window per sending identity: the last `dedup_window`
-//! numbers taken, the ones still in its receive queue, and copies waiting
-//! for the first copy's fate (a copy of a message still queued is held, and
-//! delivered after all if the first copy is lost). Per *pipe*: the
-//! unacknowledged messages it sent and the acknowledgement count of what it
-//! received. A handed-back message carries its number through the routing
-//! as a 16-byte mark in front of its header, keyed with a secret of the
-//! socket so that no peer can forge one; the next pipe's layer takes it off.
+//! and a sequence counter (its identity is exchanged in each pipe's
+//! handshake). A receiving socket keeps one window per sending identity,
+//! written by the pipes' readers only: which pipe (and index there) each of
+//! the last numbers came on, and copies waiting for a first copy's fate. A
+//! copy of a message that was taken is dropped at once; a copy of one still
+//! in the receive queue is held, and delivered after all if the first copy
+//! is lost — in either order: the first copy may also come *after* its
+//! resend, when a partition heals. Per *pipe*: the unacknowledged messages
+//! it sent, and what it received and whether the socket settled it (asked
+//! by the window only when a copy shows up, so the application's side,
+//! which settles every message, never touches the window). A handed-back
+//! message carries its number through the routing as a 16-byte mark in
+//! front of its header, keyed with a secret of the socket so that no peer
+//! can forge one; the next pipe's layer takes it off. The identities are
+//! trusted as announced: between untrusted peers put an authenticating
+//! layer (Noise) below.
 //!
 //! # Bounded, and counted
 //!
 //! Unacknowledged: `window` messages and `window_bytes` bytes per pipe. A
 //! peer may not send past the window it announced (the pipe closes).
-//! Duplicate memory: `dedup_window` numbers per sending socket, at most
-//! `max_senders` sending sockets (an idle one is forgotten for a new one,
-//! counted; with all busy a new pipe is refused). Nothing is dropped by the
+//! Duplicate memory: between half and all of the last `dedup_window`
+//! numbers per sending socket (a copy of an older one would be delivered
+//! again: `forgotten` counts what left the window), at most `max_senders`
+//! sending sockets (an idle one is forgotten for a new one, counted; with
+//! all busy a new pipe is refused). Nothing is dropped by the
 //! layer itself: handed-back messages the routing cannot place are counted
 //! by the socket (`Stats::returned`, and the drop reason), and
 //! [`AckCounters`] counts what was sent, resent, acknowledged, returned,
@@ -116,8 +125,10 @@
 //! # Wire
 //!
 //! See [the frame table](wire). The cost: 9 bytes per message, one 9-byte
-//! acknowledgement per `ack_every` messages (or per `ack_delay`), a lock
-//! or two per message on each side. Measured in `benches/README.md`.
+//! acknowledgement per `ack_every` messages (or per `ack_delay`), one hash
+//! insertion and a few uncontended locks per message, a reference (not a
+//! copy) kept per unacknowledged message. Measured in `benches/README.md`
+//! (`SPBENCH_ACK=1`, `benches/run_reliable.sh`).
 
 mod dedup;
 mod pipe;
@@ -211,10 +222,11 @@ impl Ack {
         self
     }
 
-    /// Numbers remembered per sending socket after the application took
-    /// them (at least 1): a copy of an older one would be delivered again
-    /// (counted `forgotten` when one is dropped from memory). It must exceed
-    /// what a peer can have unacknowledged when a pipe dies, its window.
+    /// Numbers remembered per sending socket (between `n / 2` and `n` of
+    /// the last to arrive; at least 1): a copy of an older one would be
+    /// delivered again (`forgotten` counts what left the memory). It must
+    /// well exceed what a peer can have unacknowledged when a pipe dies,
+    /// its window, plus what arrives meanwhile. Default 65,536.
     pub fn dedup_window(mut self, n: usize) -> Ack {
         self.cfg.dedup_window = n.max(1);
         self
@@ -299,7 +311,7 @@ pub struct AckStats {
     pub received: u64,
     /// Copies of messages this socket already had, dropped.
     pub duplicates: u64,
-    /// Numbers dropped from a full duplicate window (a copy of one of them
+    /// Numbers that left a full duplicate window (a copy of one of them
     /// would be delivered again).
     pub forgotten: u64,
     /// Idle sending sockets forgotten to make room for a new one.

@@ -3,7 +3,7 @@
 //! that move frames.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -14,7 +14,7 @@ use futures::{Sink, Stream};
 use sp_core::{BoxStream, Error, Message, Receipts, Result, SocketLink};
 use tokio::sync::Notify;
 
-use super::dedup::{Arrival, PipeKey, Window};
+use super::dedup::{Arrival, Fate, PipeKey, Window};
 use super::wire::{self, Frame, Hello, DATA_HEADER};
 use super::{AckCounters, Config, NAME};
 use crate::shared::{Party, Shared};
@@ -167,11 +167,19 @@ impl SocketState {
 
 // ---------------------------------------------------------------- sending
 
+/// A message sent and not yet acknowledged.
+struct Kept {
+    seq: u64,
+    msg: Message,
+    /// The message carries this layer's frame header in front of its
+    /// header (written in place before it was shared: no allocation).
+    framed: bool,
+}
+
 #[derive(Default)]
 struct TxState {
-    /// Sent, not yet acknowledged, in this pipe's order: (seq, the message
-    /// as the routing queued it).
-    unacked: VecDeque<(u64, Message)>,
+    /// Sent, not yet acknowledged, in this pipe's order.
+    unacked: VecDeque<Kept>,
     bytes: usize,
     /// This pipe's index of `unacked[0]`.
     base: u64,
@@ -216,13 +224,26 @@ impl TxSide {
                 self.socket.next_seq.fetch_add(1, Relaxed)
             }
         };
+        let header = wire::data_header(seq);
+        // kept by reference, not copied: the frame header goes in place
+        // first when the message has the room (a message made with
+        // `Socket::new_message` does), else inline after
+        let framed = m.is_contiguous() && m.headroom() >= DATA_HEADER && m.is_unique();
+        if framed {
+            m.push_frame_header(&header);
+        }
         {
             let mut st = lock(&self.st);
             st.bytes += m.len();
-            // a reference, not a copy: the frame header below goes inline
-            st.unacked.push_back((seq, m.clone()));
+            st.unacked.push_back(Kept {
+                seq,
+                msg: m.clone(),
+                framed,
+            });
         }
-        m.push_frame_header(&wire::data_header(seq));
+        if !framed {
+            m.push_frame_header(&header);
+        }
         m
     }
 
@@ -241,8 +262,8 @@ impl TxSide {
         }
         let n = count - st.base;
         for _ in 0..n {
-            if let Some((_, m)) = st.unacked.pop_front() {
-                st.bytes = st.bytes.saturating_sub(m.len());
+            if let Some(k) = st.unacked.pop_front() {
+                st.bytes = st.bytes.saturating_sub(k.msg.len());
             }
         }
         st.base = count;
@@ -267,10 +288,20 @@ impl Drop for TxSide {
             return;
         }
         tracing::debug!(target: "spstack", layer = NAME, n = unacked.len(), "handing back unacknowledged messages");
-        for (seq, mut m) in unacked {
-            m.push_header(&self.socket.mark(seq));
+        for Kept {
+            seq,
+            mut msg,
+            framed,
+        } in unacked
+        {
+            if framed {
+                // as the routing queued it: this layer's header off
+                let rest = msg.header().get(DATA_HEADER..).unwrap_or(&[]).to_vec();
+                msg.set_header(&rest);
+            }
+            msg.push_header(&self.socket.mark(seq));
             self.socket.stats.returned.fetch_add(1, Relaxed);
-            let _ = self.link.requeue(m);
+            let _ = self.link.requeue(msg);
         }
     }
 }
@@ -296,7 +327,10 @@ struct RxState {
     above: BTreeSet<u64>,
     /// The count last sent in an acknowledgement.
     acked: u64,
-    /// Copies of messages pending on another pipe: index → (seq, message).
+    /// Numbers delivered here that copies on other pipes wait for (the
+    /// sender's window is told when one settles): usually empty.
+    awaited: HashSet<u64>,
+    /// Copies of messages queued through another pipe: index → (seq, message).
     parked: HashMap<u64, (u64, Message)>,
     /// Parked copies to deliver after all: their first copy was lost.
     released: VecDeque<(u64, u64, Message)>,
@@ -317,6 +351,10 @@ impl RxState {
             self.cum += 1;
         }
     }
+
+    fn is_settled(&self, index: u64) -> bool {
+        index < self.cum || self.above.contains(&index)
+    }
 }
 
 /// What a pipe received, and what the socket did with it.
@@ -335,7 +373,12 @@ impl RxSide {
     /// copy (dropped, or parked until the first copy's fate is known).
     fn arrive(&self, seq: u64, m: Message) -> Result<Option<Message>> {
         let stats = &self.socket.stats;
+        // pipes looked at under the sender's lock, let go after it (the
+        // last reference to a pipe may go here, and its drop takes the lock)
+        let mut held: Vec<Arc<RxSide>> = Vec::new();
         let mut snd = lock(&self.sender.st);
+        // one look at this pipe's state per message: the application's
+        // side takes the same lock to settle
         let mut rx = lock(&self.st);
         let index = rx.next_index;
         if index - rx.cum >= self.peer_window {
@@ -348,7 +391,34 @@ impl RxSide {
             ));
         }
         rx.next_index += 1;
-        match snd.window.arrive(seq, self.key, index) {
+        let me = self.key;
+        let SenderState { window, pipes } = &mut *snd;
+        let forgotten = window.forgotten;
+        let arrival = window.arrive(seq, me, index, |owner, at| {
+            // only for a copy: ask the pipe the first copy came on
+            let ask = |o: &mut RxState| {
+                if o.is_settled(at) {
+                    Fate::Taken
+                } else {
+                    // its settle must tell the window: a copy waits
+                    o.awaited.insert(seq);
+                    Fate::Queued
+                }
+            };
+            if owner == me {
+                return Some(ask(&mut rx));
+            }
+            let p = pipes.get(&owner).and_then(Weak::upgrade)?;
+            let fate = ask(&mut lock(&p.st));
+            held.push(p);
+            Some(fate)
+        });
+        if window.forgotten != forgotten {
+            stats
+                .forgotten
+                .fetch_add(window.forgotten - forgotten, Relaxed);
+        }
+        match arrival {
             Arrival::New => {
                 rx.yielded.push_back(Yielded {
                     index,
@@ -402,10 +472,11 @@ impl RxSide {
         self.notify.notify_one();
     }
 
-    /// A parked copy must be delivered after all.
+    /// A parked copy must be delivered after all (it owns its number now).
     fn release_parked(&self, index: u64) {
         let mut rx = lock(&self.st);
         if let Some((seq, m)) = rx.parked.remove(&index) {
+            rx.awaited.insert(seq);
             rx.released.push_back((index, seq, m));
             if let Some(w) = rx.waker.take() {
                 w.wake();
@@ -428,10 +499,48 @@ impl RxSide {
     }
 }
 
+/// Drops the parked copies `copies` name and promotes the ones `promote`
+/// name (pipes upgraded under the sender's lock, acted on after it).
+fn settle_copies(
+    me: &RxSide,
+    copies: Vec<(Option<Arc<RxSide>>, u64)>,
+    promote: Vec<(Option<Arc<RxSide>>, u64)>,
+) {
+    for (p, i) in copies {
+        match p {
+            Some(p) => p.drop_parked(i),
+            None => me.drop_parked(i),
+        }
+    }
+    for (p, i) in promote {
+        if let Some(p) = p {
+            p.release_parked(i);
+        }
+    }
+}
+
+fn upgrade_all(
+    me: PipeKey,
+    pipes: &HashMap<PipeKey, Weak<RxSide>>,
+    list: Vec<(PipeKey, u64)>,
+) -> Vec<(Option<Arc<RxSide>>, u64)> {
+    list.into_iter()
+        .map(|(k, i)| {
+            let p = if k == me {
+                None
+            } else {
+                pipes.get(&k).and_then(Weak::upgrade)
+            };
+            (p, i)
+        })
+        .collect()
+}
+
 impl Receipts for RxSide {
     fn settled(&self, frame: u64) {
-        let mut snd = lock(&self.sender.st);
-        let seq = {
+        // the application's side: this pipe's own state only, unless a
+        // copy waits for this very message
+        let (seq, awaited) = {
             let mut rx = lock(&self.st);
             let Some(i) = frame.checked_sub(rx.yield_base) else {
                 return;
@@ -449,75 +558,62 @@ impl Receipts for RxSide {
                 rx.yielded.pop_front();
                 rx.yield_base += 1;
             }
-            seq
+            let awaited = !rx.awaited.is_empty() && rx.awaited.remove(&seq);
+            (seq, awaited)
         };
-        let forgotten = snd.window.forgotten;
-        let waiters = snd.window.settle(seq, self.key);
-        let grew = snd.window.forgotten - forgotten;
-        let copies: Vec<(Option<Arc<RxSide>>, u64)> = waiters
-            .into_iter()
-            .map(|(k, i)| {
-                let p = if k == self.key {
-                    None
-                } else {
-                    snd.pipes.get(&k).and_then(Weak::upgrade)
-                };
-                (p, i)
-            })
-            .collect();
-        drop(snd);
-        if grew > 0 {
-            self.socket.stats.forgotten.fetch_add(grew, Relaxed);
-        }
         self.notify.notify_one();
-        // outside the sender's lock: the last reference to another pipe
-        // may go here, and its drop takes that lock
-        for (p, i) in copies {
-            match p {
-                Some(p) => p.drop_parked(i),
-                None => self.drop_parked(i),
-            }
+        if !awaited {
+            return;
         }
+        let copies = {
+            let mut snd = lock(&self.sender.st);
+            let waiters = snd.window.settle(seq, self.key);
+            upgrade_all(self.key, &snd.pipes, waiters)
+        };
+        settle_copies(self, copies, Vec::new());
     }
 }
 
 impl Drop for RxSide {
-    /// The pipe is gone and the socket will settle nothing more of it: its
-    /// messages that were never taken are lost here, so a copy parked on
-    /// another pipe is delivered instead, and a later resend is welcome.
+    /// The pipe is gone and the socket will settle nothing more of it:
+    /// what it took stays known, what it never delivered is lost here, so
+    /// a copy parked on another pipe is delivered instead, and a later
+    /// resend is welcome.
     fn drop(&mut self) {
+        let key = self.key;
         let rx = self.st.get_mut().unwrap_or_else(|e| e.into_inner());
-        let mut held: Vec<(u64, u64)> = rx
-            .yielded
-            .iter()
-            .filter(|y| !y.settled)
-            .map(|y| (y.seq, y.index))
-            .collect();
-        held.extend(rx.parked.iter().map(|(i, (s, _))| (*s, *i)));
-        held.extend(rx.released.iter().map(|(i, s, _)| (*s, *i)));
-        let mut promote = Vec::new();
-        {
+        let parked: Vec<(u64, u64)> = rx.parked.iter().map(|(i, (s, _))| (*s, *i)).collect();
+        let (copies, promote, forgotten) = {
             let mut snd = lock(&self.sender.st);
-            snd.pipes.remove(&self.key);
-            for (seq, index) in held {
-                // a bounded walk: each abandon takes one waiter off the list
-                let mut next = snd.window.abandon(seq, self.key);
+            let SenderState { window, pipes } = &mut *snd;
+            pipes.remove(&key);
+            let forgotten = window.forgotten;
+            let (lost, copies) = window.retire(key, |i| rx.is_settled(i));
+            let mut promote = Vec::new();
+            for seq in lost {
+                let mut next = window.abandon(seq, key);
                 // a copy parked here goes with this pipe too
-                while matches!(next, Some((k, _)) if k == self.key) {
-                    next = snd.window.abandon(seq, self.key);
+                while matches!(next, Some((k, _)) if k == key) {
+                    next = window.abandon(seq, key);
                 }
-                match next {
-                    Some((k, i)) => promote.push((snd.pipes.get(&k).and_then(Weak::upgrade), i)),
-                    None => snd.window.unpark(seq, self.key, index),
-                }
+                promote.extend(next);
             }
-        }
+            for (seq, index) in parked {
+                window.unpark(seq, key, index);
+            }
+            (
+                upgrade_all(key, pipes, copies),
+                upgrade_all(key, pipes, promote),
+                window.forgotten - forgotten,
+            )
+        };
         self.sender.live.fetch_sub(1, Relaxed);
-        for (p, i) in promote {
-            if let Some(p) = p {
-                p.release_parked(i);
-            }
+        if forgotten > 0 {
+            self.socket.stats.forgotten.fetch_add(forgotten, Relaxed);
         }
+        // this pipe's own parked copies went with it: only others remain
+        let copies = copies.into_iter().filter(|(p, _)| p.is_some()).collect();
+        settle_copies(self, copies, promote);
     }
 }
 

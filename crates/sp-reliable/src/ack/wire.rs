@@ -3,7 +3,7 @@
 //!
 //! | type | rest | meaning |
 //! |---|---|---|
-//! | `00` | seq (u64 BE), then the frame of the layers above | a message, numbered by its sending socket |
+//! | `00` | seq (u64 BE), then the frame of the layers above | a message, numbered by its sending socket (the same number when it is sent again on another pipe) |
 //! | `01` | count (u64 BE) | the first `count` messages of this pipe (this direction) are settled |
 //!
 //! The handshake frame, one each way: `'A' 'K' 01`, the sending socket's

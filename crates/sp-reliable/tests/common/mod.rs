@@ -125,8 +125,17 @@ async fn pump(
         }
         let n = tokio::select! {
             r = from.read(&mut buf) => match r {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
+                Ok(n) if n > 0 => n,
+                Ok(_) => {
+                    // the end of one side: passed on as an end (not a reset,
+                    // which could discard what the other side has not read)
+                    let _ = to.shutdown().await;
+                    while !c.cut.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    return;
+                }
+                Err(_) => return,
             },
             // look at the switches now and then
             _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
