@@ -286,6 +286,31 @@ async fn a_layer_hears_which_frames_the_socket_took_and_not_what_close_discarded
         .unwrap();
     assert_eq!(m.body(), b"a1");
     assert_eq!(*log.lock().unwrap(), vec![0, 2, 1]);
+
+    // a full queue that drops the oldest (SUB) is done with what it drops
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sub = spstack::sub0()
+        .pipe_layer(link::watch(&log))
+        .options(spstack::Options::default().recv_queue(2))
+        .build();
+    sub.control::<spstack::SubControl>()
+        .unwrap()
+        .subscribe("")
+        .unwrap();
+    let ep = sub.listen("tcp://127.0.0.1:0").await.unwrap();
+    publ.dial(ep.url()).await.unwrap();
+    until("the second subscriber's pipe", || !sub.pipes().is_empty()).await;
+    for i in 0..5u8 {
+        publ.send(vec![i]).await.unwrap();
+    }
+    until("five in", || sub.stats().msgs_in == 5).await;
+    until("three evicted and settled", || log.lock().unwrap().len() == 3).await;
+    assert_eq!(sub.stats().drops(DropReason::QueueFull), 3);
+    for i in 3..5u8 {
+        let m = tokio::time::timeout(WAIT, sub.recv()).await.unwrap().unwrap();
+        assert_eq!(m.body(), [i]);
+    }
+    assert_eq!(*log.lock().unwrap(), vec![0, 1, 2, 3, 4]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
