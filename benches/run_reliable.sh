@@ -40,16 +40,23 @@ declare -A CFG=(
 )
 ORDER="plain heartbeat ack heartbeat+ack"
 
-run_pair() { # label env server client args...
+run_pair() { # label env server client size n
     local label=$1 envs=$2 server=$3 client=$4 size=$5 n=$6
     local url="tcp://127.0.0.1:$(port)"
-    local line
-    line=$( (env $envs SPBENCH_SPAWN=${SPAWN:-0} timeout 120 "$OUT/bin/$server" "$url" "$size" "$n" &
+    local line cpu_s cpu_c
+    cpu_s=$(mktemp) cpu_c=$(mktemp)
+    # CPU time of both processes too: on a shared machine it moves far less
+    # than the wall-clock rate does
+    line=$( (env $envs SPBENCH_SPAWN=${SPAWN:-0} /usr/bin/time -f "%U %S" -o "$cpu_s" \
+                 timeout 120 "$OUT/bin/$server" "$url" "$size" "$n" &
              sleep 0.3
-             env $envs SPBENCH_SPAWN=${SPAWN:-0} timeout 120 "$OUT/bin/$client" "$url" "$size" "$n" \
-                 2>>"$OUT/stderr.log"
+             env $envs SPBENCH_SPAWN=${SPAWN:-0} /usr/bin/time -f "%U %S" -o "$cpu_c" \
+                 timeout 120 "$OUT/bin/$client" "$url" "$size" "$n" 2>>"$OUT/stderr.log"
              wait) 2>>"$OUT/stderr.log" | grep '^RESULT' || echo "FAIL $label $server $size")
-    echo "layers=$label $line" | tee -a "$RES"
+    local cpu
+    cpu=$(cat "$cpu_s" "$cpu_c" | awk '{ t += $1 + $2 } END { printf "%.3f", t }')
+    rm -f "$cpu_s" "$cpu_c"
+    echo "layers=$label cpu_s=$cpu $line" | tee -a "$RES"
 }
 
 for rep in $(seq 1 "$REPS"); do
@@ -71,22 +78,28 @@ for line in open(sys.argv[1]):
     key = (kv["test"], kv["size"], kv["layers"])
     rows.setdefault(key, []).append(kv)
 order = ["plain", "heartbeat", "ack", "heartbeat+ack"]
-print("| test | size | layers | runs | median | vs plain |")
-print("|---|---|---|---|---|---|")
+print("| test | size | layers | runs | median [min–max] | ÷ plain | CPU µs per message (both processes), median | ÷ plain |")
+print("|---|---|---|---|---|---|---|---|")
 for test, size in [("thr", "64"), ("thr", "1024"), ("lat", "64")]:
     field = "msgps" if test == "thr" else "p50_us"
-    base = None
+    base = cbase = None
     for l in order:
         rs = rows.get((test, size, l), [])
         if not rs:
             continue
-        med = statistics.median(float(r[field]) for r in rs)
+        vals = sorted(float(r[field]) for r in rs)
+        med = statistics.median(vals)
+        # per message: thr counts messages, lat round trips (two messages)
+        per = [float(r["cpu_s"]) * 1e6 / (int(r.get("msgs", 0)) or 2 * int(r["n"])) for r in rs]
+        cpu = statistics.median(per)
         if l == "plain":
-            base = med
-        unit = "msgs/s" if test == "thr" else "µs p50"
+            base, cbase = med, cpu
         ratio = f"{med / base:.2f}×" if base else "–"
-        print(f"| {test} | {size} B | {l} | {len(rs)} | {med:,.0f} {unit} | {ratio} |"
-              if test == "thr" else
-              f"| {test} | {size} B | {l} | {len(rs)} | {med:.1f} {unit} | {ratio} |")
+        cratio = f"{cpu / cbase:.2f}×" if cbase else "–"
+        if test == "thr":
+            cell = f"{med:,.0f} [{vals[0]:,.0f}–{vals[-1]:,.0f}] msgs/s"
+        else:
+            cell = f"{med:.1f} [{vals[0]:.1f}–{vals[-1]:.1f}] µs p50"
+        print(f"| {test} | {size} B | {l} | {len(rs)} | {cell} | {ratio} | {cpu:.2f} | {cratio} |")
 PY
 echo "results: $RES"

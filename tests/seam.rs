@@ -304,10 +304,16 @@ async fn a_layer_hears_which_frames_the_socket_took_and_not_what_close_discarded
         publ.send(vec![i]).await.unwrap();
     }
     until("five in", || sub.stats().msgs_in == 5).await;
-    until("three evicted and settled", || log.lock().unwrap().len() == 3).await;
+    until("three evicted and settled", || {
+        log.lock().unwrap().len() == 3
+    })
+    .await;
     assert_eq!(sub.stats().drops(DropReason::QueueFull), 3);
     for i in 3..5u8 {
-        let m = tokio::time::timeout(WAIT, sub.recv()).await.unwrap().unwrap();
+        let m = tokio::time::timeout(WAIT, sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.body(), [i]);
     }
     assert_eq!(*log.lock().unwrap(), vec![0, 1, 2, 3, 4]);

@@ -153,7 +153,8 @@ fn env_on(name: &str) -> bool {
 /// integrity layer (fixed bench keys, each side trusting the other), so the
 /// two-process tools measure hop encryption and signing. Above Noise,
 /// `SPBENCH_HEARTBEAT=1` adds `heartbeat/1` (1 s) and `SPBENCH_ACK=1` adds
-/// `ack/1` (default window), last as it must be: their cost.
+/// `ack/1` (default window; `SPBENCH_ACK_DELAY_MS`), last as it must be:
+/// their cost.
 pub fn layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuilder {
     let b = crypto_layers(b, listener);
     let b = if env_on("SPBENCH_HEARTBEAT") {
@@ -162,7 +163,17 @@ pub fn layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuild
         b
     };
     if env_on("SPBENCH_ACK") {
-        b.pipe_layer(spstack::reliable::ack::layer())
+        // SPBENCH_ACK_DELAY_MS: the longest an acknowledgement waits for
+        // company (the layer's default, 10 ms, unless set)
+        let delay = std::env::var("SPBENCH_ACK_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10);
+        b.pipe_layer(
+            spstack::reliable::ack::Ack::new()
+                .ack_delay(Duration::from_millis(delay))
+                .layer(),
+        )
     } else {
         b
     }

@@ -248,11 +248,16 @@ impl Tracked {
     }
 }
 
+/// Looked up once per received message: pipe ids are not chosen by peers,
+/// so the pipe table's one-multiplication hash serves.
+type TrackedPipes =
+    HashMap<PipeId, Arc<Tracked>, std::hash::BuildHasherDefault<super::table::IdHasher>>;
+
 /// The watched pipes of a socket.
 #[derive(Default)]
 pub(crate) struct ReceiptTable {
     active: AtomicUsize,
-    pipes: Mutex<HashMap<PipeId, Arc<Tracked>>>,
+    pipes: Mutex<TrackedPipes>,
     /// Held (read) while a receiver pops and settles, taken (write) while
     /// closing discards the receive queue: every frame handed out before the
     /// close is settled before the pipes learn of it and send their last
@@ -266,7 +271,7 @@ impl ReceiptTable {
     pub(crate) fn active(&self) -> bool {
         self.active.load(Ordering::Acquire) > 0
     }
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<PipeId, Arc<Tracked>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, TrackedPipes> {
         self.pipes.lock().unwrap_or_else(|e| e.into_inner())
     }
     pub(crate) fn read_barrier(&self) -> RwLockReadGuard<'_, ()> {

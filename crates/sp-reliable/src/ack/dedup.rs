@@ -116,7 +116,8 @@ impl Window {
 
     /// Message `seq` arrived on `pipe` as its message `index`. `fate` asks
     /// the pipe an earlier copy came on whether it was taken (`None`: that
-    /// pipe is going, and will settle the question itself).
+    /// pipe is going, and will settle the question itself). Two lookups for
+    /// a first copy, the usual case.
     pub(crate) fn arrive(
         &mut self,
         seq: u64,
@@ -124,23 +125,37 @@ impl Window {
         index: u64,
         fate: impl FnOnce(PipeKey, u64) -> Option<Fate>,
     ) -> Arrival {
-        if let Some(w) = self.waiting.get_mut(&seq) {
-            if w.waiters.len() >= MAX_WAITERS {
-                return Arrival::Taken;
+        if !self.waiting.is_empty() {
+            if let Some(w) = self.waiting.get_mut(&seq) {
+                if w.waiters.len() >= MAX_WAITERS {
+                    return Arrival::Taken;
+                }
+                w.waiters.push((pipe, index));
+                return Arrival::Park;
             }
-            w.waiters.push((pipe, index));
-            return Arrival::Park;
         }
-        match self.get(seq) {
-            None => {
-                self.set(seq, Seen::Arrived { pipe, index });
-                Arrival::New
-            }
-            Some(Seen::Taken) => Arrival::Taken,
-            Some(Seen::Arrived {
+        if self.seen[0].len() >= self.half {
+            self.forgotten += self.seen[1].len() as u64;
+            let [newer, older] = &mut self.seen;
+            std::mem::swap(newer, older);
+            newer.clear();
+        }
+        let earlier = match self.seen[1].get(&seq) {
+            Some(s) => *s,
+            None => match self.seen[0].entry(seq) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Seen::Arrived { pipe, index });
+                    return Arrival::New;
+                }
+                std::collections::hash_map::Entry::Occupied(o) => *o.get(),
+            },
+        };
+        match earlier {
+            Seen::Taken => Arrival::Taken,
+            Seen::Arrived {
                 pipe: owner,
                 index: at,
-            }) => match fate(owner, at) {
+            } => match fate(owner, at) {
                 Some(Fate::Taken) => {
                     self.set(seq, Seen::Taken);
                     Arrival::Taken

@@ -55,10 +55,22 @@
 //!   PUB: their pipe was the point). It goes out again under its number;
 //! * the receiving socket remembers, per sending socket, which numbers it
 //!   already has, so the copy of a message whose acknowledgement was lost
-//!   with its pipe is dropped rather than delivered twice.
+//!   with its pipe is dropped rather than delivered twice;
+//! * a handed-back message with no pipe left to go to is kept by the
+//!   socket (`Requeued::Waiting`) until its dialer has reconnected.
 //!
 //! So "one PUSH, two PULLs, one PULL closed half-way" delivers every
-//! message to an application exactly once (`tests/delivery_ack.rs`).
+//! message to an application exactly once (`tests/delivery_ack.rs`): a
+//! closing socket acknowledges everything its application took before its
+//! pipes end. A receiver that *vanishes* (power loss) cannot: what its
+//! application took in its last `ack_delay` (at most `ack_every` messages
+//! per pipe) is then delivered again by whichever socket gets it next.
+//! Within one receiving socket copies are always dropped; across sockets
+//! that is at-least-once, as it must be without a shared store.
+//!
+//! Acknowledgements go ahead of the next message a pipe sends (a REP's
+//! reply carries its request's), else in a frame of their own once
+//! `ack_every` messages settled or `ack_delay` passed.
 //!
 //! # Where the state lives
 //!
@@ -192,8 +204,9 @@ pub fn layer() -> PipeLayer<Ack> {
 
 impl Ack {
     /// Defaults: a window of 4096 messages and 16 MiB per pipe, an
-    /// acknowledgement per 256 messages or 1 ms, the last 65,536 numbers
-    /// remembered per sending socket, 1024 sending sockets.
+    /// acknowledgement per 256 messages or 10 ms (or ahead of the next
+    /// message the pipe sends, a reply carrying its request's), the last
+    /// 65,536 numbers remembered per sending socket, 1024 sending sockets.
     pub fn new() -> Ack {
         Ack {
             cfg: Config {
@@ -202,7 +215,7 @@ impl Ack {
                 dedup_window: 1 << 16,
                 max_senders: 1024,
                 ack_every: 256,
-                ack_delay: Duration::from_millis(1),
+                ack_delay: Duration::from_millis(10),
             },
             stats: Arc::default(),
             sockets: Mutex::new(Vec::new()),
@@ -245,7 +258,12 @@ impl Ack {
         self
     }
 
-    /// The longest an acknowledgement waits for company.
+    /// The longest an acknowledgement waits for company (default 10 ms).
+    /// Shorter narrows what a receiver that *vanishes* had taken without
+    /// saying so (its sender then delivers that elsewhere again; a receiver
+    /// that closes acknowledges everything it took first); longer costs
+    /// less: at 1 ms the wake-ups added about 10 µs to a REQ/REP round trip
+    /// here (`benches/README.md`).
     pub fn ack_delay(mut self, d: Duration) -> Ack {
         self.cfg.ack_delay = d;
         self
@@ -402,6 +420,7 @@ impl Handshake for Ack {
                 tx: tx.clone(),
                 rx: Arc::downgrade(&rx),
                 last: None,
+                piggyback: None,
                 closing: false,
             });
             conn.rx = Box::pin(AckStream {

@@ -6,7 +6,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -153,6 +153,7 @@ impl SocketState {
             peer_window: u64::from(peer.window),
             st: Mutex::new(RxState::default()),
             notify: Arc::new(Notify::new()),
+            owed: AtomicBool::new(false),
         });
         lock(&sender.st).pipes.insert(key, Arc::downgrade(&rx));
         sender.live.fetch_add(1, Relaxed);
@@ -366,6 +367,9 @@ pub(crate) struct RxSide {
     st: Mutex<RxState>,
     /// Wakes this pipe's acknowledger.
     pub(crate) notify: Arc<Notify>,
+    /// Something settled since the last acknowledgement: the writer sends
+    /// one ahead of its next message (a reply carries the request's).
+    owed: AtomicBool,
 }
 
 impl RxSide {
@@ -433,7 +437,7 @@ impl RxSide {
                 stats.duplicates.fetch_add(1, Relaxed);
                 drop(rx);
                 drop(snd);
-                self.notify.notify_one();
+                self.kick();
                 Ok(None)
             }
             Arrival::Park => {
@@ -469,7 +473,7 @@ impl RxSide {
             self.socket.stats.duplicates.fetch_add(1, Relaxed);
         }
         drop(rx);
-        self.notify.notify_one();
+        self.kick();
     }
 
     /// A parked copy must be delivered after all (it owns its number now).
@@ -487,10 +491,26 @@ impl RxSide {
     /// The count to acknowledge, if it grew since the last acknowledgement.
     pub(crate) fn take_ack(&self) -> Option<u64> {
         let mut rx = lock(&self.st);
+        self.owed.store(false, Relaxed);
         (rx.cum > rx.acked).then(|| {
             rx.acked = rx.cum;
             rx.cum
         })
+    }
+
+    /// The acknowledgement to send ahead of a message, if one is owed:
+    /// one atomic load when none is.
+    fn owed_ack(&self) -> Option<Message> {
+        if !self.owed.load(Relaxed) {
+            return None;
+        }
+        self.take_ack().map(wire::ack_frame)
+    }
+
+    /// Something settled: an acknowledgement is owed.
+    fn kick(&self) {
+        self.owed.store(true, Relaxed);
+        self.notify.notify_one();
     }
 
     fn unacknowledged(&self) -> u64 {
@@ -561,7 +581,7 @@ impl Receipts for RxSide {
             let awaited = !rx.awaited.is_empty() && rx.awaited.remove(&seq);
             (seq, awaited)
         };
-        self.notify.notify_one();
+        self.kick();
         if !awaited {
             return;
         }
@@ -661,14 +681,37 @@ pub(crate) struct AckSink {
     pub(crate) rx: Weak<RxSide>,
     /// The last acknowledgement, sent before the pipe closes.
     pub(crate) last: Option<Message>,
+    /// An acknowledgement going out ahead of the next message.
+    pub(crate) piggyback: Option<Message>,
     pub(crate) closing: bool,
 }
 
 impl Sink<Message> for AckSink {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        std::task::ready!(self.tx.poll_window(cx));
-        self.shared.poll_ready(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.tx.poll_window(cx));
+        if this.piggyback.is_none() {
+            this.piggyback = this.rx.upgrade().and_then(|r| r.owed_ack());
+        }
+        if let Some(ack) = this.piggyback.take() {
+            // the acknowledgement goes in the same write as the message:
+            // no frame of its own for the peer to wake up for
+            match this.shared.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    this.shared.start_send(ack)?;
+                    if let Some(r) = this.rx.upgrade() {
+                        r.socket.stats.acks_sent.fetch_add(1, Relaxed);
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    this.piggyback = Some(ack);
+                    return Poll::Pending;
+                }
+            }
+        }
+        this.shared.poll_ready(cx)
     }
     fn start_send(self: Pin<&mut Self>, m: Message) -> Result<()> {
         let m = self.tx.keep(m);
