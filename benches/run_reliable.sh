@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cost of sp-reliable's layers: PUSH -> PULL throughput (local_thr /
 # remote_thr, two processes, tcp on 127.0.0.1) and REQ/REP round trips
-# (local_lat / remote_lat), plain beside heartbeat/1, ack/1 and both,
-# interleaved per repetition; prints medians as a markdown table.
+# (local_lat / remote_lat), plain beside heartbeat/1, ack/1 (its default
+# 10 ms acknowledgement delay, and 1 ms) and both, interleaved per
+# repetition; prints medians (rate and CPU time per message) as a table.
 #
 # Usage: bash benches/run_reliable.sh [OUTDIR]
 # env: REPS (3), THR64 (2000000), THR1K (500000), LAT_N (20000), SPAWN (0/1)
@@ -36,9 +37,10 @@ declare -A CFG=(
     [plain]=""
     [heartbeat]="SPBENCH_HEARTBEAT=1"
     [ack]="SPBENCH_ACK=1"
+    [ack-1ms]="SPBENCH_ACK=1 SPBENCH_ACK_DELAY_MS=1"
     [heartbeat+ack]="SPBENCH_HEARTBEAT=1 SPBENCH_ACK=1"
 )
-ORDER="plain heartbeat ack heartbeat+ack"
+ORDER="plain heartbeat ack ack-1ms heartbeat+ack"
 
 run_pair() { # label env server client size n
     local label=$1 envs=$2 server=$3 client=$4 size=$5 n=$6
@@ -77,7 +79,7 @@ for line in open(sys.argv[1]):
     kv = dict(re.findall(r"(\w+)=(\S+)", line))
     key = (kv["test"], kv["size"], kv["layers"])
     rows.setdefault(key, []).append(kv)
-order = ["plain", "heartbeat", "ack", "heartbeat+ack"]
+order = ["plain", "heartbeat", "ack", "ack-1ms", "heartbeat+ack"]
 print("| test | size | layers | runs | median [min–max] | ÷ plain | CPU µs per message (both processes), median | ÷ plain |")
 print("|---|---|---|---|---|---|---|---|")
 for test, size in [("thr", "64"), ("thr", "1024"), ("lat", "64")]:

@@ -315,6 +315,13 @@ struct Yielded {
     settled: bool,
 }
 
+/// What settling a message means for the acknowledgements.
+#[derive(Clone, Copy, Default)]
+struct Owed {
+    grew: bool,
+    wake: bool,
+}
+
 #[derive(Default)]
 struct RxState {
     /// Index the next message from the peer gets on this pipe.
@@ -350,6 +357,19 @@ impl RxState {
         self.cum += 1;
         while self.above.remove(&self.cum) {
             self.cum += 1;
+        }
+    }
+
+    /// Settles `index`; says whether an acknowledgement is now owed, and
+    /// whether the acknowledger must hear of it (the first message owed
+    /// starts its delay; `every` owed ends it).
+    fn settle_owed(&mut self, index: u64, every: u64) -> Owed {
+        let before = self.cum - self.acked;
+        self.settle_index(index);
+        let after = self.cum - self.acked;
+        Owed {
+            grew: after > before,
+            wake: after > before && (before == 0 || (before < every && after >= every)),
         }
     }
 
@@ -433,11 +453,11 @@ impl RxSide {
                 Ok(Some(m))
             }
             Arrival::Taken => {
-                rx.settle_index(index);
+                let owed = rx.settle_owed(index, self.socket.cfg.ack_every);
                 stats.duplicates.fetch_add(1, Relaxed);
                 drop(rx);
                 drop(snd);
-                self.kick();
+                self.kick(owed);
                 Ok(None)
             }
             Arrival::Park => {
@@ -468,12 +488,13 @@ impl RxSide {
     /// A parked copy is not needed: the first was taken.
     fn drop_parked(&self, index: u64) {
         let mut rx = lock(&self.st);
+        let mut owed = Owed::default();
         if rx.parked.remove(&index).is_some() {
-            rx.settle_index(index);
+            owed = rx.settle_owed(index, self.socket.cfg.ack_every);
             self.socket.stats.duplicates.fetch_add(1, Relaxed);
         }
         drop(rx);
-        self.kick();
+        self.kick(owed);
     }
 
     /// A parked copy must be delivered after all (it owns its number now).
@@ -507,10 +528,15 @@ impl RxSide {
         self.take_ack().map(wire::ack_frame)
     }
 
-    /// Something settled: an acknowledgement is owed.
-    fn kick(&self) {
-        self.owed.store(true, Relaxed);
-        self.notify.notify_one();
+    /// Something settled: an acknowledgement is owed; the acknowledger
+    /// hears of the first and of the `ack_every`-th, not of each.
+    fn kick(&self, owed: Owed) {
+        if owed.grew {
+            self.owed.store(true, Relaxed);
+        }
+        if owed.wake {
+            self.notify.notify_one();
+        }
     }
 
     fn unacknowledged(&self) -> u64 {
@@ -560,7 +586,7 @@ impl Receipts for RxSide {
     fn settled(&self, frame: u64) {
         // the application's side: this pipe's own state only, unless a
         // copy waits for this very message
-        let (seq, awaited) = {
+        let (seq, awaited, owed) = {
             let mut rx = lock(&self.st);
             let Some(i) = frame.checked_sub(rx.yield_base) else {
                 return;
@@ -573,15 +599,15 @@ impl Receipts for RxSide {
             }
             y.settled = true;
             let (index, seq) = (y.index, y.seq);
-            rx.settle_index(index);
+            let owed = rx.settle_owed(index, self.socket.cfg.ack_every);
             while rx.yielded.front().is_some_and(|y| y.settled) {
                 rx.yielded.pop_front();
                 rx.yield_base += 1;
             }
             let awaited = !rx.awaited.is_empty() && rx.awaited.remove(&seq);
-            (seq, awaited)
+            (seq, awaited, owed)
         };
-        self.kick();
+        self.kick(owed);
         if !awaited {
             return;
         }
@@ -638,7 +664,8 @@ impl Drop for RxSide {
 }
 
 /// Sends acknowledgements: as soon as `ack_every` messages settled, else
-/// `ack_delay` after the first, until the writer's half is gone.
+/// `ack_delay` after the first, unless the writer sent them ahead of a
+/// message meanwhile; until the writer's half is gone.
 pub(crate) async fn acknowledger(shared: Arc<Shared>, rx: Weak<RxSide>, notify: Arc<Notify>) {
     loop {
         tokio::select! {
@@ -651,16 +678,21 @@ pub(crate) async fn acknowledger(shared: Arc<Shared>, rx: Weak<RxSide>, notify: 
             side.socket.cfg.ack_delay,
             side.socket.stats.clone(),
         );
-        let waiting = side.unacknowledged();
         drop(side);
-        if waiting == 0 {
-            continue;
-        }
-        if waiting < every {
-            // one acknowledgement for many messages
+        let deadline = tokio::time::Instant::now() + delay;
+        // one acknowledgement for many messages: woken again only when
+        // `every` are owed
+        loop {
+            let Some(waiting) = rx.upgrade().map(|s| s.unacknowledged()) else {
+                return;
+            };
+            if waiting == 0 || waiting >= every {
+                break;
+            }
             tokio::select! {
                 _ = shared.closed() => return,
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = notify.notified() => {}
             }
         }
         let Some(count) = rx.upgrade().and_then(|s| s.take_ack()) else {
