@@ -6,7 +6,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -154,6 +154,7 @@ impl SocketState {
             st: Mutex::new(RxState::default()),
             notify: Arc::new(Notify::new()),
             owed: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
         });
         lock(&sender.st).pipes.insert(key, Arc::downgrade(&rx));
         sender.live.fetch_add(1, Relaxed);
@@ -318,8 +319,12 @@ struct Yielded {
 /// What settling a message means for the acknowledgements.
 #[derive(Clone, Copy, Default)]
 struct Owed {
+    /// An acknowledgement is owed now.
     grew: bool,
-    wake: bool,
+    /// The first one owed since the last acknowledgement.
+    first: bool,
+    /// `ack_every` are owed now, and were not before.
+    full: bool,
 }
 
 #[derive(Default)]
@@ -369,7 +374,8 @@ impl RxState {
         let after = self.cum - self.acked;
         Owed {
             grew: after > before,
-            wake: after > before && (before == 0 || (before < every && after >= every)),
+            first: after > before && before == 0,
+            full: before < every && after >= every,
         }
     }
 
@@ -390,6 +396,8 @@ pub(crate) struct RxSide {
     /// Something settled since the last acknowledgement: the writer sends
     /// one ahead of its next message (a reply carries the request's).
     owed: AtomicBool,
+    /// The acknowledger has a deadline running.
+    armed: AtomicBool,
 }
 
 impl RxSide {
@@ -528,13 +536,15 @@ impl RxSide {
         self.take_ack().map(wire::ack_frame)
     }
 
-    /// Something settled: an acknowledgement is owed; the acknowledger
-    /// hears of the first and of the `ack_every`-th, not of each.
+    /// Something settled: an acknowledgement is owed. The acknowledger
+    /// hears of the first one owed while it has no deadline running, and of
+    /// the `ack_every`-th: not of each (a wake-up per message is what a
+    /// request/reply round trip would pay).
     fn kick(&self, owed: Owed) {
         if owed.grew {
             self.owed.store(true, Relaxed);
         }
-        if owed.wake {
+        if owed.full || (owed.first && !self.armed.load(SeqCst)) {
             self.notify.notify_one();
         }
     }
@@ -672,36 +682,44 @@ pub(crate) async fn acknowledger(shared: Arc<Shared>, rx: Weak<RxSide>, notify: 
             _ = shared.closed() => return,
             _ = notify.notified() => {}
         }
-        let Some(side) = rx.upgrade() else { return };
-        let (every, delay, stats) = (
-            side.socket.cfg.ack_every,
-            side.socket.cfg.ack_delay,
-            side.socket.stats.clone(),
-        );
-        drop(side);
-        let deadline = tokio::time::Instant::now() + delay;
-        // one acknowledgement for many messages: woken again only when
-        // `every` are owed
+        // batches, while something is owed
         loop {
-            let Some(waiting) = rx.upgrade().map(|s| s.unacknowledged()) else {
-                return;
-            };
-            if waiting == 0 || waiting >= every {
+            let Some(side) = rx.upgrade() else { return };
+            let (every, delay, stats) = (
+                side.socket.cfg.ack_every,
+                side.socket.cfg.ack_delay,
+                side.socket.stats.clone(),
+            );
+            side.armed.store(true, SeqCst);
+            drop(side);
+            let deadline = tokio::time::Instant::now() + delay;
+            // woken again only when `every` are owed
+            loop {
+                let Some(waiting) = rx.upgrade().map(|s| s.unacknowledged()) else {
+                    return;
+                };
+                if waiting >= every {
+                    break;
+                }
+                tokio::select! {
+                    _ = shared.closed() => return,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = notify.notified() => {}
+                }
+            }
+            if let Some(count) = rx.upgrade().and_then(|s| s.take_ack()) {
+                if shared.send_frame(wire::ack_frame(count)).await.is_err() {
+                    return;
+                }
+                stats.acks_sent.fetch_add(1, Relaxed);
+            }
+            let Some(side) = rx.upgrade() else { return };
+            side.armed.store(false, SeqCst);
+            // a message settled while the deadline ran did not wake us
+            if side.unacknowledged() == 0 {
                 break;
             }
-            tokio::select! {
-                _ = shared.closed() => return,
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = notify.notified() => {}
-            }
         }
-        let Some(count) = rx.upgrade().and_then(|s| s.take_ack()) else {
-            continue;
-        };
-        if shared.send_frame(wire::ack_frame(count)).await.is_err() {
-            return;
-        }
-        stats.acks_sent.fetch_add(1, Relaxed);
     }
 }
 
