@@ -153,8 +153,8 @@ fn env_on(name: &str) -> bool {
 /// integrity layer (fixed bench keys, each side trusting the other), so the
 /// two-process tools measure hop encryption and signing. Above Noise,
 /// `SPBENCH_HEARTBEAT=1` adds `heartbeat/1` (1 s) and `SPBENCH_ACK=1` adds
-/// `ack/1` (default window; `SPBENCH_ACK_DELAY_MS`), last as it must be:
-/// their cost.
+/// `ack/1` (`SPBENCH_ACK_DELAY_MS`, `SPBENCH_ACK_WINDOW`), last as it must
+/// be: their cost.
 pub fn layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuilder {
     let b = crypto_layers(b, listener);
     let b = if env_on("SPBENCH_HEARTBEAT") {
@@ -163,15 +163,18 @@ pub fn layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuild
         b
     };
     if env_on("SPBENCH_ACK") {
-        // SPBENCH_ACK_DELAY_MS: the longest an acknowledgement waits for
-        // company (the layer's default, 10 ms, unless set)
-        let delay = std::env::var("SPBENCH_ACK_DELAY_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10);
+        // SPBENCH_ACK_DELAY_MS, SPBENCH_ACK_WINDOW: the layer's settings
+        // (its defaults, 10 ms and 4096, unless set)
+        let num = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
         b.pipe_layer(
             spstack::reliable::ack::Ack::new()
-                .ack_delay(Duration::from_millis(delay))
+                .ack_delay(Duration::from_millis(num("SPBENCH_ACK_DELAY_MS", 10)))
+                .window(num("SPBENCH_ACK_WINDOW", 4096) as usize)
                 .layer(),
         )
     } else {
