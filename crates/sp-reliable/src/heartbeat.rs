@@ -33,8 +33,11 @@
 //! [`Error::PeerSilent`], counted as [`RejectReason::Unresponsive`]
 //! (`socket.stats().rejects(..)`, and [`HeartbeatStats::timeouts`]); what
 //! the pipe had queued moves to other pipes or is counted, as for any pipe
-//! that dies, and a dialer redials. Detection takes between `misses` and
-//! `misses + 1` intervals.
+//! that dies, and a dialer redials. Detection comes between `misses` and
+//! `misses + 1` intervals after the last frame heard (556–607 ms with
+//! 200 ms × 3 in `tests/heartbeat.rs`). Pings are the layer's own frames:
+//! they keep the pipe alive without counting as messages in
+//! `socket.stats()`.
 //!
 //! Silence is only held against the peer while this side is reading: a
 //! socket whose application stopped taking messages (a full receive queue
