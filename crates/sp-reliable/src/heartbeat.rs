@@ -30,7 +30,7 @@
 //! agreed interval, so a live peer hears something at least once per
 //! interval whatever the traffic. A side that hears nothing at all (no
 //! message, no ping) for `misses` intervals in a row closes the pipe with
-//! [`Error::PeerSilent`], counted as [`RejectReason::Unresponsive`]
+//! [`Error::PeerSilent`], counted as [`RejectReason::Unresponsive`](sp_core::RejectReason::Unresponsive)
 //! (`socket.stats().rejects(..)`, and [`HeartbeatStats::timeouts`]); what
 //! the pipe had queued moves to other pipes or is counted, as for any pipe
 //! that dies, and a dialer redials. Detection comes between `misses` and
