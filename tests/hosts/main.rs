@@ -8,9 +8,13 @@
 //! this binary takes [`serial`]: they measure the process (file
 //! descriptors, RSS) and share two cores. See `tests/hosts/README.md`.
 
+mod faults;
 mod harness;
 
 mod net;
+#[path = "../common/pki.rs"]
+mod pki;
+mod proxy;
 
 use std::time::Duration;
 
