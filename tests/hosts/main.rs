@@ -15,6 +15,7 @@ mod net;
 #[path = "../common/pki.rs"]
 mod pki;
 mod proxy;
+mod reqrep;
 
 use std::time::Duration;
 
