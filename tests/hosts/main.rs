@@ -10,11 +10,12 @@
 
 mod faults;
 mod harness;
-
+mod measure;
 mod net;
 #[path = "../common/pki.rs"]
 mod pki;
 mod proxy;
+mod pubsub;
 mod reqrep;
 
 use std::time::Duration;

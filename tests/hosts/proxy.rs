@@ -309,6 +309,11 @@ impl Proxy {
         Ok(Proxy { addr, shared })
     }
 
+    /// `tcp://` URL of the proxy.
+    pub fn url(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
     /// What the proxy did so far.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.shared.counters;
