@@ -17,6 +17,7 @@ mod pki;
 mod proxy;
 mod pubsub;
 mod reqrep;
+mod survey;
 
 use std::time::Duration;
 
