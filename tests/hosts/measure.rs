@@ -1,6 +1,13 @@
 //! What the leak checks read: this process's open descriptors and resident
 //! memory.
 
+/// Open file descriptors of this process.
+pub fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
+}
+
 /// Resident set size of this process, in bytes.
 pub fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");

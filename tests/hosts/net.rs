@@ -456,6 +456,11 @@ impl Node {
         self.handle.spawn(f)
     }
 
+    /// Tasks alive on the node's runtime (a leak shows up here).
+    pub fn alive_tasks(&self) -> usize {
+        self.handle.metrics().num_alive_tasks()
+    }
+
     /// Kills the node: its runtime and every task on it are dropped, so its
     /// sockets are closed by the kernel (FIN, or RST with unread data), as
     /// for a process killed with SIGKILL.
