@@ -18,6 +18,7 @@ mod proxy;
 mod pubsub;
 mod reconnect;
 mod reqrep;
+mod soak;
 mod survey;
 
 use std::time::Duration;

@@ -314,6 +314,13 @@ impl Proxy {
         format!("tcp://{}", self.addr)
     }
 
+    /// New faults for units read from now on.
+    pub fn set(&self, up: Faults, down: Faults) {
+        let mut s = self.shared.spec.lock().unwrap_or_else(|e| e.into_inner());
+        s.up = up;
+        s.down = down;
+    }
+
     /// What the proxy did so far.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.shared.counters;
