@@ -72,11 +72,12 @@ struct Chain {
     client_node: Node,
     client: Socket,
     client_integrity: IntegrityStats,
-    dev1: Node,
+    /// Kept running: the device and the server's program.
+    _dev1: Node,
     dev2: Option<Node>,
     dev2_front: Option<Socket>,
-    server_node: Node,
-    server: Socket,
+    _server_node: Node,
+    _server: Socket,
     server_integrity: IntegrityStats,
     served: Served,
     /// While true the server holds its replies.
@@ -192,18 +193,18 @@ async fn chain(tag: &str) -> Chain {
         client_node: Node::start(&client_h, "client"),
         client: spstack::req0().build(),
         client_integrity: IntegrityStats::default(),
-        dev1: Node::start(&dev1_h, "dev1"),
+        _dev1: Node::start(&dev1_h, "dev1"),
         dev2: None,
         dev2_front: None,
-        server_node,
-        server,
+        _server_node: server_node,
+        _server: server,
         server_integrity,
         served,
         hold,
     };
     start_dev2(&mut chain).await;
     device(
-        &chain.dev1,
+        &chain._dev1,
         format!("tcp://{}:{FRONT}", dev1_h.addr(a)),
         format!("tcp://{}:{FRONT}", dev2_h.addr(b)),
         (
@@ -355,8 +356,6 @@ async fn every_request_answered_once_through_a_partition_and_a_device_restart() 
          {restart_recovery:?}; server executions {}",
         c.served.runs.lock().unwrap().values().sum::<u32>()
     );
-    eprintln!("client {}server {}", c.client.stats(), c.server.stats());
-    let _ = (&c.server_node, &c.dev1);
 }
 
 /// Needs the integrity change of another branch: the server executed the
