@@ -171,7 +171,9 @@ def main():
         ax.set_ylabel("round trip p50, µs (median; whiskers min–max)")
         ax.set_title("REQ/REP round-trip latency")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        top = max(max(v) for v in lat.values())
+        ax.set_ylim(0, top * 1.45)  # room for the legend above the bars
+        ax.legend(fontsize=8, loc="upper center", ncol=3)
 
     title = "spstack beside libzmq, zmq.rs, nanomsg, nng and the raw floors"
     sub = env_title(envp)
