@@ -203,7 +203,7 @@ async fn thr(url: String, size: usize, secs: f64) {
         t1 = Instant::now();
         n += 1;
         // taken so far: n + 1 (the first, untimed, included)
-        if win > 0 && (n + 1) % every == 0 {
+        if win > 0 && (n + 1).is_multiple_of(every) {
             ack(&mut acks, n + 1);
         }
         if n & 1023 == 0 && t1 > hard {
