@@ -182,9 +182,9 @@ fn build(b: SocketBuilder, mode: Mode, keys: &Keys, pushing: bool) -> spstack::S
 }
 
 async fn stack(mode: Mode, keys: Arc<Keys>, size: usize) -> (f64, f64, f64) {
-    let pull = build(spstack::pull0().into_untyped(), mode, &keys, false);
+    let pull = build(spstack::typed::pull0().into_untyped(), mode, &keys, false);
     let ep = pull.listen("tcp://127.0.0.1:0").await.expect("listen");
-    let push = build(spstack::push0().into_untyped(), mode, &keys, true);
+    let push = build(spstack::typed::push0().into_untyped(), mode, &keys, true);
     push.dial(ep.url()).await.expect("dial");
     let secs = per_run().as_secs_f64() * 2.0;
     let mut rates = Vec::new();

@@ -17,10 +17,10 @@ async fn main() {
 async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "roundtrips");
-    let sock = spstack::rep0()
+    let sock = common::layers(spstack::typed::rep0().into_untyped(), true)
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
-    common::watch(sock.socket());
+    common::watch(&sock);
     let gone = Arc::new(tokio::sync::Notify::new());
     {
         let gone = gone.clone();

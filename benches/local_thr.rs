@@ -19,7 +19,7 @@ async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "count");
     let rss_before = common::peak_rss_kb();
-    let sock = common::layers(spstack::pull0().into_untyped(), true)
+    let sock = common::layers(spstack::typed::pull0().into_untyped(), true)
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
     common::watch(&sock);

@@ -81,7 +81,7 @@ struct Kid {
 }
 
 async fn publisher(url: &str, size: usize, secs: f64, nsubs: usize) {
-    let sock = spstack::pub0()
+    let sock = spstack::typed::pub0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
     common::watch(sock.socket());
@@ -230,7 +230,7 @@ fn kill_all(kids: &mut [Kid]) {
 
 async fn sub_child(k: usize, url: &str, size: usize, secs: f64, nsubs: usize) {
     let tool = "pubsub-sub";
-    let sock = spstack::sub0()
+    let sock = spstack::typed::sub0()
         .options(
             spstack::Options::default()
                 .recv_max_size(common::RECV_MAX)

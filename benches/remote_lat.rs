@@ -20,22 +20,22 @@ async fn main() {
 async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "roundtrips");
-    let sock = spstack::req0()
+    let sock = common::layers(spstack::typed::req0().into_untyped(), false)
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
-    common::watch(sock.socket());
+    common::watch(&sock);
     let _ep = sock
         .dial_background(&a.url)
         .unwrap_or_else(|e| common::die(TOOL, format_args!("dial {}: {e}", a.url)));
 
     for _ in 0..common::LAT_WARMUP {
-        roundtrip(sock.socket(), a.size).await;
+        roundtrip(&sock, a.size).await;
     }
     let mut v: Vec<u64> = Vec::with_capacity(a.count);
     let start = Instant::now();
     for _ in 0..a.count {
         let t = Instant::now();
-        roundtrip(sock.socket(), a.size).await;
+        roundtrip(&sock, a.size).await;
         v.push(t.elapsed().as_nanos() as u64);
     }
     let total = start.elapsed().as_secs_f64();

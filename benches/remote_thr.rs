@@ -19,7 +19,7 @@ async fn main() {
 async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "count");
-    let sock = common::layers(spstack::push0().into_untyped(), false)
+    let sock = common::layers(spstack::typed::push0().into_untyped(), false)
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
     common::watch(&sock);

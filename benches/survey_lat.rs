@@ -68,7 +68,7 @@ async fn body() {
 }
 
 async fn surveyor(url: &str, size: usize, rounds: usize, nresp: usize) {
-    let sock = spstack::surveyor0()
+    let sock = spstack::typed::surveyor0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
     common::watch(sock.socket());
@@ -226,7 +226,7 @@ async fn reap(kids: &mut [Child], grace: Duration) {
 
 async fn respondent(k: usize, url: &str, size: usize) {
     let tool = "survey_lat-respondent";
-    let sock = spstack::respondent0()
+    let sock = spstack::typed::respondent0()
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
     common::watch(sock.socket());

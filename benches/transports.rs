@@ -83,9 +83,9 @@ fn url(scheme: &str) -> String {
 }
 
 async fn spstack_thr(scheme: &str, size: usize, tls: &TlsConfig) -> f64 {
-    let pull = with_all(spstack::pull0().into_untyped(), tls).build();
+    let pull = with_all(spstack::typed::pull0().into_untyped(), tls).build();
     let ep = pull.listen(&url(scheme)).await.expect("listen");
-    let push = with_all(spstack::push0().into_untyped(), tls).build();
+    let push = with_all(spstack::typed::push0().into_untyped(), tls).build();
     push.dial(ep.url()).await.expect("dial");
     let stop = Arc::new(AtomicBool::new(false));
     let (p, s) = (push.clone(), stop.clone());

@@ -72,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/sp", spstack::ws::axum::endpoint(rep.socket()));

@@ -43,13 +43,13 @@ pub async fn start(
     http: &str,
     sp: &str,
 ) -> Result<Relay, Box<dyn std::error::Error>> {
-    let inbox = spstack::pull0().build();
+    let inbox = spstack::typed::pull0().build();
     let inbox_url = inbox.listen(sp).await?.url().to_string();
-    let worker = spstack::pull0().build();
+    let worker = spstack::typed::pull0().build();
     worker.listen("inproc://metrics-example-worker").await?;
-    let outbox = spstack::push0().build();
+    let outbox = spstack::typed::push0().build();
     outbox.dial("inproc://metrics-example-worker").await?;
-    let news = spstack::pub0().build();
+    let news = spstack::typed::pub0().build();
     // one name per socket: the `socket` label
     for (s, name) in [
         (inbox.socket(), "inbox"),

@@ -41,14 +41,14 @@ async fn main() -> spstack::Result<()> {
     let url = format!("ipc://{}", path.display());
 
     // Server: answer up to 4 requests at once, each on its own REP context.
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     rep.listen(&url).await?;
     println!("REP service on {url}");
     let service = Uppercase::default();
     let server = tokio::spawn(spstack::rep::serve(rep.clone(), service.clone(), 4));
 
     // Client: plain send/recv on the socket...
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     req.dial(&url).await?;
     for word in ["hello", "scalability", "protocols"] {
         req.send(word).await?;

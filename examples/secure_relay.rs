@@ -140,7 +140,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         SERVICE,
     )?);
     let server_stats = server_integrity.stats();
-    let server = hop(spstack::rep0().into_untyped(), &server_k, &d2b_k)
+    let server = hop(spstack::typed::rep0().into_untyped(), &server_k, &d2b_k)
         .message_layer(server_integrity)
         .build();
     announce_pipes("server", &server);
@@ -177,7 +177,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .answered_by([server_signer.verifying_key()]),
     );
     let client_stats = client_integrity.stats();
-    let client = hop(spstack::req0().into_untyped(), &client_k, &d1f_k)
+    let client = hop(spstack::typed::req0().into_untyped(), &client_k, &d1f_k)
         .message_layer(client_integrity)
         .build();
     client.dial(&tap1.url).await?;
@@ -261,7 +261,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     println!("== attack 4: an intruder whose Noise key is not on device 1's list");
     let intruder = hop(
-        spstack::req0().into_untyped(),
+        spstack::typed::req0().into_untyped(),
         &StaticKeypair::generate(),
         &d1f_k,
     )

@@ -11,12 +11,12 @@ use sp_core::{Options, SocketBuilder};
 
 use crate::handles::TypedSocket;
 
-/// Builds a typed socket (`spstack::req0()` returns a `Builder<Req>`):
+/// Builds a typed socket (`spstack::typed::req0()` returns a `Builder<Req>`):
 /// the methods of [`SocketBuilder`], and `build` returns the protocol's
 /// handle. [`Builder::into_untyped`] gives the `SocketBuilder` back.
 ///
 /// ```
-/// let push: spstack::Push = spstack::push0()
+/// let push: spstack::Push = spstack::typed::push0()
 ///     .with_options(|o| o.send_queue(16))
 ///     .build();
 /// # let _ = push;

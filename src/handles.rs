@@ -155,6 +155,20 @@ macro_rules! common {
             pub fn socket(&self) -> &Socket {
                 &self.socket
             }
+
+            /// The raw socket underneath (e.g. `raw().close_pipe(id)` to hang
+            /// up on one peer), as [`Socket::raw`].
+            pub fn raw(&self) -> &RawSocket {
+                self.socket.raw()
+            }
+
+            /// The default context's protocol settings as the protocol's own
+            /// type, as [`Socket::control`] (code written for the untyped
+            /// socket; the handles' own methods, e.g. `Sub::subscribe`, say
+            /// the same without the downcast).
+            pub fn control<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+                self.socket.control::<T>()
+            }
         }
 
         impl From<$name> for Socket {
@@ -217,7 +231,7 @@ macro_rules! plain {
     };
 }
 
-/// A PUSH socket (`spstack::push0()`): sends jobs, each to one puller.
+/// A PUSH socket (`spstack::typed::push0()`): sends jobs, each to one puller.
 ///
 /// ```
 /// # async fn f(push: spstack::Push) -> spstack::Result<()> {
@@ -235,7 +249,7 @@ macro_rules! plain {
 ///
 /// ```compile_fail,E0599
 /// use tower::ServiceExt;
-/// let push = spstack::push0().build();
+/// let push = spstack::typed::push0().build();
 /// let _ = push.oneshot(spstack::Message::from("job"));
 /// ```
 #[derive(Clone, Debug)]
@@ -249,7 +263,7 @@ sends!(
     "Sends to one puller, round robin among those with room; waits while none has any (no puller connected included)."
 );
 
-/// A PULL socket (`spstack::pull0()`): receives what pushers send, fair-queued.
+/// A PULL socket (`spstack::typed::pull0()`): receives what pushers send, fair-queued.
 ///
 /// ```
 /// # async fn f(pull: spstack::Pull) -> spstack::Result<()> {
@@ -272,7 +286,7 @@ common!(Pull, crate::Protocol::Pull0);
 plain!(Pull);
 receives!(Pull, "Receives the next message any pusher sent.");
 
-/// A PUB socket (`spstack::pub0()`): sends to every subscriber.
+/// A PUB socket (`spstack::typed::pub0()`): sends to every subscriber.
 ///
 /// ```
 /// # async fn f(publisher: spstack::Pub) -> spstack::Result<()> {
@@ -298,13 +312,13 @@ sends!(
     "Sends to every subscriber; never waits: a subscriber too slow to keep up loses messages, counted per pipe (`pipe_stats`)."
 );
 
-/// A SUB socket (`spstack::sub0()`): receives what publishers send on the
+/// A SUB socket (`spstack::typed::sub0()`): receives what publishers send on the
 /// topics (body prefixes) it subscribed to; it starts with none.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> spstack::Result<()> {
-/// let sub = spstack::sub0().build();
+/// let sub = spstack::typed::sub0().build();
 /// sub.subscribe("weather/")?;
 /// assert!(sub.is_subscribed("weather/"));
 /// # Ok(()) }
@@ -357,7 +371,7 @@ impl Sub {
     }
 }
 
-/// A REQ socket (`spstack::req0()`): sends requests, receives their replies.
+/// A REQ socket (`spstack::typed::req0()`): sends requests, receives their replies.
 ///
 /// [`request`](Req::request) runs one exchange on a fresh context, so many
 /// run at once; `send` then `recv` use the default context (one request
@@ -371,13 +385,13 @@ impl Sub {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> spstack::Result<()> {
 /// use tower::ServiceExt;
-/// let rep = spstack::rep0().build();
+/// let rep = spstack::typed::rep0().build();
 /// let ep = rep.listen("inproc://req-doc").await?;
 /// tokio::spawn(spstack::rep::serve(rep, tower::service_fn(|m: spstack::Message| async move {
 ///     Ok::<_, spstack::Error>(m)
 /// }), 4));
 ///
-/// let req = spstack::req0().build();
+/// let req = spstack::typed::req0().build();
 /// req.dial(ep.url()).await?;
 /// assert_eq!(req.request("ping").await?.body(), b"ping");
 /// let reply = req.clone().oneshot("pong".into()).await?; // as a tower::Service
@@ -483,7 +497,7 @@ impl Drop for SendReady {
     }
 }
 
-/// A REP socket (`spstack::rep0()`): receives requests and answers each on
+/// A REP socket (`spstack::typed::rep0()`): receives requests and answers each on
 /// the pipe it came from. [`rep::serve`](crate::rep::serve) answers them
 /// with a `tower::Service`, many at once.
 ///
@@ -518,13 +532,13 @@ impl Rep {
     }
 }
 
-/// A SURVEYOR socket (`spstack::surveyor0()`): sends a survey to every
+/// A SURVEYOR socket (`spstack::typed::surveyor0()`): sends a survey to every
 /// respondent and receives their responses until the deadline (1 s by
 /// default), after which `recv` fails with `Error::TimedOut`.
 ///
 /// ```
 /// # fn main() {
-/// let surveyor = spstack::surveyor0().build();
+/// let surveyor = spstack::typed::surveyor0().build();
 /// surveyor.set_deadline(std::time::Duration::from_millis(500));
 /// assert_eq!(surveyor.deadline(), std::time::Duration::from_millis(500));
 /// # }
@@ -568,7 +582,7 @@ impl Surveyor {
     }
 }
 
-/// A RESPONDENT socket (`spstack::respondent0()`): receives surveys and
+/// A RESPONDENT socket (`spstack::typed::respondent0()`): receives surveys and
 /// answers each.
 #[derive(Clone, Debug)]
 pub struct Respondent {
@@ -593,7 +607,7 @@ impl Respondent {
     }
 }
 
-/// A BUS socket (`spstack::bus0()`): every message goes to every directly
+/// A BUS socket (`spstack::typed::bus0()`): every message goes to every directly
 /// connected peer.
 #[derive(Clone, Debug)]
 pub struct Bus {
@@ -607,7 +621,7 @@ sends!(
 );
 receives!(Bus, "Receives the next message any peer sent.");
 
-/// A PAIR v0 socket (`spstack::pair0()`): one peer, both ways.
+/// A PAIR v0 socket (`spstack::typed::pair0()`): one peer, both ways.
 #[derive(Clone, Debug)]
 pub struct Pair {
     socket: Socket,
@@ -620,8 +634,8 @@ sends!(
 );
 receives!(Pair, "Receives the next message from the peer.");
 
-/// A PAIR v1 socket: one peer (`spstack::pair1()`), or many
-/// (`spstack::pair1_poly()`, where sending a received message answers its
+/// A PAIR v1 socket: one peer (`spstack::typed::pair1()`), or many
+/// (`spstack::typed::pair1_poly()`, where sending a received message answers its
 /// peer).
 #[derive(Clone, Debug)]
 pub struct Pair1 {

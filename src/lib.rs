@@ -8,9 +8,9 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> spstack::Result<()> {
-//! let rep = spstack::rep0().build();          // a `Rep`: recv, then send the answer
+//! let rep = spstack::rep0().build();          // recv, then send the answer
 //! let ep = rep.listen("tcp://127.0.0.1:0").await?;
-//! let req = spstack::req0().build();          // a `Req`: send, then recv the reply
+//! let req = spstack::req0().build();          // send, then recv the reply
 //! req.dial(ep.url()).await?;
 //!
 //! req.send("ping").await?;
@@ -23,21 +23,23 @@
 //!
 //! ## Typed sockets
 //!
-//! Each protocol's builder (`req0()`, `push0()`, `sub0()`...) builds a handle
-//! that has only what its protocol does: [`Push`] sends, [`Pull`] receives,
-//! [`Sub`] receives and subscribes, [`Req`] sends requests and is a
-//! `tower::Service`, and so on. Misuse does not compile:
+//! The builders above (`req0()`, `push0()`, `sub0()`...) build the untyped
+//! [`Socket`], as they always did: every protocol's operations on one type,
+//! for devices and code generic over protocols. [`typed`] has builders of
+//! the same names that build a handle with only what its protocol does:
+//! [`Push`] sends, [`Pull`] receives, [`Sub`] receives and subscribes,
+//! [`Req`] sends requests and is a `tower::Service`, and so on. Misuse does
+//! not compile:
 //!
 //! ```compile_fail,E0599
 //! # async fn f() {
-//! let pull = spstack::pull0().build();
+//! let pull = spstack::typed::pull0().build();
 //! pull.send("job").await; // error: no method named `send` found for struct `Pull`
 //! # }
 //! ```
 //!
-//! The untyped [`Socket`] stays for devices and code generic over protocols:
-//! [`cooked`] and [`raw`] build one from a [`Protocol`] value, and every
-//! handle gives its own with `.socket()`, `as_ref()` or `Socket::from`.
+//! Every handle gives its untyped socket with `.socket()`, `as_ref()` or
+//! `Socket::from`, and [`Builder::into_untyped`] gives the untyped builder.
 //!
 //! ## Features
 //!
@@ -47,6 +49,7 @@
 //! |---|---|---|
 //! | `tcp`, `ipc`, `inproc` | yes | the transports every builder gets: `tcp://`, `ipc:///path`, `inproc://name` |
 //! | `metrics` | yes | `export_metrics` and [`metrics`]: the counters through the `metrics` facade |
+//! | `reliable` | yes | the `heartbeat/1` and `ack/1` pipe layers ([`reliable`]) |
 //! | `tls` | | `tls+tcp://` ([`tls`], `.tls(cfg)`), rustls with the ring provider |
 //! | `ws` | | `ws://` ([`ws`], `.ws()`); with `tls`, `wss://` (`.wss(cfg)`) |
 //! | `axum` | | `spstack::ws::axum::endpoint`: an SP endpoint as an axum route |
@@ -76,13 +79,13 @@
 //! let (server_sign, client_sign) = (SigningKeypair::generate(), SigningKeypair::generate());
 //! let (server_id, client_id) = (server_sign.verifying_key(), client_sign.verifying_key());
 //!
-//! let rep = spstack::rep0()
+//! let rep = spstack::typed::rep0()
 //!     .noise(NoiseConfig::new(server_noise.clone()).allow(client_noise.public()))
 //!     .integrity(IntegrityConfig::new(server_sign, [client_id], "billing")?)
 //!     .build();
 //! let ep = rep.listen("tcp://127.0.0.1:0").await?;
 //!
-//! let req = spstack::req0()
+//! let req = spstack::typed::req0()
 //!     .noise(NoiseConfig::new(client_noise).allow(server_noise.public()))
 //!     .integrity(IntegrityConfig::new(client_sign, [server_id], "billing")?.answered_by([server_id]))
 //!     .build();
@@ -132,12 +135,15 @@ pub use handles::{
     Respondent, RespondentContext, Sub, SubContext, Surveyor, SurveyorContext, TypedSocket,
 };
 
+#[allow(deprecated)]
+pub use sp_core::ContextService;
 pub use sp_core::{
     copied_bytes, describe, device, layer, protocol, queue, routing, stats, transport,
     Announcement, BoxFuture, BoxSink, BoxStream, Connection, CookedProtocol, CookedSocket,
     DropReason, Endpoint, Error, Handover, Message, MessageIo, Options, Overhead, PipeEvent,
-    PipeId, PipeInfo, ProtocolId, ProtocolSpec, RawSocket, RecvPolicy, Refusal, RejectReason,
-    Result, Routed, Routing, Socket, SocketBuilder, SocketContext, Stats, Verdict,
+    PipeId, PipeInfo, ProtocolId, ProtocolSpec, RawSocket, Receipts, RecvPolicy, Refusal,
+    RejectReason, Requeued, Result, Routed, Routing, Socket, SocketBuilder, SocketContext,
+    SocketLink, Stats, Verdict,
 };
 // the cooked PAIR1 protocol is `pair1::Pair1`: `spstack::Pair1` is its socket
 pub use sp_protocols::{
@@ -181,6 +187,11 @@ pub use sp_crypto::integrity;
 /// (from `sp-crypto`, features `noise` or `integrity`).
 #[cfg(any(feature = "noise", feature = "integrity"))]
 pub use sp_crypto::keys;
+
+/// Liveness and delivery that survives a dying pipe: the `heartbeat/1` and
+/// `ack/1` pipe layers (the `sp-reliable` crate, feature `reliable`).
+#[cfg(feature = "reliable")]
+pub use sp_reliable as reliable;
 
 pub mod wiretap;
 
@@ -307,62 +318,146 @@ pub fn raw(p: Protocol) -> SocketBuilder {
     })
 }
 
-/// Cooked PAIR0.
-pub fn pair0() -> Builder<Pair> {
-    Builder::new(cooked(Protocol::Pair0))
+/// Cooked PAIR0 (untyped: [`typed::pair0`] builds a [`Pair`]).
+pub fn pair0() -> SocketBuilder {
+    cooked(Protocol::Pair0)
 }
-/// Cooked PUSH0.
-pub fn push0() -> Builder<Push> {
-    Builder::new(cooked(Protocol::Push0))
+/// Cooked PUSH0 (untyped: [`typed::push0`] builds a [`Push`]).
+pub fn push0() -> SocketBuilder {
+    cooked(Protocol::Push0)
 }
-/// Cooked PULL0.
-pub fn pull0() -> Builder<Pull> {
-    Builder::new(cooked(Protocol::Pull0))
+/// Cooked PULL0 (untyped: [`typed::pull0`] builds a [`Pull`]).
+pub fn pull0() -> SocketBuilder {
+    cooked(Protocol::Pull0)
 }
-/// Cooked REQ0.
-pub fn req0() -> Builder<Req> {
-    Builder::new(cooked(Protocol::Req0))
+/// Cooked REQ0 (untyped: [`typed::req0`] builds a [`Req`]).
+pub fn req0() -> SocketBuilder {
+    cooked(Protocol::Req0)
 }
-/// Cooked REP0.
-pub fn rep0() -> Builder<Rep> {
-    Builder::new(cooked(Protocol::Rep0))
+/// Cooked REP0 (untyped: [`typed::rep0`] builds a [`Rep`]).
+pub fn rep0() -> SocketBuilder {
+    cooked(Protocol::Rep0)
 }
-/// Cooked SURVEYOR0 (survey time 1 s; [`Surveyor::set_deadline`]).
-pub fn surveyor0() -> Builder<Surveyor> {
-    Builder::new(cooked(Protocol::Surveyor0))
+/// Cooked SURVEYOR0 (survey time 1 s; per context with [`SurveyorControl`];
+/// untyped: [`typed::surveyor0`] builds a [`Surveyor`]).
+pub fn surveyor0() -> SocketBuilder {
+    cooked(Protocol::Surveyor0)
 }
-/// Cooked RESPONDENT0.
-pub fn respondent0() -> Builder<Respondent> {
-    Builder::new(cooked(Protocol::Respondent0))
+/// Cooked RESPONDENT0 (untyped: [`typed::respondent0`] builds a [`Respondent`]).
+pub fn respondent0() -> SocketBuilder {
+    cooked(Protocol::Respondent0)
 }
-/// Cooked BUS0.
-pub fn bus0() -> Builder<Bus> {
-    Builder::new(cooked(Protocol::Bus0))
+/// Cooked BUS0 (untyped: [`typed::bus0`] builds a [`Bus`]).
+pub fn bus0() -> SocketBuilder {
+    cooked(Protocol::Bus0)
 }
-/// Cooked PAIR1, one peer.
-pub fn pair1() -> Builder<Pair1> {
-    Builder::new(cooked(Protocol::Pair1))
+/// Cooked PAIR1, one peer (untyped: [`typed::pair1`] builds a [`Pair1`]).
+pub fn pair1() -> SocketBuilder {
+    cooked(Protocol::Pair1)
 }
 /// Cooked PAIR1, polyamorous: many peers; sending a received message (or
-/// any with `Message::set_pipe`) answers its peer, others go round-robin.
-pub fn pair1_poly() -> Builder<Pair1> {
-    Builder::new(with_transports(SocketBuilder::new(Pair1Raw::POLY)).cooked(pair1::Pair1::POLY))
+/// any with `Message::set_pipe`) answers its peer, others go round-robin
+/// (untyped: [`typed::pair1_poly`] builds a [`Pair1`]).
+pub fn pair1_poly() -> SocketBuilder {
+    with_transports(SocketBuilder::new(Pair1Raw::POLY)).cooked(pair1::Pair1::POLY)
 }
 /// Raw PAIR1, polyamorous (for devices and [`reflect`]).
 pub fn pair1_poly_raw() -> SocketBuilder {
     with_transports(SocketBuilder::new(Pair1Raw::POLY))
 }
 /// Cooked PUB0: `send` never waits; a subscriber too slow to keep up
-/// loses messages, counted per pipe ([`Pub::pipe_stats`]).
-pub fn pub0() -> Builder<Pub> {
-    Builder::new(cooked(Protocol::Pub0))
+/// loses messages, counted per pipe (`Socket::pipe_stats`; untyped:
+/// [`typed::pub0`] builds a [`Pub`]).
+pub fn pub0() -> SocketBuilder {
+    cooked(Protocol::Pub0)
 }
 /// Cooked SUB0: each context (the socket's default one included) has its own
-/// subscriptions ([`Sub::subscribe`], [`SubContext::subscribe`]); it starts
-/// with none (receives nothing).
-pub fn sub0() -> Builder<Sub> {
-    Builder::new(cooked(Protocol::Sub0))
+/// subscriptions, reached with `socket.control::<SubControl>()` or
+/// `ctx.control::<SubControl>()`; it starts with none (receives nothing).
+/// Untyped: [`typed::sub0`] builds a [`Sub`].
+pub fn sub0() -> SocketBuilder {
+    cooked(Protocol::Sub0)
 }
+/// The typed builders: the same names as the untyped ones at the crate
+/// root, each building its protocol's handle ([`Req`], [`Push`], [`Sub`]...)
+/// that has only what the protocol does, so misuse does not compile.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> spstack::Result<()> {
+/// use spstack::typed;
+/// let rep = typed::rep0().build(); // a `spstack::Rep`
+/// let ep = rep.listen("inproc://typed-doc").await?;
+/// let req = typed::req0().build(); // a `spstack::Req`
+/// req.dial(ep.url()).await?;
+/// req.send("ping").await?;
+/// assert_eq!(rep.recv().await?.body(), b"ping");
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0599
+/// # async fn f() {
+/// let pull = spstack::typed::pull0().build();
+/// pull.send("job").await; // error: no method named `send` found for struct `Pull`
+/// # }
+/// ```
+pub mod typed {
+    use super::*;
+
+    /// Cooked PAIR0.
+    pub fn pair0() -> Builder<Pair> {
+        Builder::new(cooked(Protocol::Pair0))
+    }
+    /// Cooked PUSH0.
+    pub fn push0() -> Builder<Push> {
+        Builder::new(cooked(Protocol::Push0))
+    }
+    /// Cooked PULL0.
+    pub fn pull0() -> Builder<Pull> {
+        Builder::new(cooked(Protocol::Pull0))
+    }
+    /// Cooked REQ0.
+    pub fn req0() -> Builder<Req> {
+        Builder::new(cooked(Protocol::Req0))
+    }
+    /// Cooked REP0.
+    pub fn rep0() -> Builder<Rep> {
+        Builder::new(cooked(Protocol::Rep0))
+    }
+    /// Cooked SURVEYOR0 (survey time 1 s; [`Surveyor::set_deadline`]).
+    pub fn surveyor0() -> Builder<Surveyor> {
+        Builder::new(cooked(Protocol::Surveyor0))
+    }
+    /// Cooked RESPONDENT0.
+    pub fn respondent0() -> Builder<Respondent> {
+        Builder::new(cooked(Protocol::Respondent0))
+    }
+    /// Cooked BUS0.
+    pub fn bus0() -> Builder<Bus> {
+        Builder::new(cooked(Protocol::Bus0))
+    }
+    /// Cooked PAIR1, one peer.
+    pub fn pair1() -> Builder<Pair1> {
+        Builder::new(cooked(Protocol::Pair1))
+    }
+    /// Cooked PAIR1, polyamorous: many peers; sending a received message (or
+    /// any with `Message::set_pipe`) answers its peer, others go round-robin.
+    pub fn pair1_poly() -> Builder<Pair1> {
+        Builder::new(with_transports(SocketBuilder::new(Pair1Raw::POLY)).cooked(pair1::Pair1::POLY))
+    }
+    /// Cooked PUB0: `send` never waits; a subscriber too slow to keep up
+    /// loses messages, counted per pipe ([`Pub::pipe_stats`]).
+    pub fn pub0() -> Builder<Pub> {
+        Builder::new(cooked(Protocol::Pub0))
+    }
+    /// Cooked SUB0: each context (the socket's default one included) has its own
+    /// subscriptions ([`Sub::subscribe`], [`SubContext::subscribe`]); it starts
+    /// with none (receives nothing).
+    pub fn sub0() -> Builder<Sub> {
+        Builder::new(cooked(Protocol::Sub0))
+    }
+}
+
 /// Raw SUB0 and its socket-wide subscriptions (it starts subscribed to
 /// everything, as nng's raw SUB). The same handle is reachable later with
 /// `socket.control::<SubControl>()`.

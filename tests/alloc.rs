@@ -189,7 +189,13 @@ fn measure(stack: Stack, wire: Wire, size: usize, n: usize) -> Measured {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let pull = build(spstack::pull0().into_untyped(), stack, wire, &k, false);
+            let pull = build(
+                spstack::typed::pull0().into_untyped(),
+                stack,
+                wire,
+                &k,
+                false,
+            );
             let ep = pull.listen(&url(wire, n)).await.expect("listen");
             url_tx.send(ep.url().to_string()).unwrap();
             for _ in 0..warm {
@@ -223,7 +229,13 @@ fn measure(stack: Stack, wire: Wire, size: usize, n: usize) -> Measured {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let push = build(spstack::push0().into_untyped(), stack, wire, &keys, true);
+            let push = build(
+                spstack::typed::push0().into_untyped(),
+                stack,
+                wire,
+                &keys,
+                true,
+            );
             push.dial(&url).await.expect("dial");
             for _ in 0..warm {
                 let mut m = push.new_message(size);
@@ -431,7 +443,7 @@ fn a_vec_body_is_taken_over_and_copied_once_only_where_a_layer_needs_one_slice()
                 receiver: SigningKeypair::generate(),
             };
             let pull = build(
-                spstack::pull0().into_untyped(),
+                spstack::typed::pull0().into_untyped(),
                 stack,
                 Wire::Tcp,
                 &keys,
@@ -439,7 +451,7 @@ fn a_vec_body_is_taken_over_and_copied_once_only_where_a_layer_needs_one_slice()
             );
             let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
             let push = build(
-                spstack::push0().into_untyped(),
+                spstack::typed::push0().into_untyped(),
                 stack,
                 Wire::Tcp,
                 &keys,
@@ -468,9 +480,9 @@ fn inproc_hands_over_the_very_same_buffer() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let pull = spstack::pull0().build();
+        let pull = spstack::typed::pull0().build();
         pull.listen("inproc://alloc-zero-copy").await.unwrap();
-        let push = spstack::push0().build();
+        let push = spstack::typed::push0().build();
         push.dial("inproc://alloc-zero-copy").await.unwrap();
         for size in [1usize, 1024, 1 << 20] {
             let mut m = push.new_message(size);

@@ -51,7 +51,9 @@ async fn assert_quiet(s: &Socket, who: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_meshed_nodes_each_reach_the_other_two() {
-    let nodes: Vec<Socket> = (0..3).map(|_| spstack::bus0().build().into()).collect();
+    let nodes: Vec<Socket> = (0..3)
+        .map(|_| spstack::typed::bus0().build().into())
+        .collect();
     let u0 = listen(&nodes[0]).await;
     let u1 = listen(&nodes[1]).await;
     within("dial", nodes[1].dial(&u0)).await.unwrap();
@@ -81,9 +83,9 @@ async fn three_meshed_nodes_each_reach_the_other_two() {
 async fn cooked_delivery_is_one_hop_and_a_resend_reaches_everyone() {
     // a line: a - b - c
     let (a, b, c) = (
-        spstack::bus0().build(),
-        spstack::bus0().build(),
-        spstack::bus0().build(),
+        spstack::typed::bus0().build(),
+        spstack::typed::bus0().build(),
+        spstack::typed::bus0().build(),
     );
     let ub = listen(b.socket()).await;
     within("dial", a.dial(&ub)).await.unwrap();
@@ -104,7 +106,9 @@ async fn cooked_delivery_is_one_hop_and_a_resend_reaches_everyone() {
 async fn one_raw_bus_socket_reflects_between_three_peers() {
     let hub = spstack::raw(Protocol::Bus0).build();
     let url = listen(&hub).await;
-    let peers: Vec<Socket> = (0..3).map(|_| spstack::bus0().build().into()).collect();
+    let peers: Vec<Socket> = (0..3)
+        .map(|_| spstack::typed::bus0().build().into())
+        .collect();
     for p in &peers {
         within("dial", p.dial(&url)).await.unwrap();
     }
@@ -148,7 +152,9 @@ async fn one_raw_bus_socket_reflects_between_three_peers() {
 async fn spstack_reflect_is_that_loop() {
     let hub = spstack::raw(Protocol::Bus0).build();
     let url = listen(&hub).await;
-    let peers: Vec<Socket> = (0..3).map(|_| spstack::bus0().build().into()).collect();
+    let peers: Vec<Socket> = (0..3)
+        .map(|_| spstack::typed::bus0().build().into())
+        .collect();
     for p in &peers {
         within("dial", p.dial(&url)).await.unwrap();
     }
@@ -177,8 +183,12 @@ async fn a_device_joins_two_buses() {
     let right = spstack::raw(Protocol::Bus0).build();
     let ul = listen(&left).await;
     let ur = listen(&right).await;
-    let l: Vec<Socket> = (0..2).map(|_| spstack::bus0().build().into()).collect();
-    let r: Vec<Socket> = (0..2).map(|_| spstack::bus0().build().into()).collect();
+    let l: Vec<Socket> = (0..2)
+        .map(|_| spstack::typed::bus0().build().into())
+        .collect();
+    let r: Vec<Socket> = (0..2)
+        .map(|_| spstack::typed::bus0().build().into())
+        .collect();
     for s in &l {
         within("dial", s.dial(&ul)).await.unwrap();
     }

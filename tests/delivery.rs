@@ -54,10 +54,13 @@ fn reader(s: Socket, got: Arc<Mutex<Vec<u32>>>, slow: Option<Duration>) {
 /// half-way: each message is received once, or counted as a drop on one
 /// side, never both, never neither.
 async fn one_pull_closed_half_way(slow: Option<Duration>) {
-    let (a, b) = (spstack::pull0().build(), spstack::pull0().build());
+    let (a, b) = (
+        spstack::typed::pull0().build(),
+        spstack::typed::pull0().build(),
+    );
     let ea = a.listen("tcp://127.0.0.1:0").await.unwrap();
     let eb = b.listen("tcp://127.0.0.1:0").await.unwrap();
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     within("dial a", push.dial(ea.url())).await.unwrap();
     within("dial b", push.dial(eb.url())).await.unwrap();
     until("two pipes", || push.pipes().len() == 2).await;
@@ -127,9 +130,9 @@ async fn push_to_two_pulls_one_slow_reader_closed_half_way_counts_every_message(
 
 #[tokio::test]
 async fn close_counts_what_the_receive_queue_held() {
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     pull.listen("inproc://delivery-close-queue").await.unwrap();
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     push.dial("inproc://delivery-close-queue").await.unwrap();
     for i in 0..50 {
         push.send(numbered(i)).await.unwrap();
@@ -143,7 +146,7 @@ async fn close_counts_what_the_receive_queue_held() {
 
 #[tokio::test]
 async fn pub_with_no_subscriber_counts_what_went_nowhere() {
-    let p = spstack::pub0().build();
+    let p = spstack::typed::pub0().build();
     for _ in 0..3 {
         p.send("news").await.unwrap();
     }
@@ -184,7 +187,7 @@ async fn stalling_pull(first: usize, after: Duration) -> (String, tokio::task::J
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_counts_what_it_held() {
     let (url, peer) = stalling_pull(10, Duration::from_millis(500)).await;
-    let push = spstack::push0()
+    let push = spstack::typed::push0()
         .options(
             Options::default()
                 .send_queue(256)
@@ -227,9 +230,9 @@ async fn a_failed_write_counts_what_it_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linger_writes_what_is_queued_then_counts_the_rest() {
     // a cooperative peer: shutdown returns once all is written
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
-    let push = spstack::push0()
+    let push = spstack::typed::push0()
         .options(
             Options::default()
                 .send_queue(1024)
@@ -255,7 +258,7 @@ async fn linger_writes_what_is_queued_then_counts_the_rest() {
     // a peer that never reads: the linger ends it, and what did not fit in
     // the kernel's buffers is counted
     let (url, _peer) = stalling_pull(0, Duration::from_secs(20)).await;
-    let push = spstack::push0()
+    let push = spstack::typed::push0()
         .options(
             Options::default()
                 .send_queue(1024)
@@ -279,7 +282,7 @@ async fn linger_writes_what_is_queued_then_counts_the_rest() {
 
 #[tokio::test]
 async fn send_after_close_is_refused_not_lost() {
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     push.close();
     assert!(matches!(push.send("x").await, Err(spstack::Error::Closed)));
     assert_eq!(push.stats().total_drops(), 0);
@@ -289,7 +292,7 @@ async fn send_after_close_is_refused_not_lost() {
 async fn two_pair_peers_racing_for_its_place_get_one_pipe() {
     // a slow hook widens the window between "is there room" and "insert":
     // the check and the insert must be one step
-    let a = spstack::pair0().build();
+    let a = spstack::typed::pair0().build();
     a.on_pipe_event(|ev| {
         if let PipeEvent::AddPre(..) = ev {
             std::thread::sleep(Duration::from_millis(100));
@@ -317,7 +320,7 @@ async fn two_pair_peers_racing_for_its_place_get_one_pipe() {
     let ep = a.listen("tcp://127.0.0.1:0").await.unwrap();
     let mut dialers = Vec::new();
     for _ in 0..4 {
-        let b = spstack::pair0().build();
+        let b = spstack::typed::pair0().build();
         let url = ep.url().to_string();
         dialers.push(tokio::spawn(async move {
             let _ = b.dial(&url).await;
@@ -342,9 +345,9 @@ async fn two_pair_peers_racing_for_its_place_get_one_pipe() {
 async fn pipe_stats_while_pipes_come_and_go_does_not_deadlock() {
     // pipe_stats once took the table's read lock twice in one expression: a
     // writer (a pipe joining or leaving) waiting between the two blocked both
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
-    let steady = spstack::push0().build();
+    let steady = spstack::typed::push0().build();
     steady.dial(ep.url()).await.unwrap();
     until("a pipe", || !pull.pipes().is_empty()).await;
     let id = pull.pipes()[0];
@@ -362,7 +365,7 @@ async fn pipe_stats_while_pipes_come_and_go_does_not_deadlock() {
     };
     let churn = async {
         for _ in 0..100 {
-            let p = spstack::push0().build();
+            let p = spstack::typed::push0().build();
             p.dial(ep.url()).await.unwrap();
             p.close();
         }

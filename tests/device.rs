@@ -66,11 +66,11 @@ fn echo_server(rep: Socket) {
 
 #[tokio::test]
 async fn req_device_device_rep_over_tcp() {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     echo_server(rep.clone().into());
     let devices = chain(2, ep.url(), Options::default()).await;
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("client dial", req.dial(&devices.last().unwrap().url))
         .await
         .unwrap();
@@ -105,14 +105,14 @@ async fn req_device_device_rep_over_tcp() {
 #[tokio::test]
 async fn raw_rep_of_a_device_sees_pipe_id_and_request_id() {
     // a device forwarded by hand, to look at what its raw REP receives
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let server = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     echo_server(rep.clone().into());
     let front = spstack::raw(Protocol::Rep0).build();
     let back = spstack::raw(Protocol::Req0).build();
     let ep = front.listen("tcp://127.0.0.1:0").await.unwrap();
     within("back dial", back.dial(server.url())).await.unwrap();
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("client dial", req.dial(ep.url())).await.unwrap();
 
     req.send("by hand").await.unwrap();
@@ -151,7 +151,7 @@ async fn backtrace_grows_one_word_per_device() {
             .last()
             .map(|d| d.url.clone())
             .unwrap_or_else(|| ep.url().to_string());
-        let req = spstack::req0().build();
+        let req = spstack::typed::req0().build();
         within("client dial", req.dial(&entry)).await.unwrap();
         req.send("trace").await.unwrap();
         let m = within("server recv", server.recv()).await.unwrap();
@@ -190,7 +190,7 @@ async fn ttl_stops_a_device_loop() {
     for (a, b) in [(rep1.clone(), req1.clone()), (rep2.clone(), req2.clone())] {
         tokio::spawn(async move { spstack::device(&a, &b).await });
     }
-    let client = spstack::req0().build();
+    let client = spstack::typed::req0().build();
     within("client dial", client.dial(l1.url())).await.unwrap();
     client.send("round and round").await.unwrap();
 
@@ -219,11 +219,11 @@ async fn ttl_stops_a_device_loop() {
 /// A chain of `n` devices whose sockets have `ttl(3)`, in front of a default
 /// REP: does a request get through?
 async fn chain_with_ttl3(n: usize) -> (bool, Vec<Device>) {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     echo_server(rep.clone().into());
     let devices = chain(n, ep.url(), Options::default().ttl(3)).await;
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("client dial", req.dial(&devices.last().unwrap().url))
         .await
         .unwrap();

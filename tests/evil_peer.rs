@@ -280,7 +280,7 @@ async fn listen(sock: &Socket, url: &str) -> String {
 }
 
 async fn rep_on(url: &str, opts: Options) -> (Socket, String) {
-    let rep = spstack::rep0().options(opts).build();
+    let rep = spstack::typed::rep0().options(opts).build();
     let bound = listen(rep.socket(), url).await;
     (rep.into(), bound)
 }
@@ -292,7 +292,7 @@ async fn rep_on_tcp(opts: Options) -> (Socket, String) {
 /// A fresh, well-behaved REQ dials `url` and does a full round trip with
 /// `rep`. Requests other peers left queued on `rep` are skipped.
 async fn assert_rep_serves(rep: &Socket, url: &str) {
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     timeout(WAIT, req.dial(url))
         .await
         .expect("good REQ: dial timed out")
@@ -777,7 +777,7 @@ async fn req_reply_shorter_than_request_id_closes_pipe() {
     init();
     let evil_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let evil_url = format!("tcp://{}", evil_l.local_addr().expect("addr"));
-    let req = spstack::req0()
+    let req = spstack::typed::req0()
         .options(Options::default().reconnect_min(Duration::from_millis(20)))
         .build();
 
@@ -1005,7 +1005,9 @@ async fn req_drops_late_and_too_deep_replies_and_keeps_the_pipe() {
     init();
     let evil_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let evil_url = format!("tcp://{}", evil_l.local_addr().expect("addr"));
-    let req = spstack::req0().options(Options::default().ttl(8)).build();
+    let req = spstack::typed::req0()
+        .options(Options::default().ttl(8))
+        .build();
     let accept = async {
         let (mut s, _) = evil_l.accept().await.expect("accept");
         handshake(&mut s, REP0, REQ0).await;
@@ -1304,7 +1306,7 @@ async fn half_open_flood_does_not_starve_a_peer_50ms_away() {
     });
     let far = delay_proxy(target, Duration::from_millis(50)).await;
     sleep(Duration::from_millis(300)).await;
-    let req = spstack::req0()
+    let req = spstack::typed::req0()
         .options(Options::default().reconnect_min(Duration::from_millis(20)))
         .build();
     req.dial_background(&far).expect("dial");
@@ -1353,7 +1355,7 @@ async fn half_open_flood_does_not_starve_a_good_peer() {
     let (rep, url) = rep_on_tcp(opts).await;
 
     // a background REQ that starts dialing in the middle of the flood
-    let req_bg = spstack::req0()
+    let req_bg = spstack::typed::req0()
         .options(Options::default().reconnect_min(Duration::from_millis(20)))
         .build();
     let t0 = Instant::now();
@@ -1512,7 +1514,7 @@ async fn dialing_an_evil_listener_fails_with_a_clear_error() {
     init();
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("tcp://{}", l.local_addr().expect("addr"));
-    let req = spstack::req0()
+    let req = spstack::typed::req0()
         .options(Options::default().handshake_timeout(Duration::from_millis(500)))
         .build();
     // (what the evil listener answers, reason counted, words the error must contain)
@@ -1652,7 +1654,7 @@ async fn closing_a_pipe_stops_a_writer_blocked_on_a_peer_that_does_not_read() {
 async fn many_empty_frames_cost_linear_time() {
     init();
     const N: usize = 50_000;
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     let url = listen(pull.socket(), "tcp://127.0.0.1:0").await;
     let mut s = connect(&url).await;
     handshake(&mut s, PUSH0, PULL0).await;
@@ -1676,7 +1678,7 @@ async fn many_empty_frames_cost_linear_time() {
         "{N} empty frames took {took:?}"
     );
     assert_eq!(pull.stats().msgs_in, N as u64);
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     timeout(WAIT, push.dial(&url))
         .await
         .expect("dial in time")
@@ -1700,9 +1702,9 @@ async fn many_empty_frames_cost_linear_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_refuses_a_second_peer_and_keeps_the_first() {
     init();
-    let a = spstack::pair0().build();
+    let a = spstack::typed::pair0().build();
     let url = listen(a.socket(), "tcp://127.0.0.1:0").await;
-    let b = spstack::pair0().build();
+    let b = spstack::typed::pair0().build();
     timeout(WAIT, b.dial(&url))
         .await
         .expect("dial in time")
@@ -1743,7 +1745,7 @@ async fn pair_refuses_a_second_peer_and_keeps_the_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_survives_an_evil_pusher() {
     init();
-    let pull = spstack::pull0()
+    let pull = spstack::typed::pull0()
         .options(Options::default().recv_max_size(1024))
         .build();
     let url = listen(pull.socket(), "tcp://127.0.0.1:0").await;
@@ -1786,7 +1788,7 @@ async fn pull_survives_an_evil_pusher() {
     })
     .await;
 
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     timeout(WAIT, push.dial(&url))
         .await
         .expect("dial in time")

@@ -95,7 +95,7 @@ async fn pub_sub_topics_filter_signed_messages_and_unsigned_ones_are_dropped() {
         let keys = Keys::new(1);
         let publisher = Integrity::new(keys.cfg(0));
         let pub_stats = publisher.stats();
-        let signed_pub = spstack::pub0().message_layer(publisher).build();
+        let signed_pub = spstack::typed::pub0().message_layer(publisher).build();
         let signed_url = listen(signed_pub.socket()).await;
         // a PUB with no integrity layer, on the same SUBs
         let raw_pub = spstack::raw(Protocol::Pub0).build();
@@ -105,7 +105,7 @@ async fn pub_sub_topics_filter_signed_messages_and_unsigned_ones_are_dropped() {
         for topic in ["weather/", "sport/"] {
             let layer = Integrity::new(keys.cfg(0));
             let stats = layer.stats();
-            let s = spstack::sub0().message_layer(layer).build();
+            let s = spstack::typed::sub0().message_layer(layer).build();
             s.subscribe(topic.as_bytes()).unwrap();
             within("sub dials the signed pub", s.dial(&signed_url))
                 .await
@@ -206,7 +206,7 @@ async fn survey_responses_verify_and_a_replayed_response_is_refused() {
         for i in 1..=3 {
             let layer = Integrity::replier(keys.cfg(i));
             resp_stats.push(layer.stats());
-            let r = spstack::respondent0().message_layer(layer).build();
+            let r = spstack::typed::respondent0().message_layer(layer).build();
             within("respondent dials", r.dial(&back_url)).await.unwrap();
             tokio::spawn(async move {
                 while let Ok(q) = r.recv().await {
@@ -257,7 +257,7 @@ async fn survey_responses_verify_and_a_replayed_response_is_refused() {
 
         let layer = Integrity::requester(keys.cfg(0));
         let stats = layer.stats();
-        let surveyor = spstack::surveyor0().message_layer(layer).build();
+        let surveyor = spstack::typed::surveyor0().message_layer(layer).build();
         surveyor.set_deadline(Duration::from_millis(500));
         within("surveyor dials", surveyor.dial(&front_url))
             .await
@@ -320,7 +320,7 @@ async fn bus_of_three_every_message_verified_at_the_others() {
         for i in 0..3 {
             let layer = Integrity::new(keys.cfg(i));
             let stats = layer.stats();
-            let s = spstack::bus0().message_layer(layer).build();
+            let s = spstack::typed::bus0().message_layer(layer).build();
             let url = listen(s.socket()).await;
             nodes.push((s, stats, url));
         }
@@ -392,10 +392,10 @@ async fn pair1_round_trip_verifies_and_a_flipped_byte_is_dropped() {
         // a <-> [raw PAIR1 | raw PAIR1] <-> b
         let la = Integrity::new(keys.cfg(0));
         let a_stats = la.stats();
-        let a = spstack::pair1().message_layer(la).build();
+        let a = spstack::typed::pair1().message_layer(la).build();
         let lb = Integrity::new(keys.cfg(1));
         let b_stats = lb.stats();
-        let b = spstack::pair1().message_layer(lb).build();
+        let b = spstack::typed::pair1().message_layer(lb).build();
         let b_url = listen(b.socket()).await;
         let front = spstack::raw(Protocol::Pair1).build();
         let back = spstack::raw(Protocol::Pair1).build();

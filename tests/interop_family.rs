@@ -48,7 +48,7 @@ async fn finish_all(children: Vec<Child>) {
 async fn surveyor_vs_respondents(peer: Peer, n: usize, tr: Tr, we_listen: bool) {
     // nanocat's respondent serves one survey per run (README N7)
     let sizes: &[usize] = if peer == Peer::Nano { &[65536] } else { &SIZES };
-    let s = spstack::surveyor0().options(opts()).build();
+    let s = spstack::typed::surveyor0().options(opts()).build();
     let base = format!("surv-{peer:?}-{tr:?}-{we_listen}");
     let mut children = Vec::new();
     if we_listen {
@@ -90,7 +90,7 @@ async fn surveyor_vs_respondents(peer: Peer, n: usize, tr: Tr, we_listen: bool) 
 
 /// A foreign SURVEYOR surveys an spstack RESPONDENT.
 async fn respondent_vs_surveyor(peer: Peer, tr: Tr, we_listen: bool) {
-    let r = spstack::respondent0().options(opts()).build();
+    let r = spstack::typed::respondent0().options(opts()).build();
     let u = url(tr, &format!("resp-{peer:?}-{tr:?}-{we_listen}"));
     let child = if we_listen {
         let at = listen(r.socket(), &u).await;
@@ -149,7 +149,7 @@ async fn bus_three_nodes(peer: Peer, tr: Tr, we_listen: bool) {
     } else {
         &SIZES
     };
-    let s = spstack::bus0().options(opts()).build();
+    let s = spstack::typed::bus0().options(opts()).build();
     let base = format!("bus-{peer:?}-{tr:?}-{we_listen}");
     let ctx = format!("spstack bus with two {peer:?} nodes, {base}");
     let mut children = Vec::new();
@@ -221,7 +221,7 @@ async fn nng_bus_through_a_spstack_reflector() {
 /// spstack PAIR1 with nng's: the dialer sends first.
 async fn pair1_vs_nng(tr: Tr, we_listen: bool) {
     let sizes: &[usize] = &[0, 1, 65536, 1 << 20];
-    let s = spstack::pair1().options(opts()).build();
+    let s = spstack::typed::pair1().options(opts()).build();
     let u = url(tr, &format!("pair1-{tr:?}-{we_listen}"));
     let child = if we_listen {
         let at = listen(s.socket(), &u).await;

@@ -45,7 +45,7 @@ async fn expect(what: &str, ctx: &SubContext, index: usize) {
 async fn foreign_pub_to_sub_contexts(peer: Peer, tr: Tr, spstack_listens: bool) {
     let tag = format!("{peer:?}-pub-{tr:?}-{spstack_listens}");
     let u = url(tr, &tag);
-    let s = spstack::sub0().options(opts()).build();
+    let s = spstack::typed::sub0().options(opts()).build();
     subscribe(|t| s.subscribe(t), &[b""]);
     let one = s.context();
     subscribe(|t| one.subscribe(t), &[MSG1]);
@@ -87,10 +87,10 @@ async fn foreign_pub_to_sub_contexts(peer: Peer, tr: Tr, spstack_listens: bool) 
 /// One spstack PUB → nng SUB, nanomsg SUB and two spstack SUBs.
 async fn spstack_pub_to_several_subs(tr: Tr, pub_listens: bool) {
     let tag = format!("multi-{tr:?}-{pub_listens}");
-    let p = spstack::pub0().options(opts()).build();
-    let all = spstack::sub0().options(opts()).build();
+    let p = spstack::typed::pub0().options(opts()).build();
+    let all = spstack::typed::sub0().options(opts()).build();
     subscribe(|t| all.subscribe(t), &[b""]);
-    let some = spstack::sub0().options(opts()).build();
+    let some = spstack::typed::sub0().options(opts()).build();
     subscribe(|t| some.subscribe(t), &[MSG1, MSG3_PREFIX]);
 
     let (nng, nano) = if pub_listens {

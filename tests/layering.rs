@@ -89,9 +89,9 @@ fn frames(rec: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
 async fn two_pipe_and_two_message_layers_round_trip() {
     let rep_seq = Seq::default();
     let req_seq = Seq::default();
-    let rep = full_stack(spstack::rep0().into_untyped(), rep_seq.clone()).build();
+    let rep = full_stack(spstack::typed::rep0().into_untyped(), rep_seq.clone()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
-    let req = full_stack(spstack::req0().into_untyped(), req_seq.clone()).build();
+    let req = full_stack(spstack::typed::req0().into_untyped(), req_seq.clone()).build();
     req.dial(ep.url()).await.unwrap();
 
     for i in 0..3u8 {
@@ -125,9 +125,9 @@ async fn layers_work_over_ipc_and_inproc_too() {
         format!("ipc:///tmp/sp-layering-{}.ipc", std::process::id()),
         "inproc://layering".to_string(),
     ] {
-        let rep = full_stack(spstack::rep0().into_untyped(), Seq::default()).build();
+        let rep = full_stack(spstack::typed::rep0().into_untyped(), Seq::default()).build();
         let ep = rep.listen(&url).await.unwrap();
-        let req = full_stack(spstack::req0().into_untyped(), Seq::default()).build();
+        let req = full_stack(spstack::typed::req0().into_untyped(), Seq::default()).build();
         req.dial(ep.url()).await.unwrap();
         req.send("over").await.unwrap();
         let got = timeout(T, rep.recv()).await.unwrap().unwrap();
@@ -142,10 +142,10 @@ async fn layers_work_over_ipc_and_inproc_too() {
 
 #[tokio::test]
 async fn missing_pipe_layer_is_refused_naming_it() {
-    let rep = full_stack(spstack::rep0().into_untyped(), Seq::default()).build();
+    let rep = full_stack(spstack::typed::rep0().into_untyped(), Seq::default()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     // the client lacks the checksum layer
-    let req = spstack::req0()
+    let req = spstack::typed::req0()
         .pipe_layer(PipeLayer::new(LengthTag))
         .build();
     let err = req.dial(ep.url()).await.unwrap_err().to_string();
@@ -154,13 +154,13 @@ async fn missing_pipe_layer_is_refused_naming_it() {
         "error names the first differing layer: {err}"
     );
     // a plain (nng-shaped) client is refused too, and the server counts it
-    let plain = spstack::req0().build();
+    let plain = spstack::typed::req0().build();
     let err = plain.dial(ep.url()).await.unwrap_err().to_string();
     assert!(err.contains("lentag/1"), "{err}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(rep.stats().rejects(RejectReason::LayerMismatch) >= 2);
     // layers in the wrong order
-    let swapped = spstack::req0()
+    let swapped = spstack::typed::req0()
         .pipe_layer(PipeLayer::new(Checksum))
         .pipe_layer(PipeLayer::new(LengthTag))
         .build();
@@ -170,10 +170,10 @@ async fn missing_pipe_layer_is_refused_naming_it() {
 
 #[tokio::test]
 async fn captured_frame_decodes_field_by_field() {
-    let rep = full_stack(spstack::rep0().into_untyped(), Seq::default()).build();
+    let rep = full_stack(spstack::typed::rep0().into_untyped(), Seq::default()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let (paddr, rec) = proxy(ep.url().to_string(), None).await;
-    let req = full_stack(spstack::req0().into_untyped(), Seq::default()).build();
+    let req = full_stack(spstack::typed::req0().into_untyped(), Seq::default()).build();
     req.dial(&paddr).await.unwrap();
     req.send("hello").await.unwrap();
     let got = timeout(T, rep.recv()).await.unwrap().unwrap();
@@ -225,7 +225,7 @@ async fn captured_frame_decodes_field_by_field() {
 
 #[tokio::test]
 async fn peer_verifies_pipe_layer_and_closes_on_tampering() {
-    let rep = full_stack(spstack::rep0().into_untyped(), Seq::default()).build();
+    let rep = full_stack(spstack::typed::rep0().into_untyped(), Seq::default()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     // announcement is 10 + list bytes; the handshake frames follow; flip a
     // byte far enough in to land in the first request's body
@@ -239,7 +239,7 @@ async fn peer_verifies_pipe_layer_and_closes_on_tampering() {
     let handshake = (8 + 3) + (8 + 4 + 4);
     let body_at = ann_len + handshake + 8 + 4 + 4 + 8 + 2 + 1;
     let (paddr, _rec) = proxy(ep.url().to_string(), Some(body_at)).await;
-    let req = full_stack(spstack::req0().into_untyped(), Seq::default()).build();
+    let req = full_stack(spstack::typed::req0().into_untyped(), Seq::default()).build();
     req.dial(&paddr).await.unwrap();
     req.send("tampered").await.unwrap();
     assert!(
@@ -260,10 +260,10 @@ async fn describe_never_decodes_ciphertext_as_a_protocol_header() {
     use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
     use spstack::wiretap::{Dir, Wiretap};
     let noise = || noise::layer(NoiseConfig::new(StaticKeypair::generate()).accept_any_key());
-    let rep = spstack::rep0().pipe_layer(noise()).build();
+    let rep = spstack::typed::rep0().pipe_layer(noise()).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let tap = Wiretap::start(ep.url(), None).await.unwrap();
-    let req = spstack::req0().pipe_layer(noise()).build();
+    let req = spstack::typed::req0().pipe_layer(noise()).build();
     timeout(T, req.dial(&tap.url)).await.unwrap().unwrap();
     req.send("a request nobody on the path may read")
         .await
@@ -299,7 +299,7 @@ async fn describe_never_decodes_ciphertext_as_a_protocol_header() {
         "ciphertext decoded as a backtrace: {d}"
     );
     // and over TLS the whole capture is the session's records
-    let tls = spstack::req0()
+    let tls = spstack::typed::req0()
         .transport(Arc::new(sp_transports::tls::tls_tcp(
             sp_transports::tls::TlsConfig::new(),
         )))

@@ -50,7 +50,7 @@ async fn connect_and_hear(url: &str, theirs: u16) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_holds_at_most_its_pipes() {
-    let rep = spstack::rep0()
+    let rep = spstack::typed::rep0()
         .options(Options::default().max_pipes_per_listener(2))
         .build();
     let mut events = rep.pipe_events();
@@ -130,7 +130,7 @@ async fn a_listener_holds_at_most_its_pipes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialed_pipes_do_not_count_against_a_listener() {
     // a BUS that listens (full at one pipe) and dials out too
-    let a = spstack::bus0()
+    let a = spstack::typed::bus0()
         .options(Options::default().max_pipes_per_listener(1))
         .build();
     let url = a
@@ -139,7 +139,7 @@ async fn dialed_pipes_do_not_count_against_a_listener() {
         .unwrap()
         .url()
         .to_string();
-    let b = spstack::bus0().build();
+    let b = spstack::typed::bus0().build();
     let burl = b
         .listen("tcp://127.0.0.1:0")
         .await
@@ -147,7 +147,7 @@ async fn dialed_pipes_do_not_count_against_a_listener() {
         .url()
         .to_string();
     within("dial out", a.dial(&burl)).await.unwrap();
-    let c = spstack::bus0().build();
+    let c = spstack::typed::bus0().build();
     within("dial in", c.dial(&url)).await.unwrap();
     wait_for(a.socket(), "one pipe each way", |_, n| n == 2).await;
     assert_eq!(a.stats().rejects(RejectReason::ListenerFull), 0);
@@ -155,10 +155,10 @@ async fn dialed_pipes_do_not_count_against_a_listener() {
 
 /// A PULL listening on `inproc://name` with `idle` and a PUSH dialed to it.
 async fn pull_push(name: &str, pull_opts: Options) -> (Socket, Socket) {
-    let pull = spstack::pull0().options(pull_opts).build();
+    let pull = spstack::typed::pull0().options(pull_opts).build();
     let url = format!("inproc://{name}");
     pull.listen(&url).await.unwrap();
-    let push = spstack::push0()
+    let push = spstack::typed::push0()
         .options(Options::default().reconnect_min(Duration::from_secs(3600)))
         .build();
     within("dial", push.dial(&url)).await.unwrap();

@@ -53,9 +53,9 @@ async fn every_size_arrives(make: fn(SocketBuilder, Options) -> Socket, url: &st
         recv_max,
     ];
     for (i, &n) in sizes.iter().enumerate() {
-        let pull = make(spstack::pull0().into_untyped(), opts.clone());
+        let pull = make(spstack::typed::pull0().into_untyped(), opts.clone());
         let ep = pull.listen(url).await.expect("listen");
-        let push = make(spstack::push0().into_untyped(), opts.clone());
+        let push = make(spstack::typed::push0().into_untyped(), opts.clone());
         push.dial(ep.url()).await.expect("dial");
         let body: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
         timeout(WAIT, push.send(body.clone()))
@@ -95,7 +95,7 @@ async fn noise_over_ws_refuses_an_oversized_handshake_before_buffering_it() {
     // open far beyond the wait below; one that counts what it reads
     // against the handshake's cap closes it after some kilobytes.
     let opts = Options::default().handshake_timeout(Duration::from_secs(60));
-    let pull = noise_ws(spstack::pull0().into_untyped(), opts);
+    let pull = noise_ws(spstack::typed::pull0().into_untyped(), opts);
     let ep = pull.listen("ws://127.0.0.1:0/n").await.expect("listen");
     let token = sp_ws::subprotocol(ProtocolId::PULL0, &["noise-xx/2".to_string()]);
     let mut s = ws_common::raw_upgrade(ep.url(), &token).await;

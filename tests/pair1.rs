@@ -53,7 +53,9 @@ fn frame(hops: u32, body: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_bytes_and_what_a_receiver_accepts() {
-    let p = spstack::pair1().options(Options::default().ttl(8)).build();
+    let p = spstack::typed::pair1()
+        .options(Options::default().ttl(8))
+        .build();
     let url = listen(p.socket()).await;
 
     // short frames and hop counts above 255 close the pipe
@@ -110,9 +112,9 @@ async fn wire_bytes_and_what_a_receiver_accepts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mono_refuses_a_second_peer_and_roundtrips() {
-    let a = spstack::pair1().build();
+    let a = spstack::typed::pair1().build();
     let url = listen(a.socket()).await;
-    let b = spstack::pair1().build();
+    let b = spstack::typed::pair1().build();
     within("dial", b.dial(&url)).await.unwrap();
     wait_pipes(a.socket(), 1).await;
     let mut second = evil_pair1(&url).await;
@@ -133,7 +135,7 @@ async fn mono_refuses_a_second_peer_and_roundtrips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_before_a_peer_waits_and_carries_one_hop() {
-    let a = spstack::pair1().build();
+    let a = spstack::typed::pair1().build();
     let url = listen(a.socket()).await;
     let a2 = a.clone();
     // no peer yet: the send waits (and must not count a hop per retry)
@@ -146,11 +148,11 @@ async fn send_before_a_peer_waits_and_carries_one_hop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polyamorous_replies_go_to_their_peer() {
-    let hub = spstack::pair1_poly().build();
+    let hub = spstack::typed::pair1_poly().build();
     let url = listen(hub.socket()).await;
     let mut peers = Vec::new();
     for _ in 0..3 {
-        let p = spstack::pair1().build();
+        let p = spstack::typed::pair1().build();
         within("dial", p.dial(&url)).await.unwrap();
         peers.push(p);
     }
@@ -211,7 +213,7 @@ async fn a_device_adds_a_hop_and_the_ttl_stops_it() {
     let back = spstack::raw(Protocol::Pair1).options(opts.clone()).build();
     let front_url = listen(&front).await;
     let back_url = listen(&back).await;
-    let far = spstack::pair1().options(opts).build();
+    let far = spstack::typed::pair1().options(opts).build();
     within("far dial", far.dial(&back_url)).await.unwrap();
     let (f, b) = (front.clone(), back.clone());
     let dev = tokio::spawn(async move { spstack::device(&f, &b).await });

@@ -57,11 +57,11 @@ fn subs(s: &Socket) -> std::sync::Arc<SubControl> {
 /// A PUB listening and `n` SUBs (built with `opts`) connected to it.
 async fn pub_with_subs(n: usize, opts: Options) -> (Socket, Vec<Socket>) {
     let url = unique("ps");
-    let p = spstack::pub0().options(opts.clone()).build();
+    let p = spstack::typed::pub0().options(opts.clone()).build();
     p.listen(&url).await.unwrap();
     let mut subs = Vec::new();
     for _ in 0..n {
-        let s = spstack::sub0().options(opts.clone()).build();
+        let s = spstack::typed::sub0().options(opts.clone()).build();
         s.dial(&url).await.unwrap();
         subs.push(s.into());
     }
@@ -167,7 +167,7 @@ async fn full_sub_queue_drops_the_oldest_and_counts_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pub_never_blocks_on_a_stalled_subscriber() {
     let opts = Options::default().send_queue(4);
-    let p = spstack::pub0().options(opts).build();
+    let p = spstack::typed::pub0().options(opts).build();
     let ep = p.listen("tcp://127.0.0.1:0").await.unwrap();
     let addr = ep.url().trim_start_matches("tcp://").to_string();
 
@@ -188,7 +188,7 @@ async fn pub_never_blocks_on_a_stalled_subscriber() {
     );
     let port = stalled.local_addr().unwrap().port();
 
-    let live = spstack::sub0().build();
+    let live = spstack::typed::sub0().build();
     subs(live.socket()).subscribe("").unwrap();
     live.dial(ep.url()).await.unwrap();
     wait_until("both pipes", || p.pipes().len() == 2).await;
@@ -419,7 +419,7 @@ async fn a_hundred_thousand_subscriptions_and_a_context_closing() {
 #[tokio::test]
 async fn raw_sub_is_socket_wide_and_passes_everything_by_default() {
     let url = unique("raw");
-    let p = spstack::pub0().build();
+    let p = spstack::typed::pub0().build();
     p.listen(&url).await.unwrap();
     let everything = spstack::raw(Protocol::Sub0).build();
     everything.dial(&url).await.unwrap();
@@ -445,12 +445,12 @@ async fn raw_sub_is_socket_wide_and_passes_everything_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubsub_through_a_device() {
     let (front_url, back_url) = (unique("dev-front"), unique("dev-back"));
-    let p = spstack::pub0().build();
+    let p = spstack::typed::pub0().build();
     p.listen(&front_url).await.unwrap();
     let xsub = spstack::raw(Protocol::Sub0).build();
     let xpub = spstack::raw(Protocol::Pub0).build();
     xpub.listen(&back_url).await.unwrap();
-    let sub = spstack::sub0().build();
+    let sub = spstack::typed::sub0().build();
     subs(sub.socket()).subscribe("x").unwrap();
     sub.dial(&back_url).await.unwrap();
     xsub.dial(&front_url).await.unwrap();
@@ -479,7 +479,7 @@ async fn raw_sub_subscriptions_are_reachable_through_the_socket() {
     ctl.unsubscribe(b"").unwrap();
     ctl.subscribe(b"a").unwrap();
     let ep = sub.listen("tcp://127.0.0.1:0").await.unwrap();
-    let publ = spstack::pub0().build();
+    let publ = spstack::typed::pub0().build();
     publ.dial(ep.url()).await.unwrap();
     publ.send("b-dropped").await.unwrap();
     publ.send("a-kept").await.unwrap();

@@ -35,7 +35,7 @@ fn word(b: &[u8], i: usize) -> u32 {
 async fn req_to_raw_rep(req_opts: Options) -> (Socket, Socket) {
     let rep = spstack::raw(Protocol::Rep0).build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
-    let req = spstack::req0().options(req_opts).build();
+    let req = spstack::typed::req0().options(req_opts).build();
     within("dial", req.dial(ep.url())).await.unwrap();
     (req.into(), rep)
 }
@@ -119,11 +119,11 @@ async fn req_resends_at_once_when_its_pipe_dies() {
     let opts = Options::default()
         .req_resend(Some(Duration::from_secs(60)))
         .reconnect_min(Duration::from_millis(50));
-    let rep_a = spstack::rep0().build();
-    let rep_b = spstack::rep0().build();
+    let rep_a = spstack::typed::rep0().build();
+    let rep_b = spstack::typed::rep0().build();
     let ea = rep_a.listen("tcp://127.0.0.1:0").await.unwrap();
     let eb = rep_b.listen("tcp://127.0.0.1:0").await.unwrap();
-    let req = spstack::req0().options(opts).build();
+    let req = spstack::typed::req0().options(opts).build();
     within("dial a", req.dial(ea.url())).await.unwrap();
     within("dial b", req.dial(eb.url())).await.unwrap();
     assert_eq!(req.pipes().len(), 2);
@@ -166,7 +166,7 @@ fn answer_for(req: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn hundred_contexts_each_get_their_own_answer() {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let handler = tower::service_fn(|m: Message| async move {
         // a pseudo-random 0-20 ms delay derived from the request
@@ -178,7 +178,7 @@ async fn hundred_contexts_each_get_their_own_answer() {
     });
     let server = tokio::spawn(spstack::rep::serve(rep.clone(), handler, 16));
 
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("dial", req.dial(ep.url())).await.unwrap();
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..100)
@@ -207,9 +207,9 @@ async fn hundred_contexts_each_get_their_own_answer() {
 #[tokio::test]
 async fn many_requests_in_flight_on_one_rep_via_contexts() {
     const N: usize = 10;
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("dial", req.dial(ep.url())).await.unwrap();
 
     let clients: Vec<_> = (0..N)
@@ -266,7 +266,7 @@ async fn late_reply_is_dropped_and_counted() {
 
 #[tokio::test]
 async fn recv_on_req_context_without_request_is_an_error() {
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     let ctx = req.context();
     let r = within("recv with nothing sent", ctx.recv()).await;
     assert!(matches!(r, Err(Error::State(_))), "got {r:?}");
@@ -277,11 +277,11 @@ async fn recv_on_req_context_without_request_is_an_error() {
 
 async fn sizes_round_trip(url: &str) {
     let opts = Options::default().recv_max_size(2 << 20);
-    let rep = spstack::rep0().options(opts.clone()).build();
+    let rep = spstack::typed::rep0().options(opts.clone()).build();
     let ep = rep.listen(url).await.unwrap();
     let echo = tower::service_fn(|m: Message| async move { Ok::<_, Error>(m) });
     tokio::spawn(spstack::rep::serve(rep.clone(), echo, 2));
-    let req = spstack::req0().options(opts).build();
+    let req = spstack::typed::req0().options(opts).build();
     within("dial", req.dial(ep.url())).await.unwrap();
     for size in [0usize, 1, 64 << 10, 1 << 20] {
         let body: Vec<u8> = (0..size).map(|i| (i * 31 + size) as u8).collect();

@@ -96,7 +96,7 @@ async fn chain_with(rewrite_hop1: Option<Rewrite>, client_opts: Options) -> Chai
     );
     let server_stats = server_integrity.stats();
     let server = hop(
-        spstack::rep0().into_untyped(),
+        spstack::typed::rep0().into_untyped(),
         &keys.server,
         &keys.dev2_back,
     )
@@ -152,7 +152,7 @@ async fn chain_with(rewrite_hop1: Option<Rewrite>, client_opts: Options) -> Chai
     );
     let client_stats = client_integrity.stats();
     let client = hop(
-        spstack::req0().into_untyped(),
+        spstack::typed::req0().into_untyped(),
         &keys.client,
         &keys.dev1_front,
     )
@@ -375,7 +375,7 @@ async fn a_peer_with_an_unlisted_key_never_gets_a_message_in() {
     assert_eq!(ask(&c, "listed").await, "re: listed");
     // an intruder that knows device 1's public key but is not on its list
     let intruder = hop(
-        spstack::req0().into_untyped(),
+        spstack::typed::req0().into_untyped(),
         &StaticKeypair::generate(),
         &c.keys.dev1_front,
     )

@@ -41,7 +41,7 @@ fn set_deadline(s: &Socket, d: Duration) {
 
 /// A surveyor listening on tcp with `n` respondents dialed in.
 async fn survey_net(n: usize) -> (Socket, Vec<Socket>, String) {
-    let surveyor = spstack::surveyor0().build();
+    let surveyor = spstack::typed::surveyor0().build();
     let url = surveyor
         .listen("tcp://127.0.0.1:0")
         .await
@@ -50,7 +50,7 @@ async fn survey_net(n: usize) -> (Socket, Vec<Socket>, String) {
         .to_string();
     let mut rs = Vec::new();
     for _ in 0..n {
-        let r = spstack::respondent0().build();
+        let r = spstack::typed::respondent0().build();
         within("respondent dial", r.dial(&url)).await.unwrap();
         rs.push(r.into());
     }
@@ -121,13 +121,13 @@ async fn three_respondents_answer_then_the_deadline_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recv_without_a_survey_is_a_state_error() {
-    let s = spstack::surveyor0().build();
+    let s = spstack::typed::surveyor0().build();
     assert!(matches!(
         within("recv", s.recv()).await,
         Err(Error::State(_))
     ));
     // a respondent cannot answer what it never received
-    let r = spstack::respondent0().build();
+    let r = spstack::typed::respondent0().build();
     assert!(matches!(
         within("send", r.send("x")).await,
         Err(Error::State(_))
@@ -259,7 +259,7 @@ async fn surveys_cross_a_device() {
         .url()
         .to_string();
     let rs: Vec<Socket> = (0..3)
-        .map(|_| spstack::respondent0().build().into())
+        .map(|_| spstack::typed::respondent0().build().into())
         .collect();
     for r in &rs {
         within("respondent dial", r.dial(&back_url)).await.unwrap();
@@ -267,7 +267,7 @@ async fn surveys_cross_a_device() {
     wait_pipes(&back, 3).await;
     let (f, b) = (front.clone(), back.clone());
     let dev = tokio::spawn(async move { spstack::device(&f, &b).await });
-    let surveyor = spstack::surveyor0().build();
+    let surveyor = spstack::typed::surveyor0().build();
     within("surveyor dial", surveyor.dial(&front_url))
         .await
         .unwrap();
@@ -303,7 +303,7 @@ fn words(hops: &[u32], id: u32, body: &[u8]) -> Vec<u8> {
 
 /// The surveyor still runs a full survey with a good respondent.
 async fn surveyor_serves(surveyor: &Socket, url: &str) {
-    let r = spstack::respondent0().build();
+    let r = spstack::typed::respondent0().build();
     within("good dial", r.dial(url)).await.unwrap();
     let n = surveyor.pipes().len();
     wait_pipes(surveyor, n.max(1)).await;
@@ -317,7 +317,7 @@ async fn surveyor_serves(surveyor: &Socket, url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evil_respondent_bad_backtraces() {
-    let surveyor = spstack::surveyor0()
+    let surveyor = spstack::typed::surveyor0()
         .options(Options::default().ttl(8))
         .build();
     let url = surveyor
@@ -382,7 +382,7 @@ async fn evil_respondent_bad_backtraces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evil_surveyor_bad_backtraces() {
-    let respondent = spstack::respondent0()
+    let respondent = spstack::typed::respondent0()
         .options(Options::default().ttl(8))
         .build();
     let url = respondent
@@ -425,7 +425,7 @@ async fn evil_surveyor_bad_backtraces() {
     assert_eq!(respondent.stats().pipes_closed, 3);
 
     // the respondent still answers a real surveyor
-    let surveyor = spstack::surveyor0().build();
+    let surveyor = spstack::typed::surveyor0().build();
     within("dial", surveyor.dial(&url)).await.unwrap();
     wait_pipes(respondent.socket(), 2).await;
     set_deadline(surveyor.socket(), Duration::from_millis(500));
@@ -451,7 +451,7 @@ async fn a_flood_of_large_responses_stays_within_the_receive_byte_budget() {
     const BUDGET: usize = 256 << 10;
     const SIZE: usize = 32 << 10;
     const FLOOD: usize = 64;
-    let surveyor = spstack::surveyor0()
+    let surveyor = spstack::typed::surveyor0()
         .options(Options::default().recv_queue_bytes(BUDGET))
         .build();
     let url = surveyor

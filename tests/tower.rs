@@ -19,9 +19,9 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 
 /// A REQ dialed to a REP that receives requests but never answers.
 async fn req_to_silent_rep() -> (Req, Rep) {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("dial", req.dial(ep.url())).await.unwrap();
     (req, rep)
 }
@@ -51,7 +51,7 @@ async fn timeout_middleware_fires_when_rep_never_answers() {
 
 #[tokio::test]
 async fn load_shed_rejects_at_once_while_no_pipe_can_take_a_request() {
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     let mut svc = ServiceBuilder::new().load_shed().service(req.clone());
     // no REP anywhere: poll_ready says not ready, so the call is shed now
     // instead of waiting inside the socket for a pipe
@@ -70,7 +70,7 @@ async fn load_shed_rejects_at_once_while_no_pipe_can_take_a_request() {
     assert_eq!(req.stats().msgs_out, 0, "a shed request never goes out");
 
     // a pipe appears: the same service becomes ready and the call goes through
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let mut plain = req.clone();
     let ready = tokio::spawn(async move {
@@ -94,14 +94,14 @@ async fn load_shed_rejects_at_once_while_no_pipe_can_take_a_request() {
 
 #[tokio::test]
 async fn buffer_holds_calls_until_a_pipe_appears() {
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     let svc = ServiceBuilder::new().buffer(8).service(req.clone());
     let calls: Vec<_> = (0..3)
         .map(|i| tokio::spawn(svc.clone().oneshot(Message::from(format!("b{i}")))))
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(req.stats().msgs_out, 0, "nothing can go out without a pipe");
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     within("dial", req.dial(ep.url())).await.unwrap();
     let echo = tower::service_fn(|m: Message| async move { Ok::<_, Error>(m) });
@@ -206,7 +206,7 @@ async fn retry_recovers_from_a_first_timeout() {
             }
         });
     }
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("dial", req.dial(ep.url())).await.unwrap();
     let svc = ServiceBuilder::new()
         .retry(RetryFailures { left: 2 })
@@ -220,7 +220,7 @@ async fn retry_recovers_from_a_first_timeout() {
 
 #[tokio::test]
 async fn serve_answers_concurrently() {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -240,7 +240,7 @@ async fn serve_answers_concurrently() {
         })
     };
     tokio::spawn(spstack::rep::serve(rep.clone(), handler, 20));
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("dial", req.dial(ep.url())).await.unwrap();
 
     let t0 = Instant::now();
@@ -270,7 +270,7 @@ async fn serve_answers_concurrently() {
 
 #[tokio::test]
 async fn serve_sends_no_reply_when_the_handler_fails_and_req_resends() {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let handler = {
@@ -287,7 +287,7 @@ async fn serve_sends_no_reply_when_the_handler_fails_and_req_resends() {
         })
     };
     tokio::spawn(spstack::rep::serve(rep.clone(), handler, 2));
-    let req = spstack::req0()
+    let req = spstack::typed::req0()
         .options(Options::default().req_resend(Some(Duration::from_millis(150))))
         .build();
     within("dial", req.dial(ep.url())).await.unwrap();
@@ -298,7 +298,7 @@ async fn serve_sends_no_reply_when_the_handler_fails_and_req_resends() {
 
 #[tokio::test]
 async fn serve_on_error_answers_a_failed_request_at_once() {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let handler = {
@@ -321,7 +321,7 @@ async fn serve_on_error_answers_a_failed_request_at_once() {
             .run(rep),
     );
     // the resend is far away: only the mapped reply can arrive in time
-    let req = spstack::req0()
+    let req = spstack::typed::req0()
         .options(Options::default().req_resend(Some(Duration::from_secs(60))))
         .build();
     within("dial", req.dial(ep.url())).await.unwrap();
@@ -336,7 +336,7 @@ async fn serve_on_error_answers_a_failed_request_at_once() {
 
 #[tokio::test]
 async fn serve_on_error_returning_none_sends_nothing() {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let handler = tower::service_fn(|_: Message| async { Err::<Message, _>("no") });
     tokio::spawn(
@@ -344,7 +344,7 @@ async fn serve_on_error_returning_none_sends_nothing() {
             .on_error(|_| None)
             .run(rep),
     );
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("dial", req.dial(ep.url())).await.unwrap();
     let r = tokio::time::timeout(Duration::from_millis(300), req.request("x")).await;
     assert!(r.is_err(), "no reply expected, got {r:?}");
@@ -352,11 +352,11 @@ async fn serve_on_error_returning_none_sends_nothing() {
 
 #[tokio::test]
 async fn context_service_runs_calls_in_order() {
-    let rep = spstack::rep0().build();
+    let rep = spstack::typed::rep0().build();
     let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
     let echo = tower::service_fn(|m: Message| async move { Ok::<_, Error>(m) });
     tokio::spawn(spstack::rep::serve(rep.clone(), echo, 4));
-    let req = spstack::req0().build();
+    let req = spstack::typed::req0().build();
     within("dial", req.dial(ep.url())).await.unwrap();
     let svc = req.context().into_service();
     let calls = (0..5).map(|i| svc.clone().oneshot(Message::from(format!("{i}").as_str())));

@@ -48,9 +48,9 @@ fn inproc_url(tag: &str) -> String {
 
 /// PULL listens on `url`, PUSH dials it, 1000 numbered messages arrive in order.
 async fn thousand_in_order(url: &str) {
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     let ep = pull.listen(url).await.unwrap();
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     within("dial", push.dial(ep.url())).await.unwrap();
     let sender = {
         let push = push.clone();
@@ -96,10 +96,10 @@ async fn push_pull_inproc() {
 
 #[tokio::test]
 async fn push_round_robins_across_two_pulls() {
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     let ep = push.listen("tcp://127.0.0.1:0").await.unwrap();
-    let a = spstack::pull0().build();
-    let b = spstack::pull0().build();
+    let a = spstack::typed::pull0().build();
+    let b = spstack::typed::pull0().build();
     within("a dial", a.dial(ep.url())).await.unwrap();
     within("b dial", b.dial(ep.url())).await.unwrap();
     until("push sees both pulls", || push.pipes().len() == 2).await;
@@ -141,9 +141,9 @@ async fn send_until_blocked(push: &Socket, body: &[u8], max: usize) -> Option<us
 #[tokio::test]
 async fn push_back_pressure_over_inproc() {
     let small = Options::default().send_queue(1).recv_queue(1);
-    let pull = spstack::pull0().options(small.clone()).build();
+    let pull = spstack::typed::pull0().options(small.clone()).build();
     let ep = pull.listen(&inproc_url("bp")).await.unwrap();
-    let push = spstack::push0().options(small).build();
+    let push = spstack::typed::push0().options(small).build();
     within("dial", push.dial(ep.url())).await.unwrap();
     let sent = send_until_blocked(push.socket(), b"x", 10_000).await;
     let Some(sent) = sent else {
@@ -173,9 +173,9 @@ async fn push_back_pressure_over_inproc() {
 #[tokio::test]
 async fn timed_out_send_is_not_delivered_later() {
     let small = Options::default().send_queue(1).recv_queue(1);
-    let pull = spstack::pull0().options(small.clone()).build();
+    let pull = spstack::typed::pull0().options(small.clone()).build();
     let ep = pull.listen(&inproc_url("sto")).await.unwrap();
-    let push = spstack::push0()
+    let push = spstack::typed::push0()
         .options(small.send_timeout(Some(Duration::from_millis(100))))
         .build();
     within("dial", push.dial(ep.url())).await.unwrap();
@@ -222,9 +222,9 @@ async fn timed_out_send_is_not_delivered_later() {
 #[tokio::test]
 async fn push_back_pressure_over_tcp() {
     let small = Options::default().send_queue(1).recv_queue(1);
-    let pull = spstack::pull0().options(small.clone()).build();
+    let pull = spstack::typed::pull0().options(small.clone()).build();
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
-    let push = spstack::push0().options(small).build();
+    let push = spstack::typed::push0().options(small).build();
     within("dial", push.dial(ep.url())).await.unwrap();
     let body = vec![7u8; 64 << 10];
     // 2000 * 64 KiB = 125 MiB: far more than kernel socket buffers hold
@@ -243,10 +243,10 @@ async fn dialer_reconnects_to_a_new_listener_on_the_same_address() {
     let opts = Options::default()
         .reconnect_min(Duration::from_millis(50))
         .reconnect_max(Duration::from_millis(200));
-    let pull1 = spstack::pull0().build();
+    let pull1 = spstack::typed::pull0().build();
     let ep = pull1.listen("tcp://127.0.0.1:0").await.unwrap();
     let url = ep.url().to_string();
-    let push = spstack::push0().options(opts).build();
+    let push = spstack::typed::push0().options(opts).build();
     within("dial", push.dial(&url)).await.unwrap();
     push.send("to the first").await.unwrap();
     assert_eq!(
@@ -258,7 +258,7 @@ async fn dialer_reconnects_to_a_new_listener_on_the_same_address() {
     until("push notices the pipe closed", || push.pipes().is_empty()).await;
     // bind the very same address with a new socket (retry while the old
     // listener is still being torn down)
-    let pull2 = spstack::pull0().build();
+    let pull2 = spstack::typed::pull0().build();
     within("rebind", async {
         loop {
             match pull2.listen(&url).await {
@@ -279,13 +279,13 @@ async fn dialer_reconnects_to_a_new_listener_on_the_same_address() {
 
 #[tokio::test]
 async fn one_socket_with_several_listeners_and_dialers() {
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     let tcp = pull.listen("tcp://127.0.0.1:0").await.unwrap();
     let ipc = pull.listen(&ipc_url("multi")).await.unwrap();
     let inproc = pull.listen(&inproc_url("multi")).await.unwrap();
     // and two PUSH listeners the same PULL dials
-    let lp1 = spstack::push0().build();
-    let lp2 = spstack::push0().build();
+    let lp1 = spstack::typed::push0().build();
+    let lp2 = spstack::typed::push0().build();
     let l1 = lp1.listen("tcp://127.0.0.1:0").await.unwrap();
     let l2 = lp2.listen(&inproc_url("multi-l")).await.unwrap();
     within("pull dials 1", pull.dial(l1.url())).await.unwrap();
@@ -293,7 +293,7 @@ async fn one_socket_with_several_listeners_and_dialers() {
 
     let mut pushers = vec![lp1, lp2];
     for ep in [&tcp, &ipc, &inproc] {
-        let p = spstack::push0().build();
+        let p = spstack::typed::push0().build();
         within("push dial", p.dial(ep.url())).await.unwrap();
         pushers.push(p);
     }
@@ -311,7 +311,7 @@ async fn one_socket_with_several_listeners_and_dialers() {
     assert_eq!(got, want);
     // closing one listener leaves the others serving
     tcp.close();
-    let late = spstack::push0().build();
+    let late = spstack::typed::push0().build();
     within("dial ipc again", late.dial(ipc.url()))
         .await
         .unwrap();
@@ -324,11 +324,11 @@ async fn one_socket_with_several_listeners_and_dialers() {
 
 #[tokio::test]
 async fn oversize_message_closes_the_pipe_and_is_counted() {
-    let pull = spstack::pull0()
+    let pull = spstack::typed::pull0()
         .options(Options::default().recv_max_size(1024))
         .build();
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
-    let push = spstack::push0()
+    let push = spstack::typed::push0()
         .options(Options::default().reconnect_min(Duration::from_millis(50)))
         .build();
     within("dial", push.dial(ep.url())).await.unwrap();
@@ -361,11 +361,11 @@ async fn oversize_message_closes_the_pipe_and_is_counted() {
 #[tokio::test]
 async fn oversize_message_over_ipc_and_inproc() {
     for url in [ipc_url("big"), inproc_url("big")] {
-        let pull = spstack::pull0()
+        let pull = spstack::typed::pull0()
             .options(Options::default().recv_max_size(100))
             .build();
         let ep = pull.listen(&url).await.unwrap();
-        let push = spstack::push0().build();
+        let push = spstack::typed::push0().build();
         within("dial", push.dial(ep.url())).await.unwrap();
         push.send(vec![0u8; 101]).await.unwrap();
         until(&format!("TooLarge over {url}"), || {
@@ -379,12 +379,12 @@ async fn oversize_message_over_ipc_and_inproc() {
 
 #[tokio::test]
 async fn pair_refuses_a_second_peer() {
-    let a = spstack::pair0().build();
+    let a = spstack::typed::pair0().build();
     let ep = a.listen("tcp://127.0.0.1:0").await.unwrap();
-    let b = spstack::pair0().build();
+    let b = spstack::typed::pair0().build();
     within("b dial", b.dial(ep.url())).await.unwrap();
     until("a has its peer", || a.pipes().len() == 1).await;
-    let c = spstack::pair0()
+    let c = spstack::typed::pair0()
         .options(Options::default().reconnect_min(Duration::from_millis(50)))
         .build();
     // the connection itself may succeed before `a` refuses it
@@ -430,10 +430,10 @@ fn record(s: &Socket, accept: bool) -> Arc<Mutex<Vec<Ev>>> {
 
 #[tokio::test]
 async fn pipe_events_fire_in_order() {
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     let log = record(pull.socket(), true);
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     within("dial", push.dial(ep.url())).await.unwrap();
     until("pipe added", || log.lock().unwrap().len() >= 2).await;
     let id = pull.pipes()[0];
@@ -449,10 +449,10 @@ async fn pipe_events_fire_in_order() {
 
 #[tokio::test]
 async fn pipe_event_hook_can_reject() {
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     let log = record(pull.socket(), false);
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
-    let push = spstack::push0()
+    let push = spstack::typed::push0()
         .options(Options::default().reconnect_min(Duration::from_millis(50)))
         .build();
     let _ = push.dial_background(ep.url()).unwrap();
@@ -475,10 +475,10 @@ async fn pipe_event_hook_can_reject() {
 
 #[tokio::test]
 async fn pipe_events_stream_reports_joins_and_leaves() {
-    let pull = spstack::pull0().build();
+    let pull = spstack::typed::pull0().build();
     let mut events = pull.pipe_events();
     let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
-    let push = spstack::push0().build();
+    let push = spstack::typed::push0().build();
     push.dial(ep.url()).await.unwrap();
     let joined = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await

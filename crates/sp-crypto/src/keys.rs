@@ -178,11 +178,11 @@ pub fn key_id_of(key: &VerifyingKey) -> SigningKeyId {
 /// nothing, and it is no Noise key either, so it cannot be passed where one
 /// is expected:
 ///
-/// ```compile_fail,E0308
+/// ```compile_fail,E0277
 /// use sp_crypto::keys::SigningKeypair;
 /// use sp_crypto::noise::{NoiseConfig, StaticKeypair};
 /// let signing = SigningKeypair::generate();
-/// // error: expected `NoisePublicKey`, found `SigningKeyId`
+/// // error: `NoisePublicKey: From<SigningKeyId>` is not satisfied
 /// let cfg = NoiseConfig::new(StaticKeypair::generate()).allow(signing.key_id());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -201,6 +201,10 @@ impl SigningKeyId {
     pub const fn to_bytes(self) -> [u8; 32] {
         self.0
     }
+    /// Its bytes as a slice (as `[u8; 32]::as_slice` read them).
+    pub const fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for SigningKeyId {
@@ -213,6 +217,53 @@ impl fmt::Debug for SigningKeyId {
 impl fmt::Display for SigningKeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex(&self.0))
+    }
+}
+
+/// Bare bytes still convert (code written when ids were `[u8; 32]`); a
+/// `NoisePublicKey` does not.
+impl From<[u8; 32]> for SigningKeyId {
+    fn from(bytes: [u8; 32]) -> SigningKeyId {
+        SigningKeyId(bytes)
+    }
+}
+
+impl From<SigningKeyId> for [u8; 32] {
+    fn from(id: SigningKeyId) -> [u8; 32] {
+        id.0
+    }
+}
+
+impl PartialEq<[u8; 32]> for SigningKeyId {
+    fn eq(&self, other: &[u8; 32]) -> bool {
+        &self.0 == other
+    }
+}
+
+/// Reads as its bytes (`id.to_vec()`, `id[..]`, `&id` where `&[u8]` is taken), as code written when ids
+/// were `[u8; 32]` read them; nothing converts it by value to a key type.
+impl std::ops::Deref for SigningKeyId {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl PartialEq<SigningKeyId> for [u8; 32] {
+    fn eq(&self, other: &SigningKeyId) -> bool {
+        self == &other.0
+    }
+}
+
+impl PartialEq<SigningKeyId> for Vec<u8> {
+    fn eq(&self, other: &SigningKeyId) -> bool {
+        self[..] == other.0[..]
+    }
+}
+
+impl AsRef<[u8]> for SigningKeyId {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -675,7 +726,11 @@ impl TrustedSigners {
     }
 
     /// Stops trusting the key with this id (rotation, revocation).
-    pub fn remove(&mut self, key_id: &SigningKeyId) -> bool {
+    pub fn remove<Q>(&mut self, key_id: &Q) -> bool
+    where
+        SigningKeyId: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.keys.remove(key_id).is_some()
     }
 
@@ -848,12 +903,14 @@ pub fn load_noise_secret(path: &Path) -> Result<NoiseSecret, KeyError> {
     decode_line(&text, NOISE_SECRET_TAG, path).map(NoiseSecret)
 }
 
-/// Saves an X25519 public key (`spstack-noise-x25519-public <base64>`), mode 0644.
-pub fn save_noise_public(
+/// Saves an X25519 public key (`spstack-noise-x25519-public <base64>`), mode
+/// 0644. Takes a [`NoisePublicKey`] (or its bare bytes, which convert).
+pub fn save_noise_public<K: Into<NoisePublicKey> + Copy>(
     path: &Path,
-    public: &NoisePublicKey,
+    public: &K,
     overwrite: bool,
 ) -> Result<(), KeyError> {
+    let public: NoisePublicKey = (*public).into();
     let line = encode_line(NOISE_PUBLIC_TAG, public.as_bytes());
     write_file(path, line.as_bytes(), 0o644, overwrite)
 }

@@ -335,7 +335,7 @@ impl Routing for Sub0Raw {
 
 /// Cooked SUB v0: per-context subscriptions and queues over raw SUB. Build
 /// the socket over [`Sub0::raw_protocol`], so that the raw SUB filters with
-/// the union of the contexts' subscriptions (`spstack::sub0()` does). Over
+/// the union of the contexts' subscriptions (`spstack::typed::sub0()` does). Over
 /// a raw SUB of its own ([`Sub0Raw::new`], subscribed to everything) it
 /// still delivers right, with every message passing the pipe reader.
 #[derive(Clone)]

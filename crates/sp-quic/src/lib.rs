@@ -24,9 +24,9 @@
 //!     .server_name("localhost");
 //! let quic = Arc::new(Quic::new(QuicConfig::new(tls)));
 //!
-//! let rep = spstack::rep0().transport(quic.clone()).build();
+//! let rep = spstack::typed::rep0().transport(quic.clone()).build();
 //! let ep = rep.listen("quic://127.0.0.1:0").await?;
-//! let req = spstack::req0().transport(quic.clone()).build();
+//! let req = spstack::typed::req0().transport(quic.clone()).build();
 //! req.dial(ep.url()).await?;
 //!
 //! req.send("ping").await?;

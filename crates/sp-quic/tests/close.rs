@@ -55,7 +55,7 @@ const SIZE: usize = 100 << 10;
 async fn shutdown_after_a_burst_delivers_everything() {
     let pki = pki("ca-close");
     let t_pull = quic(both(&pki));
-    let pull = over(spstack::pull0().into_untyped(), &t_pull);
+    let pull = over(spstack::typed::pull0().into_untyped(), &t_pull);
     let url = listen(&pull, "127.0.0.1").await;
     let blocked = Arc::new(AtomicBool::new(false));
     let server: std::net::SocketAddr = url.trim_start_matches("quic://").parse().expect("addr");
@@ -63,7 +63,7 @@ async fn shutdown_after_a_burst_delivers_everything() {
     let t_push = quic(both(&pki));
     // the socket does not wait for the peer: only the transport's own end
     // of the connection can keep what it holds from being lost
-    let push = spstack::push0()
+    let push = spstack::typed::push0()
         .transport(t_push.clone())
         .options(opts().linger(std::time::Duration::from_millis(1)))
         .build();

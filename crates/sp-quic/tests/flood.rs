@@ -93,7 +93,7 @@ async fn stalled(pki: &Pki, target: std::net::SocketAddr) -> Vec<quinn::Connecti
 async fn flood_of_garbage_and_stalled_handshakes_keeps_serving() {
     let pki = Arc::new(pki("ca-flood"));
     let listener = quic(both(&pki));
-    let rep = spstack::rep0()
+    let rep = spstack::typed::rep0()
         .transport(listener.clone())
         .options(
             opts()
@@ -132,7 +132,7 @@ async fn flood_of_garbage_and_stalled_handshakes_keeps_serving() {
         })
     };
 
-    let client = over(spstack::req0().into_untyped(), &quic(both(&pki)));
+    let client = over(spstack::typed::req0().into_untyped(), &quic(both(&pki)));
     dial(&client, &url).await;
     for i in 0..20 {
         client.send(payload(100, i)).await.expect("send");
@@ -177,12 +177,12 @@ async fn flood_of_garbage_and_stalled_handshakes_keeps_serving() {
 async fn forced_retry_still_serves() {
     let pki = pki("ca-retry");
     let listener = Arc::new(Quic::new(QuicConfig::new(both(&pki)).retry_above(0)));
-    let rep = spstack::rep0()
+    let rep = spstack::typed::rep0()
         .transport(listener.clone())
         .options(opts())
         .build();
     let url = listen(rep.socket(), "127.0.0.1").await;
-    let client = over(spstack::req0().into_untyped(), &quic(both(&pki)));
+    let client = over(spstack::typed::req0().into_untyped(), &quic(both(&pki)));
     dial(&client, &url).await;
     client.send("through retry").await.expect("send");
     let m = within("request", rep.recv()).await.expect("request");

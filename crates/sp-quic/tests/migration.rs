@@ -16,14 +16,14 @@ use sp_quic::{quinn, Quic, QuicConfig};
 #[tokio::test]
 async fn rebinding_the_dialers_socket_keeps_the_pipe() {
     let pki = pki("ca-migrate");
-    let rep = over(spstack::rep0().into_untyped(), &quic(both(&pki)));
+    let rep = over(spstack::typed::rep0().into_untyped(), &quic(both(&pki)));
     let url = listen(&rep, "127.0.0.1").await;
 
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
     let dialer = Arc::new(Quic::new(
         QuicConfig::new(both(&pki)).client_endpoint(ep.clone()),
     ));
-    let req = over(spstack::req0().into_untyped(), &dialer);
+    let req = over(spstack::typed::req0().into_untyped(), &dialer);
     dial(&req, &url).await;
 
     let serve = {

@@ -21,10 +21,10 @@ const SIZES: &[usize] = &[0, 1, 100, 65_536, 1 << 20];
 async fn req_rep_byte_exact_with_server_identity() {
     let pki = pki("ca-reqrep");
     let t = quic(both(&pki));
-    let rep = over(spstack::rep0().into_untyped(), &t);
+    let rep = over(spstack::typed::rep0().into_untyped(), &t);
     let url = listen(&rep, "127.0.0.1").await;
     assert!(url.starts_with("quic://127.0.0.1:"), "{url}");
-    let req = over(spstack::req0().into_untyped(), &t);
+    let req = over(spstack::typed::req0().into_untyped(), &t);
     dial(&req, &url).await;
 
     for (i, &size) in SIZES.iter().enumerate() {
@@ -64,9 +64,9 @@ async fn client_certificate_is_the_listeners_peer_identity() {
     let pki = pki("ca-client");
     let listener = quic(both(&pki).require_client_cert(pki.roots()));
     let dialer = quic(both(&pki).client_identity(pki.client.identity()));
-    let rep = over(spstack::rep0().into_untyped(), &listener);
+    let rep = over(spstack::typed::rep0().into_untyped(), &listener);
     let url = listen(&rep, "127.0.0.1").await;
-    let req = over(spstack::req0().into_untyped(), &dialer);
+    let req = over(spstack::typed::req0().into_untyped(), &dialer);
     dial(&req, &url).await;
     req.send("who").await.expect("send");
     within("request", rep.recv()).await.expect("request");
@@ -78,10 +78,10 @@ async fn client_certificate_is_the_listeners_peer_identity() {
 async fn ipv6_req_rep() {
     let pki = pki("ca-v6");
     let t = quic(both(&pki));
-    let rep = over(spstack::rep0().into_untyped(), &t);
+    let rep = over(spstack::typed::rep0().into_untyped(), &t);
     let url = listen(&rep, "[::1]").await;
     assert!(url.starts_with("quic://[::1]:"), "bound IPv6 URL: {url}");
-    let req = over(spstack::req0().into_untyped(), &t);
+    let req = over(spstack::typed::req0().into_untyped(), &t);
     dial(&req, &url).await;
     req.send(payload(70_000, 3)).await.expect("send");
     let got = within("request", rep.recv()).await.expect("request");
@@ -103,9 +103,9 @@ async fn ipv6_req_rep() {
 async fn pub_sub_filters_topics() {
     let pki = pki("ca-pubsub");
     let t = quic(both(&pki));
-    let publisher = over(spstack::pub0().into_untyped(), &t);
+    let publisher = over(spstack::typed::pub0().into_untyped(), &t);
     let url = listen(&publisher, "127.0.0.1").await;
-    let sub = over(spstack::sub0().into_untyped(), &t);
+    let sub = over(spstack::typed::sub0().into_untyped(), &t);
     sub.control::<SubControl>()
         .expect("sub control")
         .subscribe(b"weather/")
@@ -133,11 +133,11 @@ async fn pub_sub_filters_topics() {
 async fn push_pull_balances_over_two_pulls() {
     let pki = pki("ca-pipeline");
     let t = quic(both(&pki));
-    let push = over(spstack::push0().into_untyped(), &t);
+    let push = over(spstack::typed::push0().into_untyped(), &t);
     let url = listen(&push, "127.0.0.1").await;
     let pulls = [
-        over(spstack::pull0().into_untyped(), &t),
-        over(spstack::pull0().into_untyped(), &t),
+        over(spstack::typed::pull0().into_untyped(), &t),
+        over(spstack::typed::pull0().into_untyped(), &t),
     ];
     for p in &pulls {
         dial(p, &url).await;
@@ -171,14 +171,14 @@ async fn push_pull_balances_over_two_pulls() {
 async fn surveyor_collects_every_respondent() {
     let pki = pki("ca-survey");
     let t = quic(both(&pki));
-    let surveyor = over(spstack::surveyor0().into_untyped(), &t);
+    let surveyor = over(spstack::typed::surveyor0().into_untyped(), &t);
     surveyor
         .control::<SurveyorControl>()
         .expect("surveyor control")
         .set_deadline(Duration::from_secs(5));
     let url = listen(&surveyor, "127.0.0.1").await;
     let respondents: Vec<_> = (0..3)
-        .map(|_| over(spstack::respondent0().into_untyped(), &t))
+        .map(|_| over(spstack::typed::respondent0().into_untyped(), &t))
         .collect();
     for (i, r) in respondents.iter().enumerate() {
         dial(r, &url).await;
@@ -207,10 +207,10 @@ async fn surveyor_collects_every_respondent() {
 async fn bus_floods_among_three() {
     let pki = pki("ca-bus");
     let t = quic(both(&pki));
-    let hub = over(spstack::bus0().into_untyped(), &t);
+    let hub = over(spstack::typed::bus0().into_untyped(), &t);
     let url = listen(&hub, "127.0.0.1").await;
-    let a = over(spstack::bus0().into_untyped(), &t);
-    let b = over(spstack::bus0().into_untyped(), &t);
+    let a = over(spstack::typed::bus0().into_untyped(), &t);
+    let b = over(spstack::typed::bus0().into_untyped(), &t);
     dial(&a, &url).await;
     dial(&b, &url).await;
     until("both attached", || hub.pipes().len() == 2).await;
@@ -230,12 +230,12 @@ async fn pair_v0_and_v1_both_ways() {
     let t = quic(both(&pki));
     for (left, right) in [
         (
-            spstack::pair0().into_untyped(),
-            spstack::pair0().into_untyped(),
+            spstack::typed::pair0().into_untyped(),
+            spstack::typed::pair0().into_untyped(),
         ),
         (
-            spstack::pair1().into_untyped(),
-            spstack::pair1().into_untyped(),
+            spstack::typed::pair1().into_untyped(),
+            spstack::typed::pair1().into_untyped(),
         ),
     ] {
         let l = over(left, &t);

@@ -61,7 +61,10 @@ const REQ_HEADER: [u8; 8] = [0, b'S', b'P', 0, 0, 0x30, 0, 0];
 
 fn rep_listener(pki: &Pki, o: Options) -> (Arc<Quic>, spstack::Socket) {
     let t = quic(both(pki));
-    let s = spstack::rep0().transport(t.clone()).options(o).build();
+    let s = spstack::typed::rep0()
+        .transport(t.clone())
+        .options(o)
+        .build();
     (t, s.into())
 }
 
@@ -69,9 +72,9 @@ fn rep_listener(pki: &Pki, o: Options) -> (Arc<Quic>, spstack::Socket) {
 async fn untrusted_server_certificate_is_refused_and_says_so() {
     let pki = pki("ca-untrusted");
     let other = common::pki("ca-untrusted-other");
-    let server = over(spstack::rep0().into_untyped(), &quic(both(&other)));
+    let server = over(spstack::typed::rep0().into_untyped(), &quic(both(&other)));
     let url = listen(&server, "127.0.0.1").await;
-    let client = over(spstack::req0().into_untyped(), &quic(both(&pki)));
+    let client = over(spstack::typed::req0().into_untyped(), &quic(both(&pki)));
     let e = dial_err(&client, &url).await.to_string();
     assert!(
         e.contains("not issued by a trusted CA") && e.contains("TlsConfig::roots"),
@@ -87,11 +90,11 @@ async fn untrusted_server_certificate_is_refused_and_says_so() {
 #[tokio::test]
 async fn certificate_for_another_name_is_refused() {
     let pki = pki_for("ca-name", &["broker.test"]);
-    let server = over(spstack::rep0().into_untyped(), &quic(both(&pki)));
+    let server = over(spstack::typed::rep0().into_untyped(), &quic(both(&pki)));
     let url = listen(&server, "127.0.0.1").await;
     // dialing by IP: the certificate names only broker.test
     let tls = TlsConfig::new().roots(pki.roots());
-    let client = over(spstack::req0().into_untyped(), &quic(tls.clone()));
+    let client = over(spstack::typed::req0().into_untyped(), &quic(tls.clone()));
     let e = dial_err(&client, &url).await.to_string();
     assert!(
         e.contains("not valid for the name") && e.contains("server_name"),
@@ -99,7 +102,7 @@ async fn certificate_for_another_name_is_refused() {
     );
     // and the override makes it work
     let fixed = over(
-        spstack::req0().into_untyped(),
+        spstack::typed::req0().into_untyped(),
         &quic(tls.server_name("broker.test")),
     );
     dial(&fixed, &url).await;
@@ -110,12 +113,12 @@ async fn missing_or_foreign_client_certificate_is_refused() {
     let pki = pki("ca-mtls");
     let other = pki_for("ca-mtls-other", &["localhost"]);
     let server = over(
-        spstack::rep0().into_untyped(),
+        spstack::typed::rep0().into_untyped(),
         &quic(both(&pki).require_client_cert(pki.roots())),
     );
     let url = listen(&server, "127.0.0.1").await;
 
-    let bare = over(spstack::req0().into_untyped(), &quic(both(&pki)));
+    let bare = over(spstack::typed::req0().into_untyped(), &quic(both(&pki)));
     let e = dial_err(&bare, &url).await.to_string();
     assert!(
         e.contains("client certificate"),
@@ -123,7 +126,7 @@ async fn missing_or_foreign_client_certificate_is_refused() {
     );
 
     let foreign = over(
-        spstack::req0().into_untyped(),
+        spstack::typed::req0().into_untyped(),
         &quic(both(&pki).client_identity(other.client.identity())),
     );
     let e = dial_err(&foreign, &url).await.to_string();
@@ -190,7 +193,7 @@ async fn wrong_alpn_is_refused_by_our_dialer() {
             }
         }
     });
-    let client = over(spstack::req0().into_untyped(), &quic(both(&pki)));
+    let client = over(spstack::typed::req0().into_untyped(), &quic(both(&pki)));
     let e = dial_err(&client, &format!("quic://127.0.0.1:{port}"))
         .await
         .to_string();
@@ -241,7 +244,7 @@ async fn oversize_message_from_our_dialer_closes_its_pipe_with_sp_too_large() {
     let pki = pki("ca-oversize-2");
     let (t, server) = rep_listener(&pki, opts().recv_max_size(64 << 10));
     let url = listen(&server, "127.0.0.1").await;
-    let client = over(spstack::req0().into_untyped(), &quic(both(&pki)));
+    let client = over(spstack::typed::req0().into_untyped(), &quic(both(&pki)));
     dial(&client, &url).await;
     let mut events = client.pipe_events();
     client.send(vec![7u8; 100_000]).await.expect("send");
@@ -345,7 +348,7 @@ async fn tls12_only_config_is_refused_up_front() {
     let t = Arc::new(Quic::new(QuicConfig::new(
         both(&pki).versions(TlsVersion::Tls12, TlsVersion::Tls12),
     )));
-    let s = spstack::rep0().transport(t).build();
+    let s = spstack::typed::rep0().transport(t).build();
     let e = s
         .listen("quic://127.0.0.1:0")
         .await

@@ -66,7 +66,7 @@ async fn chain() -> Chain {
         .expect("config"),
     );
     let server_stats = server_integrity.stats();
-    let server = hop(spstack::rep0().into_untyped(), &server_k, &d2b)
+    let server = hop(spstack::typed::rep0().into_untyped(), &server_k, &d2b)
         .message_layer(server_integrity)
         .build();
     let s_ep = server.listen("tcp://127.0.0.1:0").await.expect("listen");
@@ -111,7 +111,7 @@ async fn chain() -> Chain {
             .expect("config"),
     );
     let client_stats = client_integrity.stats();
-    let client = hop(spstack::req0().into_untyped(), &client_k, &d1f)
+    let client = hop(spstack::typed::req0().into_untyped(), &client_k, &d1f)
         .message_layer(client_integrity)
         .build();
     client.dial(d1_ep.url()).await.expect("dial dev1");

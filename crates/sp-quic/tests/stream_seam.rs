@@ -18,10 +18,10 @@ use sp_transports::Framed;
 #[tokio::test]
 async fn sp_framing_over_quic_streams_talks_to_quic() {
     let pki = pki("ca-seam");
-    let rep = over(spstack::rep0().into_untyped(), &quic(both(&pki)));
+    let rep = over(spstack::typed::rep0().into_untyped(), &quic(both(&pki)));
     let url = listen(&rep, "127.0.0.1").await;
     let framed = Framed::new(QuicStreams::new(QuicConfig::new(both(&pki))), &["quic"]);
-    let req = spstack::req0()
+    let req = spstack::typed::req0()
         .transport(Arc::new(framed))
         .options(opts())
         .build();

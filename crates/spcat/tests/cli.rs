@@ -353,7 +353,7 @@ fn received_as(prog: &str, fmt: &[&str]) -> Out {
         .build()
         .unwrap();
     rt.block_on(async {
-        let push = spstack::push0().build();
+        let push = spstack::typed::push0().build();
         let end = Instant::now() + Duration::from_secs(5);
         while push.dial(&url).await.is_err() {
             assert!(Instant::now() < end, "{prog} never listened on {url}");
@@ -558,7 +558,7 @@ fn pub_with_late_subscriber(prog: &str) -> (Out, u64, Duration) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let sub = spstack::sub0().build();
+        let sub = spstack::typed::sub0().build();
         sub.subscribe(b"").unwrap();
         // the PUB sends its first message as soon as it listens; this dial
         // waits long enough that it comes after that send (the second is a

@@ -92,10 +92,10 @@ async fn captured_request(layers: Layers) -> (Vec<u8>, [u8; 32]) {
         }
         b.build()
     };
-    let rep = stack(spstack::rep0().into_untyped(), true);
+    let rep = stack(spstack::typed::rep0().into_untyped(), true);
     let ep = rep.listen("tcp://127.0.0.1:0").await.expect("listen");
     let tap = Wiretap::start(ep.url(), None).await.expect("tap");
-    let req = stack(spstack::req0().into_untyped(), false);
+    let req = stack(spstack::typed::req0().into_untyped(), false);
     timeout(WAIT, req.dial(&tap.url))
         .await
         .expect("dial in time")

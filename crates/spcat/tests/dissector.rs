@@ -216,7 +216,7 @@ async fn has_pipe(s: &Socket) {
 #[test]
 fn req_rep_request_ids_and_a_message_across_segments() {
     let rt = rt();
-    let rep = rt.block_on(async { spstack::rep0().build() });
+    let rep = rt.block_on(async { spstack::typed::rep0().build() });
     let (url, port) = rt.block_on(listen(rep.socket()));
     let cap = Capture::start(port, "reqrep");
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -293,11 +293,11 @@ fn req_rep_request_ids_and_a_message_across_segments() {
 #[test]
 fn pub_sub_found_by_its_header_without_a_port() {
     let rt = rt();
-    let publisher = rt.block_on(async { spstack::pub0().build() });
+    let publisher = rt.block_on(async { spstack::typed::pub0().build() });
     let (url, port) = rt.block_on(listen(publisher.socket()));
     let cap = Capture::start(port, "pubsub");
     rt.block_on(async {
-        let sub = spstack::sub0().build();
+        let sub = spstack::typed::sub0().build();
         sub.subscribe(b"weather/").unwrap();
         sub.dial(&url).await.unwrap();
         has_pipe(publisher.socket()).await;
@@ -343,11 +343,11 @@ fn pub_sub_found_by_its_header_without_a_port() {
 #[test]
 fn pair1_hop_count_and_a_declared_third_party_message_layer() {
     let rt = rt();
-    let a = rt.block_on(async { spstack::pair1().message_layer(Trace::new()).build() });
+    let a = rt.block_on(async { spstack::typed::pair1().message_layer(Trace::new()).build() });
     let (url, port) = rt.block_on(listen(a.socket()));
     let cap = Capture::start(port, "pair1");
     rt.block_on(async {
-        let b = spstack::pair1().message_layer(Trace::new()).build();
+        let b = spstack::typed::pair1().message_layer(Trace::new()).build();
         b.dial(&url).await.unwrap();
         has_pipe(a.socket()).await;
         for i in 0..3 {
@@ -393,11 +393,11 @@ fn pair1_hop_count_and_a_declared_third_party_message_layer() {
 #[test]
 fn above_an_unknown_pipe_layer_one_opaque_payload_with_its_owner() {
     let rt = rt();
-    let rep = rt.block_on(async { spstack::rep0().pipe_layer(xor::layer()).build() });
+    let rep = rt.block_on(async { spstack::typed::rep0().pipe_layer(xor::layer()).build() });
     let (url, port) = rt.block_on(listen(rep.socket()));
     let cap = Capture::start(port, "xor");
     rt.block_on(async {
-        let req = spstack::req0().pipe_layer(xor::layer()).build();
+        let req = spstack::typed::req0().pipe_layer(xor::layer()).build();
         req.dial(&url).await.unwrap();
         req.send("scrambled").await.unwrap();
         let got = timeout(WAIT, rep.recv()).await.unwrap().unwrap();
@@ -450,7 +450,7 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
     let (req_pub, rep_pub) = (req_key.verifying_key(), rep_key.verifying_key());
     let hop = || noise::layer(NoiseConfig::new(StaticKeypair::generate()).accept_any_key());
     let rep = rt.block_on(async {
-        spstack::rep0()
+        spstack::typed::rep0()
             .pipe_layer(hop())
             .message_layer(Integrity::replier(
                 IntegrityConfig::new(rep_key, [req_pub], "dissector-test").expect("config"),
@@ -460,7 +460,7 @@ fn noise_and_integrity_show_the_record_and_nothing_inside() {
     let (url, port) = rt.block_on(listen(rep.socket()));
     let cap = Capture::start(port, "noise");
     rt.block_on(async {
-        let req = spstack::req0()
+        let req = spstack::typed::req0()
             .pipe_layer(hop())
             .message_layer(Integrity::requester(
                 IntegrityConfig::new(req_key, [rep_pub], "dissector-test").expect("config"),

@@ -97,3 +97,52 @@ impl Stream for SocketContext {
         self.get_mut().rx.get_mut().as_mut().poll_next(cx)
     }
 }
+
+/// One context as a `tower::Service<Message>` (send, then receive the
+/// answer), kept for code written before the typed sockets: it is a
+/// `Service` whatever the protocol, and `poll_ready` is always ready.
+/// `spstack::ReqContext::into_service` is the honest one (REQ only, ready
+/// when there is capacity).
+#[deprecated(
+    since = "0.1.0",
+    note = "use spstack's typed `ReqContext::into_service` (REQ only, honest poll_ready)"
+)]
+#[derive(Clone)]
+pub struct ContextService {
+    ctx: Arc<tokio::sync::Mutex<SocketContext>>,
+}
+
+#[allow(deprecated)]
+impl SocketContext {
+    /// This context as a `tower::Service` whatever its protocol (see
+    /// [`ContextService`]).
+    #[deprecated(
+        since = "0.1.0",
+        note = "use spstack's typed `ReqContext::into_service` (REQ only, honest poll_ready)"
+    )]
+    pub fn into_service(self) -> ContextService {
+        ContextService {
+            ctx: Arc::new(tokio::sync::Mutex::new(self)),
+        }
+    }
+}
+
+#[allow(deprecated)]
+impl tower::Service<Message> for ContextService {
+    type Response = Message;
+    type Error = Error;
+    type Future = crate::BoxFuture<'static, Result<Message>>;
+    fn poll_ready(&mut self, _: &mut TaskCx<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: Message) -> Self::Future {
+        let ctx = self.ctx.clone();
+        // one call at a time: a context has one request outstanding, and the
+        // lock keeps the calls in call order
+        Box::pin(async move {
+            let c = ctx.lock_owned().await;
+            c.send(req).await?;
+            c.recv().await
+        })
+    }
+}

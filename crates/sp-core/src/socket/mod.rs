@@ -4,13 +4,15 @@
 mod builder;
 mod context;
 mod device;
+mod service;
 
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
 
 pub use builder::{CookedProtocol, CookedSocket, SocketBuilder};
-pub use context::SocketContext;
+#[allow(deprecated)]
+pub use context::{ContextService, SocketContext};
 pub use device::{backtrace_field, device};
 
 use crate::core::PipeEvent;

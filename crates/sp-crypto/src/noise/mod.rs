@@ -198,17 +198,18 @@ impl NoiseConfig {
     /// IK only: the listener's static public key, required for dialing.
     /// The dialer admits exactly this key (the handshake proves the
     /// listener holds it), whatever the allow-list says.
-    pub fn remote_static(mut self, key: NoisePublicKey) -> Self {
-        self.remote_static = Some(key);
+    pub fn remote_static(mut self, key: impl Into<NoisePublicKey>) -> Self {
+        self.remote_static = Some(key.into());
         self
     }
 
     /// Admits a peer's static public key.
     ///
-    /// Only a [`NoisePublicKey`] goes here: an Ed25519 signing key id (the
-    /// integrity layer's) does not compile.
+    /// Only a [`NoisePublicKey`] (or bare `[u8; 32]`, which converts) goes
+    /// here: an Ed25519 signing key id (the integrity layer's) does not
+    /// compile.
     ///
-    /// ```compile_fail,E0308
+    /// ```compile_fail,E0277
     /// use sp_crypto::keys::SigningKeypair;
     /// use sp_crypto::noise::{NoiseConfig, StaticKeypair};
     /// let signer = SigningKeypair::generate();
@@ -220,14 +221,14 @@ impl NoiseConfig {
     /// let peer = StaticKeypair::generate();
     /// NoiseConfig::new(StaticKeypair::generate()).allow(peer.public());
     /// ```
-    pub fn allow(mut self, key: NoisePublicKey) -> Self {
-        self.allowed.insert(key);
+    pub fn allow(mut self, key: impl Into<NoisePublicKey>) -> Self {
+        self.allowed.insert(key.into());
         self
     }
 
     /// Admits every key of `keys`.
-    pub fn allow_all(mut self, keys: impl IntoIterator<Item = NoisePublicKey>) -> Self {
-        self.allowed.extend(keys);
+    pub fn allow_all<K: Into<NoisePublicKey>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.allowed.extend(keys.into_iter().map(Into::into));
         self
     }
 
