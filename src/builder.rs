@@ -108,6 +108,25 @@ impl<H: TypedSocket> Builder<H> {
         self.map(|b| b.integrity(cfg))
     }
 
+    /// `heartbeat/1` as a pipe layer (feature `reliable`): pings when a pipe
+    /// is idle, a silent peer's pipe closed after `interval × misses`. Add
+    /// it nearest the transport (after `noise`, before `ack`); the peer
+    /// needs it too. `pipe_layer(Heartbeat::new(interval).misses(n).layer())`
+    /// for another number of misses.
+    #[cfg(feature = "reliable")]
+    pub fn heartbeat(self, interval: std::time::Duration) -> Self {
+        self.map(|b| b.heartbeat(interval))
+    }
+
+    /// `ack/1` as a pipe layer (feature `reliable`): what a dying pipe held
+    /// goes to another, and the peer drops copies it had. Add it last
+    /// (nearest the protocol); the peer needs it too. `pipe_layer(Ack::new()
+    /// .window(n).layer())` for other limits.
+    #[cfg(feature = "reliable")]
+    pub fn ack(self) -> Self {
+        self.map(SocketBuilderExt::ack)
+    }
+
     /// Builds the socket. Needs a tokio runtime when endpoints are added.
     pub fn build(self) -> H {
         H::from_socket(self.inner.build())
@@ -126,7 +145,7 @@ impl<H: TypedSocket> From<Builder<H>> for SocketBuilder {
 }
 
 /// The shortcuts of [`Builder`] on the untyped [`SocketBuilder`] (of
-/// [`cooked`](crate::cooked) and [`raw`](crate::raw)), each behind its
+/// [`cooked`](crate::cooked) and [`raw`](crate::raw())), each behind its
 /// feature.
 ///
 /// ```
@@ -155,6 +174,12 @@ pub trait SocketBuilderExt: Sized {
     /// The integrity message layer (feature `integrity`).
     #[cfg(feature = "integrity")]
     fn integrity(self, cfg: crate::integrity::IntegrityConfig) -> Self;
+    /// The `heartbeat/1` pipe layer (feature `reliable`).
+    #[cfg(feature = "reliable")]
+    fn heartbeat(self, interval: std::time::Duration) -> Self;
+    /// The `ack/1` pipe layer (feature `reliable`).
+    #[cfg(feature = "reliable")]
+    fn ack(self) -> Self;
 }
 
 impl SocketBuilderExt for SocketBuilder {
@@ -182,5 +207,13 @@ impl SocketBuilderExt for SocketBuilder {
     #[cfg(feature = "integrity")]
     fn integrity(self, cfg: crate::integrity::IntegrityConfig) -> Self {
         self.message_layer(sp_crypto::integrity::Integrity::new(cfg))
+    }
+    #[cfg(feature = "reliable")]
+    fn heartbeat(self, interval: std::time::Duration) -> Self {
+        self.pipe_layer(sp_reliable::heartbeat::layer(interval))
+    }
+    #[cfg(feature = "reliable")]
+    fn ack(self) -> Self {
+        self.pipe_layer(sp_reliable::ack::layer())
     }
 }

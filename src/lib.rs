@@ -49,7 +49,7 @@
 //! |---|---|---|
 //! | `tcp`, `ipc`, `inproc` | yes | the transports every builder gets: `tcp://`, `ipc:///path`, `inproc://name` |
 //! | `metrics` | yes | `export_metrics` and [`metrics`]: the counters through the `metrics` facade |
-//! | `reliable` | yes | the `heartbeat/1` and `ack/1` pipe layers ([`reliable`]) |
+//! | `reliable` | yes | the `heartbeat/1` and `ack/1` pipe layers ([`reliable`], `.heartbeat(interval)`, `.ack()`) |
 //! | `tls` | | `tls+tcp://` ([`tls`], `.tls(cfg)`), rustls with the ring provider |
 //! | `ws` | | `ws://` ([`ws`], `.ws()`); with `tls`, `wss://` (`.wss(cfg)`) |
 //! | `axum` | | `spstack::ws::axum::endpoint`: an SP endpoint as an axum route |

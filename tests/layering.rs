@@ -308,3 +308,41 @@ async fn describe_never_decodes_ciphertext_as_a_protocol_header() {
     assert_eq!(d.opaque.as_ref().map(|o| o.offset), Some(0), "{d}");
     assert!(d.fields.is_empty(), "{d}");
 }
+
+/// `.heartbeat(d)` and `.ack()` (feature `reliable`) put the two layers in
+/// the stack in the order their docs ask (heartbeat nearest the transport),
+/// on the typed builder and on the untyped one alike, and both ends agree.
+#[tokio::test]
+async fn reliable_shortcuts_stack_heartbeat_below_ack() {
+    use spstack::SocketBuilderExt;
+    let names = |c: Vec<spstack::layer::ComponentInfo>| -> Vec<String> {
+        c.into_iter().map(|c| c.name).collect()
+    };
+    let rep = spstack::typed::rep0()
+        .heartbeat(Duration::from_secs(1))
+        .ack()
+        .build();
+    let req = spstack::req0()
+        .heartbeat(Duration::from_secs(1))
+        .ack()
+        .build();
+    assert_eq!(names(rep.components())[..2], ["heartbeat/1", "ack/1"]);
+    assert_eq!(names(req.components())[..2], ["heartbeat/1", "ack/1"]);
+
+    let ep = rep.listen("tcp://127.0.0.1:0").await.unwrap();
+    req.dial(ep.url()).await.unwrap();
+    req.send("ping").await.unwrap();
+    let got = timeout(T, rep.recv())
+        .await
+        .expect("request in time")
+        .unwrap();
+    assert_eq!(got.body(), b"ping");
+    rep.send("pong").await.unwrap();
+    let got = timeout(T, req.recv())
+        .await
+        .expect("reply in time")
+        .unwrap();
+    assert_eq!(got.body(), b"pong");
+    // the layers were negotiated, not refused
+    assert_eq!(req.stats().total_rejects() + rep.stats().total_rejects(), 0);
+}
