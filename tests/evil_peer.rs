@@ -1217,9 +1217,10 @@ async fn ipc_header_and_length_attacks() {
 
 /// A TCP proxy to `to` that delays every chunk `delay` in each direction,
 /// order kept: a peer that far away. Serves until the test ends.
+/// Returns the proxy's `ip:port`.
 async fn delay_proxy(to: std::net::SocketAddr, delay: Duration) -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
-    let url = format!("tcp://{}", l.local_addr().expect("addr"));
+    let url = l.local_addr().expect("addr").to_string();
     fn pump(
         mut from: tokio::net::tcp::OwnedReadHalf,
         mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -1257,6 +1258,171 @@ async fn delay_proxy(to: std::net::SocketAddr, delay: Duration) -> String {
         }
     });
     url
+}
+
+/// Idle connections to `target` from 127.0.0.2 (one source address), one
+/// a millisecond, held open (the newest 2,000), until `stop` is set or 20 s
+/// have passed. Returns how many connected.
+fn idle_flood_from_127_0_0_2(
+    target: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u32> {
+    tokio::spawn(async move {
+        let t0 = Instant::now();
+        let mut held = std::collections::VecDeque::new();
+        let mut made = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && t0.elapsed() < Duration::from_secs(20)
+        {
+            let s = tokio::net::TcpSocket::new_v4().expect("socket");
+            s.bind("127.0.0.2:0".parse().expect("src"))
+                .expect("bind 127.0.0.2");
+            if let Ok(c) = s.connect(target).await {
+                made += 1;
+                held.push_back(c);
+                if held.len() > 2000 {
+                    held.pop_front();
+                }
+            }
+            sleep(Duration::from_millis(1)).await;
+        }
+        made
+    })
+}
+
+/// A listener whose handshake slots (`max_half_open`, or a WebSocket
+/// port's `max_routing`) are held by idle connections from 127.0.0.2,
+/// which keep arriving and evicting. Three honest REQs from 127.0.0.1,
+/// 150 ms away behind a delaying proxy, dial once each (no redial for a
+/// minute, so an evicted handshake is not rescued by a retry) and must
+/// complete a round trip: the flood's source holds the most slots, so the
+/// evictions it causes fall on its own connections. With every connection
+/// counted as a source of its own (tcp's `tcp://ip:port` was not parsed)
+/// or all as one (tls+tcp and ws reported no address), eviction was random
+/// and each honest handshake, overlapping ~100 evictions among 8 slots,
+/// almost never survived.
+async fn one_source_flood_spares_a_far_peer(
+    rep: &Socket,
+    target: std::net::SocketAddr,
+    dial_url: impl Fn(&str) -> String,
+    req: impl Fn() -> Socket,
+) -> Stats {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = idle_flood_from_127_0_0_2(target, stop.clone());
+    let far = dial_url(&delay_proxy(target, Duration::from_millis(150)).await);
+    // the slots fill within a few dozen connections
+    sleep(Duration::from_millis(300)).await;
+    let mut outcome = Ok(());
+    for round in 0..3 {
+        let req = req();
+        let body = format!("far {round}");
+        let round_trip = async {
+            req.dial(&far).await.map_err(|e| format!("dial: {e}"))?;
+            req.send(body.as_str())
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let m = rep.recv().await.map_err(|e| format!("recv: {e}"))?;
+            assert_eq!(m.body(), body.as_bytes());
+            rep.send("near").await.map_err(|e| format!("reply: {e}"))?;
+            let r = req.recv().await.map_err(|e| format!("reply recv: {e}"))?;
+            assert_eq!(r.body(), b"near");
+            Ok::<_, String>(())
+        };
+        outcome = match timeout(Duration::from_secs(8), round_trip).await {
+            Ok(r) => r,
+            Err(_) => Err("no round trip within 8 s".into()),
+        }
+        .map_err(|e| format!("honest peer {round}: {e}"));
+        req.close();
+        if outcome.is_err() {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = flood.await.expect("flood");
+    let st = rep.stats();
+    if let Err(e) = outcome {
+        panic!("{e}, under a flood of {made} idle connections from 127.0.0.2\n{st}");
+    }
+    assert!(
+        st.rejects(RejectReason::Evicted) > 50,
+        "the flood ({made} connections) filled the slots and was evicted, counted on the socket\n{st}"
+    );
+    st
+}
+
+/// A REQ that dials once and does not redial within the test.
+fn req_no_redial() -> spstack::SocketBuilder {
+    spstack::req0().options(
+        Options::default()
+            .reconnect_min(Duration::from_secs(60))
+            .reconnect_max(Duration::from_secs(60)),
+    )
+}
+
+/// Slow handshakes (10 s) and 8 slots: a flood fills them at once.
+fn flooded_listener_opts() -> Options {
+    Options::default()
+        .max_half_open(8)
+        .handshake_timeout(Duration::from_secs(10))
+}
+
+fn tls_pair() -> (sp_transports::TlsConfig, sp_transports::TlsConfig) {
+    use sp_transports::tls::{Identity, Roots, TlsConfig};
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let der = rustls_pki_types::CertificateDer::from(c.cert.der().to_vec());
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from(c.key_pair.serialize_der());
+    let server =
+        TlsConfig::new().server_identity(Identity::from_der(vec![der.clone()], key.into()));
+    let client = TlsConfig::new()
+        .roots(Roots::from_der(vec![der]))
+        .server_name("localhost");
+    (server, client)
+}
+
+fn addr_of(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once("://").expect("scheme").1;
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    authority.parse().expect("ip:port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over_tcp() {
+    init();
+    let _heavy = HEAVY.lock().await;
+    let (rep, url) = rep_on_tcp(flooded_listener_opts()).await;
+    one_source_flood_spares_a_far_peer(
+        &rep,
+        addr_of(&url),
+        |a| format!("tcp://{a}"),
+        || req_no_redial().build(),
+    )
+    .await;
+    assert_no_library_panic();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over_tls_tcp() {
+    init();
+    let _heavy = HEAVY.lock().await;
+    let (server, client) = tls_pair();
+    let rep = spstack::rep0()
+        .options(flooded_listener_opts())
+        .transport(std::sync::Arc::new(sp_transports::tls_tcp(server)))
+        .build();
+    let url = listen(&rep, "tls+tcp://127.0.0.1:0").await;
+    one_source_flood_spares_a_far_peer(
+        &rep,
+        addr_of(&url),
+        |a| format!("tls+tcp://{a}"),
+        || {
+            req_no_redial()
+                .transport(std::sync::Arc::new(sp_transports::tls_tcp(client.clone())))
+                .build()
+        },
+    )
+    .await;
+    assert_no_library_panic();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1298,7 +1464,10 @@ async fn half_open_flood_does_not_starve_a_peer_50ms_away() {
         }
         made
     });
-    let far = delay_proxy(target, Duration::from_millis(50)).await;
+    let far = format!(
+        "tcp://{}",
+        delay_proxy(target, Duration::from_millis(50)).await
+    );
     sleep(Duration::from_millis(300)).await;
     let req = spstack::req0()
         .options(Options::default().reconnect_min(Duration::from_millis(20)))

@@ -123,6 +123,7 @@ impl Core {
                 }
             };
             let peer = raw.peer_addr();
+            let source = raw.source();
             if held.load(Ordering::Acquire) >= cap {
                 // full: no handshake work for a connection that cannot join
                 drop(raw);
@@ -132,7 +133,7 @@ impl Core {
             let core = self.clone();
             let pipe_ep = ep.clone();
             let held = held.clone();
-            let evicted = half_open.spawn(&peer, async move {
+            let evicted = half_open.spawn(&source, async move {
                 let Ok((conn, span)) = core.open_pipe(raw, false).await else {
                     return;
                 };

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 
-use sp_core::admission::Admission;
+use sp_core::admission::{source_of, Admission};
 use sp_core::transport::{ByteStream, StreamListener, StreamTransport};
 use sp_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -296,11 +296,11 @@ pub(crate) async fn listen<S: StreamTransport>(
 
 async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsConfig) {
     // Refusing newcomers at the cap let 128 idle connections lock every
-    // client out. Admission evicts a random request head being read instead,
-    // never the newcomer's. The peer's address is known only once the
-    // stream is upgraded (TLS for wss), so all connections count as one
-    // source here: idle connections are evicted as fast as they arrive and
-    // an honest client is read within its round trip.
+    // client out, and evicting at random among all of them let a flood
+    // kill the heads of clients a round trip away. Admission evicts from
+    // the source (IP) holding the most instead, never the newcomer: the
+    // stream's peer address is known before its own handshake (TLS for
+    // wss) runs, which runs here too.
     let routing = Admission::new(cfg.max_routing);
     loop {
         let upgrade = match l.accept().await {
@@ -313,7 +313,8 @@ async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsCon
         };
         let routes = routes.clone();
         let cfg = cfg.clone();
-        let evicted = routing.spawn("", async move {
+        let source = source_of(upgrade.peer_addr());
+        let evicted = routing.spawn(&source, async move {
             let t = cfg.route_timeout;
             match tokio::time::timeout(t, route(upgrade, &routes, &cfg)).await {
                 Ok(Ok(())) => {}
