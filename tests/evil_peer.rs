@@ -1425,6 +1425,63 @@ async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over
     assert_no_library_panic();
 }
 
+/// A ws:// (or wss://) REP whose port reads at most 8 request heads at once.
+fn ws_rep(secure: Option<sp_transports::TlsConfig>) -> Socket {
+    let cfg = sp_ws::WsConfig::default().max_routing(8);
+    let ws: std::sync::Arc<dyn spstack::transport::Transport> = match secure {
+        None => std::sync::Arc::new(sp_ws::Ws::new(spstack::Tcp).with_config(cfg)),
+        Some(tls) => std::sync::Arc::new(
+            sp_ws::Ws::secure(sp_transports::Tls::new(spstack::Tcp, tls)).with_config(cfg),
+        ),
+    };
+    spstack::rep0()
+        .options(flooded_listener_opts())
+        .transport(ws)
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over_ws() {
+    init();
+    let _heavy = HEAVY.lock().await;
+    let rep = ws_rep(None);
+    let url = listen(&rep, "ws://127.0.0.1:0/sp").await;
+    one_source_flood_spares_a_far_peer(
+        &rep,
+        addr_of(&url),
+        |a| format!("ws://{a}/sp"),
+        || {
+            req_no_redial()
+                .transport(std::sync::Arc::new(sp_ws::Ws::new(spstack::Tcp)))
+                .build()
+        },
+    )
+    .await;
+    assert_no_library_panic();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over_wss() {
+    init();
+    let _heavy = HEAVY.lock().await;
+    let (server, client) = tls_pair();
+    let rep = ws_rep(Some(server));
+    let url = listen(&rep, "wss://127.0.0.1:0/sp").await;
+    one_source_flood_spares_a_far_peer(
+        &rep,
+        addr_of(&url),
+        |a| format!("wss://{a}/sp"),
+        || {
+            let tls = sp_transports::Tls::new(spstack::Tcp, client.clone());
+            req_no_redial()
+                .transport(std::sync::Arc::new(sp_ws::Ws::secure(tls)))
+                .build()
+        },
+    )
+    .await;
+    assert_no_library_panic();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_flood_does_not_starve_a_peer_50ms_away() {
     // Evicting the oldest handshake let ~1,000 connections a second kill

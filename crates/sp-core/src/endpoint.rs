@@ -94,6 +94,7 @@ impl Core {
     /// Accepts pipes from a listener made elsewhere, with the same handshake
     /// deadline and half-open cap as [`Core::listen`].
     pub(crate) fn listen_on(self: &Arc<Self>, listener: Box<dyn Listener>) -> Endpoint {
+        listener.count_on(self.counters.clone());
         let ep = self.endpoint(listener.url());
         let core = self.clone();
         let span = info_span!(target: "spstack", "listener", url = %ep.url);

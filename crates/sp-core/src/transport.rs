@@ -151,6 +151,12 @@ pub trait Listener: Send + Sync {
     fn url(&self) -> String;
     /// Waits for the next connection.
     fn accept(&self) -> BoxFuture<'_, Result<Box<dyn Unannounced>>>;
+    /// The counters of the socket that accepts from this listener, given
+    /// once before its first `accept`: for connections the listener itself
+    /// refuses or drops before they reach the socket (a WebSocket port
+    /// reading request heads), so that they show in the socket's stats
+    /// beside its own refusals. The default ignores them.
+    fn count_on(&self, _counters: std::sync::Arc<crate::stats::Counters>) {}
 }
 
 /// A connected transport stream before the announcement exchange.

@@ -5,6 +5,22 @@
 //! the listener registered for its path. The WebSocket handshake itself
 //! then runs in that listener's `announce`, under its socket's handshake
 //! deadline and half-open cap.
+//!
+//! Reading request heads is unauthenticated work with a cap of its own
+//! (`WsConfig::max_routing`), admitted like handshakes
+//! ([`sp_core::admission`]: a random head of the source holding the most
+//! is dropped, never the newest). What the port refuses or drops is
+//! counted in the stats of the sockets listening on it, under the reason a
+//! socket uses for the same fate of its own handshakes: once the request
+//! names a listening path, on that path's socket only (503 when it does
+//! not accept fast enough: `ListenerFull`); before that (evicted:
+//! `Evicted`, no head within `WsConfig::route_timeout`: `HandshakeTimeout`,
+//! a head too large (431), malformed (400) or for a path nobody serves
+//! (404): `BadHeader`, closed or reset: `Io`, a failed TLS handshake of
+//! wss: `LayerFailed`) on every socket listening on the port, since each
+//! of them lost that capacity and none can be told apart. With one socket
+//! per port, the usual case, the counts are exact; sockets sharing a port
+//! each count its unattributed refusals.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,6 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 
 use sp_core::admission::{source_of, Admission};
+use sp_core::stats::{Counters, RejectReason};
 use sp_core::transport::{ByteStream, StreamListener, StreamTransport};
 use sp_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -194,7 +211,48 @@ pub(crate) struct Routed {
     pub(crate) peer_identity: Option<Vec<u8>>,
 }
 
-type Routes = Mutex<HashMap<String, mpsc::Sender<Routed>>>;
+/// The counters of the socket listening on a path, known once it accepts.
+type SocketCounters = Arc<OnceLock<Arc<Counters>>>;
+
+/// A path's listener, as the port sees it.
+struct Route {
+    tx: mpsc::Sender<Routed>,
+    counters: SocketCounters,
+}
+
+type Routes = Mutex<HashMap<String, Route>>;
+
+/// Counts a refusal on the socket listening on `path`, or on every socket
+/// listening on the port when the path is not known (see the module docs).
+fn count(routes: &Routes, path: Option<&str>, reason: RejectReason) {
+    let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
+    let on = |r: &Route| {
+        if let Some(c) = r.counters.get() {
+            c.rejected(reason);
+        }
+    };
+    match path {
+        Some(p) => routes.get(p).into_iter().for_each(on),
+        None => routes.values().for_each(on),
+    }
+}
+
+/// Why the port refused a connection, and the path it asked for if known.
+struct Refused {
+    reason: RejectReason,
+    path: Option<String>,
+    error: Error,
+}
+
+impl Refused {
+    fn before_path(reason: RejectReason, error: Error) -> Refused {
+        Refused {
+            reason,
+            path: None,
+            error,
+        }
+    }
+}
 
 /// One bound port and its accept loop.
 pub(crate) struct Port {
@@ -225,11 +283,16 @@ pub(crate) struct PathListener {
     port: Arc<Port>,
     path: String,
     rx: tokio::sync::Mutex<mpsc::Receiver<Routed>>,
+    counters: SocketCounters,
 }
 
 impl PathListener {
     pub(crate) fn local_addr(&self) -> &str {
         &self.port.local_addr
+    }
+    /// The port counts its refusals on these from now on.
+    pub(crate) fn count_on(&self, counters: Arc<Counters>) {
+        let _ = self.counters.set(counters);
     }
     pub(crate) async fn accept(&self) -> Result<Routed> {
         self.rx.lock().await.recv().await.ok_or(Error::Closed)
@@ -277,6 +340,7 @@ pub(crate) async fn listen<S: StreamTransport>(
     };
     drop(reg);
     let (tx, rx) = mpsc::channel(ROUTE_QUEUE);
+    let counters = SocketCounters::default();
     {
         let mut routes = port.routes.lock().unwrap_or_else(|e| e.into_inner());
         if routes.contains_key(path) {
@@ -285,12 +349,17 @@ pub(crate) async fn listen<S: StreamTransport>(
                 reason: "another listener of this process already serves this path on this port; pick another path".into(),
             });
         }
-        routes.insert(path.to_string(), tx);
+        let route = Route {
+            tx,
+            counters: counters.clone(),
+        };
+        routes.insert(path.to_string(), route);
     }
     Ok(PathListener {
         port,
         path: path.to_string(),
         rx: tokio::sync::Mutex::new(rx),
+        counters,
     })
 }
 
@@ -311,23 +380,28 @@ async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsCon
                 continue;
             }
         };
-        let routes = routes.clone();
-        let cfg = cfg.clone();
         let source = source_of(upgrade.peer_addr());
+        let peer = upgrade.peer_addr().to_string();
+        let task_routes = routes.clone();
+        let cfg = cfg.clone();
         let evicted = routing.spawn(&source, async move {
+            let routes = task_routes;
             let t = cfg.route_timeout;
             match tokio::time::timeout(t, route(upgrade, &routes, &cfg)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(target: "spstack", error = %e, "websocket request refused")
+                Ok(Err(r)) => {
+                    tracing::debug!(target: "spstack", %peer, reason = ?r.reason, error = %r.error, "websocket request refused");
+                    count(&routes, r.path.as_deref(), r.reason);
                 }
                 Err(_) => {
-                    tracing::debug!(target: "spstack", "websocket request head not read within {t:?}")
+                    tracing::debug!(target: "spstack", %peer, "websocket request head not read within {t:?}");
+                    count(&routes, None, RejectReason::HandshakeTimeout);
                 }
             }
         });
-        if evicted > 0 {
-            tracing::debug!(target: "spstack", "too many websocket request heads being read; one was dropped");
+        for _ in 0..evicted {
+            tracing::debug!(target: "spstack", "too many websocket request heads being read; one of the source with the most was dropped");
+            count(&routes, None, RejectReason::Evicted);
         }
     }
 }
@@ -349,21 +423,33 @@ async fn refuse(io: &mut Box<dyn ByteStream>, status: &str) {
     let _ = io.shutdown().await;
 }
 
+/// What a failure to read from the peer counts as.
+fn io_refusal(e: std::io::Error) -> Refused {
+    Refused::before_path(RejectReason::Io, e.into())
+}
+
 async fn route(
     upgrade: sp_core::transport::StreamUpgrade,
     routes: &Routes,
     cfg: &WsConfig,
-) -> Result<()> {
-    let conn = upgrade.await?;
+) -> std::result::Result<(), Refused> {
+    let conn = upgrade.await.map_err(|e| {
+        let reason = match e {
+            Error::Io(_) | Error::ConnectionClosed => RejectReason::Io,
+            _ => RejectReason::LayerFailed,
+        };
+        Refused::before_path(reason, e)
+    })?;
     let mut io = conn.io;
     let cap = cfg.max_request_bytes;
     let mut buf = Vec::with_capacity(1024.min(cap));
     let mut chunk = [0u8; 1024];
     let end = loop {
-        let n = io.read(&mut chunk).await?;
+        let n = io.read(&mut chunk).await.map_err(io_refusal)?;
         if n == 0 {
-            return Err(Error::protocol(
-                "connection closed during the upgrade request",
+            return Err(Refused::before_path(
+                RejectReason::Io,
+                Error::protocol("connection closed during the upgrade request"),
             ));
         }
         let from = buf.len();
@@ -373,9 +459,12 @@ async fn route(
         }
         if buf.len() > cap {
             refuse(&mut io, "431 Request Header Fields Too Large").await;
-            return Err(Error::protocol(format!(
-                "upgrade request head exceeds {cap} bytes (WsConfig::max_request_bytes)"
-            )));
+            return Err(Refused::before_path(
+                RejectReason::BadHeader,
+                Error::protocol(format!(
+                    "upgrade request head exceeds {cap} bytes (WsConfig::max_request_bytes)"
+                )),
+            ));
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -384,7 +473,10 @@ async fn route(
         Ok(httparse::Status::Complete(_)) => req.path.unwrap_or("/").to_string(),
         Ok(httparse::Status::Partial) | Err(_) => {
             refuse(&mut io, "400 Bad Request").await;
-            return Err(Error::protocol("malformed HTTP upgrade request"));
+            return Err(Refused::before_path(
+                RejectReason::BadHeader,
+                Error::protocol("malformed HTTP upgrade request"),
+            ));
         }
     };
     let path = path.split('?').next().unwrap_or("/").to_string();
@@ -392,10 +484,13 @@ async fn route(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&path)
-        .cloned();
+        .map(|r| r.tx.clone());
     let Some(tx) = tx else {
         refuse(&mut io, "404 Not Found").await;
-        return Err(Error::protocol(format!("no listener for path {path:?}")));
+        return Err(Refused::before_path(
+            RejectReason::BadHeader,
+            Error::protocol(format!("no listener for path {path:?}")),
+        ));
     };
     let routed = Routed {
         io: WsIo::new(io, buf),
@@ -407,13 +502,20 @@ async fn route(
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Full(mut r)) => {
             refuse(&mut r.io.inner, "503 Service Unavailable").await;
-            Err(Error::protocol(format!(
-                "listener for {path:?} is not accepting fast enough"
-            )))
+            Err(Refused {
+                reason: RejectReason::ListenerFull,
+                error: Error::protocol(format!(
+                    "listener for {path:?} is not accepting fast enough"
+                )),
+                path: Some(path),
+            })
         }
         Err(mpsc::error::TrySendError::Closed(mut r)) => {
             refuse(&mut r.io.inner, "404 Not Found").await;
-            Err(Error::protocol(format!("listener for {path:?} closed")))
+            Err(Refused::before_path(
+                RejectReason::BadHeader,
+                Error::protocol(format!("listener for {path:?} closed")),
+            ))
         }
     }
 }

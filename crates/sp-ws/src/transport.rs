@@ -154,6 +154,10 @@ impl Listener for WsListen {
     fn url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.l.local_addr(), self.path)
     }
+    fn count_on(&self, counters: Arc<sp_core::stats::Counters>) {
+        // what the port refuses before a connection reaches the socket
+        self.l.count_on(counters);
+    }
     fn accept(&self) -> BoxFuture<'_, Result<Box<dyn Unannounced>>> {
         Box::pin(async move {
             let r = self.l.accept().await?;

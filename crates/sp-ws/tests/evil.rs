@@ -6,8 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    authority, closed_by_server, opts, raw_client, raw_upgrade, sock, sock_with, within, Client,
+    authority, closed_by_server, connect_from_127_0_0_2, delay_proxy, opts, raw_client,
+    raw_upgrade, sock, sock_with, within, Client, STEP,
 };
+use sp_core::RejectReason;
 use sp_ws::WsConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -211,31 +213,89 @@ async fn unmasked_client_frame_is_a_protocol_error() {
 async fn a_thousand_idle_connections_do_not_lock_clients_out() {
     // The port read at most 128 request heads and refused every connection
     // beyond: 128 idle connections (re-opened at ~13/s as the route
-    // deadline closed them) locked every client out.
-    let rep = sock("rep");
+    // deadline closed them) locked every client out. Evicting at random
+    // among all of them instead (every connection counted as one source)
+    // still killed the request head of a client a round trip away while
+    // the idle ones kept arriving, and the evictions reached no socket's
+    // stats. Here 1,000 idle connections from 127.0.0.2 are held, more keep
+    // coming, and honest clients from 127.0.0.1, 150 ms away, each dial
+    // once: the port's head slots (16 here) go to the flood's own
+    // connections, and each eviction is counted on the socket.
+    let cfg = WsConfig::default()
+        .route_timeout(Duration::from_secs(60))
+        .max_routing(16);
+    let rep = sock_with("rep", &cfg, |b| b);
     let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
     let addr = authority(ep.url());
     let mut idle = Vec::with_capacity(1000);
     for i in 0..1000 {
-        let s = within("idle connect", TcpStream::connect(&addr))
+        let s = within("idle connect", connect_from_127_0_0_2(&addr))
             .await
             .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
         idle.push(s);
     }
-    for round in 0..5 {
-        let req = sock("req");
-        within("honest dial", req.dial(ep.url()))
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: an honest client was refused: {e}"));
-        req.send(&b"honest"[..]).await.expect("send");
-        let m = within("honest recv", rep.recv()).await.expect("recv");
-        assert_eq!(m.body(), b"honest");
-        // more idle connections arrive between honest ones
-        for _ in 0..50 {
-            if let Ok(s) = TcpStream::connect(&addr).await {
+    // and more, a connection a millisecond, while the honest ones dial
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = stop.clone();
+    let flood_addr = addr.clone();
+    let flood = tokio::spawn(async move {
+        let mut made = 0u64;
+        let t0 = Instant::now();
+        while !flooding.load(std::sync::atomic::Ordering::Relaxed)
+            && t0.elapsed() < Duration::from_secs(30)
+        {
+            if let Ok(s) = connect_from_127_0_0_2(&flood_addr).await {
+                made += 1;
                 idle.push(s);
             }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (made, idle)
+    });
+    let far = delay_proxy(addr.clone(), Duration::from_millis(150)).await;
+    let far_url = format!("ws://{far}/sp");
+    let mut outcome = Ok(());
+    for round in 0..5 {
+        let req = sock("req");
+        let attempt = async {
+            req.dial(&far_url).await.map_err(|e| format!("dial: {e}"))?;
+            req.send(&b"honest"[..])
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let m = rep.recv().await.map_err(|e| format!("recv: {e}"))?;
+            assert_eq!(m.body(), b"honest");
+            Ok::<_, String>(())
+        };
+        outcome = tokio::time::timeout(Duration::from_secs(10), attempt)
+            .await
+            .unwrap_or_else(|_| Err("no request within 10 s".into()))
+            .map_err(|e| format!("round {round}: an honest client was refused: {e}"));
+        req.close();
+        if outcome.is_err() {
+            break;
         }
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (made, idle) = flood.await.expect("flood");
+    let made = made + 1000;
+    if let Err(e) = outcome {
+        panic!("{e} ({made} idle connections)\n{}", rep.stats());
+    }
+    // every idle connection beyond the 16 slots evicted one, counted on
+    // the socket (those still in the kernel's backlog are accepted soon)
+    let want = made - 16;
+    let t0 = Instant::now();
+    let st = loop {
+        let st = rep.stats();
+        if st.rejects(RejectReason::Evicted) >= want || t0.elapsed() > STEP {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        st.rejects(RejectReason::Evicted) >= want,
+        "{made} idle connections over 16 head slots: {want} evictions expected on the socket\n{st}"
+    );
+    assert_eq!(st.pipes_opened, 5, "the honest clients only\n{st}");
     drop(idle);
 }
