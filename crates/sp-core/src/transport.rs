@@ -173,6 +173,15 @@ pub trait Unannounced: Send {
     fn source(&self) -> String {
         crate::admission::source_of(&self.peer_addr())
     }
+    /// The listener refuses this connection before its handshake (it
+    /// holds `Options::max_pipes_per_listener` pipes). The default just
+    /// closes it. A transport whose peer waits for an answer it can read
+    /// returns the work that sends one (a WebSocket listener: HTTP 503 to
+    /// the upgrade request), which the listener runs in the background,
+    /// bounded in time and in number.
+    fn refuse(self: Box<Self>) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
     /// Exchanges announcements (for TCP and IPC: the 8-byte SP header) and
     /// returns a framed connection. Runs under the socket's handshake deadline.
     fn announce(

@@ -136,6 +136,11 @@ impl WsIo {
     pub(crate) fn progress(&mut self) {
         self.used = 0;
     }
+    /// Answers the upgrade request with `status` instead of upgrading, and
+    /// closes.
+    pub(crate) async fn refuse(mut self, status: &str) {
+        refuse(&mut self.inner, status).await;
+    }
 }
 
 impl AsyncRead for WsIo {

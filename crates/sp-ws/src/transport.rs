@@ -278,8 +278,15 @@ fn client_error(e: tungstenite::Error, token: &str, local: &Announcement) -> Err
                     theirs: None,
                 }
             } else {
+                let hint = match status {
+                    StatusCode::NOT_FOUND => " (wrong path?)",
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        " (the listener holds all the pipes it may, or does not accept fast enough; redialing)"
+                    }
+                    _ => "",
+                };
                 Error::protocol(format!(
-                    "the listener answered HTTP {status} instead of upgrading to WebSocket (wrong path?) {body}"
+                    "the listener answered HTTP {status} instead of upgrading to WebSocket{hint} {body}"
                 ))
             }
         }
@@ -299,6 +306,11 @@ struct Accepting {
 impl Unannounced for Accepting {
     fn peer_addr(&self) -> String {
         self.r.peer_addr.clone()
+    }
+    fn refuse(self: Box<Self>) -> Option<BoxFuture<'static, ()>> {
+        // the request head is read and no answer sent yet: a client gets a
+        // status it can act on (retry later) rather than a bare close
+        Some(Box::pin(self.r.io.refuse("503 Service Unavailable")))
     }
     fn announce(
         self: Box<Self>,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     authority, closed_by_server, connect_from_127_0_0_2, delay_proxy, opts, raw_client,
-    raw_upgrade, sock, sock_with, within, Client, STEP,
+    raw_upgrade, sock, sock_with, upgrade_status, within, Client, STEP,
 };
 use sp_core::RejectReason;
 use sp_ws::WsConfig;
@@ -298,4 +298,31 @@ async fn a_thousand_idle_connections_do_not_lock_clients_out() {
     );
     assert_eq!(st.pipes_opened, 5, "the honest clients only\n{st}");
     drop(idle);
+}
+
+#[tokio::test]
+async fn a_connection_over_the_listener_cap_gets_http_503() {
+    // A ws connection refused at max_pipes_per_listener was dropped before
+    // the upgrade answer: the client saw a bare close and could not tell
+    // a full listener from a broken one.
+    let rep = sock_with("rep", &WsConfig::default(), |b| {
+        b.options(opts().max_pipes_per_listener(1))
+    });
+    let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
+    let first = client(ep.url()).await;
+    let t0 = Instant::now();
+    while rep.pipes().is_empty() {
+        assert!(t0.elapsed() < STEP, "the first client never became a pipe");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = upgrade_status(ep.url(), "rep.sp.nanomsg.org", None).await;
+    assert_eq!(status, 503, "refused at the listener cap");
+    assert_eq!(rep.stats().rejects(RejectReason::ListenerFull), 1);
+    // an spstack dialer says why
+    let req = sock("req");
+    let e = within("refused dial", req.dial(ep.url()))
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("503"), "{e}");
+    drop(first);
 }
