@@ -31,6 +31,7 @@
 
 pub mod axum;
 mod driver;
+mod gate;
 mod opcodes;
 mod port;
 mod transport;
@@ -54,7 +55,14 @@ pub struct WsConfig {
     pub ping_timeout: Duration,
     /// Largest single frame accepted (fragments of a message are checked one
     /// by one; the whole message against the socket's `recv_max_size`).
-    /// Default 1 MiB, as nng's `NNG_OPT_WS_RECVMAXFRAME`.
+    /// Default 1 MiB, as nng's `NNG_OPT_WS_RECVMAXFRAME`; nanomsg sends a
+    /// message as one frame, so a lower default would refuse its large
+    /// messages. The WebSocket library reserves a frame's whole length on
+    /// its header, so over [`Ws`] a header announcing more than 16 KiB is
+    /// held back until the socket's `recv_queue_bytes` budget covers the
+    /// bytes still to come (shared by all its pipes) or they have arrived:
+    /// peers announcing large frames and stalling cost the budget, not this
+    /// much each. The [`mod@axum`] endpoint hides its stream and cannot.
     pub max_frame_size: usize,
     /// Outgoing messages larger than this go out as a binary frame and
     /// continuation frames of at most this size. Default 64 KiB, what nng

@@ -35,6 +35,7 @@ use sp_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 
+use crate::gate::{Gate, HeadEnd};
 use crate::WsConfig;
 
 /// Connections routed to one path and not yet accepted.
@@ -62,10 +63,17 @@ impl std::error::Error for OverBudget {}
 /// message. The cap bounds what a peer can make us parse without ever
 /// finishing a message (a million empty continuation frames, a ping flood,
 /// an endless handshake).
+///
+/// After the handshake, every frame passes a [`Gate`] that holds a large
+/// frame's header back until the socket's allocation budget covers it; a
+/// dialer's library is given the upgrade response's head and no byte past
+/// it during its handshake, so the first frames pass the gate too (see
+/// [`crate::gate`]). Bytes read and not yet given wait in `held`.
 pub(crate) struct WsIo {
     inner: Box<dyn ByteStream>,
-    prefix: Vec<u8>,
-    pos: usize,
+    held: bytes::BytesMut,
+    head: Option<HeadEnd>,
+    gate: Option<Gate>,
     cap: Option<OverBudgetCap>,
     used: usize,
 }
@@ -106,14 +114,31 @@ pub(crate) fn message_budget(limit: usize) -> usize {
 }
 
 impl WsIo {
-    pub(crate) fn new(inner: Box<dyn ByteStream>, prefix: Vec<u8>) -> WsIo {
+    /// A listener's stream, `prefix` read already (the request head, and
+    /// whatever came with it, which the library refuses as junk).
+    pub(crate) fn accepted(inner: Box<dyn ByteStream>, prefix: Vec<u8>) -> WsIo {
+        WsIo::new(inner, prefix, None)
+    }
+    /// A dialer's stream.
+    pub(crate) fn dialed(inner: Box<dyn ByteStream>) -> WsIo {
+        WsIo::new(inner, Vec::new(), Some(HeadEnd::new()))
+    }
+    fn new(inner: Box<dyn ByteStream>, prefix: Vec<u8>, head: Option<HeadEnd>) -> WsIo {
         WsIo {
             inner,
-            prefix,
-            pos: 0,
+            held: prefix.as_slice().into(),
+            head,
+            gate: None,
             cap: None,
             used: 0,
         }
+    }
+    /// From now on (the handshake done), frames larger than
+    /// [`crate::gate::SMALL_FRAME`] reach the library only once `budget`
+    /// covers what they announce, or once they have arrived whole.
+    /// `max_frame`: the library's own frame limit.
+    pub(crate) fn gate(&mut self, budget: sp_core::transport::AllocBudget, max_frame: usize) {
+        self.gate = Some(Gate::new(budget, max_frame));
     }
     /// Caps the bytes read from now until the next [`WsIo::progress`].
     pub(crate) fn set_cap(&mut self, what: &'static str, limit: usize) {
@@ -143,6 +168,96 @@ impl WsIo {
     }
 }
 
+impl WsIo {
+    /// How many of `avail` (the bytes at the library's position) it may
+    /// read now, at most `limit`.
+    fn passable(&mut self, avail: &[u8], limit: usize) -> usize {
+        if let Some(h) = &mut self.head {
+            let (n, ended) = h.scan(&avail[..limit.min(avail.len())]);
+            if ended {
+                self.head = None;
+            }
+            return n;
+        }
+        match &mut self.gate {
+            Some(g) => g.passable(avail, limit),
+            None => limit.min(avail.len()),
+        }
+    }
+
+    /// Reads more into `held`: as much as the frame held at its front
+    /// still needs, one read's worth at most, so `held` grows only with
+    /// what the peer sends.
+    fn poll_hold(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let want = match &self.gate {
+            Some(g) => g.wanted(&self.held),
+            None => 1,
+        }
+        .clamp(1, crate::READ_BUFFER);
+        let len = self.held.len();
+        self.held.resize(len + want, 0);
+        let mut rb = ReadBuf::new(&mut self.held[len..]);
+        let r = Pin::new(&mut self.inner).poll_read(cx, &mut rb);
+        let n = rb.filled().len();
+        self.held.truncate(len + n);
+        r.map_ok(|()| n)
+    }
+
+    /// Gives the library what it may read of `held` and the stream.
+    fn poll_pass(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let start = buf.filled().len();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // bounded: every turn reads bytes from the peer, or ends
+        loop {
+            if !self.held.is_empty() {
+                let held = std::mem::take(&mut self.held);
+                let n = self.passable(&held, buf.remaining());
+                self.held = held;
+                if n > 0 {
+                    buf.put_slice(&self.held[..n]);
+                    bytes::Buf::advance(&mut self.held, n);
+                    return Poll::Ready(Ok(()));
+                }
+                match self.poll_hold(cx) {
+                    Poll::Ready(Ok(0)) => {
+                        // the stream ended on a held header: the library
+                        // gets what there is and reports the truncation
+                        if let Some(g) = &mut self.gate {
+                            g.open();
+                        }
+                        self.head = None;
+                    }
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+                continue;
+            }
+            match Pin::new(&mut self.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let end = buf.filled().len();
+            if end == start {
+                return Poll::Ready(Ok(()));
+            }
+            let n = {
+                let fresh = &buf.filled()[start..];
+                self.passable(fresh, fresh.len())
+            };
+            if start + n < end {
+                self.held.extend_from_slice(&buf.filled()[start + n..]);
+                buf.set_filled(start + n);
+            }
+            if n > 0 {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
 impl AsyncRead for WsIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -151,19 +266,9 @@ impl AsyncRead for WsIo {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        if this.pos < this.prefix.len() {
-            let n = (this.prefix.len() - this.pos).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.pos = 0;
-            }
-        } else {
-            match Pin::new(&mut this.inner).poll_read(cx, buf) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
-            }
+        match this.poll_pass(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
         }
         this.used = this.used.saturating_add(buf.filled().len() - before);
         if let Some(cap) = &this.cap {
@@ -498,7 +603,7 @@ async fn route(
         ));
     };
     let routed = Routed {
-        io: WsIo::new(io, buf),
+        io: WsIo::accepted(io, buf),
         local_addr: conn.local_addr,
         peer_addr: conn.peer_addr,
         peer_identity: conn.peer_identity,
