@@ -1058,6 +1058,78 @@ async fn req_drops_late_and_too_deep_replies_and_keeps_the_pipe() {
     assert_no_library_panic();
 }
 
+/// A raw REP peer `req` dialed: a listener, the dial, the SP handshake.
+async fn raw_rep_dialed_by(req: &Socket) -> TcpStream {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("tcp://{}", l.local_addr().expect("addr"));
+    let accept = async {
+        let (mut s, _) = l.accept().await.expect("accept");
+        handshake(&mut s, REP0, REQ0).await;
+        s
+    };
+    let (dialed, s) = tokio::join!(timeout(WAIT, req.dial(&url)), timeout(WAIT, accept));
+    dialed.expect("dial in time").expect("dial");
+    s.expect("accept in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn req_takes_a_reply_only_from_the_pipe_that_carried_the_request() {
+    // A REQ took a reply with the right id from any of its pipes, and its
+    // ids follow one another: one server that saw a request could answer
+    // the next one, sent to another server, before that server did.
+    init();
+    let req = spstack::req0().build();
+    let mut peers = [raw_rep_dialed_by(&req).await, raw_rep_dialed_by(&req).await];
+    timeout(WAIT, req.send("first"))
+        .await
+        .expect("send in time")
+        .expect("send");
+    let (a, b) = peers.split_at_mut(1);
+    let (evil, seen) = tokio::select! {
+        f = read_tcp_frame(&mut a[0]) => (0, f),
+        f = read_tcp_frame(&mut b[0]) => (1, f),
+    };
+    let seen = u32::from_be_bytes(seen[..4].try_into().expect("4 bytes")) & 0x7fff_ffff;
+    let honest = 1 - evil;
+    // a new request replaces the first; balanced to the other pipe
+    timeout(WAIT, req.send("second"))
+        .await
+        .expect("send in time")
+        .expect("send");
+    let got = read_tcp_frame(&mut peers[honest]).await;
+    assert_eq!(
+        &got[4..],
+        b"second",
+        "the second request went to the other pipe"
+    );
+    let id = u32::from_be_bytes(got[..4].try_into().expect("4 bytes")) & 0x7fff_ffff;
+    tracing::info!("first id {seen:#x}, second {id:#x}: the evil server can predict it");
+
+    // the evil server answers the request it never got, first
+    peers[evil]
+        .write_all(&tcp_frame(&request(id, b"forged")))
+        .await
+        .expect("send");
+    wait_stats(&req, "the forged reply at the socket", |st| st.msgs_in == 1).await;
+    peers[honest]
+        .write_all(&tcp_frame(&request(id, b"genuine")))
+        .await
+        .expect("send");
+    let r = timeout(WAIT, req.recv())
+        .await
+        .expect("reply in time")
+        .expect("recv");
+    assert_eq!(
+        r.body(),
+        b"genuine",
+        "the reply of the pipe the request took"
+    );
+    let st = req.stats();
+    assert_eq!(st.drops(DropReason::WrongPipe), 1, "{st}");
+    assert_eq!(st.pipes_closed, 0, "both pipes kept\n{st}");
+    assert_no_library_panic();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_does_not_block_the_rep() {
     init();
