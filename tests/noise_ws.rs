@@ -94,7 +94,19 @@ async fn noise_over_ws_refuses_an_oversized_handshake_before_buffering_it() {
     // 1 MiB, before the Noise layer's 1 KiB check) keeps the connection
     // open far beyond the wait below; one that counts what it reads
     // against the handshake's cap closes it after some kilobytes.
-    let opts = Options::default().handshake_timeout(Duration::from_secs(60));
+    oversized_handshake_is_cut(Options::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_over_ws_refuses_an_oversized_handshake_before_buffering_it_without_budget() {
+    // The same when the socket's allocation budget cannot cover the frame:
+    // its header is then held back from the WebSocket library while its
+    // bytes arrive, and those count against the handshake's cap too
+    oversized_handshake_is_cut(Options::default().recv_queue_bytes(64 << 10)).await;
+}
+
+async fn oversized_handshake_is_cut(opts: Options) {
+    let opts = opts.handshake_timeout(Duration::from_secs(60));
     let pull = noise_ws(spstack::pull0(), opts);
     let ep = pull.listen("ws://127.0.0.1:0/n").await.expect("listen");
     let token = sp_ws::subprotocol(ProtocolId::PULL0, &["noise-xx/2".to_string()]);

@@ -169,6 +169,22 @@ impl WsIo {
 }
 
 impl WsIo {
+    /// The error when the bytes read since the last message, and `held`
+    /// more, exceed the cap.
+    fn over_cap(&self, held: usize) -> Option<io::Error> {
+        let cap = self.cap.as_ref()?;
+        let limit = cap.limit.get();
+        (self.used.saturating_add(held) > limit).then(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                OverBudget {
+                    what: cap.what,
+                    limit,
+                },
+            )
+        })
+    }
+
     /// How many of `avail` (the bytes at the library's position) it may
     /// read now, at most `limit`.
     fn passable(&mut self, avail: &[u8], limit: usize) -> usize {
@@ -219,6 +235,12 @@ impl WsIo {
                     buf.put_slice(&self.held[..n]);
                     bytes::Buf::advance(&mut self.held, n);
                     return Poll::Ready(Ok(()));
+                }
+                // what waits here counts as read: a frame held for want of
+                // budget must not outgrow the cap (a pipe layer's
+                // handshake limit) the library would have enforced
+                if let Some(e) = self.over_cap(self.held.len()) {
+                    return Poll::Ready(Err(e));
                 }
                 match self.poll_hold(cx) {
                     Poll::Ready(Ok(0)) => {
@@ -271,19 +293,10 @@ impl AsyncRead for WsIo {
             other => return other,
         }
         this.used = this.used.saturating_add(buf.filled().len() - before);
-        if let Some(cap) = &this.cap {
-            let limit = cap.limit.get();
-            if this.used > limit {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    OverBudget {
-                        what: cap.what,
-                        limit,
-                    },
-                )));
-            }
+        match this.over_cap(0) {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(())),
         }
-        Poll::Ready(Ok(()))
     }
 }
 
