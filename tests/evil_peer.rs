@@ -1287,37 +1287,40 @@ async fn ipc_header_and_length_attacks() {
 // Many half-open connections
 // ------------------------------------------------------------------------
 
+/// Copies `from` to `to`, every chunk `delay` later, order kept; shuts
+/// `to` down after `from` ends. One direction of a delaying proxy.
+fn pump<R, W>(mut from: R, mut to: W, delay: Duration)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 << 10];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            let due = tokio::time::Instant::now() + delay;
+            if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((due, b)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+}
+
 /// A TCP proxy to `to` that delays every chunk `delay` in each direction,
 /// order kept: a peer that far away. Serves until the test ends.
 /// Returns the proxy's `ip:port`.
 async fn delay_proxy(to: std::net::SocketAddr, delay: Duration) -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
     let url = l.local_addr().expect("addr").to_string();
-    fn pump(
-        mut from: tokio::net::tcp::OwnedReadHalf,
-        mut to: tokio::net::tcp::OwnedWriteHalf,
-        delay: Duration,
-    ) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 16 << 10];
-            while let Ok(n @ 1..) = from.read(&mut buf).await {
-                let due = tokio::time::Instant::now() + delay;
-                if tx.send((due, buf[..n].to_vec())).await.is_err() {
-                    break;
-                }
-            }
-        });
-        tokio::spawn(async move {
-            while let Some((due, b)) = rx.recv().await {
-                tokio::time::sleep_until(due).await;
-                if to.write_all(&b).await.is_err() {
-                    break;
-                }
-            }
-            let _ = to.shutdown().await;
-        });
-    }
     tokio::spawn(async move {
         while let Ok((c, _)) = l.accept().await {
             let Ok(u) = TcpStream::connect(to).await else {
@@ -1330,6 +1333,25 @@ async fn delay_proxy(to: std::net::SocketAddr, delay: Duration) -> String {
         }
     });
     url
+}
+
+/// The same over unix sockets: listens at `at` (an ipc:// url), connects
+/// to the socket file `to` as this process's user. Returns `at`.
+async fn ipc_delay_proxy(to: std::path::PathBuf, at: String, delay: Duration) -> String {
+    let l = tokio::net::UnixListener::bind(at.strip_prefix("ipc://").expect("ipc url"))
+        .expect("proxy bind");
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let Ok(u) = UnixStream::connect(&to).await else {
+                continue;
+            };
+            let (cr, cw) = c.into_split();
+            let (ur, uw) = u.into_split();
+            pump(cr, uw, delay);
+            pump(ur, cw, delay);
+        }
+    });
+    at
 }
 
 /// Idle connections to `target` from 127.0.0.2 (one source address), one
@@ -1364,15 +1386,8 @@ fn idle_flood_from_127_0_0_2(
 
 /// A listener whose handshake slots (`max_half_open`, or a WebSocket
 /// port's `max_routing`) are held by idle connections from 127.0.0.2,
-/// which keep arriving and evicting. Three honest REQs from 127.0.0.1,
-/// 150 ms away behind a delaying proxy, dial once each (no redial for a
-/// minute, so an evicted handshake is not rescued by a retry) and must
-/// complete a round trip: the flood's source holds the most slots, so the
-/// evictions it causes fall on its own connections. With every connection
-/// counted as a source of its own (tcp's `tcp://ip:port` was not parsed)
-/// or all as one (tls+tcp and ws reported no address), eviction was random
-/// and each honest handshake, overlapping ~100 evictions among 8 slots,
-/// almost never survived.
+/// which keep arriving and evicting, while honest REQs from 127.0.0.1,
+/// 150 ms away, dial: see [`flood_spares_a_far_peer`].
 async fn one_source_flood_spares_a_far_peer(
     rep: &Socket,
     target: std::net::SocketAddr,
@@ -1382,6 +1397,27 @@ async fn one_source_flood_spares_a_far_peer(
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flood = idle_flood_from_127_0_0_2(target, stop.clone());
     let far = dial_url(&delay_proxy(target, Duration::from_millis(150)).await);
+    flood_spares_a_far_peer(rep, flood, stop, &far, req).await
+}
+
+/// While `flood` (one source: an address, or for ipc a user) fills `rep`'s
+/// handshake slots and keeps arriving and evicting, three honest REQs
+/// dialing `far` (another source, 150 ms away behind a delaying proxy)
+/// dial once each (no redial for a minute, so an evicted handshake is not
+/// rescued by a retry) and must complete a round trip: the flood's source
+/// holds the most slots, so the evictions it causes fall on its own
+/// connections. With every connection counted as a source of its own
+/// (tcp's `tcp://ip:port` was not parsed) or all as one (tls+tcp and ws
+/// reported no address, ipc its listener's path), eviction was random and
+/// each honest handshake, overlapping ~100 evictions among 8 slots, almost
+/// never survived. Stops the flood (`stop`) before returning.
+async fn flood_spares_a_far_peer(
+    rep: &Socket,
+    flood: tokio::task::JoinHandle<u32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    far: &str,
+    req: impl Fn() -> Socket,
+) -> Stats {
     // the slots fill within a few dozen connections
     sleep(Duration::from_millis(300)).await;
     let mut outcome = Ok(());
@@ -1389,7 +1425,7 @@ async fn one_source_flood_spares_a_far_peer(
         let req = req();
         let body = format!("far {round}");
         let round_trip = async {
-            req.dial(&far).await.map_err(|e| format!("dial: {e}"))?;
+            req.dial(far).await.map_err(|e| format!("dial: {e}"))?;
             req.send(body.as_str())
                 .await
                 .map_err(|e| format!("send: {e}"))?;
@@ -1414,7 +1450,7 @@ async fn one_source_flood_spares_a_far_peer(
     let made = flood.await.expect("flood");
     let st = rep.stats();
     if let Err(e) = outcome {
-        panic!("{e}, under a flood of {made} idle connections from 127.0.0.2\n{st}");
+        panic!("{e}, under a flood of {made} idle connections from one source\n{st}");
     }
     assert!(
         st.rejects(RejectReason::Evicted) > 50,
@@ -1551,6 +1587,95 @@ async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over
         },
     )
     .await;
+    assert_no_library_panic();
+}
+
+/// The user the ipc flood connects as: another source than this process's
+/// (root's) for ipc's half-open cap, which counts peers by user id.
+const FLOOD_UID: u32 = 65534;
+
+/// Idle connections to the socket file `path` made as user `uid`, one a
+/// millisecond, held open (the newest 2,000), until `stop` is set or 20 s
+/// have passed. Returns how many connected. They are made on a thread of
+/// their own whose credentials alone change: the runtime's threads, which
+/// the honest peer's connections come from, stay this process's user.
+/// Needs root (as tests/hosts does); says so instead of skipping.
+fn idle_ipc_flood_as(
+    uid: u32,
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u32> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: setresuid(2) through the raw system call changes the
+        // calling thread's credentials only (libc's wrapper would change
+        // every thread's, the runtime's too); it takes plain integers.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_setresuid,
+                libc::uid_t::from(uid),
+                libc::uid_t::from(uid),
+                libc::uid_t::from(uid),
+            )
+        };
+        let started = if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        };
+        let ok = started.is_ok();
+        let _ = ready_tx.send(started);
+        if !ok {
+            return 0;
+        }
+        let t0 = Instant::now();
+        let mut held = std::collections::VecDeque::new();
+        let mut made = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && t0.elapsed() < Duration::from_secs(20)
+        {
+            if let Ok(c) = std::os::unix::net::UnixStream::connect(&path) {
+                made += 1;
+                held.push_back(c);
+                if held.len() > 2000 {
+                    held.pop_front();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        made
+    });
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!(
+            "the flood connects as uid {uid}, another ipc source than this process's: \
+             this test runs as root (setresuid: {e})"
+        ),
+        Err(_) => panic!("the flood thread ended before starting"),
+    }
+    tokio::task::spawn_blocking(move || thread.join().expect("flood thread"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_user_does_not_evict_a_peer_of_another_over_ipc() {
+    // ipc's peers have no address: every connection reported the
+    // listener's path, so all were one source and eviction random. Its
+    // sources are now user ids (SO_PEERCRED): one local user's flood
+    // evicts its own handshakes, not another user's.
+    init();
+    let _heavy = HEAVY.lock().await;
+    let (rep, url) = rep_on(&ipc_url("flood-by-uid"), flooded_listener_opts()).await;
+    let path = std::path::PathBuf::from(url.strip_prefix("ipc://").expect("ipc url"));
+    // the flood's user may connect (connect(2) needs write permission)
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod the socket file");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = idle_ipc_flood_as(FLOOD_UID, path.clone(), stop.clone());
+    let proxy_at = ipc_url("flood-by-uid-proxy");
+    let far = ipc_delay_proxy(path.clone(), proxy_at.clone(), Duration::from_millis(150)).await;
+    flood_spares_a_far_peer(&rep, flood, stop, &far, || req_no_redial().build()).await;
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(proxy_at.strip_prefix("ipc://").expect("ipc url"));
     assert_no_library_panic();
 }
 
