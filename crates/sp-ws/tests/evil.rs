@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -10,7 +11,9 @@ use common::{
     raw_upgrade, sock, sock_with, upgrade_status, within, Client, STEP,
 };
 use sp_core::RejectReason;
-use sp_ws::WsConfig;
+use sp_transports::tls::{Identity, Roots, Tls, TlsConfig};
+use sp_transports::Tcp;
+use sp_ws::{Ws, WsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
@@ -221,12 +224,50 @@ async fn a_thousand_idle_connections_do_not_lock_clients_out() {
     // coming, and honest clients from 127.0.0.1, 150 ms away, each dial
     // once: the port's head slots (16 here) go to the flood's own
     // connections, and each eviction is counted on the socket.
+    thousand_idle_connections(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_connections_do_not_lock_clients_out_over_wss() {
+    // The same on a wss:// port, whose routing stage runs the TLS
+    // handshake before it reads a request head: idle connections that
+    // never send a ClientHello hold its slots the same way.
+    thousand_idle_connections(Some(tls_pair())).await;
+}
+
+/// A server and a client TLS configuration for `localhost`.
+fn tls_pair() -> (TlsConfig, TlsConfig) {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert = c.cert.pem();
+    let key = c.key_pair.serialize_pem();
+    let server = TlsConfig::new()
+        .server_identity(Identity::from_pem(cert.as_bytes(), key.as_bytes()).expect("identity"));
+    let client = TlsConfig::new()
+        .roots(Roots::from_pem(cert.as_bytes()).expect("roots"))
+        .server_name("localhost");
+    (server, client)
+}
+
+/// 1,000 idle connections from 127.0.0.2 and more arriving while five
+/// honest clients 150 ms away each dial once, over ws:// or (with a
+/// server and client TLS configuration) wss://.
+async fn thousand_idle_connections(tls: Option<(TlsConfig, TlsConfig)>) {
     let cfg = WsConfig::default()
         .route_timeout(Duration::from_secs(60))
         .max_routing(16);
-    let rep = sock_with("rep", &cfg, |b| b);
-    let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
-    let addr = authority(ep.url());
+    let (scheme, rep, client) = match tls {
+        None => ("ws", sock_with("rep", &cfg, |b| b), None),
+        Some((server, client)) => {
+            let wss = Ws::secure(Tls::new(Tcp, server)).with_config(cfg.clone());
+            let rep = sock_with("rep", &cfg, |b| b.transport(Arc::new(wss)));
+            ("wss", rep, Some(client))
+        }
+    };
+    let ep = rep
+        .listen(&format!("{scheme}://127.0.0.1:0/sp"))
+        .await
+        .expect("listen");
+    let addr = authority(ep.url().trim_start_matches("wss://"));
     let mut idle = Vec::with_capacity(1000);
     for i in 0..1000 {
         let s = within("idle connect", connect_from_127_0_0_2(&addr))
@@ -253,10 +294,15 @@ async fn a_thousand_idle_connections_do_not_lock_clients_out() {
         (made, idle)
     });
     let far = delay_proxy(addr.clone(), Duration::from_millis(150)).await;
-    let far_url = format!("ws://{far}/sp");
+    let far_url = format!("{scheme}://{far}/sp");
     let mut outcome = Ok(());
     for round in 0..5 {
-        let req = sock("req");
+        let req = match &client {
+            None => sock("req"),
+            Some(tls) => sock_with("req", &WsConfig::default(), |b| {
+                b.transport(Arc::new(Ws::secure(Tls::new(Tcp, tls.clone()))))
+            }),
+        };
         let attempt = async {
             req.dial(&far_url).await.map_err(|e| format!("dial: {e}"))?;
             req.send(&b"honest"[..])
