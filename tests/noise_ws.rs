@@ -1,6 +1,6 @@
-//! Noise over WebSocket and the other stream transports (issue 10, flaw 8):
-//! every size up to `recv_max_size` arrives over ws://, wss://, tcp://,
-//! tls+tcp:// and ipc://, and the handshake's 1 KiB cap holds before the
+//! Noise over WebSocket and every other transport (issue 10, flaw 8): every
+//! size up to `recv_max_size` arrives over ws://, wss://, tcp://, tls+tcp://,
+//! ipc:// and quic://, and the handshake's 1 KiB cap holds before the
 //! WebSocket library buffers a message over ws:// and wss://.
 
 use std::sync::Arc;
@@ -52,6 +52,11 @@ fn tls_config() -> sp_transports::TlsConfig {
 fn noise_wss(b: SocketBuilder, opts: Options, tls: &sp_transports::TlsConfig) -> Socket {
     let wss = sp_ws::Ws::secure(sp_transports::Tls::new(sp_transports::Tcp, tls.clone()));
     noise_tcp(b.transport(Arc::new(wss)), opts)
+}
+
+/// Noise over quic:// with `tls` (see [`tls_config`]).
+fn noise_quic(b: SocketBuilder, opts: Options, tls: &sp_transports::TlsConfig) -> Socket {
+    noise_tcp(b.transport(Arc::new(sp_quic::quic(tls.clone()))), opts)
 }
 
 /// Noise over tls+tcp:// with `tls` (see [`tls_config`]).
@@ -138,6 +143,12 @@ async fn noise_over_wss_delivers_every_size_up_to_recv_max() {
 async fn noise_over_tls_tcp_delivers_every_size_up_to_recv_max() {
     let tls = tls_config();
     every_size_arrives(|b, o| noise_tls_tcp(b, o, &tls), "tls+tcp://127.0.0.1:0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_over_quic_delivers_every_size_up_to_recv_max() {
+    let tls = tls_config();
+    every_size_arrives(|b, o| noise_quic(b, o, &tls), "quic://127.0.0.1:0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
