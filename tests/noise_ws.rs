@@ -158,13 +158,26 @@ async fn noise_over_ws_refuses_an_oversized_handshake_before_buffering_it() {
     // 1 MiB, before the Noise layer's 1 KiB check) keeps the connection
     // open far beyond the wait below; one that counts what it reads
     // against the handshake's cap closes it after some kilobytes.
-    oversized_handshake_is_cut(Options::default(), None).await;
+    oversized_handshake_is_cut(Options::default(), None, Oversized::OneFrame).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noise_over_wss_refuses_an_oversized_handshake_before_buffering_it() {
     // wss:// reads its frames through the same gate, under TLS
-    oversized_handshake_is_cut(Options::default(), Some(tls_config())).await;
+    oversized_handshake_is_cut(Options::default(), Some(tls_config()), Oversized::OneFrame).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_over_ws_refuses_an_oversized_handshake_sent_in_small_fragments() {
+    // Each fragment passes the library's frame limit; the message they
+    // make is cut by the pipe's read cap, counted across frames
+    oversized_handshake_is_cut(Options::default(), None, Oversized::Fragments).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_over_wss_refuses_an_oversized_handshake_sent_in_small_fragments() {
+    let tls = Some(tls_config());
+    oversized_handshake_is_cut(Options::default(), tls, Oversized::Fragments).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +185,8 @@ async fn noise_over_ws_refuses_an_oversized_handshake_before_buffering_it_withou
     // The same when the socket's allocation budget cannot cover the frame:
     // its header is then held back from the WebSocket library while its
     // bytes arrive, and those count against the handshake's cap too
-    oversized_handshake_is_cut(Options::default().recv_queue_bytes(64 << 10), None).await;
+    let opts = Options::default().recv_queue_bytes(64 << 10);
+    oversized_handshake_is_cut(opts, None, Oversized::OneFrame).await;
 }
 
 /// A WebSocket upgrade to `path` offering `proto`, by hand over `s`, so
@@ -203,9 +217,22 @@ async fn raw_upgrade_over(s: &mut Box<dyn ByteStream>, host: &str, path: &str, p
 }
 
 /// A raw peer of a Noise PULL over ws:// (or wss:// with `tls`) upgrades
-/// and starts a 512 KiB handshake message: the listener must close it
-/// after some kilobytes, not wait for the rest.
-async fn oversized_handshake_is_cut(opts: Options, tls: Option<sp_transports::TlsConfig>) {
+/// and starts a 512 KiB (or 64 KiB in fragments) handshake message: the
+/// listener must close it after some kilobytes, not wait for the rest.
+/// How a raw peer sends its oversized handshake message.
+#[derive(Clone, Copy)]
+enum Oversized {
+    /// One frame announcing it all.
+    OneFrame,
+    /// Many small fragments of one message.
+    Fragments,
+}
+
+async fn oversized_handshake_is_cut(
+    opts: Options,
+    tls: Option<sp_transports::TlsConfig>,
+    how: Oversized,
+) {
     use sp_core::transport::StreamTransport;
     let opts = opts.handshake_timeout(Duration::from_secs(60));
     let (pull, scheme) = match &tls {
@@ -238,12 +265,30 @@ async fn oversized_handshake_is_cut(opts: Options, tls: Option<sp_transports::Tl
     };
     raw_upgrade_over(&mut s, &host, "n", &token).await;
 
-    // a masked binary frame announcing 512 KiB, of which 64 KiB are sent
-    let announced: u64 = 512 << 10;
-    let mut frame = vec![0x82, 0x80 | 127];
-    frame.extend_from_slice(&announced.to_be_bytes());
-    frame.extend_from_slice(&[1, 2, 3, 4]);
-    frame.extend(std::iter::repeat_n(0x5a, 64 << 10));
+    let frame = match how {
+        // a masked binary frame announcing 512 KiB, of which 64 KiB are sent
+        Oversized::OneFrame => {
+            let announced: u64 = 512 << 10;
+            let mut frame = vec![0x82, 0x80 | 127];
+            frame.extend_from_slice(&announced.to_be_bytes());
+            frame.extend_from_slice(&[1, 2, 3, 4]);
+            frame.extend(std::iter::repeat_n(0x5a, 64 << 10));
+            frame
+        }
+        // a message of 128 masked 512-byte fragments (never final), each
+        // far below any frame limit: only a count across frames stops it
+        Oversized::Fragments => {
+            let mut frames = Vec::new();
+            for i in 0..128 {
+                let opcode = if i == 0 { 0x02 } else { 0x00 };
+                frames.extend_from_slice(&[opcode, 0x80 | 126]);
+                frames.extend_from_slice(&512u16.to_be_bytes());
+                frames.extend_from_slice(&[1, 2, 3, 4]);
+                frames.extend(std::iter::repeat_n(0x5a, 512));
+            }
+            frames
+        }
+    };
     // the listener may close while this is still being written
     let _ = s.write_all(&frame).await;
 
