@@ -9,6 +9,8 @@
 //! `SPBENCH_SIGN=1` (see `benches/common`).
 
 use std::hint::black_box;
+
+use futures::SinkExt as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -223,7 +225,91 @@ async fn stack(mode: Mode, keys: Arc<Keys>, size: usize) -> (f64, f64, f64) {
     median(rates)
 }
 
+/// One code path run `n` times, for `valgrind --tool=callgrind
+/// --toggle-collect=<function>` (instructions per message, independent of
+/// the machine's load): `SPBENCH_CALLGRIND=<path>:<size>:<n>`, path one of
+/// `seal`, `open` (the hop layer's record), `sign`, `verify` (the integrity
+/// layer over PUSH -> PULL, every message ready at once, as a busy PULL
+/// sees them). Uses only APIs that older trees have too, so the same file
+/// measures a `BEFORE` checkout.
+fn callgrind_mode(spec: &str) {
+    use futures::StreamExt;
+    use sp_crypto::noise::cipher::CipherState;
+    use sp_crypto::noise::record::{room, Padding, Receiver, RekeyPolicy, Sender};
+    use spstack::{Message, MessageIo, ProtocolId};
+    let mut it = spec.split(':');
+    let path = it.next().unwrap_or("");
+    let size: usize = it.next().and_then(|s| s.parse().ok()).expect("size");
+    let n: usize = it.next().and_then(|s| s.parse().ok()).expect("count");
+    let policy = RekeyPolicy {
+        messages: 1 << 40,
+        bytes: 1 << 60,
+    };
+    let fresh = || {
+        let (head, tail) = room(&Padding::None, size);
+        let mut m = Message::with_capacity(head, size, tail);
+        m.body_mut().fill(0x5a);
+        m
+    };
+    match path {
+        "seal" | "open" => {
+            let mut tx = Sender::new(
+                "noise-xx/2",
+                CipherState::new(&[9; 32]),
+                Padding::None,
+                policy,
+            );
+            let mut rx = Receiver::new("noise-xx/2", CipherState::new(&[9; 32]), 2 << 20);
+            let frames: Vec<Message> = (0..n).map(|_| tx.seal(fresh()).expect("seal")).collect();
+            if path == "open" {
+                for f in frames {
+                    black_box(rx.open(f).expect("open"));
+                }
+            }
+        }
+        "sign" | "verify" => {
+            let key = SigningKeypair::from_bytes(&[3u8; 32]);
+            let cfg = || {
+                IntegrityConfig::new(
+                    SigningKeypair::from_bytes(&key.to_bytes()),
+                    [key.verifying_key()],
+                    "bench",
+                )
+                .expect("a valid audience")
+            };
+            let signer = Integrity::new(cfg()).on_protocol(ProtocolId::PUSH0);
+            let body = vec![0x5au8; size];
+            let signed: Vec<Message> = (0..n)
+                .map(|_| signer.sign_message(&body).expect("sign"))
+                .collect();
+            if path == "verify" {
+                let receiver = Integrity::new(cfg()).on_protocol(ProtocolId::PULL0);
+                let sink =
+                    futures::sink::drain().sink_map_err(|_| spstack::Error::ConnectionClosed);
+                let io = MessageIo::new(
+                    Box::pin(sink),
+                    Box::pin(futures::stream::iter(signed.into_iter().map(Ok))),
+                );
+                let mut io = tower::Layer::layer(&receiver, io);
+                futures::executor::block_on(async {
+                    let mut got = 0;
+                    while let Some(m) = io.rx.next().await {
+                        black_box(m.expect("verified"));
+                        got += 1;
+                    }
+                    assert_eq!(got, n, "every message verified");
+                });
+            }
+        }
+        other => panic!("unknown path {other}"),
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("SPBENCH_CALLGRIND") {
+        callgrind_mode(&spec);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
