@@ -1265,6 +1265,26 @@ mod batches {
     }
 
     #[test]
+    fn after_a_failed_batch_the_next_messages_are_verified_one_by_one() {
+        // 64 messages per batch: the first batch holds a forgery and fails,
+        // the next 64 are verified alone (no batch equation), then batches
+        // resume: a sender of bad signatures cannot make every batch fail
+        // and be verified twice
+        let keys = Keys::new();
+        let mut wires: Vec<Vec<u8>> = (0..192u32).map(|i| signed(&keys, i as u8)).collect();
+        let at = wires[3].len() - 20;
+        wires[3][at] ^= 1;
+        let incoming = futures::stream::iter(wires.into_iter().map(|w| Ok(Message::from(w))));
+        let (mut rx, stats, _) = receiver(&keys, true, incoming);
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), 191);
+        assert_eq!(
+            (stats.batches(), stats.bad_signature(), stats.verified()),
+            (2, 1, 191)
+        );
+    }
+
+    #[test]
     fn verified_messages_dropped_undelivered_are_counted_as_closed() {
         let keys = Keys::new();
         let wires: Vec<_> = (0..5)

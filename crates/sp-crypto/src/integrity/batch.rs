@@ -46,13 +46,24 @@ use curve25519_dalek::constants::EIGHT_TORSION;
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, VerifyingKey};
 
-/// One signature to check: the key, the signed record, the signature bytes.
-pub(crate) struct Item<'a> {
-    pub key: &'a VerifyingKey,
+/// One signature to check.
+#[derive(Clone, Copy)]
+pub(crate) struct Item {
+    pub key: VerifyingKey,
     /// The key may take part in a batch ([`batchable_key`]).
     pub batchable: bool,
-    pub record: &'a [u8],
+    /// Which of the caller's records it signs.
+    pub record: usize,
     pub signature: [u8; 64],
+}
+
+/// Buffers kept between calls, so that a receiver allocates nothing of its
+/// own per message (ed25519-dalek's batch allocates a few per batch).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    candidates: Vec<usize>,
+    sigs: Vec<Signature>,
+    keys: Vec<VerifyingKey>,
 }
 
 /// How a call went, for the caller's back-off.
@@ -129,21 +140,32 @@ pub(crate) fn batchable_key(key: &VerifyingKey) -> bool {
     !key.is_weak() && key.to_edwards().is_torsion_free()
 }
 
-fn alone(it: &Item<'_>) -> bool {
+fn alone<R: AsRef<[u8]>>(it: &Item, records: &[R]) -> bool {
     it.key
-        .verify_strict(it.record, &Signature::from_bytes(&it.signature))
+        .verify_strict(
+            records[it.record].as_ref(),
+            &Signature::from_bytes(&it.signature),
+        )
         .is_ok()
 }
 
-/// Which of `items` carry a valid signature, into `ok` (cleared first), in
-/// order; `batch: false` checks each alone with `verify_strict`.
-pub(crate) fn verify(items: &[Item<'_>], batch: bool, ok: &mut Vec<bool>) -> Outcome {
+/// Which of `items` carry a valid signature over their record, into `ok`
+/// (cleared first), in order; `batch: false` checks each alone with
+/// `verify_strict`.
+pub(crate) fn verify<R: AsRef<[u8]>>(
+    items: &[Item],
+    records: &[R],
+    batch: bool,
+    ok: &mut Vec<bool>,
+    scratch: &mut Scratch,
+) -> Outcome {
     ok.clear();
     ok.resize(items.len(), false);
-    let mut candidates = Vec::with_capacity(items.len());
+    let candidates = &mut scratch.candidates;
+    candidates.clear();
     for (i, it) in items.iter().enumerate() {
         if !batch || items.len() < 2 || !it.batchable {
-            ok[i] = alone(it);
+            ok[i] = alone(it, records);
         } else if strict_form(&it.signature) {
             candidates.push(i);
         }
@@ -152,25 +174,31 @@ pub(crate) fn verify(items: &[Item<'_>], batch: bool, ok: &mut Vec<bool>) -> Out
     match candidates.len() {
         0 => return Outcome::Alone,
         1 => {
-            ok[candidates[0]] = alone(&items[candidates[0]]);
+            ok[candidates[0]] = alone(&items[candidates[0]], records);
             return Outcome::Alone;
         }
         _ => {}
     }
-    let records: Vec<&[u8]> = candidates.iter().map(|&i| items[i].record).collect();
-    let sigs: Vec<Signature> = candidates
+    scratch.sigs.clear();
+    scratch.keys.clear();
+    for &i in candidates.iter() {
+        scratch
+            .sigs
+            .push(Signature::from_bytes(&items[i].signature));
+        scratch.keys.push(items[i].key);
+    }
+    let messages: Vec<&[u8]> = candidates
         .iter()
-        .map(|&i| Signature::from_bytes(&items[i].signature))
+        .map(|&i| records[items[i].record].as_ref())
         .collect();
-    let keys: Vec<VerifyingKey> = candidates.iter().map(|&i| *items[i].key).collect();
-    if ed25519_dalek::verify_batch(&records, &sigs, &keys).is_ok() {
-        for &i in &candidates {
+    if ed25519_dalek::verify_batch(&messages, &scratch.sigs, &scratch.keys).is_ok() {
+        for &i in candidates.iter() {
             ok[i] = true;
         }
         Outcome::Passed
     } else {
-        for &i in &candidates {
-            ok[i] = alone(&items[i]);
+        for &i in candidates.iter() {
+            ok[i] = alone(&items[i], records);
         }
         Outcome::Failed
     }
@@ -249,21 +277,33 @@ mod tests {
         assert!(decoded > 10_000 && refused >= 40, "{decoded} {refused}");
     }
 
-    fn items<'a>(
-        key: &'a VerifyingKey,
-        records: &'a [Vec<u8>],
-        sigs: &[[u8; 64]],
-    ) -> Vec<Item<'a>> {
-        records
-            .iter()
-            .zip(sigs)
-            .map(|(r, s)| Item {
-                key,
+    fn items(key: &VerifyingKey, sigs: &[[u8; 64]]) -> Vec<Item> {
+        sigs.iter()
+            .enumerate()
+            .map(|(record, s)| Item {
+                key: *key,
                 batchable: batchable_key(key),
-                record: r,
+                record,
                 signature: *s,
             })
             .collect()
+    }
+
+    /// `verify` with fresh scratch buffers.
+    fn check(
+        key: &VerifyingKey,
+        records: &[Vec<u8>],
+        sigs: &[[u8; 64]],
+        batch: bool,
+        ok: &mut Vec<bool>,
+    ) -> Outcome {
+        verify(
+            &items(key, sigs),
+            records,
+            batch,
+            ok,
+            &mut Scratch::default(),
+        )
     }
 
     #[test]
@@ -274,23 +314,14 @@ mod tests {
         let records: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 40]).collect();
         let mut sigs: Vec<[u8; 64]> = records.iter().map(|r| sk.sign(r).to_bytes()).collect();
         let mut ok = Vec::new();
-        assert_eq!(
-            verify(&items(&vk, &records, &sigs), true, &mut ok),
-            Outcome::Passed
-        );
+        assert_eq!(check(&vk, &records, &sigs, true, &mut ok), Outcome::Passed);
         assert!(ok.iter().all(|&b| b));
         sigs[5][40] ^= 1;
-        assert_eq!(
-            verify(&items(&vk, &records, &sigs), true, &mut ok),
-            Outcome::Failed
-        );
+        assert_eq!(check(&vk, &records, &sigs, true, &mut ok), Outcome::Failed);
         let want: Vec<bool> = (0..8).map(|i| i != 5).collect();
         assert_eq!(ok, want);
         // and alone, the same answers
-        assert_eq!(
-            verify(&items(&vk, &records, &sigs), false, &mut ok),
-            Outcome::Alone
-        );
+        assert_eq!(check(&vk, &records, &sigs, false, &mut ok), Outcome::Alone);
         assert_eq!(ok, want);
     }
 
@@ -320,10 +351,7 @@ mod tests {
         assert!(!strict_form(&sigs[2]));
         let mut ok = Vec::new();
         // refused before the batch, so the others still pass as one batch
-        assert_eq!(
-            verify(&items(&vk, &records, &sigs), true, &mut ok),
-            Outcome::Passed
-        );
+        assert_eq!(check(&vk, &records, &sigs, true, &mut ok), Outcome::Passed);
         assert_eq!(ok, [true, true, false, true]);
     }
 
@@ -388,7 +416,7 @@ mod tests {
             );
             assert!(vk.verify_strict(&records[3], &sig).is_err(), "{what}");
             let mut ok = Vec::new();
-            let outcome = verify(&items(&vk, &records, &sigs), true, &mut ok);
+            let outcome = check(&vk, &records, &sigs, true, &mut ok);
             assert_eq!(ok, [true, true, true, false, true], "{what}");
             assert_eq!(outcome, Outcome::Passed, "{what}: refused before the batch");
         }
@@ -415,7 +443,7 @@ mod tests {
         let all: Vec<Signature> = sigs.iter().map(Signature::from_bytes).collect();
         assert!(ed25519_dalek::verify_batch(&refs, &all, &[weak; 3]).is_ok());
         let mut ok = Vec::new();
-        verify(&items(&weak, &records, &sigs), true, &mut ok);
+        check(&weak, &records, &sigs, true, &mut ok);
         assert_eq!(ok, [false, false, false]);
     }
 
@@ -457,7 +485,7 @@ mod tests {
             }
             assert!(key.verify_strict(&records[0], &sigs[0]).is_err());
             let mut ok = Vec::new();
-            verify(&items(&key, &records, &[s0, s1]), true, &mut ok);
+            check(&key, &records, &[s0, s1], true, &mut ok);
             assert!(
                 !ok[0],
                 "the odd one is refused, as verify_strict refuses it"
@@ -495,27 +523,26 @@ mod tests {
                     invalid += 1;
                     continue;
                 };
-                let mut items: Vec<Item<'_>> = fill
-                    .iter()
-                    .zip(&fill_sigs)
-                    .map(|(m, s)| Item {
-                        key: &other_vk,
-                        batchable: true,
-                        record: m,
-                        signature: *s,
-                    })
-                    .collect();
-                items.insert(
-                    1,
+                let records: [&[u8]; 4] = [&fill[0], &v.msg, &fill[1], &fill[2]];
+                let filler = |record, s: &[u8; 64]| Item {
+                    key: other_vk,
+                    batchable: true,
+                    record,
+                    signature: *s,
+                };
+                let items = [
+                    filler(0, &fill_sigs[0]),
                     Item {
-                        key: &key,
+                        key,
                         batchable: key_batchable,
-                        record: &v.msg,
+                        record: 1,
                         signature: sig,
                     },
-                );
+                    filler(2, &fill_sigs[1]),
+                    filler(3, &fill_sigs[2]),
+                ];
                 let mut ok = Vec::new();
-                let outcome = verify(&items, true, &mut ok);
+                let outcome = verify(&items, &records, true, &mut ok, &mut Scratch::default());
                 batched += usize::from(outcome == Outcome::Passed);
                 let want = match v.result {
                     TestResult::Valid => {

@@ -507,6 +507,7 @@ struct Counters {
     verified: AtomicU64,
     signed: AtomicU64,
     reanswered: AtomicU64,
+    batches: AtomicU64,
 }
 
 /// A snapshot of an [`IntegrityStats`] handle.
@@ -599,6 +600,13 @@ impl IntegrityStats {
     /// All refusals.
     pub fn total_dropped(&self) -> u64 {
         self.snapshot().total_dropped()
+    }
+
+    /// Batch equations computed (one per batch of two signatures or more;
+    /// see [costs](crate::integrity#costs)): `verified` over this is about
+    /// the batch size. Not in [`IntegrityCounts`], which counts messages.
+    pub fn batches(&self) -> u64 {
+        self.0.batches.load(Ordering::Relaxed)
     }
 
     fn count(&self, r: Rejection) {
@@ -1330,6 +1338,11 @@ impl tower::Layer<MessageIo> for Integrity {
                 ready: VecDeque::new(),
                 after: None,
                 records: Vec::new(),
+                taken: Vec::new(),
+                signed: Vec::new(),
+                items: Vec::new(),
+                ok: Vec::new(),
+                scratch: batch::Scratch::default(),
                 single_left: 0,
                 backoff: BACKOFF_START,
             }),
@@ -1454,6 +1467,14 @@ struct VerifyStream {
     after: Option<Option<Result<Message>>>,
     /// The batch's signed records, kept for the next batch.
     records: Vec<Vec<u8>>,
+    /// Buffers of a batch, kept so a receiver allocates nothing of its own
+    /// per message: the messages taken, those with a trusted signer, their
+    /// signatures, the verdicts.
+    taken: Vec<Message>,
+    signed: Vec<(Message, SignedTrailer)>,
+    items: Vec<batch::Item>,
+    ok: Vec<bool>,
+    scratch: batch::Scratch,
     /// Messages still to verify one by one after a failed batch.
     single_left: usize,
     /// The next such stretch, doubling while batches keep failing.
@@ -1479,8 +1500,10 @@ const BATCH_BYTES: usize = 256 << 10;
 /// wasted batch.
 const BACKOFF_START: usize = 64;
 const BACKOFF_MAX: usize = 4096;
-/// A record buffer that grew beyond this is not kept between batches.
-const KEEP_RECORD: usize = 64 << 10;
+/// Bytes of record buffers (beyond the first) kept between batches: a full
+/// batch's worth, so steady traffic allocates none, and no more however
+/// message sizes mix.
+const KEEP_RECORDS: usize = 2 * BATCH_BYTES;
 
 impl VerifyStream {
     /// The kept reply to a request sent again, signed anew (its own seq and
@@ -1556,27 +1579,26 @@ impl VerifyStream {
     fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         let mut refused = 0;
         while refused < DROP_BUDGET {
-            let mut taken = Vec::new();
             let mut bytes = 0;
-            while taken.len() < BATCH_MAX && bytes < BATCH_BYTES {
+            while self.taken.len() < BATCH_MAX && bytes < BATCH_BYTES {
                 match self.inner.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(m))) => {
                         bytes += m.body().len();
-                        taken.push(m);
+                        self.taken.push(m);
                     }
                     Poll::Ready(end) => {
-                        if taken.is_empty() {
+                        if self.taken.is_empty() {
                             return Poll::Ready(end);
                         }
                         self.after = Some(end);
                         break;
                     }
-                    Poll::Pending if taken.is_empty() => return Poll::Pending,
+                    Poll::Pending if self.taken.is_empty() => return Poll::Pending,
                     Poll::Pending => break,
                 }
             }
-            let n = taken.len();
-            self.check_batch(taken);
+            let n = self.taken.len();
+            self.check_batch();
             refused += n - self.ready.len();
             if let Some(next) = self.take_ready() {
                 return Poll::Ready(next);
@@ -1589,44 +1611,48 @@ impl VerifyStream {
     /// The checks of [`Shared::verify`] for several messages, the
     /// signatures as one batch (see [`batch`]); what passes goes to
     /// `ready`, in order.
-    fn check_batch(&mut self, taken: Vec<Message>) {
+    fn check_batch(&mut self) {
         let s = &*self.shared;
-        if self.records.len() < taken.len() {
-            self.records.resize_with(taken.len(), Vec::new);
+        if self.records.len() < self.taken.len() {
+            self.records.resize_with(self.taken.len(), Vec::new);
         }
-        let mut signed = Vec::with_capacity(taken.len());
-        for ((m, record), at) in taken.into_iter().zip(self.records.iter_mut()).zip(0..) {
+        self.signed.clear();
+        self.items.clear();
+        for (m, record) in self.taken.drain(..).zip(0..) {
             // refusals are counted where they are found
-            if let Ok((h, key)) = s.signed_record(m.body(), record) {
-                let batchable = s.batchable(&h.key_id, key);
-                signed.push((m, h, key, batchable, at));
+            if let Ok((h, key)) = s.signed_record(m.body(), &mut self.records[record]) {
+                self.items.push(batch::Item {
+                    key: *key,
+                    batchable: s.batchable(&h.key_id, key),
+                    record,
+                    signature: h.signature,
+                });
+                self.signed.push((m, h));
             }
         }
         let use_batch = self.single_left == 0;
         if !use_batch {
-            self.single_left = self.single_left.saturating_sub(signed.len());
+            self.single_left = self.single_left.saturating_sub(self.items.len());
         }
-        let records = &self.records;
-        let items: Vec<batch::Item<'_>> = signed
-            .iter()
-            .map(|(_, h, key, batchable, at)| batch::Item {
-                key,
-                batchable: *batchable,
-                record: &records[*at],
-                signature: h.signature,
-            })
-            .collect();
-        let mut ok = Vec::new();
-        match batch::verify(&items, use_batch, &mut ok) {
-            batch::Outcome::Passed => self.backoff = BACKOFF_START,
+        match batch::verify(
+            &self.items,
+            &self.records,
+            use_batch,
+            &mut self.ok,
+            &mut self.scratch,
+        ) {
+            batch::Outcome::Alone => {}
+            batch::Outcome::Passed => {
+                s.stats.0.batches.fetch_add(1, Ordering::Relaxed);
+                self.backoff = BACKOFF_START;
+            }
             batch::Outcome::Failed => {
+                s.stats.0.batches.fetch_add(1, Ordering::Relaxed);
                 self.single_left = self.backoff;
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
             }
-            batch::Outcome::Alone => {}
         }
-        drop(items);
-        for ((mut m, h, ..), good) in signed.into_iter().zip(ok) {
+        for ((mut m, h), &good) in self.signed.drain(..).zip(&self.ok) {
             if !good {
                 s.bad_signature(&h);
                 continue;
@@ -1638,8 +1664,13 @@ impl VerifyStream {
                 self.ready.push_back(m);
             }
         }
-        for r in &mut self.records {
-            if r.capacity() > KEEP_RECORD {
+        // the first buffer is kept whatever its size (as the one-by-one
+        // path keeps its one); the others while they fit the budget
+        let mut kept = 0;
+        for r in self.records.iter_mut().skip(1) {
+            kept += r.capacity();
+            if kept > KEEP_RECORDS {
+                kept -= r.capacity();
                 *r = Vec::new();
             }
         }
