@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench crypto` (or `benches/run_crypto.sh` for the
 //! side-by-side run with ../shared/perf-anchors/cryptobench). Prints RESULT
-//! lines in the anchors' format. `SPBENCH_QUICK=1` for a smoke run.
+//! lines in the anchors' format. `SPBENCH_QUICK=1` for a smoke run;
+//! `SPBENCH_MODES` / `SPBENCH_SIZES` (comma-separated) pick stacks and sizes.
 //! The two-process tools measure the same with `SPBENCH_NOISE=1` /
 //! `SPBENCH_SIGN=1` (see `benches/common`).
 
@@ -26,6 +27,12 @@ const SIZES: [usize; 4] = [64, 1024, 65536, 1 << 20];
 
 fn quick() -> bool {
     std::env::var("SPBENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// `var` unset, or a comma-separated list holding `what`: which stacks
+/// (`SPBENCH_MODES=plain,hop`) and sizes (`SPBENCH_SIZES=64,65536`) run.
+fn wanted(var: &str, what: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v.split(',').any(|x| x.trim() == what))
 }
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -81,6 +88,34 @@ fn primitives() {
             mb(hi)
         );
     }
+    // the hop layer's AEAD since it left the RustCrypto crate (noise::cipher)
+    let key = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &[7u8; 32]).expect("key"),
+    );
+    for sz in SIZES {
+        let mut buf = vec![0x5au8; sz];
+        let mut ctr = 0u64;
+        let (m, lo, hi) = rate(|| {
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&ctr.to_le_bytes());
+            ctr += 1;
+            let tag = key
+                .seal_in_place_separate_tag(
+                    ring::aead::Nonce::assume_unique_for_key(nonce),
+                    ring::aead::Aad::empty(),
+                    &mut buf,
+                )
+                .expect("encrypt");
+            let _ = black_box(tag);
+        });
+        let mb = |r: f64| r * sz as f64 / 1e6;
+        println!(
+            "RESULT lib=ring-0.17 variant=default test=aead_encrypt size={sz} MBps={:.1} min={:.1} max={:.1} ops_per_s={m:.0}",
+            mb(m),
+            mb(lo),
+            mb(hi)
+        );
+    }
     let sk = SigningKey::from_bytes(&[1u8; 32]);
     let vk = sk.verifying_key();
     let msg = [0x42u8; 64];
@@ -94,6 +129,21 @@ fn primitives() {
             .expect("verify");
     });
     println!("RESULT lib=ed25519-dalek-2 variant=default test=verify size=64 ops_per_s={v:.0} min={vlo:.0} max={vhi:.0}");
+    // what the integrity layer does with 64 ready messages: one batch
+    let msgs: Vec<[u8; 64]> = (0..64u8).map(|i| [i; 64]).collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+    let sigs: Vec<_> = msgs.iter().map(|m| sk.sign(m)).collect();
+    let keys = vec![vk; 64];
+    let (b, blo, bhi) = rate(|| {
+        ed25519_dalek::verify_batch(black_box(&refs), &sigs, &keys).expect("batch");
+    });
+    let per = |r: f64| r * 64.0;
+    println!(
+        "RESULT lib=ed25519-dalek-2 variant=default test=verify_batch64 size=64 ops_per_s={:.0} min={:.0} max={:.0}",
+        per(b),
+        per(blo),
+        per(bhi)
+    );
 }
 
 /// The hop layer's record path without the network: seal (gather + encrypt
@@ -230,8 +280,10 @@ async fn stack(mode: Mode, keys: Arc<Keys>, size: usize) -> (f64, f64, f64) {
 /// the machine's load): `SPBENCH_CALLGRIND=<path>:<size>:<n>`, path one of
 /// `seal`, `open` (the hop layer's record), `sign`, `verify` (the integrity
 /// layer over PUSH -> PULL, every message ready at once, as a busy PULL
-/// sees them). Uses only APIs that older trees have too, so the same file
-/// measures a `BEFORE` checkout.
+/// sees them), or a whole stack (`plain`, `hop`, `signed`, `hop+signed`:
+/// PUSH -> PULL over tcp, both sides; callgrind without toggles, two counts,
+/// the difference). Uses only APIs that older trees have too, so the same
+/// file measures a `BEFORE` checkout.
 fn callgrind_mode(spec: &str) {
     use futures::StreamExt;
     use sp_crypto::noise::cipher::CipherState;
@@ -301,7 +353,42 @@ fn callgrind_mode(spec: &str) {
                 });
             }
         }
-        other => panic!("unknown path {other}"),
+        stack => {
+            // a whole PUSH -> PULL stack over tcp, both sides in this
+            // process: run with two counts and take the difference
+            let mode = [Mode::Plain, Mode::Hop, Mode::Signed, Mode::Both]
+                .into_iter()
+                .find(|m| m.name() == stack)
+                .unwrap_or_else(|| panic!("unknown path {stack}"));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let keys = Keys {
+                push_noise: StaticKeypair::from_secret([1; 32]),
+                pull_noise: StaticKeypair::from_secret([2; 32]),
+                signer: SigningKeypair::from_bytes(&[3; 32]),
+            };
+            rt.block_on(async move {
+                let pull = build(spstack::pull0(), mode, &keys, false);
+                let ep = pull.listen("tcp://127.0.0.1:0").await.expect("listen");
+                let push = build(spstack::push0(), mode, &keys, true);
+                push.dial(ep.url()).await.expect("dial");
+                let p = push.clone();
+                let sender = tokio::spawn(async move {
+                    for _ in 0..n {
+                        p.send(p.new_message(size)).await.expect("send");
+                    }
+                });
+                for _ in 0..n {
+                    black_box(pull.recv().await.expect("recv"));
+                }
+                sender.await.expect("sender");
+                push.close();
+                pull.close();
+            });
+        }
     }
 }
 
@@ -328,7 +415,13 @@ fn main() {
     // thread adding a cross-thread wake-up per message; benches/README.md)
     let run = rt.spawn(async move {
         for mode in [Mode::Plain, Mode::Hop, Mode::Signed, Mode::Both] {
+            if !wanted("SPBENCH_MODES", mode.name()) {
+                continue;
+            }
             for size in SIZES {
+                if !wanted("SPBENCH_SIZES", &size.to_string()) {
+                    continue;
+                }
                 let before = spstack::copied_bytes();
                 let (m, lo, hi) = stack(mode, keys.clone(), size).await;
                 let copied = spstack::copied_bytes() - before;
