@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
 use ed25519_dalek::{Signer, SigningKey};
-use sp_crypto::integrity::{Integrity, IntegrityConfig};
+use sp_crypto::integrity::{Integrity, IntegrityConfig, IntegrityStats};
 use sp_crypto::keys::SigningKeypair;
 use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
 use spstack::{Options, SocketBuilder};
@@ -210,7 +210,18 @@ fn opts() -> Options {
 }
 
 fn build(b: SocketBuilder, mode: Mode, keys: &Keys, pushing: bool) -> spstack::Socket {
+    build_stats(b, mode, keys, pushing).0
+}
+
+/// The socket and, with the integrity layer, its counters.
+fn build_stats(
+    b: SocketBuilder,
+    mode: Mode,
+    keys: &Keys,
+    pushing: bool,
+) -> (spstack::Socket, Option<IntegrityStats>) {
     let mut b = b.options(opts());
+    let mut stats = None;
     if matches!(mode, Mode::Hop | Mode::Both) {
         let (mine, theirs) = if pushing {
             (&keys.push_noise, &keys.pull_noise)
@@ -228,13 +239,20 @@ fn build(b: SocketBuilder, mode: Mode, keys: &Keys, pushing: bool) -> spstack::S
             "bench",
         )
         .expect("a valid audience");
-        b = b.message_layer(Integrity::new(cfg));
+        let layer = Integrity::new(cfg);
+        stats = Some(layer.stats());
+        b = b.message_layer(layer);
     }
-    b.build()
+    (b.build(), stats)
 }
 
-async fn stack(mode: Mode, keys: Arc<Keys>, size: usize) -> (f64, f64, f64) {
-    let pull = build(spstack::pull0(), mode, &keys, false);
+/// msgs/s (median, min, max) and the receiver's integrity counters.
+async fn stack(
+    mode: Mode,
+    keys: Arc<Keys>,
+    size: usize,
+) -> ((f64, f64, f64), Option<IntegrityStats>) {
+    let (pull, stats) = build_stats(spstack::pull0(), mode, &keys, false);
     let ep = pull.listen("tcp://127.0.0.1:0").await.expect("listen");
     let push = build(spstack::push0(), mode, &keys, true);
     push.dial(ep.url()).await.expect("dial");
@@ -272,7 +290,7 @@ async fn stack(mode: Mode, keys: Arc<Keys>, size: usize) -> (f64, f64, f64) {
     }
     push.close();
     pull.close();
-    median(rates)
+    (median(rates), stats)
 }
 
 /// One code path run `n` times, for `valgrind --tool=callgrind
@@ -282,8 +300,9 @@ async fn stack(mode: Mode, keys: Arc<Keys>, size: usize) -> (f64, f64, f64) {
 /// layer over PUSH -> PULL, every message ready at once, as a busy PULL
 /// sees them), or a whole stack (`plain`, `hop`, `signed`, `hop+signed`:
 /// PUSH -> PULL over tcp, both sides; callgrind without toggles, two counts,
-/// the difference). Uses only APIs that older trees have too, so the same
-/// file measures a `BEFORE` checkout.
+/// the difference). Uses only APIs that older trees have too: copied into a
+/// `BEFORE` checkout's bench (with what it lacks elsewhere taken out), it
+/// measures that tree the same way.
 fn callgrind_mode(spec: &str) {
     use futures::StreamExt;
     use sp_crypto::noise::cipher::CipherState;
@@ -423,11 +442,21 @@ fn main() {
                     continue;
                 }
                 let before = spstack::copied_bytes();
-                let (m, lo, hi) = stack(mode, keys.clone(), size).await;
+                let ((m, lo, hi), stats) = stack(mode, keys.clone(), size).await;
                 let copied = spstack::copied_bytes() - before;
                 let mb = |r: f64| r * size as f64 / 1e6;
+                // signed: how many messages a batch equation covered on average
+                let batching = stats
+                    .map(|s| {
+                        format!(
+                            " verified={} sig_batches={}",
+                            s.verified(),
+                            s.batches()
+                        )
+                    })
+                    .unwrap_or_default();
                 println!(
-                    "RESULT lib=spstack variant={} test=push_pull_tcp size={size} MBps={:.1} min={:.1} max={:.1} msgs_per_s={m:.0} copied_bytes={copied}",
+                    "RESULT lib=spstack variant={} test=push_pull_tcp size={size} MBps={:.1} min={:.1} max={:.1} msgs_per_s={m:.0} copied_bytes={copied}{batching}",
                     mode.name(),
                     mb(m),
                     mb(lo),
