@@ -1,6 +1,9 @@
 //! Plain vs hop-encrypted vs signed vs both, PUSH → PULL over tcp in one
-//! process, beside the primitives the layers use (ChaCha20-Poly1305 0.10 in
-//! place, Ed25519 sign / verify_strict) measured in the same run.
+//! process, beside the primitives the layers use (ring's ChaCha20-Poly1305 in
+//! place, and the RustCrypto 0.10 one snow uses for the handshake; Ed25519
+//! sign, verify_strict and a 64-signature verify_batch) measured in the same
+//! run. The signed stack's RESULT line also gives the receiver's verified
+//! messages and batch equations (their ratio: messages per batch).
 //!
 //! `cargo bench --bench crypto` (or `benches/run_crypto.sh` for the
 //! side-by-side run with ../shared/perf-anchors/cryptobench). Prints RESULT

@@ -11,6 +11,8 @@
 #                    relabelled lib=before:<lib>, for before/after ratios taken
 #                    at the same moment; BEFORE_TARGET=its cargo target dir
 #                    (default DIR/target; sharing this tree's saves a build)
+#        BEFORE_EXE=PATH  the BEFORE tree's bench executable, already built (a
+#                    previous run's OUTDIR/crypto-before); BEFORE then only labels it
 #        ROUNDS=1    before and after alternate this many times (the summary
 #                    takes the median of the rounds' medians): on a shared
 #                    machine, load that changes between the two is averaged
@@ -42,13 +44,20 @@ for line in sys.stdin:
 
 echo "== anchor: cryptobench (default build, runtime CPU detection)"
 CB=/tmp/cryptobench-src
+# the target dir outside the copied sources, so a second run rebuilds nothing
 rm -rf "$CB"; mkdir -p "$CB"; cp -r "$ANCHORS/cryptobench/." "$CB/"
-(cd "$CB" && cargo build --release --quiet --target-dir "$CB/t-default")
-VARIANT=default-runtime-detect timeout 120 "$CB/t-default/release/cryptobench" | tee -a "$RES"
+(cd "$CB" && cargo build --release --quiet --target-dir /tmp/cryptobench-target)
+VARIANT=default-runtime-detect timeout 120 /tmp/cryptobench-target/release/cryptobench | tee -a "$RES"
 
 echo "== building benches/crypto.rs (release)"
 AFTER_EXE=$(bench_exe "$ROOT" "${CARGO_TARGET_DIR:-$ROOT/target}" crypto-after)
-if [ -n "${BEFORE:-}" ]; then
+if [ -n "${BEFORE_EXE:-}" ]; then
+  # an executable a previous run built (OUTDIR/crypto-before): no rebuild
+  cp "$BEFORE_EXE" "$OUT/crypto-before.given"
+  BEFORE_EXE=$OUT/crypto-before.given
+  BEFORE=${BEFORE:-given}
+  echo "before: executable ${BEFORE_EXE} (tree: $BEFORE)" | tee -a "$OUT/trees.txt"
+elif [ -n "${BEFORE:-}" ]; then
   BEFORE_EXE=$(bench_exe "$BEFORE" "${BEFORE_TARGET:-$BEFORE/target}" crypto-before)
   echo "before: $BEFORE ($(git -C "$BEFORE" rev-parse --short HEAD))" | tee -a "$OUT/trees.txt"
 fi

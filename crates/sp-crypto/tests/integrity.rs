@@ -1196,6 +1196,11 @@ mod batches {
                     (1, 6, 1),
                     "{what} (batch {batch})"
                 );
+                // batched, the seven formed one batch equation (failed for
+                // the forgery, then each checked alone; passed for the six
+                // others when the strict checks refused R first): the
+                // answers above are the batch's, not a one-by-one path's
+                assert_eq!(stats.batches(), u64::from(batch), "{what} (batch {batch})");
             }
         }
     }

@@ -423,6 +423,28 @@ mod tests {
     }
 
     #[test]
+    fn torsion_added_to_an_honest_r_by_anyone_else_is_refused_in_a_batch() {
+        // the one difference from verify_strict (module docs) needs the
+        // signing key: R' = R + T changes H(R' || A || M), so the honest S
+        // no longer fits and the batch fails, then verify_strict refuses it
+        let sk = SigningKey::from_bytes(&[13u8; 32]);
+        let vk = sk.verifying_key();
+        let records: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 24]).collect();
+        let honest: Vec<[u8; 64]> = records.iter().map(|r| sk.sign(r).to_bytes()).collect();
+        for (t, torsion) in EIGHT_TORSION.iter().enumerate().skip(1) {
+            let mut sigs = honest.clone();
+            let r = CompressedEdwardsY(sigs[1][..32].try_into().expect("32"))
+                .decompress()
+                .expect("an honest R decodes");
+            sigs[1][..32].copy_from_slice((r + torsion).compress().as_bytes());
+            let mut ok = Vec::new();
+            let outcome = check(&vk, &records, &sigs, true, &mut ok);
+            assert_eq!(ok, [true, false, true, true], "torsion point {t}");
+            assert_eq!(outcome, Outcome::Failed, "torsion point {t}");
+        }
+    }
+
+    #[test]
     fn a_small_order_key_is_never_batched() {
         // A = identity: S = r, R = rB satisfies the equation for any message
         let mut identity = [0u8; 32];
