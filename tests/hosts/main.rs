@@ -17,6 +17,7 @@ mod pki;
 mod proxy;
 mod pubsub;
 mod reconnect;
+mod reliable;
 mod reqrep;
 mod soak;
 mod survey;
