@@ -70,8 +70,10 @@
 //!   the plain header layered.
 //!
 //! Such a pipe has no liveness check: a silent plain peer is found as
-//! without the layer (TCP errors, the WebSocket keepalive). Over tcp, ipc,
-//! inproc and quic both ways; WebSocket, whose layers ride in the
+//! without the layer (TCP errors, the WebSocket keepalive). Over tcp, ipc
+//! and inproc both ways; over quic a listener serves plain dialers, but a
+//! dialer stays strict (the plain listener's SP_MISMATCH close overtakes
+//! its plain header); WebSocket, whose layers ride in the
 //! subprotocol token, keeps the strict exchange, and there its own
 //! ping/pong keepalive (`sp_ws::WsConfig::ping_interval`, `ping_timeout`,
 //! on by default at 30 s) is answered by any peer, nng's included, counted

@@ -72,7 +72,8 @@ impl Core {
             // own failures as layer errors: count them as such
             let mut conn = raw.announce(cfg, dialer).await.map_err(|e| match e {
                 // a transport that checks the peer itself (QUIC) saw a peer
-                // without any pipe layer
+                // without any pipe layer (when the peer's header arrived
+                // before its refusal)
                 Error::Mismatch {
                     index: Some(0),
                     ours: Some(_),
