@@ -219,7 +219,9 @@ async fn quic_over_a_lossy_reordering_link_delivers_every_message_once() {
             let pull = over_quic(spstack::pull0(), &t, idle);
             pull.listen(&format!("quic://{at}")).await.expect("listen");
             let rep = over_quic(spstack::rep0(), &t, idle);
-            rep.listen(&format!("quic://{at_rep}")).await.expect("listen");
+            rep.listen(&format!("quic://{at_rep}"))
+                .await
+                .expect("listen");
             let r = rep.clone();
             tokio::spawn(async move {
                 while let Ok(m) = r.recv().await {
@@ -305,10 +307,17 @@ async fn quic_over_a_lossy_reordering_link_delivers_every_message_once() {
             }
         })
         .await;
-    assert_eq!(rep.stats().msgs_in, 20, "each request reached the server once");
+    assert_eq!(
+        rep.stats().msgs_in,
+        20,
+        "each request reached the server once"
+    );
 
     let lost: u64 = proxies.iter().map(|p| p.stats.lost.load(SeqCst)).sum();
-    let dup: u64 = proxies.iter().map(|p| p.stats.duplicated.load(SeqCst)).sum();
+    let dup: u64 = proxies
+        .iter()
+        .map(|p| p.stats.duplicated.load(SeqCst))
+        .sum();
     let fwd: u64 = proxies.iter().map(|p| p.stats.forwarded.load(SeqCst)).sum();
     eprintln!("udp proxy: {fwd} forwarded, {lost} lost, {dup} duplicated");
     assert!(lost >= 10, "the link lost datagrams ({lost} of {fwd})");
