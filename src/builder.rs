@@ -110,9 +110,10 @@ impl<H: TypedSocket> Builder<H> {
 
     /// `heartbeat/1` as a pipe layer (feature `reliable`): pings when a pipe
     /// is idle, a silent peer's pipe closed after `interval × misses`. Add
-    /// it nearest the transport (after `noise`, before `ack`); the peer
-    /// needs it too. `pipe_layer(Heartbeat::new(interval).misses(n).layer())`
-    /// for another number of misses.
+    /// it nearest the transport (after `noise`, before `ack`). Optional: a
+    /// peer without it (plain nng/nanomsg) is served plain, unless
+    /// `pipe_layer(Heartbeat::new(interval).required().layer())` says
+    /// otherwise (and `.misses(n)` for another number of misses).
     #[cfg(feature = "reliable")]
     pub fn heartbeat(self, interval: std::time::Duration) -> Self {
         self.map(|b| b.heartbeat(interval))
