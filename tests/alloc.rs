@@ -5,11 +5,15 @@
 //! * a message made by `Socket::new_message` has the room every component
 //!   declared, so the only copies on the way out are those of components
 //!   that declare `copies` (a TLS session, a WebSocket library's buffers, the
-//!   integrity layer's signed record): none on a plain or Noise stack;
+//!   integrity layer's signed record), and a stream framing's gathering of
+//!   frames below `sp_transports::stream::COPY_BELOW` (prefix included) into
+//!   its batch buffer: none for larger frames on a plain or Noise stack;
 //! * on the way in, a stream framing reads frames below
-//!   `sp_transports::STAGED_BELOW` many per system call and copies each once
-//!   out of its read buffer (larger ones are read straight into their
-//!   message); copying components add theirs;
+//!   `sp_transports::STAGED_BELOW` many per system call into a chunk they
+//!   then share (no copy; a PULL reserves no room in front of them), unless
+//!   a pipe layer transforms them in place (Noise), which copies each once
+//!   out of the chunk; larger ones are read straight into their message;
+//!   copying components add theirs;
 //! * one allocation per message on each side (the message) on plain and
 //!   Noise stacks, and a small, bounded number more where a component
 //!   declares its own (measured and asserted below).
@@ -77,7 +81,9 @@ fn allocs() -> usize {
 /// of the crypto stay quick.
 fn counts(size: usize) -> (usize, usize) {
     let n = ((4 << 20) / size.max(1)).clamp(32, 2_000);
-    (n / 4, n)
+    // queues fill up to their byte bound (4 MiB) in a burst: the warm-up
+    // must have seen one
+    (n, n)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,18 +289,36 @@ fn declared_copies(stack: Stack, wire: Wire, size: usize, frame: usize) -> [(f64
         send += size as f64;
         recv += size as f64;
     }
+    let layered = matches!(stack, Stack::Noise | Stack::NoiseIntegrity);
+    // a frame small enough to be read many per system call: shared with its
+    // chunk, unless a pipe layer decrypts it in place (one copy out of it)
     let staged = |bytes: usize| {
-        if bytes < sp_transports::STAGED_BELOW {
+        if bytes < sp_transports::STAGED_BELOW && layered {
+            bytes as f64
+        } else {
+            0.0
+        }
+    };
+    // a frame small enough to be gathered into the writer's batch buffer
+    let gathered = |bytes: usize, prefix: usize| {
+        if bytes + prefix < sp_transports::stream::COPY_BELOW {
             bytes as f64
         } else {
             0.0
         }
     };
     match wire {
-        Wire::Tcp | Wire::Ipc => recv += staged(frame),
+        Wire::Tcp => {
+            send += gathered(frame, 8);
+            recv += staged(frame);
+        }
+        Wire::Ipc => {
+            send += gathered(frame, 9);
+            recv += staged(frame);
+        }
         Wire::TlsTcp => {
             // the session copies every byte, its u64 length prefix included
-            send += (frame + 8) as f64;
+            send += (frame + 8) as f64 + gathered(frame, 8);
             recv += (frame + 8) as f64 + staged(frame);
         }
         Wire::Ws | Wire::Wss => {

@@ -16,7 +16,11 @@ pub struct Options {
     pub recv_timeout: Option<Duration>,
     /// Messages queued per pipe on the way out. Default 128.
     pub send_queue: usize,
-    /// Messages queued per socket on the way in. Default 128.
+    /// Messages queued per socket on the way in. Default 128. A small
+    /// message read from a stream transport may share the read chunk (at most
+    /// 64 KiB) it arrived in with its neighbours until the last of them is
+    /// dropped, so what the queue keeps alive is bounded by this count times
+    /// that chunk as well as by `recv_queue_bytes`.
     pub recv_queue: usize,
     /// Bytes queued per pipe on the way out (one larger message still fits
     /// alone). Default 4 MiB.

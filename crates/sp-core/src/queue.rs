@@ -178,7 +178,7 @@ impl<T> Queue<T> {
     pub fn with_bytes(cap: usize, cap_bytes: usize, weigh: fn(&T) -> usize) -> Queue<T> {
         Queue {
             state: Mutex::new(State {
-                items: VecDeque::with_capacity(cap.clamp(1, 1024)),
+                items: VecDeque::new(),
                 cap: cap.max(1),
                 bytes: 0,
                 cap_bytes,
@@ -394,6 +394,44 @@ impl<T> Queue<T> {
                 if let Some(t) = s.pop() {
                     out.push(t);
                 }
+            }
+            s.poppers.release(key);
+            if s.pushers.has_waiters() {
+                s.pushers.wake_all();
+            }
+            if !s.items.is_empty() && s.poppers.has_waiters() {
+                s.poppers.wake_all();
+            }
+            return Poll::Ready(n);
+        }
+        if s.closed {
+            s.poppers.release(key);
+            return Poll::Ready(0);
+        }
+        s.poppers.register(key, cx.waker());
+        Poll::Pending
+    }
+
+    /// Pops up to `max` items onto the back of `out`, waiting if empty
+    /// (`poll_pop_batch` into a deque). `Ready(0)` once closed and drained.
+    pub fn poll_pop_into(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        out: &mut VecDeque<T>,
+        max: usize,
+    ) -> Poll<usize> {
+        let mut s = self.lock();
+        if !s.items.is_empty() {
+            let n = max.min(s.items.len());
+            if n == s.items.len() {
+                s.bytes = 0;
+                out.extend(s.items.drain(..));
+            } else {
+                let weigh = s.weigh;
+                let bytes: usize = s.items.iter().take(n).map(weigh).sum();
+                s.bytes -= bytes;
+                out.extend(s.items.drain(..n));
             }
             s.poppers.release(key);
             if s.pushers.has_waiters() {

@@ -330,7 +330,11 @@ pub trait Routing: Send + Sync + 'static {
     }
 
     /// Header bytes the protocol adds on receive (REP's pipe id), reserved
-    /// in front of every received frame.
+    /// in front of every received frame. A protocol that adds none should
+    /// say 0: a stream transport then hands small frames over as views of
+    /// the chunk they were read into, without an allocation or a copy (a
+    /// header pushed onto such a message anyway goes beside it, in the
+    /// message's inline area).
     fn recv_headroom(&self) -> usize {
         8
     }

@@ -87,6 +87,11 @@ impl Routing for Surveyor0Raw {
     fn spec(&self) -> ProtocolSpec {
         crate::raw::builtin(ProtocolId::SURVEYOR0)
     }
+    fn recv_headroom(&self) -> usize {
+        // nothing is written in front of a received frame: small frames may
+        // stay views of the chunk they were read into
+        0
+    }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         pipes.broadcast(msg, None);
         Routed::Queued(None)
