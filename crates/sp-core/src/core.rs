@@ -61,6 +61,10 @@ pub(crate) struct Core {
     pipes: RwLock<PipeTable>,
     pub(crate) rr: AtomicUsize,
     pub(crate) recv: Queue<Message>,
+    /// Messages receivers took from `recv` in a batch and have not handed
+    /// out yet (see `RawStream`): `close` counts them as discarded, and a
+    /// receiver hands one out only after taking it off this count.
+    recv_held: AtomicUsize,
     pub(crate) send_waiters: Mutex<WaitList>,
     pub(crate) send_waiting: AtomicUsize,
     pub(crate) counters: Arc<Counters>,
@@ -99,6 +103,7 @@ impl Core {
         let alloc_budget = AllocBudget::new(p.opts.recv_queue_bytes);
         Arc::new(Core {
             recv: Queue::with_bytes(p.opts.recv_queue, p.opts.recv_queue_bytes, Message::len),
+            recv_held: AtomicUsize::new(0),
             router: p.router,
             spec,
             opts: p.opts,
@@ -225,6 +230,13 @@ impl Core {
         for _ in self.recv.close() {
             self.count_drop(DropReason::Closed, "receive queue discarded by close");
         }
+        // taken in a batch by a receiver, not handed out: it will not now
+        for _ in 0..self.recv_held.swap(0, Ordering::SeqCst) {
+            self.count_drop(
+                DropReason::Closed,
+                "taken for a receiver, discarded by close",
+            );
+        }
         let pipes: Vec<_> = self.read_pipes().list().to_vec();
         for p in pipes {
             // writers send what is queued, then hang up; readers drain
@@ -294,5 +306,58 @@ impl Core {
 
     pub(crate) fn cancel_recv(&self, key: &mut WaitKey) {
         self.recv.cancel_pop(key);
+    }
+
+    /// Takes up to `max` received messages at once into a receiver's own
+    /// deque, to hand out one by one with [`Core::claim_held`]: one lock and
+    /// at most one wake-up of the pipe readers per batch instead of per
+    /// message. `Ready(Err(Closed))` once closed.
+    pub(crate) fn poll_recv_into(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        out: &mut std::collections::VecDeque<Message>,
+        max: usize,
+    ) -> Poll<Result<()>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let held = &self.recv_held;
+        match self.recv.poll_pop_into_with(cx, key, out, max, |n| {
+            held.fetch_add(n, Ordering::SeqCst);
+        }) {
+            Poll::Ready(0) => Poll::Ready(Err(crate::Error::Closed)),
+            Poll::Ready(_) => {
+                coop.made_progress();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// One message taken by `poll_recv_into` may be handed out: false once
+    /// `close` has counted it as discarded (then drop it, uncounted).
+    pub(crate) fn claim_held(&self) -> bool {
+        self.recv_held
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// A receiver gives back what it took and will not hand out (it is
+    /// dropped): to the front of the queue for another receiver, or counted
+    /// when the socket closed meanwhile.
+    pub(crate) fn give_back(&self, held: &mut std::collections::VecDeque<Message>) {
+        let mut back = std::collections::VecDeque::new();
+        for m in held.drain(..) {
+            if self.claim_held() {
+                back.push_back(m);
+            }
+        }
+        if !self.recv.unpop(&mut back) {
+            for _ in back.drain(..) {
+                self.count_drop(
+                    DropReason::Closed,
+                    "taken for a receiver, discarded by close",
+                );
+            }
+        }
     }
 }

@@ -13,6 +13,8 @@
 //! wake-up on, so no message sits in the queue while a consumer sleeps.
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -142,6 +144,12 @@ impl<T> State<T> {
     fn full(&self) -> bool {
         self.items.len() >= self.cap || (self.bytes >= self.cap_bytes && !self.items.is_empty())
     }
+    /// Half empty or less, by count and by bytes: where pushers waiting for
+    /// room are woken by single pops, so that they come back for many
+    /// places at once rather than one place per wake-up.
+    fn low(&self) -> bool {
+        self.items.len() <= self.cap / 2 && self.bytes <= self.cap_bytes / 2
+    }
     fn push(&mut self, t: T) {
         self.bytes += (self.weigh)(&t);
         self.items.push_back(t);
@@ -156,6 +164,39 @@ impl<T> State<T> {
 /// Bounded MPMC queue. See the module docs.
 pub struct Queue<T> {
     state: Mutex<State<T>>,
+    /// Open and not full, as of the last unlock: what `has_room` reads
+    /// without taking the lock (a sender's readiness check).
+    room: AtomicBool,
+}
+
+/// The locked state; on unlock it publishes whether there is room.
+struct Locked<'a, T> {
+    g: MutexGuard<'a, State<T>>,
+    room: &'a AtomicBool,
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = State<T>;
+    fn deref(&self) -> &State<T> {
+        &self.g
+    }
+}
+
+impl<T> DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut State<T> {
+        &mut self.g
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        let room = !self.g.closed && !self.g.full();
+        if self.room.load(Ordering::Relaxed) != room {
+            // SeqCst: a sender that announced its wait and then reads this
+            // (both fenced, see send.rs) cannot miss room freed here
+            self.room.store(room, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Result of a push that could not complete at once.
@@ -187,12 +228,16 @@ impl<T> Queue<T> {
                 poppers: WaitList::default(),
                 pushers: WaitList::default(),
             }),
+            room: AtomicBool::new(true),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // a panic while holding this lock cannot leave the deque inconsistent
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> Locked<'_, T> {
+        Locked {
+            // a panic while holding this lock cannot leave the deque inconsistent
+            g: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            room: &self.room,
+        }
     }
 
     /// Number of queued items.
@@ -246,10 +291,10 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// True when a push would not wait.
+    /// True when a push would not wait (as of the last operation; another
+    /// thread may be changing it).
     pub fn has_room(&self) -> bool {
-        let s = self.lock();
-        !s.closed && !s.full()
+        self.room.load(Ordering::SeqCst)
     }
 
     /// Pushes even when full (by at most a few items: for a sender that was
@@ -362,7 +407,7 @@ impl<T> Queue<T> {
         let mut s = self.lock();
         if let Some(item) = s.pop() {
             s.poppers.release(key);
-            if s.pushers.has_waiters() {
+            if s.pushers.has_waiters() && s.low() {
                 s.pushers.wake_one();
             }
             if !s.items.is_empty() && s.poppers.has_waiters() {
@@ -421,9 +466,24 @@ impl<T> Queue<T> {
         out: &mut VecDeque<T>,
         max: usize,
     ) -> Poll<usize> {
+        self.poll_pop_into_with(cx, key, out, max, |_| {})
+    }
+
+    /// `poll_pop_into`, calling `popped(n)` with the lock still held when
+    /// `n > 0` items were taken (so that whoever empties the queue under
+    /// its lock, as `close` does, sees them accounted for).
+    pub fn poll_pop_into_with(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        out: &mut VecDeque<T>,
+        max: usize,
+        popped: impl FnOnce(usize),
+    ) -> Poll<usize> {
         let mut s = self.lock();
         if !s.items.is_empty() {
             let n = max.min(s.items.len());
+            popped(n);
             if n == s.items.len() {
                 s.bytes = 0;
                 out.extend(s.items.drain(..));
@@ -450,11 +510,52 @@ impl<T> Queue<T> {
         Poll::Pending
     }
 
+    /// Pops up to `max` items onto the back of `out` without waiting;
+    /// returns how many.
+    pub fn try_pop_into(&self, out: &mut VecDeque<T>, max: usize) -> usize {
+        let mut s = self.lock();
+        let n = max.min(s.items.len());
+        if n == 0 {
+            return 0;
+        }
+        if n == s.items.len() {
+            s.bytes = 0;
+            out.extend(s.items.drain(..));
+        } else {
+            let weigh = s.weigh;
+            let bytes: usize = s.items.iter().take(n).map(weigh).sum();
+            s.bytes -= bytes;
+            out.extend(s.items.drain(..n));
+        }
+        if s.pushers.has_waiters() {
+            s.pushers.wake_all();
+        }
+        n
+    }
+
+    /// Puts items taken by a consumer that no longer wants them back at the
+    /// front, in order, past the bounds if need be (they had their places).
+    /// False when the queue is closed: the items stay with the caller.
+    pub fn unpop(&self, items: &mut VecDeque<T>) -> bool {
+        let mut s = self.lock();
+        if s.closed {
+            return false;
+        }
+        while let Some(t) = items.pop_back() {
+            s.bytes += (s.weigh)(&t);
+            s.items.push_front(t);
+        }
+        if !s.items.is_empty() && s.poppers.has_waiters() {
+            s.poppers.wake_all();
+        }
+        true
+    }
+
     /// Pops without waiting.
     pub fn try_pop(&self) -> Option<T> {
         let mut s = self.lock();
         let item = s.pop();
-        if item.is_some() && s.pushers.has_waiters() {
+        if item.is_some() && s.pushers.has_waiters() && s.low() {
             s.pushers.wake_one();
         }
         item

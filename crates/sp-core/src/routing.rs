@@ -172,6 +172,13 @@ pub trait Pipes {
     /// gives the message back (unchanged) when none has room.
     fn balance(&mut self, msg: Message) -> Result<PipeId, Message> {
         let n = self.ids().len();
+        if n == 1 {
+            // one pipe: no position to keep
+            return match self.try_push_at(0, msg) {
+                Ok(()) => Ok(self.ids()[0]),
+                Err(r) => Err(r.msg),
+            };
+        }
         let start = self.cursor();
         let mut msg = msg;
         // a push that finds no room is the look: one queue lock per pipe

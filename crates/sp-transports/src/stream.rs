@@ -161,6 +161,8 @@ pub struct FrameWriter<W> {
     written: usize,
     /// Flushes in a row that were small.
     small: u8,
+    /// Bytes gathered into `out` not yet counted as copied.
+    uncounted: usize,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -175,6 +177,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             frames: 0,
             written: 0,
             small: 0,
+            uncounted: 0,
         }
     }
 
@@ -186,6 +189,9 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.uncounted > 0 {
+            sp_core::record_copy(std::mem::take(&mut self.uncounted));
+        }
         while !self.segs.is_empty() {
             let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
             let mut n_iov = 0;
@@ -283,7 +289,8 @@ impl<W: AsyncWrite + Unpin> Sink<Message> for FrameWriter<W> {
             for p in m.frame_parts() {
                 this.out.extend_from_slice(p);
             }
-            sp_core::record_copy(flen);
+            // counted once per write, not per frame
+            this.uncounted += flen;
             this.copied(plen + flen);
         } else {
             this.copied(plen);

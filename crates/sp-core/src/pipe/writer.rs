@@ -60,7 +60,7 @@ impl Core {
             let res = tokio::select! {
                 biased;
                 _ = &mut aborted => Err(Error::Closed),
-                r = std::future::poll_fn(|cx| self.poll_feed(cx, &mut tx, &mut pending, &mut fed)) => r,
+                r = std::future::poll_fn(|cx| self.poll_feed(cx, &p, &mut tx, &mut pending, &mut fed)) => r,
             };
             match res {
                 Ok(()) => {
@@ -101,33 +101,44 @@ impl Core {
         let _ = tokio::time::timeout(Duration::from_millis(100), tx.close()).await;
     }
 
-    /// Feeds every pending message to the pipe's sink and flushes, in one
-    /// poll with one copy scope: each frame prepared once as the stack's
-    /// plan says. `fed` counts what the sink took (messages, bytes).
+    /// Feeds every pending message to the pipe's sink, then whatever the
+    /// senders queued meanwhile (up to `write_batch` messages in all), and
+    /// flushes: in one poll with one copy scope, each frame prepared once as
+    /// the stack's plan says. `fed` counts what the sink took (messages,
+    /// bytes).
     fn poll_feed(
         &self,
         cx: &mut Context<'_>,
+        p: &PipeEntry,
         tx: &mut Counted<BoxSink>,
         pending: &mut VecDeque<Message>,
         fed: &mut (usize, usize),
     ) -> Poll<Result<(), Error>> {
         let _scope = CopyScope::enter(&tx.socket, &tx.pipe, Direction::Send);
         let plan = &self.plan;
-        while !pending.is_empty() {
-            std::task::ready!(tx.inner.as_mut().poll_ready(cx))?;
-            let Some(mut m) = pending.pop_front() else {
-                break;
-            };
-            if plan.contiguous {
-                // once, before any layer: the frame unique, in one slice,
-                // with all the room the layers declared
-                let (head, tail) = plan.room(m.frame_len());
-                m.reserve_frame(head, tail);
+        loop {
+            while !pending.is_empty() {
+                std::task::ready!(tx.inner.as_mut().poll_ready(cx))?;
+                let Some(mut m) = pending.pop_front() else {
+                    break;
+                };
+                if plan.contiguous {
+                    // once, before any layer: the frame unique, in one slice,
+                    // with all the room the layers declared
+                    let (head, tail) = plan.room(m.frame_len());
+                    m.reserve_frame(head, tail);
+                }
+                let len = m.len();
+                tx.inner.as_mut().start_send(m)?;
+                fed.0 += 1;
+                fed.1 += len;
             }
-            let len = m.len();
-            tx.inner.as_mut().start_send(m)?;
-            fed.0 += 1;
-            fed.1 += len;
+            // what was queued while these were fed goes in the same write
+            let room = self.opts.write_batch.saturating_sub(fed.0);
+            if room == 0 || p.queue.try_pop_into(pending, room) == 0 {
+                break;
+            }
+            self.wake_senders();
         }
         tx.inner.as_mut().poll_flush(cx)
     }

@@ -104,7 +104,11 @@ impl Socket {
     pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
         let msg = msg.into();
         let fut = async {
-            let mut tx = self.inner.tx.lock().await;
+            // uncontended (one sender at a time, the usual case): no lock future
+            let mut tx = match self.inner.tx.try_lock() {
+                Some(g) => g,
+                None => self.inner.tx.lock().await,
+            };
             tx.send(msg).await
         };
         match self.options().send_timeout {
@@ -118,8 +122,11 @@ impl Socket {
     /// Receives from the socket's default context.
     pub async fn recv(&self) -> Result<Message> {
         let fut = async {
-            let mut rx = self.inner.rx.lock().await;
-            rx.next().await.unwrap_or(Err(Error::Closed))
+            let mut rx = match self.inner.rx.try_lock() {
+                Some(g) => g,
+                None => self.inner.rx.lock().await,
+            };
+            rx.next().await.unwrap_or_else(|| Err(Error::Closed))
         };
         match self.options().recv_timeout {
             Some(t) => tokio::time::timeout(t, fut)
