@@ -8,6 +8,7 @@
 #        THR_SECS=2.5    anchors' throughput duration (their `thr URL SIZE SECS`)
 #        LAT_N=100000    timed round trips per latency run (both sides)
 #        TRANSPORTS="tcp ipc"  LIBS="spstack spstack-spawn nng nn zmq"  SECTIONS="thr lat diag" (also: pubsub survey)
+#          TRANSPORTS may add inproc: thr only (spstack's local_thr runs its sender in-process, the anchors a thread)
 #        PS_SECS=$THR_SECS  NSUBS="1 4 16"   pubsub: PUB sends 64 B for PS_SECS s to N SUB processes (anchors: `pubsub URL 64 SECS N`)
 #        SURVEY_N=20000  NRESP="1 4 16"      survey: timed surveys per run, respondents (spstack only; the anchors have no survey mode)
 #          spstack: the tools' body runs in #[tokio::main]'s block_on (main thread, not a runtime worker);
@@ -108,7 +109,8 @@ relabel() { sed "s/lib=spstack\(-spawn\)\{0,1\} /lib=$1 /"; }
   echo "PS_SECS=$PS_SECS NSUBS=$NSUBS SURVEY_N=$SURVEY_N NRESP=$NRESP"; } >"$OUT/env.txt" 2>&1
 
 # ---------------------------------------------------------------- runners
-mkurl() { case $1 in tcp) PORT=$((PORT + 1)); U="tcp://127.0.0.1:$PORT";; ipc) rm -f "$IPC"; U="ipc://$IPC";; esac; }
+mkurl() { case $1 in tcp) PORT=$((PORT + 1)); U="tcp://127.0.0.1:$PORT";; ipc) rm -f "$IPC"; U="ipc://$IPC";;
+  inproc) U="inproc://spbench";; esac; }
 fail() { echo "FAIL $*" >>"$RES"; echo "  FAIL $*" >&2; }
 
 run_anchor() { # LIB MODE URL SIZE ARG
@@ -125,7 +127,8 @@ run_sp() { # LIB KIND(thr|lat) URL SIZE COUNT ; the local side listens, the remo
   echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib $kind $url $sz $n" >>"$ERR"
   SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$lb" "$url" "$sz" "$n" >"$OUT/l.out" 2>>"$ERR" &
   lpid=$!
-  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$rb" "$url" "$sz" "$n" >"$OUT/r.out" 2>>"$ERR"; rc_r=$?
+  if [ "${url#inproc://}" != "$url" ]; then rc_r=0; : >"$OUT/r.out"   # the sender runs inside local_thr
+  else SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$rb" "$url" "$sz" "$n" >"$OUT/r.out" 2>>"$ERR"; rc_r=$?; fi
   wait "$lpid"; rc_l=$?
   cat "$OUT/l.out" "$OUT/r.out" | relabel "$lib" >>"$RES"; rm -f "$OUT/l.out" "$OUT/r.out"
   [ $rc_r = 0 ] || fail "rc=$rc_r cmd=$lib remote_$kind $url $sz $n"
@@ -165,7 +168,7 @@ for rep in $(seq "$REPS"); do
     done; done; done
   fi
   if has lat "$SECTIONS"; then
-    for tr in $TRANSPORTS; do for sz in $SIZES_LAT; do for lib in $LIBS; do
+    for tr in $TRANSPORTS; do [ "$tr" = inproc ] && continue; for sz in $SIZES_LAT; do for lib in $LIBS; do
       mkurl "$tr"
       echo "rep $rep lat $lib $U $sz" >&2
       if [ "${lib#spstack}" != "$lib" ]; then run_sp "$lib" lat "$U" "$sz" "$LAT_N"
@@ -178,7 +181,7 @@ for rep in $(seq "$REPS"); do
     done; done
   fi
   if has pubsub "$SECTIONS"; then
-    for tr in $TRANSPORTS; do for n in $NSUBS; do for lib in $LIBS; do
+    for tr in $TRANSPORTS; do [ "$tr" = inproc ] && continue; for n in $NSUBS; do for lib in $LIBS; do
       mkurl "$tr"
       echo "rep $rep pubsub $lib $U N=$n" >&2
       run_pubsub "$lib" "$U" "$n"
@@ -186,7 +189,7 @@ for rep in $(seq "$REPS"); do
   fi
   if has survey "$SECTIONS"; then
     # SURVEYOR round trip (spstack only), then at the same moment spstack REQ/REP and the raw floor, 64 B
-    for tr in $TRANSPORTS; do
+    for tr in $TRANSPORTS; do [ "$tr" = inproc ] && continue
       for n in $NRESP; do for lib in $LIBS; do
         [ "${lib#spstack}" = "$lib" ] && continue
         spawn=0; is_spawn "$lib" && spawn=1
