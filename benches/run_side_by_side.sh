@@ -10,6 +10,7 @@
 #        TRANSPORTS="tcp ipc"  LIBS="spstack spstack-spawn nng nn zmq"  SECTIONS="thr lat diag" (also: pubsub survey)
 #          TRANSPORTS may add inproc: thr only (spstack's local_thr runs its sender in-process, the anchors a thread)
 #        PS_SECS=$THR_SECS  NSUBS="1 4 16"   pubsub: PUB sends 64 B for PS_SECS s to N SUB processes (anchors: `pubsub URL 64 SECS N`)
+#          LIBS may add spstack-lossless / spstack-lossless-spawn (pubsub only: the opt-in lossless PUB/SUB)
 #        SURVEY_N=20000  NRESP="1 4 16"      survey: timed surveys per run, respondents (spstack only; the anchors have no survey mode)
 #          spstack: the tools' body runs in #[tokio::main]'s block_on (main thread, not a runtime worker);
 #          spstack-spawn: the same binaries with SPBENCH_SPAWN=1, body in tokio::spawn (on a worker)
@@ -146,7 +147,8 @@ run_pubsub() { # LIB URL NSUBS ; one PUB + NSUBS SUB processes. Every RESULT lin
   echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib pubsub $url 64 $PS_SECS $n" >>"$ERR"
   if [ "${lib#spstack}" != "$lib" ]; then
     is_spawn "$lib" && spawn=1
-    SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" pubsub)" "$url" 64 "$PS_SECS" "$n" 2>>"$ERR" | relabel "$lib" >"$tmp"
+    ll=0; case $lib in spstack-lossless*) ll=1;; esac   # the opt-in lossless PUB/SUB
+    SPBENCH_LOSSLESS=$ll SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" pubsub)" "$url" 64 "$PS_SECS" "$n" 2>>"$ERR" | relabel "$lib" >"$tmp"
     rc=${PIPESTATUS[0]}
   else
     timeout "$T_CMD" "$ABIN/bench_$lib" pubsub "$url" 64 "$PS_SECS" "$n" >"$tmp" 2>>"$ERR"; rc=$?

@@ -30,12 +30,18 @@ pub fn spawned() -> bool {
         .unwrap_or(false)
 }
 
+/// `SPBENCH_LOSSLESS=1`: the pubsub tool runs the lossless PUB/SUB mode.
+pub fn lossless() -> bool {
+    env_on("SPBENCH_LOSSLESS")
+}
+
 /// The `lib=` name of this run.
 pub fn lib_name() -> &'static str {
-    if spawned() {
-        "spstack-spawn"
-    } else {
-        "spstack"
+    match (lossless(), spawned()) {
+        (false, false) => "spstack",
+        (false, true) => "spstack-spawn",
+        (true, false) => "spstack-lossless",
+        (true, true) => "spstack-lossless-spawn",
     }
 }
 
