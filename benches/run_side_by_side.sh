@@ -12,6 +12,8 @@
 #        PS_SECS=$THR_SECS  NSUBS="1 4 16"   pubsub: PUB sends 64 B for PS_SECS s to N SUB processes (anchors: `pubsub URL 64 SECS N`)
 #          LIBS may add spstack-lossless / spstack-lossless-spawn (pubsub only: the opt-in lossless PUB/SUB)
 #        SURVEY_N=20000  NRESP="1 4 16"      survey: timed surveys per run, respondents (spstack only; the anchors have no survey mode)
+#        NPIPES=10000  PIPES_CURVE=1,10,100,1000,10000  SECTIONS+=pipes: one PULL with NPIPES pipes (tcp: from a child;
+#                        inproc when in TRANSPORTS): memory per idle pipe, then 64 B throughput per PIPES_CURVE count (spstack only)
 #          spstack: the tools' body runs in #[tokio::main]'s block_on (main thread, not a runtime worker);
 #          spstack-spawn: the same binaries with SPBENCH_SPAWN=1, body in tokio::spawn (on a worker)
 #        ANCHORS=../shared/perf-anchors (source dir)   ABIN=/tmp/perf-anchors/bin
@@ -74,7 +76,7 @@ for l in sys.stdin:
         print(j["executable"])' "$1" | tail -1; }
 LOCAL_THR=$(sp_bin local_thr); REMOTE_THR=$(sp_bin remote_thr)
 LOCAL_LAT=$(sp_bin local_lat); REMOTE_LAT=$(sp_bin remote_lat)
-PUBSUB=$(sp_bin pubsub); SURVEY_LAT=$(sp_bin survey_lat)
+PUBSUB=$(sp_bin pubsub); SURVEY_LAT=$(sp_bin survey_lat); PIPES=$(sp_bin pipes)
 for b in "$LOCAL_THR" "$REMOTE_THR" "$LOCAL_LAT" "$REMOTE_LAT" "$PUBSUB" "$SURVEY_LAT"; do
   [ -x "$b" ] || { echo "spstack tool not found: '$b'"; exit 1; }
 done
@@ -86,6 +88,7 @@ LOCAL_THR=$OUT/bin/local_thr; REMOTE_THR=$OUT/bin/remote_thr
 LOCAL_LAT=$OUT/bin/local_lat; REMOTE_LAT=$OUT/bin/remote_lat
 cp "$PUBSUB" "$OUT/bin/pubsub"; cp "$SURVEY_LAT" "$OUT/bin/survey_lat"
 PUBSUB=$OUT/bin/pubsub; SURVEY_LAT=$OUT/bin/survey_lat
+[ -x "$PIPES" ] && cp "$PIPES" "$OUT/bin/pipes"
 if [ -n "${BEFORE:-}" ]; then
   echo "building the BEFORE tree's perf tools (release): $BEFORE"
   # one target dir: the dependencies both trees share are built once
@@ -213,6 +216,19 @@ for rep in $(seq "$REPS"); do
           timeout "$T_CMD" "$ABIN/raw_lat" "$kind" 64 "$SURVEY_N" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=raw_lat $kind 64"; }
       fi
     done
+  fi
+  if has pipes "$SECTIONS"; then
+    # one PULL with many pipes: memory per idle pipe, then throughput as pipes grow (spstack only)
+    for tr in $TRANSPORTS; do [ "$tr" = ipc ] && continue; for lib in $LIBS; do
+      case $lib in spstack|spstack-spawn) ;; *) continue;; esac
+      spawn=0; is_spawn "$lib" && spawn=1
+      case $tr in tcp) U="tcp://127.0.0.1:0";; inproc) U="inproc://spbench-pipes";; esac
+      echo "rep $rep pipes $lib $U ${NPIPES:-10000}" >&2
+      echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib pipes $U ${NPIPES:-10000}" >>"$ERR"
+      SPBENCH_LIMIT_S=900 SPBENCH_SPAWN=$spawn timeout 1000 "$OUT/bin/pipes" "$U" "${NPIPES:-10000}" 64 $((1000000 / DIV)) \
+        "${PIPES_CURVE:-1,10,100,1000,${NPIPES:-10000}}" 2>>"$ERR" | relabel "$lib" | grep '^RESULT ' >>"$RES"
+      rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || fail "rc=$rc cmd=$lib pipes $U ${NPIPES:-10000}"
+    done; done
   fi
 done
 

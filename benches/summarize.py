@@ -325,4 +325,32 @@ if any(r.get("lib", "").startswith("spstack-before") for r in rows):
                lambda l: st.median(float(r["p50_us"]) for r in svn[(t, n, l)]) if svn.get((t, n, l)) else None, 1)
     p("")
 
+# one socket with many pipes (SECTIONS=pipes: benches/pipes.rs)
+pm = [r for r in rows if r.get("test") == "pipes_mem"]
+pt = [r for r in rows if r.get("test") == "pipes_thr"]
+if pm or pt:
+    p("### One PULL with many pipes (benches/pipes.rs)\n")
+    if pm:
+        p("Memory per idle pipe, median over runs (tcp: the listener's own; inproc: both ends of a pipe and the dialer):\n")
+        p("| lib | transport | pipes | phase | heap bytes per pipe | RSS KiB per pipe |")
+        p("|---|---|---|---|---|---|")
+        g = defaultdict(list)
+        for r in pm:
+            g[(r["lib"], tr(r), int(r["pipes"]), r["phase"])].append(r)
+        for (l, t, n, ph), rs in sorted(g.items()):
+            p(f"| {LIBN.get(l, l)} | {t} | {f(n)} | {ph} | {mr([float(r['heap_bytes_per_pipe']) for r in rs])} | "
+              f"{mr([float(r['rss_kb_per_pipe']) for r in rs], 2)} |")
+        p("")
+    if pt:
+        p("Throughput as pipes grow (PUSH round robin over all pipes to one PULL), msgs/s median [min–max]:\n")
+        g = defaultdict(list)
+        for r in pt:
+            g[(r["lib"], tr(r), int(r["size"]), int(r["pipes"]))].append(float(r["msgps"]))
+        ns = sorted({k[3] for k in g})
+        p("| lib | transport | size | " + " | ".join(f"{f(n)} pipes" for n in ns) + " |")
+        p("|---|---|---|" + "---|" * len(ns))
+        for (l, t, sz) in sorted({k[:3] for k in g}):
+            p(f"| {LIBN.get(l, l)} | {t} | {hsize(sz)} | " + " | ".join(mr(g[(l, t, sz, n)]) if g.get((l, t, sz, n)) else "–" for n in ns) + " |")
+        p("")
+
 print("\n".join(out))
