@@ -553,9 +553,13 @@ async fn lossless_pub_and_sub_lose_nothing() {
         for r in readers {
             timeout(STEP * 3, r).await.expect("all received").unwrap();
         }
+        // a writer counts what it wrote just after the write returns
+        wait_until("the PUB's count of what it wrote", || {
+            p.stats().msgs_out == 3 * N as u64
+        })
+        .await;
         let ps = p.stats();
         assert_eq!(ps.total_drops(), 0, "{url}: PUB dropped: {ps}");
-        assert_eq!(ps.msgs_out, 3 * N as u64, "{url}: {ps}");
         for s in &subs {
             let st = s.stats();
             assert_eq!(st.total_drops(), 0, "{url}: SUB dropped: {st}");

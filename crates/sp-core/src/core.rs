@@ -67,6 +67,9 @@ pub(crate) struct Core {
     recv_held: AtomicUsize,
     pub(crate) send_waiters: Mutex<WaitList>,
     pub(crate) send_waiting: AtomicUsize,
+    /// `msgs_in` when the socket last sent: a send after a receive answers
+    /// it (write-through, see `pipe/writer.rs`).
+    pub(crate) answered_in: std::sync::atomic::AtomicU64,
     pub(crate) counters: Arc<Counters>,
     /// What the transports may allocate ahead of the bytes, for all pipes.
     pub(crate) alloc_budget: AllocBudget,
@@ -115,6 +118,7 @@ impl Core {
             rr: AtomicUsize::new(0),
             send_waiters: Mutex::new(WaitList::default()),
             send_waiting: AtomicUsize::new(0),
+            answered_in: std::sync::atomic::AtomicU64::new(0),
             counters: Arc::default(),
             alloc_budget,
             hooks: RwLock::new(Vec::new()),
@@ -151,6 +155,7 @@ impl Core {
         LivePipes {
             table: self.read_pipes(),
             core: self,
+            inline: false,
         }
     }
 
@@ -245,10 +250,12 @@ impl Core {
         }
         self.tasks.close();
         self.spawn_linger_deadline();
-        self.send_waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .wake_all();
+        let wakes = {
+            let mut w = self.send_waiters.lock().unwrap_or_else(|e| e.into_inner());
+            w.wake_all();
+            w.take_wakes()
+        };
+        wakes.wake();
     }
 
     /// Aborts every pipe once the linger has passed.

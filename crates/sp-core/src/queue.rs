@@ -19,12 +19,49 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 /// Waiters of one kind (poppers or pushers), in arrival order.
+///
+/// Waking is deferred: `wake_one`/`wake_all` pick the waiters, and whoever
+/// holds the list's lock takes them (`take_wakes`) and wakes them once it
+/// has let go of the lock, so that a waiter woken on another core does not
+/// run straight into the lock its waker still holds.
 #[derive(Default)]
 pub(crate) struct WaitList {
     slots: Vec<Slot>,
     free: Vec<usize>,
     order: VecDeque<(usize, u64)>,
     next_gen: u64,
+    deferred: Wakes,
+}
+
+/// Wakers picked under a lock, to be woken after it.
+#[derive(Default)]
+pub(crate) struct Wakes {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakes {
+    fn push(&mut self, w: Waker) {
+        if self.first.is_none() {
+            self.first = Some(w);
+        } else {
+            self.rest.push(w);
+        }
+    }
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+    /// Wakes them all.
+    #[inline]
+    pub(crate) fn wake(self) {
+        if let Some(w) = self.first {
+            w.wake();
+        }
+        for w in self.rest {
+            w.wake();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -103,7 +140,7 @@ impl WaitList {
                 s.queued = false;
                 s.notified = true;
                 if let Some(w) = s.waker.take() {
-                    w.wake();
+                    self.deferred.push(w);
                 }
                 return;
             }
@@ -117,10 +154,20 @@ impl WaitList {
                 s.queued = false;
                 s.notified = true;
                 if let Some(w) = s.waker.take() {
-                    w.wake();
+                    self.deferred.push(w);
                 }
             }
         }
+    }
+
+    /// The waiters picked since the last call, to wake once the lock is
+    /// released.
+    #[inline]
+    pub(crate) fn take_wakes(&mut self) -> Wakes {
+        if self.deferred.is_empty() {
+            return Wakes::default();
+        }
+        std::mem::take(&mut self.deferred)
     }
 
     fn has_waiters(&self) -> bool {
@@ -169,33 +216,48 @@ pub struct Queue<T> {
     room: AtomicBool,
 }
 
-/// The locked state; on unlock it publishes whether there is room.
+/// The locked state; on unlock it publishes whether there is room, then
+/// wakes the waiters picked while it was held.
 struct Locked<'a, T> {
-    g: MutexGuard<'a, State<T>>,
+    g: Option<MutexGuard<'a, State<T>>>,
     room: &'a AtomicBool,
 }
 
 impl<T> Deref for Locked<'_, T> {
     type Target = State<T>;
     fn deref(&self) -> &State<T> {
-        &self.g
+        match &self.g {
+            Some(g) => g,
+            None => unreachable!("the guard lives until drop"),
+        }
     }
 }
 
 impl<T> DerefMut for Locked<'_, T> {
     fn deref_mut(&mut self) -> &mut State<T> {
-        &mut self.g
+        match &mut self.g {
+            Some(g) => g,
+            None => unreachable!("the guard lives until drop"),
+        }
     }
 }
 
 impl<T> Drop for Locked<'_, T> {
     fn drop(&mut self) {
-        let room = !self.g.closed && !self.g.full();
+        let Some(mut g) = self.g.take() else { return };
+        let room = !g.closed && !g.full();
         if self.room.load(Ordering::Relaxed) != room {
             // SeqCst: a sender that announced its wait and then reads this
             // (both fenced, see send.rs) cannot miss room freed here
             self.room.store(room, Ordering::SeqCst);
         }
+        if g.poppers.deferred.is_empty() && g.pushers.deferred.is_empty() {
+            return;
+        }
+        let (a, b) = (g.poppers.take_wakes(), g.pushers.take_wakes());
+        drop(g);
+        a.wake();
+        b.wake();
     }
 }
 
@@ -235,7 +297,7 @@ impl<T> Queue<T> {
     fn lock(&self) -> Locked<'_, T> {
         Locked {
             // a panic while holding this lock cannot leave the deque inconsistent
-            g: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            g: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
             room: &self.room,
         }
     }
@@ -549,6 +611,15 @@ impl<T> Queue<T> {
             s.poppers.wake_all();
         }
         true
+    }
+
+    /// Wakes whoever waits to pop, items or not (a consumer with work
+    /// outside the queue to do).
+    pub fn wake_poppers(&self) {
+        let mut s = self.lock();
+        if s.poppers.has_waiters() {
+            s.poppers.wake_all();
+        }
     }
 
     /// Pops without waiting.

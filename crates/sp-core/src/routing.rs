@@ -331,6 +331,16 @@ pub trait Routing: Send + Sync + 'static {
         let _ = id;
     }
 
+    /// True for a request/reply protocol: a send right after a receive (a
+    /// reply, or the next request after an answer) is written by the
+    /// sender itself when its pipe is idle, instead of being handed to the
+    /// pipe's writer task (saving a wake-up of another thread per message,
+    /// the latency of a lone request or reply). Streams keep the default,
+    /// `false`: their messages are batched many per system call.
+    fn write_through(&self) -> bool {
+        false
+    }
+
     /// What a full receive queue does.
     fn recv_policy(&self) -> RecvPolicy {
         RecvPolicy::Wait

@@ -132,6 +132,10 @@ impl Counters {
         self.msgs_in.fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(bytes as u64, Relaxed);
     }
+    /// Messages received so far.
+    pub(crate) fn msgs_in(&self) -> u64 {
+        self.msgs_in.load(Relaxed)
+    }
     /// Counts `msgs` messages of `bytes` bytes in all received.
     pub fn received_many(&self, msgs: usize, bytes: usize) {
         if msgs > 0 {

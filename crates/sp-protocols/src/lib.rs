@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod bus;
+mod idmap;
 pub mod pair1;
 pub mod plain;
 pub mod pubsub;

@@ -191,6 +191,10 @@ impl Routing for Req0Raw {
     fn spec(&self) -> ProtocolSpec {
         builtin(ProtocolId::REQ0)
     }
+    fn write_through(&self) -> bool {
+        // request/reply: a lone message someone waits for
+        true
+    }
     fn recv_headroom(&self) -> usize {
         // nothing is written in front of a received frame: small frames may
         // stay views of the chunk they were read into
@@ -221,6 +225,10 @@ pub struct Rep0Raw;
 impl Routing for Rep0Raw {
     fn spec(&self) -> ProtocolSpec {
         builtin(ProtocolId::REP0)
+    }
+    fn write_through(&self) -> bool {
+        // request/reply: a lone message someone waits for
+        true
     }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         send_by_header(msg, pipes)

@@ -48,8 +48,9 @@ pub const COPY_BELOW: usize = 1 << 10;
 const OUT_MAX: usize = 64 << 10;
 /// Frames queued in the writer before `poll_ready` forces a flush.
 const MAX_PENDING: usize = 1024;
-/// iovecs per `writev` (Linux allows 1024).
-const MAX_IOV: usize = 512;
+/// iovecs per `writev` (Linux allows 1024; frames under `COPY_BELOW` share
+/// one, and larger ones fill a write with a few each).
+const MAX_IOV: usize = 64;
 /// What a writer that sends little keeps of its batch buffer.
 const OUT_KEEP: usize = 4 << 10;
 /// Small flushes in a row after which a writer gives back what a burst made
@@ -193,6 +194,23 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             sp_core::record_copy(std::mem::take(&mut self.uncounted));
         }
         while !self.segs.is_empty() {
+            if let (1, Some(Seg::Copied(n))) = (self.segs.len(), self.segs.front()) {
+                // the usual case: everything in the batch buffer, one write
+                let at = self.out_head + self.written;
+                let end = self.out_head + n;
+                let k = match Pin::new(&mut self.io).poll_write(cx, &self.out[at..end]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(k)) => k,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                };
+                self.written += k;
+                if self.written == *n {
+                    self.segs.clear();
+                    self.written = 0;
+                }
+                continue;
+            }
             let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
             let mut n_iov = 0;
             let mut skip = self.written;
