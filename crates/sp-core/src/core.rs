@@ -70,6 +70,8 @@ pub(crate) struct Core {
     /// `msgs_in` when the socket last sent: a send after a receive answers
     /// it (write-through, see `pipe/writer.rs`).
     pub(crate) answered_in: std::sync::atomic::AtomicU64,
+    /// The routing's `write_through`, asked once.
+    pub(crate) write_through: bool,
     pub(crate) counters: Arc<Counters>,
     /// What the transports may allocate ahead of the bytes, for all pipes.
     pub(crate) alloc_budget: AllocBudget,
@@ -104,6 +106,7 @@ impl Core {
             layers: p.layer_names,
         };
         let alloc_budget = AllocBudget::new(p.opts.recv_queue_bytes);
+        let write_through = p.router.write_through();
         Arc::new(Core {
             recv: Queue::with_bytes(p.opts.recv_queue, p.opts.recv_queue_bytes, Message::len),
             recv_held: AtomicUsize::new(0),
@@ -119,6 +122,7 @@ impl Core {
             send_waiters: Mutex::new(WaitList::default()),
             send_waiting: AtomicUsize::new(0),
             answered_in: std::sync::atomic::AtomicU64::new(0),
+            write_through,
             counters: Arc::default(),
             alloc_budget,
             hooks: RwLock::new(Vec::new()),

@@ -38,7 +38,7 @@ impl Core {
     /// or a request after its answer), so the send is most likely a lone
     /// one that someone waits for rather than part of a stream.
     fn answering(&self) -> bool {
-        if !self.router.write_through() {
+        if !self.write_through {
             return false;
         }
         let seen = self.counters.msgs_in();
