@@ -211,3 +211,19 @@ fn a_message_stays_small_enough_to_move_without_a_memcpy_call() {
         std::mem::size_of::<Message>()
     );
 }
+
+#[test]
+fn a_new_message_is_zeroed_even_where_a_freed_one_was() {
+    for size in [0usize, 1, 63, 4096, 64 << 10, 1 << 20] {
+        for _ in 0..3 {
+            // dirty memory the allocator will likely hand out again
+            let mut dirty = Message::with_capacity(64, size, 16);
+            dirty.body_mut().fill(0xa5);
+            drop(dirty);
+            let m = Message::with_capacity(64, size, 16);
+            assert_eq!(m.body().len(), size);
+            assert!(m.body().iter().all(|&b| b == 0), "{size}-byte body not zeroed");
+            assert_eq!((m.headroom(), m.tailroom()), (64, 16));
+        }
+    }
+}
