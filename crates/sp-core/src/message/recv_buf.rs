@@ -44,11 +44,8 @@ impl RecvBuf {
     pub fn extend_from(&mut self, src: &[u8]) -> usize {
         let n = src.len().min(self.remaining());
         let at = self.headroom + self.filled;
-        let dst = &mut self.slots()[at..at + n];
-        // SAFETY: `dst` and `src[..n]` are `n` bytes each, the one a unique
-        // buffer of ours, the other a borrowed slice: they cannot overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), n);
+        for (d, s) in self.slots()[at..at + n].iter_mut().zip(src) {
+            d.write(*s);
         }
         // a staging copy: the bytes were read elsewhere first
         super::record_copy(n);
@@ -78,12 +75,8 @@ impl RecvBuf {
     pub fn into_message(mut self) -> Message {
         let (h, l, f) = (self.headroom, self.len, self.filled);
         let (head, frame) = self.slots().split_at_mut(h);
-        let tail = &mut frame[f..l];
-        // SAFETY: `head` and `tail` are valid, writable slices of this
-        // unique buffer; `write_bytes` initialises exactly their lengths.
-        unsafe {
-            std::ptr::write_bytes(head.as_mut_ptr(), 0, head.len());
-            std::ptr::write_bytes(tail.as_mut_ptr(), 0, tail.len());
+        for d in head.iter_mut().chain(frame[f..l].iter_mut()) {
+            d.write(0);
         }
         // SAFETY: every byte of the buffer has now been written: the headroom
         // and the unfilled tail just above, the frame's first `filled` bytes by
