@@ -71,7 +71,7 @@ pair() { # KIND TRANSPORT SIZE N RT TAG
 ir_of() { # callgrind out file -> total Ir
   callgrind_annotate "$1" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,
 }
-EV=raw_syscalls:sys_enter,context-switches,cpu-migrations,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield
+EV=raw_syscalls:sys_enter,context-switches,cpu-migrations,page-faults,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield
 ev_of() { # perf stat -x, file, event -> count
   awk -F, -v e="$2" '$3 == e { gsub(/<not counted>/, "0", $1); print $1 }' "$1" | head -1
 }
@@ -105,7 +105,7 @@ for mode in $MODES; do
         line="$line ir_per_msg=$(( (IR[$s$n2] - IR[$s$n1]) / (n2 - n1) ))"
       fi
       if [ "$SYS" = 1 ] && [ -f "$OUT/ps.$mode.$rt.$n2.$s" ]; then
-        for e in raw_syscalls:sys_enter context-switches syscalls:sys_enter_write syscalls:sys_enter_writev syscalls:sys_enter_read syscalls:sys_enter_recvfrom syscalls:sys_enter_futex syscalls:sys_enter_epoll_wait; do
+        for e in raw_syscalls:sys_enter context-switches page-faults syscalls:sys_enter_write syscalls:sys_enter_writev syscalls:sys_enter_read syscalls:sys_enter_recvfrom syscalls:sys_enter_futex syscalls:sys_enter_epoll_wait; do
           a=$(ev_of "$OUT/ps.$mode.$rt.$n1.$s" "$e"); b=$(ev_of "$OUT/ps.$mode.$rt.$n2.$s" "$e")
           name=${e#syscalls:sys_enter_}; name=${name#raw_syscalls:sys_enter}; [ -z "$name" ] && name=syscalls
           line="$line $name=$(python3 -c "print(f'{(${b:-0} - ${a:-0}) / ($n2 - $n1):.4f}')")"

@@ -105,7 +105,14 @@ impl Core {
             protocol: spec.id,
             layers: p.layer_names,
         };
-        let alloc_budget = AllocBudget::new(p.opts.recv_queue_bytes);
+        // large buffers are pooled for messages both ways (`new_message`,
+        // frames read), kept up to what both queues may hold
+        let alloc_budget = AllocBudget::with_pool(
+            p.opts.recv_queue_bytes,
+            p.opts
+                .recv_queue_bytes
+                .saturating_add(p.opts.send_queue_bytes),
+        );
         let write_through = p.router.write_through();
         Arc::new(Core {
             recv: Queue::with_bytes(p.opts.recv_queue, p.opts.recv_queue_bytes, Message::len),

@@ -495,7 +495,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             let have = self.buf.len();
                             self.state = match self.budget.try_take(len - have) {
                                 Some(ahead) => {
-                                    let mut rb = RecvBuf::new(self.headroom, len);
+                                    let mut rb = self.budget.recv_buf(self.headroom, len);
                                     rb.extend_from(&self.buf);
                                     ReadState::Direct { buf: rb, ahead }
                                 }
@@ -605,7 +605,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             Poll::Pending => return Poll::Pending,
                         }
                     }
-                    let mut rb = RecvBuf::new(self.headroom, *len);
+                    let mut rb = self.budget.recv_buf(self.headroom, *len);
                     rb.extend_from(buf);
                     self.state = ReadState::Prefix;
                     return Poll::Ready(Some(Ok(rb.into_message())));

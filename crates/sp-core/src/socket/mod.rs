@@ -224,16 +224,25 @@ impl Socket {
         &self.shared().plan
     }
 
-    /// A message with a `body_len`-byte body and exactly the headroom and
+    /// A message with a `body_len`-byte body (zeroed) and the headroom and
     /// tailroom this stack needs, every pipe layer's size-dependent part
     /// included: one allocation for its whole trip, no copy on the way out.
+    /// A message of 16 KiB or more reuses a buffer the socket keeps from
+    /// earlier large messages when it has one of the size (no allocation, no
+    /// fresh pages), and its buffer goes back there when it is dropped.
     pub fn new_message(&self, body_len: usize) -> Message {
         let s = self.shared();
         let o = s.message_overhead;
         // the SP header of REQ/REP is at most (ttl+1) words
         let sp = 4 * (self.options().ttl as usize + 1);
         let (pipe_head, pipe_tail) = s.plan.room(body_len + o.header + o.trailer + sp);
-        Message::with_capacity(o.header + sp + pipe_head, body_len, o.trailer + pipe_tail)
+        // a large one reuses a buffer the socket keeps (see `AllocBudget::recv_buf`)
+        Message::with_capacity_in(
+            s.raw.core.alloc_budget.pool(),
+            o.header + sp + pipe_head,
+            body_len,
+            o.trailer + pipe_tail,
+        )
     }
 
     /// The components of this stack, outermost (transport side) first:
