@@ -19,6 +19,10 @@ use crate::stats::RejectReason;
 use crate::transport::{Listener, Transport};
 use crate::{split_url, Connection, Error, Result};
 
+/// How long a refused connection's answer may take to send (an HTTP 503
+/// fits one segment; a peer that does not read it is not waited for).
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(1);
+
 /// An endpoint (dialer or listener) that can be closed.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -94,6 +98,7 @@ impl Core {
     /// Accepts pipes from a listener made elsewhere, with the same handshake
     /// deadline and half-open cap as [`Core::listen`].
     pub(crate) fn listen_on(self: &Arc<Self>, listener: Box<dyn Listener>) -> Endpoint {
+        listener.count_on(self.counters.clone());
         let ep = self.endpoint(listener.url());
         let core = self.clone();
         let span = info_span!(target: "spstack", "listener", url = %ep.url);
@@ -105,6 +110,9 @@ impl Core {
     async fn accept_loop(self: Arc<Self>, listener: Box<dyn Listener>, ep: CancellationToken) {
         // dropped with the loop: aborts the handshakes still running
         let half_open = Admission::new(self.opts.max_half_open);
+        // answers to connections refused at the cap (a WebSocket's 503):
+        // as many at once as handshakes, each briefly
+        let refusals = Admission::new(self.opts.max_half_open);
         let cap = self.opts.max_pipes_per_listener;
         let held = Arc::new(AtomicUsize::new(0));
         loop {
@@ -123,27 +131,33 @@ impl Core {
                 }
             };
             let peer = raw.peer_addr();
+            let source = raw.source();
             if held.load(Ordering::Acquire) >= cap {
                 // full: no handshake work for a connection that cannot join
-                drop(raw);
+                if let Some(answer) = raw.refuse() {
+                    refusals.spawn(&source, async move {
+                        let _ = tokio::time::timeout(REFUSAL_DEADLINE, answer).await;
+                    });
+                }
                 self.refuse_full(&peer, "before its handshake");
                 continue;
             }
             let core = self.clone();
             let pipe_ep = ep.clone();
             let held = held.clone();
-            let evicted = half_open.spawn(&peer, async move {
-                let Ok(conn) = core.open_pipe(raw, false).await else {
+            let evicted = half_open.spawn(&source, async move {
+                let Ok((conn, span)) = core.open_pipe(raw, false).await else {
                     return;
                 };
                 // the places may have gone while the handshake ran
                 match ListenerSlot::take(&held, cap) {
                     Some(slot) => {
-                        let _ = core.attach(conn, &pipe_ep, Some(slot));
+                        let _ = core.attach(conn, span, &pipe_ep, Some(slot));
                     }
                     None => {
                         let peer = conn.info.peer_addr.clone();
                         drop(conn);
+                        let _g = span.enter();
                         core.refuse_full(&peer, "after its handshake");
                     }
                 }
@@ -172,8 +186,8 @@ impl Core {
     pub(crate) async fn dial(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let ep = self.endpoint(url.to_string());
-        let conn = self.connect(&t, url).await?;
-        let pipe = self.attach(conn, &ep.cancel, None)?;
+        let (conn, span) = self.connect(&t, url).await?;
+        let pipe = self.attach(conn, span, &ep.cancel, None)?;
         self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()));
         Ok(ep)
     }
@@ -226,17 +240,22 @@ impl Core {
         }
         loop {
             match self.connect(t, &ep.url).await {
-                Ok(conn) => match self.attach(conn, &ep.cancel, None).map(|p| p.gone.clone()) {
-                    Ok(gone) => {
-                        backoff = min;
-                        gone.cancelled().await;
-                        sleep_jittered(min).await;
+                Ok((conn, span)) => {
+                    match self
+                        .attach(conn, span, &ep.cancel, None)
+                        .map(|p| p.gone.clone())
+                    {
+                        Ok(gone) => {
+                            backoff = min;
+                            gone.cancelled().await;
+                            sleep_jittered(min).await;
+                        }
+                        Err(_) => {
+                            sleep_jittered(backoff).await;
+                            backoff = (backoff * 2).min(max);
+                        }
                     }
-                    Err(_) => {
-                        sleep_jittered(backoff).await;
-                        backoff = (backoff * 2).min(max);
-                    }
-                },
+                }
                 Err(e) => {
                     debug!(target: "spstack", error = %e, ?backoff, "dial failed; will retry");
                     sleep_jittered(backoff).await;
@@ -246,7 +265,11 @@ impl Core {
         }
     }
 
-    async fn connect(&self, t: &Arc<dyn Transport>, url: &str) -> Result<Connection> {
+    async fn connect(
+        &self,
+        t: &Arc<dyn Transport>,
+        url: &str,
+    ) -> Result<(Connection, tracing::Span)> {
         let raw = t.dial(url).await?;
         self.open_pipe(raw, true).await
     }

@@ -312,6 +312,30 @@ impl TlsConfig {
         self
     }
 
+    /// The name a dialer checks the server certificate against when it
+    /// dials `addr` (`host:port` or `[v6]:port`): [`TlsConfig::server_name`]
+    /// if set, else the host. For other transports that take this config
+    /// (QUIC).
+    pub fn server_name_for(&self, addr: &str) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| host_of(addr).to_string())
+    }
+    /// False after [`TlsConfig::danger_accept_invalid_certs`]: the server
+    /// certificate is not verified, so it is no `peer_identity`.
+    pub fn verifies_server(&self) -> bool {
+        !self.insecure
+    }
+    /// True when a listener requires and verifies client certificates
+    /// ([`TlsConfig::require_client_cert`]), so they are `peer_identity`.
+    pub fn verifies_clients(&self) -> bool {
+        self.client_auth.is_some()
+    }
+    /// True when TLS 1.3 is among the versions (QUIC needs it).
+    pub fn allows_tls13(&self) -> bool {
+        self.max >= TlsVersion::Tls13
+    }
+
     fn protocol_versions(&self) -> Vec<&'static SupportedProtocolVersion> {
         let mut v = Vec::new();
         if self.min <= TlsVersion::Tls12 {
@@ -612,7 +636,8 @@ impl<S: StreamTransport> StreamTransport for Tls<S> {
                 Some(f) => f.await?,
                 None => return Err(tls_err("internal: no inner connect")),
             };
-            Ok(Box::pin(async move {
+            let peer = upgrade.peer_addr().to_string();
+            Ok(StreamUpgrade::new(peer, async move {
                 let conn = upgrade.await?;
                 let tls = TlsConnector::from(client)
                     .connect(server_name, conn.io)
@@ -629,7 +654,7 @@ impl<S: StreamTransport> StreamTransport for Tls<S> {
                     peer_addr: conn.peer_addr,
                     peer_identity,
                 })
-            }) as StreamUpgrade)
+            }))
         })
     }
 
@@ -672,8 +697,10 @@ impl StreamListener for TlsListen {
             let acceptor = self.acceptor.clone();
             let verified = self.verified;
             // the handshake runs later, inside announce: a slow client holds
-            // only its own half-open slot, never this accept loop
-            Ok(Box::pin(async move {
+            // only its own half-open slot, never this accept loop; its
+            // address is the TCP peer's, known now, for that slot's source
+            let peer = upgrade.peer_addr().to_string();
+            Ok(StreamUpgrade::new(peer, async move {
                 let conn = upgrade.await?;
                 let tls = acceptor
                     .accept(conn.io)
@@ -690,7 +717,7 @@ impl StreamListener for TlsListen {
                     peer_addr: conn.peer_addr,
                     peer_identity,
                 })
-            }) as StreamUpgrade)
+            }))
         })
     }
 }

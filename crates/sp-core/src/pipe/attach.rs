@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info_span, Instrument};
+use tracing::{Instrument, Span};
 
 use super::scope::Counted;
 use super::table::{next_pipe_id, LivePipes, PipeEntry};
@@ -17,12 +17,14 @@ use crate::{Connection, Error, Message, Result};
 
 impl Core {
     /// Adds an open pipe: hooks, admission, then its writer and reader
-    /// tasks. `endpoint` is the token of the dialer or listener it came
-    /// from: closing that endpoint aborts the pipe. `slot` is its place
-    /// among a listener's pipes, if it came from one.
+    /// tasks, which run in `span` (the one its handshake ran in). `endpoint`
+    /// is the token of the dialer or listener it came from: closing that
+    /// endpoint aborts the pipe. `slot` is its place among a listener's
+    /// pipes, if it came from one.
     pub(crate) fn attach(
         self: &Arc<Self>,
         conn: Connection,
+        span: Span,
         endpoint: &CancellationToken,
         slot: Option<ListenerSlot>,
     ) -> Result<Arc<PipeEntry>> {
@@ -30,6 +32,8 @@ impl Core {
             return Err(Error::Closed);
         }
         let id = next_pipe_id();
+        span.record("id", id);
+        let _in = span.enter();
         let info = Arc::new(conn.info);
         if !self.fire(&PipeEvent::AddPre(id, info.clone())) {
             self.refuse(
@@ -92,9 +96,9 @@ impl Core {
             entry.drain.cancel();
         }
         self.router.pipe_added(id);
+        self.link_attached(&info.link, id);
         self.counters.pipe_opened();
-        let span = info_span!(target: "spstack", "pipe", id, peer = %info.peer_addr, transport = info.transport, protocol = %info.peer.protocol, stack = ?info.local.layers);
-        tracing::info!(target: "spstack", parent: &span, "pipe added");
+        tracing::info!(target: "spstack", "pipe added");
         let Connection { tx, rx, .. } = conn;
         let tx = Counted {
             inner: tx,
@@ -115,9 +119,10 @@ impl Core {
         let core = self.clone();
         let e2 = entry.clone();
         self.tasks
-            .spawn(async move { core.reader(e2, rx).await }.instrument(span));
+            .spawn(async move { core.reader(e2, rx).await }.instrument(span.clone()));
         self.fire(&PipeEvent::AddPost(id, info));
         self.wake_senders();
+        self.offer_waiting();
         Ok(entry)
     }
 
@@ -176,7 +181,7 @@ impl Core {
             self.router.requeue(m, &mut live)
         };
         match outcome {
-            Routed::Queued(_) => {}
+            Routed::Queued(_) => self.counters.requeued(),
             Routed::Dropped(r) => self.count_drop(r, "its pipe closed before it was written"),
             Routed::Wait(_) | Routed::Refused(_) => {
                 self.count_drop(reason, "its pipe closed before it was written")

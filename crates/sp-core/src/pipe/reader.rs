@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tracing::{debug, warn};
 
+use super::link::Tracked;
 use super::scope::Counted;
 use super::table::{PipeEntry, ReaderContext};
 use crate::core::Core;
@@ -56,6 +57,11 @@ impl Core {
         let mut key = WaitKey::default();
         let idle_after = self.opts.idle_timeout;
         let mut idle_timer = idle_after.map(|d| Box::pin(tokio::time::sleep(d)));
+        // a layer that acknowledges what the socket took hears about every
+        // frame by its number (see `SocketLink`)
+        let tracked = self.tracked(p.id);
+        let mut frame_no: u64 = 0;
+        let mut evicted: Vec<Message> = Vec::new();
         let stop = 'read: loop {
             if draining {
                 if p.abort.is_cancelled() {
@@ -74,14 +80,16 @@ impl Core {
                     draining = true;
                     continue;
                 }
-                s = std::future::poll_fn(|cx| self.poll_frames(&p, &mut rx, cx, &mut batch)) => s,
+                s = std::future::poll_fn(|cx| {
+                    self.poll_frames(&p, &mut rx, cx, &mut batch, &mut frame_no, tracked.as_deref())
+                }) => s,
                 _ = idle(&mut idle_timer) => break 'read Stop::Idle,
             };
             if !batch.is_empty() && self.router.recv_policy() == RecvPolicy::DropOldest {
                 for m in batch.drain(..) {
-                    match self.recv.push_evict(m) {
-                        Ok(evicted) => {
-                            for _ in 0..evicted {
+                    match self.recv.push_evict_into(m, &mut evicted) {
+                        Ok(n) => {
+                            for _ in 0..n {
                                 p.stats.dropped(DropReason::QueueFull);
                                 self.count_drop(
                                     DropReason::QueueFull,
@@ -89,7 +97,18 @@ impl Core {
                                 );
                             }
                         }
-                        Err(_) => self.count_drop(DropReason::Closed, "socket closed"),
+                        Err(_) => {
+                            if let Some(t) = &tracked {
+                                t.unqueue(1);
+                            }
+                            self.count_drop(DropReason::Closed, "socket closed")
+                        }
+                    }
+                    // dropped and counted: done with, as if taken
+                    for old in evicted.drain(..) {
+                        if tracked.is_some() || self.receipts.active() {
+                            self.settle_taken(&old);
+                        }
                     }
                 }
             }
@@ -104,6 +123,9 @@ impl Core {
                 };
                 if let Err(reason) = pushed {
                     self.recv.cancel_push(&mut key);
+                    if let Some(t) = &tracked {
+                        t.unqueue(batch.len());
+                    }
                     for _ in batch.drain(..) {
                         p.stats.dropped(reason);
                         self.count_drop(reason, "received, never delivered");
@@ -118,6 +140,9 @@ impl Core {
         if let Stop::Idle = stop {
             self.counters.rejected(RejectReason::IdleTimeout);
             warn!(target: "spstack", timeout = ?idle_after, "nothing received for the idle timeout; closing pipe");
+        }
+        if let Some(t) = &tracked {
+            self.reader_done(p.id, t);
         }
         // the peer hung up: our write in flight may still finish; anything
         // else stops the pipe now
@@ -150,7 +175,8 @@ impl Core {
     }
 
     /// Takes every frame the stream has ready (up to a batch), parsing each
-    /// into `batch`, in one poll with one copy scope; counts them once.
+    /// into `batch` (numbered from `frame_no` on), in one poll with one copy
+    /// scope; counts them once.
     /// `Pending` only when no frame was ready; `Ready(Some(stop))` when the
     /// stream ended or the pipe must close.
     fn poll_frames(
@@ -159,6 +185,8 @@ impl Core {
         rx: &mut Counted<BoxStream>,
         cx: &mut std::task::Context<'_>,
         batch: &mut VecDeque<Message>,
+        frame_no: &mut u64,
+        tracked: Option<&Tracked>,
     ) -> std::task::Poll<Option<Stop>> {
         use std::task::Poll;
         let (mut n, mut bytes) = (0usize, 0usize);
@@ -170,7 +198,11 @@ impl Core {
                     Poll::Ready(Some(Ok(m))) => {
                         n += 1;
                         bytes += m.len();
-                        if let Err(why) = self.accept_frame(p, m, batch) {
+                        // every frame gets its number, in order, for a
+                        // layer that acknowledges what the socket took
+                        let no = *frame_no;
+                        *frame_no += 1;
+                        if let Err(why) = self.accept_frame(p, m, batch, no, tracked) {
                             warn!(target: "spstack", why, "protocol violation; closing pipe");
                             stop = Some(Stop::Broken);
                             break;
@@ -207,6 +239,8 @@ impl Core {
         p: &PipeEntry,
         mut m: Message,
         out: &mut VecDeque<Message>,
+        n: u64,
+        tracked: Option<&Tracked>,
     ) -> Result<(), String> {
         let mut cx = ReaderContext {
             core: self,
@@ -215,13 +249,24 @@ impl Core {
         match self.router.recv(p.id, &mut m, &mut cx) {
             Verdict::Deliver => {
                 m.set_pipe(Some(p.id));
+                if let Some(t) = tracked {
+                    t.queued(n);
+                }
                 out.push_back(m);
                 Ok(())
             }
-            Verdict::Consumed => Ok(()),
+            Verdict::Consumed => {
+                if let Some(t) = tracked {
+                    t.settle(n);
+                }
+                Ok(())
+            }
             Verdict::Drop(r) => {
                 p.stats.dropped(r);
                 self.count_drop(r, "dropped on receive");
+                if let Some(t) = tracked {
+                    t.settle(n);
+                }
                 Ok(())
             }
             Verdict::Close(why) => {
@@ -241,6 +286,7 @@ impl Core {
                 RejectReason::ProtocolError
             }
             Error::Io(_) | Error::ConnectionClosed => RejectReason::Io,
+            Error::PeerSilent { .. } => RejectReason::Unresponsive,
             _ => RejectReason::ProtocolError,
         };
         if reason != RejectReason::Io {

@@ -130,7 +130,7 @@ impl Core {
                 }
                 Err(e) => {
                     debug!(target: "spstack", error = %e, unflushed = fed.0, unfed = w.pending.len(), "pipe write failed");
-                    self.count_unflushed(&p, fed.0);
+                    self.settle_unflushed(&p, fed);
                     break End::Broken;
                 }
             }
@@ -143,7 +143,7 @@ impl Core {
             // what the last attempt fed and could not flush (an abort while
             // it waited) is lost with the connection
             let fed = std::mem::take(&mut w.fed);
-            self.count_unflushed(&p, fed.0);
+            self.settle_unflushed(&p, fed);
             // leave the table first, so the routing does not offer our
             // unsent messages back to us
             self.detach(&p, false);
@@ -156,8 +156,17 @@ impl Core {
         let _ = tokio::time::timeout(Duration::from_millis(100), w.tx.close()).await;
     }
 
-    /// Counts messages fed to a pipe whose write failed.
-    fn count_unflushed(&self, p: &PipeEntry, n: usize) {
+    /// Settles `fed` (messages, bytes) fed to a pipe whose write failed:
+    /// a layer that keeps what it was fed answers for it (hands it back or
+    /// counts it), so for this writer it left as sent; otherwise each is
+    /// counted dropped.
+    fn settle_unflushed(&self, p: &PipeEntry, fed: (usize, usize)) {
+        if p.info.link.retains_frames() {
+            p.stats.sent_many(fed.0, fed.1);
+            self.counters.sent_many(fed.0, fed.1);
+            return;
+        }
+        let n = fed.0;
         let reason = if self.is_closed() {
             DropReason::Closed
         } else {
@@ -264,10 +273,10 @@ impl Core {
                 drop(g);
                 p.queue.wake_poppers();
             }
-            (Poll::Ready(Err(e)), _) => {
+            (Poll::Ready(Err(e)), len) => {
                 drop(g);
                 debug!(target: "spstack", error = %e, "pipe write failed (written through)");
-                self.count_unflushed(p, 1);
+                self.settle_unflushed(p, (1, len));
                 p.abort.cancel();
             }
         }
