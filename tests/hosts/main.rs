@@ -16,6 +16,7 @@ mod net;
 mod pki;
 mod proxy;
 mod pubsub;
+mod quic;
 mod reconnect;
 mod reliable;
 mod reqrep;
