@@ -209,11 +209,12 @@ impl Message {
             return Message::with_capacity(headroom, body_len, tailroom);
         }
         let buf = match pool.take(total) {
-            Some(mut b) => {
+            pool::Taken::Kept(mut b) => {
                 b.fill(0);
                 b
             }
-            None => vec![0u8; total].into_boxed_slice(),
+            pool::Taken::Fresh => vec![0u8; total].into_boxed_slice(),
+            pool::Taken::Plain => return Message::with_capacity(headroom, body_len, tailroom),
         };
         // a larger kept buffer leaves more (zeroed) room behind
         let end = headroom + body_len;

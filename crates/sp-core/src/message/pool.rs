@@ -23,16 +23,37 @@ pub(crate) struct BufPool(Arc<PoolInner>);
 
 #[derive(Debug)]
 pub(crate) struct PoolInner {
-    bufs: Mutex<Vec<Box<[u8]>>>,
-    /// Bytes the pool may keep.
+    held: Mutex<Held>,
+    /// Bytes the pool may keep (and lend out).
     keep_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    bufs: Vec<Box<[u8]>>,
+    /// Bytes of the pool's buffers alive, kept or lent to a message: never
+    /// more than `keep_bytes`, so a message beyond it takes a plain buffer.
+    lent: usize,
+}
+
+/// What [`BufPool::take`] found.
+pub(crate) enum Taken {
+    /// A kept buffer: no allocation but the message's handle.
+    Kept(Box<[u8]>),
+    /// None fits, but the pool may lend one more: allocate it for the pool
+    /// (two allocations, once per buffer the pool comes to hold).
+    Fresh,
+    /// A plain buffer, one allocation: too small to pool, or the pool has
+    /// lent all it may (a pooled miss costs one allocation more than a plain
+    /// one, so steady state stays at one per message).
+    Plain,
 }
 
 impl BufPool {
     /// A pool keeping at most `keep_bytes` bytes of buffers.
     pub(crate) fn new(keep_bytes: usize) -> BufPool {
         BufPool(Arc::new(PoolInner {
-            bufs: Mutex::new(Vec::new()),
+            held: Mutex::new(Held::default()),
             keep_bytes,
         }))
     }
@@ -41,22 +62,38 @@ impl BufPool {
     /// small request does not hold a huge buffer), if there is one: the
     /// most recently returned that fits best, as its bytes are the likeliest
     /// to be in cache still (as a malloc free list would hand out).
-    pub(crate) fn take(&self, len: usize) -> Option<Box<[u8]>> {
+    /// Otherwise whether to allocate a buffer for the pool (`len` bytes)
+    /// or a plain one.
+    pub(crate) fn take(&self, len: usize) -> Taken {
         if len < POOL_MIN {
-            return None;
+            return Taken::Plain;
         }
-        let mut bufs = self.0.bufs.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = self.0.keep_bytes;
+        let mut h = self.0.held.lock().unwrap_or_else(|e| e.into_inner());
         let mut best: Option<usize> = None;
-        for (i, b) in bufs.iter().enumerate().rev() {
+        for (i, b) in h.bufs.iter().enumerate().rev() {
             let fits = b.len() >= len && b.len() / 2 <= len;
-            if fits && best.is_none_or(|j| b.len() < bufs[j].len()) {
+            if fits && best.is_none_or(|j| b.len() < h.bufs[j].len()) {
                 best = Some(i);
                 if b.len() == len {
                     break;
                 }
             }
         }
-        best.map(|i| bufs.swap_remove(i))
+        if let Some(i) = best {
+            return Taken::Kept(h.bufs.swap_remove(i));
+        }
+        // kept buffers of other sizes make room, the oldest first
+        while h.lent + len > keep && !h.bufs.is_empty() {
+            let old = h.bufs.remove(0);
+            h.lent = h.lent.saturating_sub(old.len());
+        }
+        if h.lent + len <= keep {
+            h.lent += len;
+            Taken::Fresh
+        } else {
+            Taken::Plain
+        }
     }
 
     /// Where a pooled buffer goes back to.
@@ -67,10 +104,13 @@ impl BufPool {
 
 impl PoolInner {
     fn put(&self, buf: Box<[u8]>) {
-        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
-        let held: usize = bufs.iter().map(|b| b.len()).sum();
-        if bufs.len() < KEEP_BUFS && held + buf.len() <= self.keep_bytes {
-            bufs.push(buf);
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let kept: usize = h.bufs.iter().map(|b| b.len()).sum();
+        if h.bufs.len() < KEEP_BUFS && kept + buf.len() <= self.keep_bytes {
+            h.bufs.push(buf);
+        } else {
+            // freed: no longer the pool's
+            h.lent = h.lent.saturating_sub(buf.len());
         }
     }
 }
@@ -110,22 +150,32 @@ pub(crate) fn as_uninit(buf: Box<[u8]>) -> Box<[MaybeUninit<u8>]> {
 mod tests {
     use super::*;
 
+    fn kept(t: Taken) -> Option<usize> {
+        match t {
+            Taken::Kept(b) => Some(b.len()),
+            _ => None,
+        }
+    }
+
     #[test]
-    fn takes_a_close_fit_keeps_a_bounded_amount_and_lets_go_with_its_socket() {
+    fn takes_a_close_fit_lends_a_bounded_amount_and_lets_go_with_its_socket() {
         let pool = BufPool::new(3 << 20);
-        assert!(pool.take(1 << 20).is_none(), "empty");
-        assert!(pool.take(1024).is_none(), "small buffers are not pooled");
-        for len in [1 << 20, 1 << 20, 64 << 10, 2 << 20] {
+        assert!(matches!(pool.take(1024), Taken::Plain), "small: not pooled");
+        // it lends up to its 3 MiB: 1 + 1 + 1/16 MiB, then not 1 MiB more
+        for len in [1 << 20, 1 << 20, 64 << 10] {
+            assert!(matches!(pool.take(len), Taken::Fresh));
+        }
+        assert!(matches!(pool.take(1 << 20), Taken::Plain), "all lent");
+        for len in [1 << 20, 1 << 20, 64 << 10] {
             drop(PoolBuf::new(vec![7u8; len].into_boxed_slice(), pool.home()));
         }
-        // 1 + 1 + 1/16 MiB fit the 3 MiB budget; the 2 MiB one did not
-        assert!(pool.take(2 << 20).is_none(), "over the budget: freed");
-        assert_eq!(pool.take(40 << 10).map(|b| b.len()), Some(64 << 10));
-        assert!(
-            pool.take(20 << 10).is_none(),
-            "64 KiB is too large for 20 KiB"
-        );
-        assert_eq!(pool.take(1 << 20).map(|b| b.len()), Some(1 << 20));
+        assert_eq!(kept(pool.take(1 << 20)), Some(1 << 20));
+        // 64 KiB is too large for 20 KiB: a fresh one (still within 3 MiB)
+        assert!(matches!(pool.take(20 << 10), Taken::Fresh));
+        // no room for 1.5 MiB more but by freeing the kept 1 MiB buffer
+        assert!(matches!(pool.take(3 << 19), Taken::Fresh));
+        assert_eq!(kept(pool.take(40 << 10)), Some(64 << 10));
+        assert_eq!(kept(pool.take(1 << 20)), None, "freed for the 1.5 MiB one");
         let home = pool.home();
         drop(pool);
         assert!(home.upgrade().is_none(), "the kept buffers went with it");

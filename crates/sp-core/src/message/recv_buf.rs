@@ -47,8 +47,9 @@ impl RecvBuf {
             return RecvBuf::new(headroom, len);
         }
         let buf = match pool.take(total) {
-            Some(b) => pool::as_uninit(b),
-            None => Box::new_uninit_slice(total),
+            pool::Taken::Kept(b) => pool::as_uninit(b),
+            pool::Taken::Fresh => Box::new_uninit_slice(total),
+            pool::Taken::Plain => return RecvBuf::new(headroom, len),
         };
         RecvBuf {
             buf: Slots::Kept(buf, pool.home()),
