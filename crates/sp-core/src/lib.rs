@@ -28,7 +28,9 @@
 //! [`layer::FramePlan`] says (in one slice with room reserved when a pipe
 //! layer needs that, else untouched), feeds the batch through the pipe
 //! layers (each adds its frame header and trailer) to the transport, and
-//! flushes: one vectored write for the batch. A stream transport gathers
+//! flushes: one vectored write for the batch (what was queued meanwhile
+//! joins it, up to `write_batch` messages and 256 KiB, so a peer is not left
+//! waiting while a write of large messages keeps gathering). A stream transport gathers
 //! frames under 1 KiB into one buffer (a counted copy, the message freed at
 //! once) and writes larger ones from where they lie, never copied on a plain
 //! stack. The message counts as sent when the transport has it.

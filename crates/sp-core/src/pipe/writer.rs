@@ -36,6 +36,9 @@ use crate::{BoxSink, CopyScope, Direction, Error, Message};
 /// Small batches in a row after which a writer gives back the room a burst
 /// made it take.
 const SHRINK_AFTER: u8 = 64;
+/// Bytes a writer gathers into one write before it flushes (what it was
+/// handed at once still goes whole).
+const WRITE_BATCH_BYTES: usize = 256 << 10;
 
 /// What a pipe's writer holds: its half of the connection and the messages
 /// on their way into it. Locked by the writer task for each poll, and by a
@@ -202,9 +205,14 @@ impl Core {
                 w.fed.0 += 1;
                 w.fed.1 += len;
             }
-            // what was queued while these were fed goes in the same write
+            // what was queued while these were fed goes in the same write,
+            // up to a bound in bytes too: large messages would otherwise keep
+            // one write gathering while the peer waits for its first bytes
             let room = self.opts.write_batch.saturating_sub(w.fed.0);
-            if room == 0 || p.queue.try_pop_into(&mut w.pending, room) == 0 {
+            if room == 0
+                || w.fed.1 >= WRITE_BATCH_BYTES
+                || p.queue.try_pop_into(&mut w.pending, room) == 0
+            {
                 break;
             }
             self.wake_senders();
