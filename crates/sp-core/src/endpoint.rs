@@ -6,7 +6,7 @@
 //! `Options::max_half_open` at once, and holds at most
 //! `Options::max_pipes_per_listener` pipes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,7 +146,7 @@ impl Core {
             let pipe_ep = ep.clone();
             let held = held.clone();
             let evicted = half_open.spawn(&source, async move {
-                let Ok((conn, span)) = core.open_pipe(raw, false).await else {
+                let Ok((conn, span)) = core.open_pipe(raw, false, false).await else {
                     return;
                 };
                 // the places may have gone while the handshake ran
@@ -186,9 +186,10 @@ impl Core {
     pub(crate) async fn dial(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let ep = self.endpoint(url.to_string());
-        let (conn, span) = self.connect(&t, url).await?;
+        let plain = Arc::new(AtomicBool::new(false));
+        let (conn, span) = self.connect(&t, url, &plain).await?;
         let pipe = self.attach(conn, span, &ep.cancel, None)?;
-        self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()));
+        self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()), plain);
         Ok(ep)
     }
 
@@ -197,7 +198,7 @@ impl Core {
     pub(crate) fn dial_background(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let ep = self.endpoint(url.to_string());
-        self.spawn_dialer(t, ep.clone(), None);
+        self.spawn_dialer(t, ep.clone(), None, Arc::default());
         Ok(ep)
     }
 
@@ -206,6 +207,7 @@ impl Core {
         t: Arc<dyn Transport>,
         ep: Endpoint,
         first: Option<CancellationToken>,
+        plain: Arc<AtomicBool>,
     ) {
         let core = self.clone();
         let span = info_span!(target: "spstack", "dialer", url = %ep.url);
@@ -218,7 +220,7 @@ impl Core {
                 };
                 tokio::select! {
                     _ = halt => {}
-                    _ = core.dial_loop(&t, &ep, first) => {}
+                    _ = core.dial_loop(&t, &ep, first, &plain) => {}
                 }
             }
             .instrument(span),
@@ -230,6 +232,7 @@ impl Core {
         t: &Arc<dyn Transport>,
         ep: &Endpoint,
         first: Option<CancellationToken>,
+        plain: &AtomicBool,
     ) {
         let min = self.opts.reconnect_min.max(Duration::from_millis(1));
         let max = self.opts.reconnect_max.max(min);
@@ -239,7 +242,7 @@ impl Core {
             sleep_jittered(min).await;
         }
         loop {
-            match self.connect(t, &ep.url).await {
+            match self.connect(t, &ep.url, plain).await {
                 Ok((conn, span)) => {
                     match self
                         .attach(conn, span, &ep.cancel, None)
@@ -265,13 +268,39 @@ impl Core {
         }
     }
 
+    /// One connection, or two when the peer turns out to be plain: a
+    /// dialer whose pipe layers are all optional remembers in `plain` that
+    /// this endpoint's peer answered plain (refusing our layered header)
+    /// and redials it plain at once; it forgets when a peer answers
+    /// layered to the plain header (it gained layers), so the next attempt
+    /// announces them again.
     async fn connect(
         &self,
         t: &Arc<dyn Transport>,
         url: &str,
+        plain: &AtomicBool,
     ) -> Result<(Connection, tracing::Span)> {
+        let was_plain = plain.load(Ordering::Relaxed);
         let raw = t.dial(url).await?;
-        self.open_pipe(raw, true).await
+        match self.open_pipe(raw, true, was_plain).await {
+            Err(Error::PlainPeer { .. }) => {
+                plain.store(true, Ordering::Relaxed);
+                debug!(target: "spstack", url, "the peer is plain: redialing without pipe layers");
+                let raw = t.dial(url).await?;
+                self.open_pipe(raw, true, true).await
+            }
+            Err(
+                e @ Error::Mismatch {
+                    index: Some(_),
+                    ours: None,
+                    theirs: Some(_),
+                },
+            ) if was_plain => {
+                plain.store(false, Ordering::Relaxed);
+                Err(e)
+            }
+            r => r,
+        }
     }
 }
 

@@ -23,6 +23,12 @@ pub struct PipeConfig {
     /// What the socket lets its transports allocate for frames whose bytes
     /// have not arrived yet, shared by all its pipes (see [`AllocBudget`]).
     pub alloc_budget: AllocBudget,
+    /// Every pipe layer of the stack is optional
+    /// ([`crate::layer::Handshake::plain_peer_ok`]): a listener reads the
+    /// dialer's header before it sends its own and answers a plain one
+    /// plain (see [`PipeConfig::reads_first`], [`PipeConfig::answer`]).
+    /// A transport that cannot read first keeps the strict exchange.
+    pub plain_peer_ok: bool,
 }
 
 /// Bytes a socket's transports may allocate for frames on a peer's word (the
@@ -143,6 +149,25 @@ impl Drop for AllocAhead {
 }
 
 impl PipeConfig {
+    /// True when this side should read the peer's announcement before it
+    /// sends its own: a listener of a stack whose layers are all optional.
+    /// Every dialer (nng, nanomsg, spstack) sends its header without
+    /// waiting for the listener's, so this cannot deadlock.
+    pub fn reads_first(&self, dialer: bool) -> bool {
+        !dialer && self.plain_peer_ok && !self.local.layers.is_empty()
+    }
+
+    /// What a listener that read first answers to `peer`: the plain header
+    /// to a plain peer (the pipe then runs without pipe layers), our
+    /// announcement to anyone else. Records it as `local`, so that the
+    /// pipe's [`PipeInfo::local`] says what was sent.
+    pub fn answer(&mut self, peer: &Announcement) -> Announcement {
+        if self.plain_peer_ok && peer.layers.is_empty() {
+            self.local.layers.clear();
+        }
+        self.local.clone()
+    }
+
     /// What a transport knows about a pipe it just announced.
     pub fn pipe_info(
         &self,
