@@ -21,6 +21,10 @@
 //! the pipes wrote. `drops_queuefull` is the socket counter and
 //! `pipe_drops_queuefull` the sum of the per-pipe counters, taken right after
 //! the timed loop, before the terminators.
+//!
+//! `SPBENCH_LOSSLESS=1` runs the opt-in lossless mode (`pub0_lossless` and
+//! `sub0_lossless`: back-pressure instead of drops) and reports
+//! `lib=spstack-lossless` (`-spawn` with `SPBENCH_SPAWN=1`).
 #[path = "common/mod.rs"]
 mod common;
 
@@ -81,10 +85,15 @@ struct Kid {
 }
 
 async fn publisher(url: &str, size: usize, secs: f64, nsubs: usize) {
-    let sock = spstack::typed::pub0()
+    let builder = if common::lossless() {
+        spstack::pub0_lossless()
+    } else {
+        spstack::pub0()
+    };
+    let sock = builder
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
-    common::watch(sock.socket());
+    common::watch(&sock);
     let _ep = sock
         .listen(url)
         .await
@@ -230,15 +239,22 @@ fn kill_all(kids: &mut [Kid]) {
 
 async fn sub_child(k: usize, url: &str, size: usize, secs: f64, nsubs: usize) {
     let tool = "pubsub-sub";
-    let sock = spstack::typed::sub0()
+    let builder = if common::lossless() {
+        spstack::sub0_lossless()
+    } else {
+        spstack::sub0()
+    };
+    let sock = builder
         .options(
             spstack::Options::default()
                 .recv_max_size(common::RECV_MAX)
                 .recv_timeout(Some(Duration::from_secs(1))),
         )
         .build();
-    common::watch(sock.socket());
-    sock.subscribe(b"")
+    common::watch(&sock);
+    sock.control::<spstack::SubControl>()
+        .unwrap_or_else(|| common::die(tool, "no SubControl"))
+        .subscribe(b"")
         .unwrap_or_else(|e| common::die(tool, format_args!("subscribe: {e}")));
     let _ep = sock
         .dial_background(url)

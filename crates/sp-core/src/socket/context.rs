@@ -60,7 +60,7 @@ impl SocketContext {
     pub async fn recv(&self) -> Result<Message> {
         let fut = async {
             let mut rx = self.rx.lock().await;
-            rx.next().await.unwrap_or(Err(Error::Closed))
+            rx.next().await.unwrap_or_else(|| Err(Error::Closed))
         };
         match self.shared.raw.options().recv_timeout {
             Some(t) => tokio::time::timeout(t, fut)
