@@ -53,9 +53,23 @@ fn usage_text() -> String {
     )
 }
 
-fn usage(msg: &str) -> i32 {
-    eprintln!("spcat decode: {msg}\n{}", usage_text());
-    1
+fn usage(msg: &str) -> Outcome {
+    Outcome {
+        code: 1,
+        stdout: String::new(),
+        stderr: format!("spcat decode: {msg}\n{}\n", usage_text()),
+    }
+}
+
+/// What `spcat decode` prints and exits with.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code.
+    pub code: i32,
+    /// What goes to standard output.
+    pub stdout: String,
+    /// What goes to standard error.
+    pub stderr: String,
 }
 
 /// Where a layer sits: below the protocol, per pipe, or above it.
@@ -267,6 +281,16 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
 
 /// Runs `spcat decode` with the words after `decode`; returns the exit code.
 pub fn run(words: &[Vec<u8>]) -> i32 {
+    let out = decode(words, &|path| std::fs::read(path));
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    out.code
+}
+
+/// `spcat decode` with the words after `decode`, reading `--file` through
+/// `read_file`: what [`run`] prints, without printing it (the fuzz target
+/// calls this, with files it makes up).
+pub fn decode(words: &[Vec<u8>], read_file: &dyn Fn(&str) -> std::io::Result<Vec<u8>>) -> Outcome {
     let mut stack = None;
     let mut frame = None;
     let mut transport = Some("tcp".to_string());
@@ -291,11 +315,14 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
                 Err(f) => return usage(&format!("{f} requires an argument")),
             },
             "--file" | "-F" => match value("--file") {
-                Ok(p) => match std::fs::read(&p) {
+                Ok(p) => match read_file(&p) {
                     Ok(b) => frame = Some(b),
                     Err(e) => {
-                        eprintln!("spcat decode: cannot read {p}: {e}");
-                        return 1;
+                        return Outcome {
+                            code: 1,
+                            stdout: String::new(),
+                            stderr: format!("spcat decode: cannot read {p}: {e}\n"),
+                        }
                     }
                 },
                 Err(f) => return usage(&format!("{f} requires an argument")),
@@ -307,8 +334,11 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
             "--no-prefix" | "--wiretap" => transport = None,
             "--raw" => raw = true,
             "--help" | "-h" => {
-                println!("{}", usage_text());
-                return 0;
+                return Outcome {
+                    code: 0,
+                    stdout: format!("{}\n", usage_text()),
+                    stderr: String::new(),
+                }
             }
             other => return usage(&format!("unknown argument {other:?}")),
         }
@@ -336,8 +366,11 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("spcat decode: {e}");
-            return 1;
+            return Outcome {
+                code: 1,
+                stdout: String::new(),
+                stderr: format!("spcat decode: {e}\n"),
+            }
         }
     };
     // the protocol's components (raw header format, cooked part) as its
@@ -354,11 +387,10 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
     comps.extend(protocol);
     comps.extend(stack.message);
     let d = describe_frame(&comps, &frame);
-    print!("{}", render(&d, &stack.unknown));
-    if d.error.is_some() {
-        1
-    } else {
-        0
+    Outcome {
+        code: i32::from(d.error.is_some()),
+        stdout: render(&d, &stack.unknown),
+        stderr: String::new(),
     }
 }
 

@@ -6,9 +6,7 @@
 //! `spcat decode` decodes a captured frame layer by layer, and `-v` shows a
 //! ws/wss listener's port 0 resolved (nngcat resolves it for tcp only).
 
-mod args;
-mod decode;
-mod format;
+use spcat::{args, decode, format};
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
