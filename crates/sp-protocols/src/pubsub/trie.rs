@@ -260,6 +260,9 @@ impl TopicTrie {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
