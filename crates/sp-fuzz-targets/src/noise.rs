@@ -168,34 +168,30 @@ const PEER_SECRET: [u8; 32] = [7; 32];
 /// What the input does to one message the honest peer sends.
 fn mutate(inp: &mut Input<'_>, m: &mut Vec<u8>) -> bool {
     match inp.u8() % 8 {
-        0 => {
-            if !m.is_empty() {
-                let at = inp.u16() as usize % (m.len() * 8);
-                m[at / 8] ^= 1 << (at % 8);
-                return true;
-            }
+        0 if !m.is_empty() => {
+            let at = inp.u16() as usize % (m.len() * 8);
+            m[at / 8] ^= 1 << (at % 8);
+            true
         }
         1 => {
             let n = inp.u8() as usize;
-            if n < m.len() {
-                m.truncate(n);
-                return true;
-            }
+            let shorter = n < m.len();
+            m.truncate(n);
+            shorter
         }
         2 => {
             let extra = inp.short();
             m.extend_from_slice(extra);
-            return !extra.is_empty();
+            !extra.is_empty()
         }
         3 => {
             let f = inp.chunk().to_vec();
             let changed = f != *m;
             *m = f;
-            return changed;
+            changed
         }
-        _ => {}
+        _ => false,
     }
-    false
 }
 
 /// Fuzz target `noise_handshake`: the layer under test (responder or
