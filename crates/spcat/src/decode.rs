@@ -267,14 +267,16 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
         .chars()
         .filter(|c| !c.is_whitespace() && !matches!(c, ':' | '-' | '"' | ','))
         .collect::<String>();
-    if cleaned.len() % 2 != 0 {
+    // by characters, not bytes: a pair is never cut inside one
+    let digits: Vec<char> = cleaned.chars().collect();
+    if digits.len() % 2 != 0 {
         return Err("odd number of hex digits".into());
     }
-    (0..cleaned.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&cleaned[i..i + 2], 16)
-                .map_err(|_| format!("not hex: {:?}", &cleaned[i..i + 2]))
+    digits
+        .chunks(2)
+        .map(|pair| match (pair[0].to_digit(16), pair[1].to_digit(16)) {
+            (Some(hi), Some(lo)) => Ok((hi * 16 + lo) as u8),
+            _ => Err(format!("not hex: {:?}", pair.iter().collect::<String>())),
         })
         .collect()
 }
@@ -405,6 +407,16 @@ mod tests {
         assert_eq!(parse_hex("\"\\x01\\xff\"").unwrap(), vec![1, 255]);
         assert!(parse_hex("abc").is_err());
         assert!(parse_hex("zz").is_err());
+    }
+
+    /// Found by the `spcat_decode` fuzz target: a non-ASCII character
+    /// among the hex digits made `--hex` slice the string inside it and
+    /// panic.
+    #[test]
+    fn fuzz_spcat_decode_non_ascii_hex_is_an_error() {
+        for bad in ["0é0", "0\u{20ac}", "000\u{fffd}0", "é"] {
+            assert!(parse_hex(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
