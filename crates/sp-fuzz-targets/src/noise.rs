@@ -210,12 +210,14 @@ pub fn noise_handshake(data: &[u8]) {
     };
     let dialer = mode & 2 != 0;
     let honest = mode & 4 != 0;
-    let allowed = mode & 8 == 0;
+    // an IK dialer admits the listener's key it was given, whatever its
+    // allow-list says (NoiseConfig::remote_static)
+    let allowed = mode & 8 == 0 || (pattern == Pattern::IK && dialer);
     let dut_key = StaticKeypair::from_secret(DUT_SECRET);
     let dut_public = dut_key.public();
     let peer_key = StaticKeypair::from_secret(PEER_SECRET);
     let mut cfg = NoiseConfig::new(dut_key).pattern(pattern);
-    if allowed {
+    if mode & 8 == 0 {
         cfg = cfg.allow(peer_key.public());
     }
     if pattern == Pattern::IK && dialer {
