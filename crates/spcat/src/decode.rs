@@ -20,9 +20,9 @@ use spstack::{Overhead, Protocol};
 fn usage_text() -> String {
     let names = |kind| {
         known_layers()
-            .into_iter()
+            .iter()
             .filter(|(k, _)| *k == kind)
-            .map(|(_, i)| i.name)
+            .map(|(_, i)| i.name.clone())
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -81,19 +81,22 @@ enum Kind {
 
 /// The layers of spstack's crates, with the formats those crates declare.
 /// The keys are throwaway: only `info()` is read, nothing is sealed or
-/// signed with them.
-fn known_layers() -> Vec<(Kind, ComponentInfo)> {
-    let noise = |p| Noise::new(NoiseConfig::new(StaticKeypair::generate()).pattern(p)).info();
-    let integrity = Integrity::new(IntegrityConfig::new(
-        SigningKeypair::generate(),
-        TrustedSigners::new(),
-    ));
-    vec![
-        (Kind::Pipe, noise(Pattern::XX)),
-        (Kind::Pipe, noise(Pattern::IK)),
-        (Kind::Message, integrity.info()),
-        (Kind::Message, sp_ws::Opcodes::new().info()),
-    ]
+/// signed with them. Made once: each costs a key generation.
+fn known_layers() -> &'static [(Kind, ComponentInfo)] {
+    static KNOWN: std::sync::OnceLock<Vec<(Kind, ComponentInfo)>> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let noise = |p| Noise::new(NoiseConfig::new(StaticKeypair::generate()).pattern(p)).info();
+        let integrity = Integrity::new(IntegrityConfig::new(
+            SigningKeypair::generate(),
+            TrustedSigners::new(),
+        ));
+        vec![
+            (Kind::Pipe, noise(Pattern::XX)),
+            (Kind::Pipe, noise(Pattern::IK)),
+            (Kind::Message, integrity.info()),
+            (Kind::Message, sp_ws::Opcodes::new().info()),
+        ]
+    })
 }
 
 /// A known layer by its name, or by its name without the version when
@@ -148,7 +151,7 @@ fn parse_stack(list: &str, raw: bool) -> Result<Stack, String> {
             continue;
         }
         let below = proto.is_none();
-        let info = match known_layer(name, &known) {
+        let info = match known_layer(name, known) {
             Some((Kind::Pipe, info)) if !below => {
                 return Err(format!(
                     "{} is a pipe layer: list it before the protocol",
