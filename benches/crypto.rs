@@ -173,7 +173,9 @@ fn build(b: SocketBuilder, mode: Mode, keys: &Keys, pushing: bool) -> spstack::S
         let cfg = IntegrityConfig::new(
             SigningKeypair::from_bytes(&keys.signer.to_bytes()),
             [keys.signer.verifying_key()],
-        );
+            "bench",
+        )
+        .expect("a valid audience");
         b = b.message_layer(Integrity::new(cfg));
     }
     b.build()

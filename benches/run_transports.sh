@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side transport benchmark: PUSH -> PULL at 64 B and 64 KiB over
-# tcp, tls+tcp, ws and wss — spstack (benches/transports.rs) beside nng
+# tcp, tls+tcp, ws, wss and quic — spstack (benches/transports.rs) beside nng
 # through pynng on the same transports and certificate, plus nng's C harness
 # (../shared/perf-anchors bench_nng) for tcp and ws, all in one run.
 #
@@ -28,7 +28,7 @@ for url in tcp ws; do
   done
 done
 
-echo "== spstack and pynng over tcp, tls+tcp, ws, wss (benches/transports.rs, release)"
+echo "== spstack over tcp, tls+tcp, ws, wss, quic and pynng over all but quic (benches/transports.rs, release)"
 cd "$ROOT"
 SPBENCH_QUICK=$QUICK timeout 900 cargo bench --quiet --bench transports 2>>"$OUT/stderr.log" | tee -a "$RES"
 
@@ -40,7 +40,7 @@ def scheme(r):
     return u.split("://")[0] if "://" in u else u
 print("| transport | size | spstack msgs/s (MB/s) | nng via pynng | nng C harness |")
 print("|---|---|---|---|---|")
-for s in ["tcp", "tls+tcp", "ws", "wss"]:
+for s in ["tcp", "tls+tcp", "ws", "wss", "quic"]:
     for size in ["64", "65536"]:
         def cell(lib):
             for r in rows:

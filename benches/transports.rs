@@ -1,6 +1,7 @@
-//! PUSH → PULL throughput over tcp, tls+tcp, ws and wss at 64 B and 64 KiB,
-//! spstack beside nng (through pynng, `benches/peers/pynng_thr.py`) on the
-//! same transports, with the same self-signed certificate, in one run.
+//! PUSH → PULL throughput over tcp, tls+tcp, ws, wss and quic at 64 B and
+//! 64 KiB, spstack beside nng (through pynng, `benches/peers/pynng_thr.py`)
+//! on the same transports, with the same self-signed certificate, in one
+//! run (nng has no QUIC transport: spstack alone there).
 //! `benches/run_transports.sh` adds nng's C harness for tcp and ws.
 //!
 //! `cargo bench --bench transports`; `SPBENCH_QUICK=1` for a smoke run;
@@ -18,7 +19,7 @@ use sp_ws::Ws;
 use spstack::{Options, SocketBuilder};
 
 const SIZES: [usize; 2] = [64, 65536];
-const SCHEMES: [&str; 4] = ["tcp", "tls+tcp", "ws", "wss"];
+const SCHEMES: [&str; 5] = ["tcp", "tls+tcp", "ws", "wss", "quic"];
 
 fn quick() -> bool {
     std::env::var("SPBENCH_QUICK").is_ok_and(|v| v == "1")
@@ -68,11 +69,15 @@ fn with_all(b: SocketBuilder, tls: &TlsConfig) -> SocketBuilder {
         .transport(Arc::new(tls_tcp(tls.clone())))
         .transport(Arc::new(Ws::new(Tcp)))
         .transport(Arc::new(Ws::secure(Tls::new(Tcp, tls.clone()))))
+        .transport(Arc::new(sp_quic::quic(tls.clone())))
 }
 
 fn url(scheme: &str) -> String {
     match scheme {
         "ws" | "wss" => format!("{scheme}://localhost:0/bench"),
+        // quic listens on one address: the IPv4 loopback, as the others
+        // end up on (the certificate is checked for "localhost" by name)
+        "quic" => "quic://127.0.0.1:0".to_string(),
         s => format!("{s}://localhost:0"),
     }
 }
@@ -158,7 +163,7 @@ fn main() {
                 "RESULT lib=spstack test=thr url={scheme} size={size} msgps={rate:.0} MBps={:.2}",
                 rate * size as f64 / 1e6
             );
-            if std::env::var("SPBENCH_NO_PYNNG").is_err() {
+            if scheme != "quic" && std::env::var("SPBENCH_NO_PYNNG").is_err() {
                 port += 1;
                 pynng_thr(scheme, size, port, &c);
             }

@@ -17,7 +17,7 @@ use sp_crypto::integrity::{Integrity, IntegrityConfig, IntegrityStats};
 use sp_crypto::keys::SigningKeypair;
 use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
 use spstack::wiretap::{Dir, Wiretap};
-use spstack::{Message, PipeEvent, Protocol, Result, Socket, SocketBuilder};
+use spstack::{Message, PipeEvent, Protocol, Socket, SocketBuilder};
 
 fn short(k: &[u8]) -> String {
     k.iter().take(4).map(|b| format!("{b:02x}")).collect()
@@ -94,19 +94,24 @@ async fn ask(client: &Socket, what: &str) -> Option<String> {
 
 fn report(name: &str, s: &IntegrityStats) {
     println!(
-        "  {name}: verified {}, dropped: bad signature {}, unknown signer {}, unsigned {}, replayed {}, stale {}, unbound reply {}",
+        "  {name}: verified {}, dropped: bad signature {}, unknown signer {}, unsigned {}, misdirected {}, replayed {}, duplicate {}, stale {}, unbound reply {}",
         s.verified(),
         s.bad_signature(),
         s.unknown_signer(),
         s.unsigned(),
+        s.misdirected(),
         s.replayed(),
+        s.duplicate(),
         s.stale(),
         s.unbound_reply()
     );
 }
 
+/// The service both ends sign for (the integrity layer's audience).
+const SERVICE: &str = "payments";
+
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!("== keys: one Noise static key per pipe end, one Ed25519 signing key per end point");
     let (client_k, d1f_k, d1b_k) = (
         StaticKeypair::generate(),
@@ -127,10 +132,13 @@ async fn main() -> Result<()> {
     );
 
     println!("== building the chain (each listener admits exactly one Noise key)");
+    // both ends sign for the "payments" service: a message signed for
+    // another service that trusts the same keys does not verify here
     let server_integrity = Integrity::replier(IntegrityConfig::new(
         server_signer.clone(),
         [client_signer.verifying_key()],
-    ));
+        SERVICE,
+    )?);
     let server_stats = server_integrity.stats();
     let server = hop(spstack::rep0(), &server_k, &d2b_k)
         .message_layer(server_integrity)
@@ -159,10 +167,15 @@ async fn main() -> Result<()> {
         tokio::spawn(async move { spstack::device(&f, &b).await });
     }
 
-    let client_integrity = Integrity::requester(IntegrityConfig::new(
-        client_signer.clone(),
-        [server_signer.verifying_key()],
-    ));
+    // its requests are addressed to this one server, and only its replies count
+    let client_integrity = Integrity::requester(
+        IntegrityConfig::new(
+            client_signer.clone(),
+            [server_signer.verifying_key()],
+            SERVICE,
+        )?
+        .answered_by([server_signer.verifying_key()]),
+    );
     let client_stats = client_integrity.stats();
     let client = hop(spstack::req0(), &client_k, &d1f_k)
         .message_layer(client_integrity)
@@ -213,10 +226,12 @@ async fn main() -> Result<()> {
     report("server", &server_stats);
 
     println!("== attack 2: device 2 forges requests (it has no trusted key)");
-    let forger = Integrity::new(IntegrityConfig::new(
+    let forger = Integrity::requester(IntegrityConfig::new(
         SigningKeypair::generate(),
         Vec::<ed25519_dalek::VerifyingKey>::new(),
-    ));
+        SERVICE,
+    )?)
+    .on_protocol(spstack::ProtocolId::REQ0);
     for (what, body) in [
         ("unsigned", Message::from("transfer 1000 to mallory")),
         (

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test spstack has, on a fresh Debian machine or a used one.
 # Installs what the interop tests need (nanocat from nanomsg-utils, nngcat
-# as spcat's reference, headless Chromium for the browser test; pynng and
-# noiseprotocol from PyPI; cargo-deny), then: fmt, clippy, cargo deny, the
-# test suite.
+# as spcat's reference, headless Chromium for the browser test, tshark for
+# the dissector test; pynng and noiseprotocol from PyPI; cargo-deny), then:
+# fmt, clippy, cargo deny, the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,9 +12,14 @@ command -v nanocat >/dev/null 2>&1 || need_apt+=(nanomsg-utils)
 command -v nngcat >/dev/null 2>&1 || need_apt+=(nng-utils)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  # wireshark-common asks whether non-root users may capture: they need
+  # not (the dissector test captures as root)
+  echo "wireshark-common wireshark-common/install-setuid boolean false" \
+    | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi

@@ -38,6 +38,11 @@ pub use sp_transports::{Inproc, Ipc, Tcp};
 
 pub mod wiretap;
 
+/// The socket counters and pipe events through the `metrics` facade
+/// (`Socket::export_metrics`, `update_all`); feature `metrics`.
+#[cfg(feature = "metrics")]
+pub use sp_core::metrics;
+
 fn with_transports(mut b: SocketBuilder) -> SocketBuilder {
     for t in sp_transports::defaults() {
         b = b.transport(t);

@@ -149,10 +149,9 @@ fn build(b: SocketBuilder, stack: Stack, wire: Wire, keys: &Keys, sending: bool)
         } else {
             (&keys.receiver, &keys.sender)
         };
-        b = b.message_layer(Integrity::new(IntegrityConfig::new(
-            me.clone(),
-            [peer.verifying_key()],
-        )));
+        b = b.message_layer(Integrity::new(
+            IntegrityConfig::new(me.clone(), [peer.verifying_key()], "alloc").expect("config"),
+        ));
     }
     b.options(spstack::Options::default().recv_max_size(4 << 20))
         .build()

@@ -45,9 +45,12 @@ impl Keys {
         Keys((0..n).map(|_| SigningKeypair::generate()).collect())
     }
     fn cfg(&self, me: usize) -> IntegrityConfig {
-        IntegrityConfig::new(self.0[me].clone(), self.0.iter().map(|k| k.verifying_key()))
-            .audience(AUDIENCE)
-            .unwrap()
+        IntegrityConfig::new(
+            self.0[me].clone(),
+            self.0.iter().map(|k| k.verifying_key()),
+            AUDIENCE,
+        )
+        .unwrap()
     }
 }
 

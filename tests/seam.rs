@@ -144,3 +144,62 @@ async fn refusals_are_pipe_events_with_their_reason_and_layer() {
     assert_eq!(rep.stats().rejects(RejectReason::ProtocolMismatch), 1);
     assert_eq!(rep.stats().rejects(RejectReason::LayerMismatch), 1);
 }
+
+/// A message layer that changes nothing and remembers what its socket told
+/// it when attached: what a third-party layer binding itself to the
+/// protocol (as integrity does) relies on.
+struct SeesProtocol(Arc<Mutex<Vec<Seen>>>);
+
+/// What a layer was told: the protocol, and REQ's resend option.
+type Seen = (Option<spstack::ProtocolSpec>, Option<Duration>);
+
+impl tower::Layer<spstack::layer::MessageIo> for SeesProtocol {
+    type Service = spstack::layer::MessageIo;
+    fn layer(&self, io: spstack::layer::MessageIo) -> spstack::layer::MessageIo {
+        io
+    }
+}
+
+impl spstack::layer::MessageLayer for SeesProtocol {
+    fn info(&self) -> spstack::layer::ComponentInfo {
+        spstack::layer::ComponentInfo::new("sees/1", spstack::Overhead::NONE)
+    }
+    fn attach(&self, handle: &spstack::layer::LayerHandle) {
+        let resend = handle.options().and_then(|o| o.req_resend);
+        self.0.lock().unwrap().push((handle.protocol(), resend));
+    }
+}
+
+#[test]
+fn a_message_layer_learns_its_sockets_protocol_peer_and_options_when_attached() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let _req = spstack::req0()
+        .with_options(|o| o.req_resend(Some(Duration::from_millis(1500))))
+        .message_layer(SeesProtocol(seen.clone()))
+        .build();
+    let _raw_rep = spstack::raw(spstack::Protocol::Rep0)
+        .message_layer(SeesProtocol(seen.clone()))
+        .build();
+    let _push = spstack::push0()
+        .message_layer(SeesProtocol(seen.clone()))
+        .build();
+    let seen = seen.lock().unwrap().clone();
+    let got: Vec<(String, String)> = seen
+        .iter()
+        .map(|(p, _)| {
+            let p = p.expect("a socket names its protocol");
+            (p.name.to_string(), p.peer.name().to_string())
+        })
+        .collect();
+    // and the options it was built with
+    assert_eq!(seen[0].1, Some(Duration::from_millis(1500)));
+    let want = [("req", "rep"), ("rep", "req"), ("push", "pull")]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+    assert_eq!(got, want);
+    // a layer attached by hand (a tool, a unit test) names none unless told
+    let h = spstack::layer::LayerHandle::detached("x/1");
+    assert_eq!(h.protocol(), None);
+    assert!(h.options().is_none());
+    let spec = spstack::ProtocolId::PULL0.spec().unwrap();
+    assert_eq!(h.with_protocol(spec).protocol(), Some(spec));
+}

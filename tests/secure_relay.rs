@@ -18,7 +18,10 @@ use sp_crypto::integrity::{Integrity, IntegrityConfig, IntegrityStats};
 use sp_crypto::keys::SigningKeypair;
 use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
 use spstack::wiretap::{share_run, Dir, Rewrite, Wiretap as Proxy};
-use spstack::{Message, PipeEvent, Protocol, RejectReason, Socket, SocketBuilder};
+use spstack::{Message, Options, PipeEvent, Protocol, RejectReason, Socket, SocketBuilder};
+
+/// The audience both ends sign for.
+const SERVICE: &str = "payments";
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), f)
@@ -76,12 +79,21 @@ struct Chain {
 
 /// Builds the chain; `rewrite_hop1` lets the proxy on hop 1 alter announcements.
 async fn chain(rewrite_hop1: Option<Rewrite>) -> Chain {
+    chain_with(rewrite_hop1, Options::default()).await
+}
+
+/// The chain with `client_opts` on the client's REQ.
+async fn chain_with(rewrite_hop1: Option<Rewrite>, client_opts: Options) -> Chain {
     let keys = Keys::new();
     // the server: REP, trusts only the client's signing key, admits only dev2's back
-    let server_integrity = Integrity::replier(IntegrityConfig::new(
-        keys.server_signer.clone(),
-        [keys.client_signer.verifying_key()],
-    ));
+    let server_integrity = Integrity::replier(
+        IntegrityConfig::new(
+            keys.server_signer.clone(),
+            [keys.client_signer.verifying_key()],
+            SERVICE,
+        )
+        .unwrap(),
+    );
     let server_stats = server_integrity.stats();
     let server = hop(spstack::rep0(), &keys.server, &keys.dev2_back)
         .message_layer(server_integrity)
@@ -124,12 +136,19 @@ async fn chain(rewrite_hop1: Option<Rewrite>) -> Chain {
     }
 
     // the client: REQ, trusts only the server's signing key
-    let client_integrity = Integrity::requester(IntegrityConfig::new(
-        keys.client_signer.clone(),
-        [keys.server_signer.verifying_key()],
-    ));
+    // it sends its requests to that server only
+    let client_integrity = Integrity::requester(
+        IntegrityConfig::new(
+            keys.client_signer.clone(),
+            [keys.server_signer.verifying_key()],
+            SERVICE,
+        )
+        .unwrap()
+        .answered_by([keys.server_signer.verifying_key()]),
+    );
     let client_stats = client_integrity.stats();
     let client = hop(spstack::req0(), &keys.client, &keys.dev1_front)
+        .options(client_opts)
         .message_layer(client_integrity)
         .build();
     client.dial_background(&p1.url).unwrap();
@@ -279,10 +298,15 @@ async fn a_device_cannot_sign() {
     serve(&c.server);
     assert_eq!(ask(&c, "hello").await, "re: hello");
     // device 2 makes up a request: unsigned, then signed with its own key
-    let forger = Integrity::new(IntegrityConfig::new(
-        SigningKeypair::generate(),
-        Vec::<ed25519_dalek::VerifyingKey>::new(),
-    ));
+    let forger = Integrity::requester(
+        IntegrityConfig::new(
+            SigningKeypair::generate(),
+            Vec::<ed25519_dalek::VerifyingKey>::new(),
+            SERVICE,
+        )
+        .unwrap(),
+    )
+    .on_protocol(spstack::ProtocolId::REQ0);
     let forged = forger.sign_message(b"pay the device").unwrap();
     for body in [b"unsigned order".to_vec(), forged.to_vec()] {
         let mut m = Message::from(body);
@@ -297,7 +321,14 @@ async fn a_device_cannot_sign() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_hop_frame_closes_that_pipe_and_the_chain_recovers() {
-    let c = chain(None).await;
+    // a request device 1 forwards before it notices that hop 2 closed is
+    // written into the closing connection and lost there, as on any SP
+    // stack: the client's resend is what recovers it, so it resends soon
+    let c = chain_with(
+        None,
+        Options::default().req_resend(Some(Duration::from_secs(1))),
+    )
+    .await;
     serve(&c.server);
     let mut events = c.dev2_front.pipe_events();
     assert_eq!(ask(&c, "one").await, "re: one");

@@ -437,3 +437,78 @@ async fn evil_surveyor_bad_backtraces() {
         b"answer"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_large_responses_stays_within_the_receive_byte_budget() {
+    // The responses waiting for a survey are bounded in bytes by the
+    // socket's receive budget, not only in count: a respondent answering
+    // one survey 64 times with 32 KiB could make the surveyor hold 2 MiB
+    // for a 256 KiB budget.
+    const BUDGET: usize = 256 << 10;
+    const SIZE: usize = 32 << 10;
+    const FLOOD: usize = 64;
+    let surveyor = spstack::surveyor0()
+        .options(Options::default().recv_queue_bytes(BUDGET))
+        .build();
+    let url = surveyor
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let mut s = evil(&url, RESPONDENT0, SURVEYOR0).await;
+    wait_pipes(&surveyor, 1).await;
+    // A's survey is never read while the flood arrives; B's receive files
+    // every response under its survey, and B's own answer comes last on the
+    // same connection, so once B has it the flood has been filed or dropped
+    // (and A's full survey took no room from B's)
+    let mut a = surveyor.context();
+    let mut b = surveyor.context();
+    for c in [&a, &b] {
+        c.control::<SurveyorControl>()
+            .unwrap()
+            .set_deadline(Duration::from_secs(30));
+    }
+    a.send("A").await.unwrap();
+    let qa = read_frame(&mut s).await;
+    b.send("B").await.unwrap();
+    let qb = read_frame(&mut s).await;
+    let id = |q: &[u8]| u32::from_be_bytes(q[..4].try_into().unwrap()) & 0x7fff_ffff;
+    let (ida, idb) = (id(&qa), id(&qb));
+    let writer = tokio::spawn(async move {
+        let big = vec![7u8; SIZE];
+        for _ in 0..FLOOD {
+            s.write_all(&tcp_frame(&words(&[], ida, &big)))
+                .await
+                .unwrap();
+        }
+        s.write_all(&tcp_frame(&words(&[], idb, b"B")))
+            .await
+            .unwrap();
+        s
+    });
+    let m = within("B's answer after the flood", b.recv())
+        .await
+        .unwrap();
+    assert_eq!(m.body(), b"B");
+    let _s = within("flood written", writer).await.unwrap();
+    let st = surveyor.stats();
+    let dropped = st.drops(DropReason::QueueFull) as usize;
+    let held = FLOOD - dropped;
+    assert!(
+        held * SIZE <= BUDGET,
+        "the surveyor holds {held} responses of {SIZE} bytes for a {BUDGET}-byte budget\n{st}"
+    );
+    assert!(held >= 1, "the budget admits responses at all");
+    // what is held is what A then reads, each at once; the one left unread
+    // when A goes is counted too
+    for _ in 1..held {
+        let m = within("a held response", a.recv()).await.unwrap();
+        assert_eq!(m.body().len(), SIZE);
+    }
+    drop(a);
+    wait_stats(&surveyor, "the unread response counted", |st| {
+        st.drops(DropReason::Late) == 1
+    })
+    .await;
+}

@@ -158,7 +158,8 @@ pub fn layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuild
         use sp_crypto::keys::SigningKeypair;
         let key = SigningKeypair::from_bytes(&[3u8; 32]);
         let trusted = [key.verifying_key()];
-        b.message_layer(Integrity::new(IntegrityConfig::new(key, trusted)))
+        let cfg = IntegrityConfig::new(key, trusted, "spbench").expect("a valid audience");
+        b.message_layer(Integrity::new(cfg))
     } else {
         b
     };

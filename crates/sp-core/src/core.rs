@@ -16,7 +16,7 @@ use crate::protocol::ProtocolSpec;
 use crate::queue::{Queue, WaitKey, WaitList};
 use crate::routing::Routing;
 use crate::stats::{Counters, DropReason, RejectReason, Stats};
-use crate::transport::Transport;
+use crate::transport::{AllocBudget, Transport};
 use crate::{Announcement, Message, Options, PipeId, Result};
 
 /// Pipe lifecycle events, as nng's `nng_pipe_notify`, plus refusals.
@@ -64,6 +64,8 @@ pub(crate) struct Core {
     pub(crate) send_waiters: Mutex<WaitList>,
     pub(crate) send_waiting: AtomicUsize,
     pub(crate) counters: Arc<Counters>,
+    /// What the transports may allocate ahead of the bytes, for all pipes.
+    pub(crate) alloc_budget: AllocBudget,
     hooks: RwLock<Vec<PipeHook>>,
     events: tokio::sync::broadcast::Sender<PipeEvent>,
     /// Dialers and listeners.
@@ -94,6 +96,7 @@ impl Core {
             protocol: spec.id,
             layers: p.layer_names,
         };
+        let alloc_budget = AllocBudget::new(p.opts.recv_queue_bytes);
         Arc::new(Core {
             recv: Queue::with_bytes(p.opts.recv_queue, p.opts.recv_queue_bytes, Message::len),
             router: p.router,
@@ -108,6 +111,7 @@ impl Core {
             send_waiters: Mutex::new(WaitList::default()),
             send_waiting: AtomicUsize::new(0),
             counters: Arc::default(),
+            alloc_budget,
             hooks: RwLock::new(Vec::new()),
             events: tokio::sync::broadcast::channel(256).0,
             cancel: CancellationToken::new(),

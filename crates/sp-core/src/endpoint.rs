@@ -3,8 +3,10 @@
 //! A dialer connects, opens the pipe and attaches it, then waits for the
 //! pipe to go and redials with jittered exponential backoff. A listener
 //! accepts and runs every handshake in a task of its own, at most
-//! `Options::max_half_open` at once.
+//! `Options::max_half_open` at once, and holds at most
+//! `Options::max_pipes_per_listener` pipes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,26 @@ impl Endpoint {
     /// queued moves to the socket's other pipes where the protocol allows.
     pub fn close(&self) {
         self.cancel.cancel();
+    }
+}
+
+/// A place among a listener's pipes, given back when dropped.
+pub(crate) struct ListenerSlot(Arc<AtomicUsize>);
+
+impl ListenerSlot {
+    /// A place if fewer than `cap` are taken.
+    fn take(held: &Arc<AtomicUsize>, cap: usize) -> Option<ListenerSlot> {
+        held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < cap).then_some(n + 1)
+        })
+        .ok()?;
+        Some(ListenerSlot(held.clone()))
+    }
+}
+
+impl Drop for ListenerSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -83,6 +105,8 @@ impl Core {
     async fn accept_loop(self: Arc<Self>, listener: Box<dyn Listener>, ep: CancellationToken) {
         // dropped with the loop: aborts the handshakes still running
         let half_open = Admission::new(self.opts.max_half_open);
+        let cap = self.opts.max_pipes_per_listener;
+        let held = Arc::new(AtomicUsize::new(0));
         loop {
             let accepted = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -98,12 +122,31 @@ impl Core {
                     continue;
                 }
             };
+            let peer = raw.peer_addr();
+            if held.load(Ordering::Acquire) >= cap {
+                // full: no handshake work for a connection that cannot join
+                drop(raw);
+                self.refuse_full(&peer, "before its handshake");
+                continue;
+            }
             let core = self.clone();
             let pipe_ep = ep.clone();
-            let peer = raw.peer_addr();
+            let held = held.clone();
             let evicted = half_open.spawn(&peer, async move {
-                if let Ok(conn) = core.open_pipe(raw, false).await {
-                    let _ = core.attach(conn, &pipe_ep);
+                let Ok((conn, span)) = core.open_pipe(raw, false).await else {
+                    return;
+                };
+                // the places may have gone while the handshake ran
+                match ListenerSlot::take(&held, cap) {
+                    Some(slot) => {
+                        let _ = core.attach(conn, span, &pipe_ep, Some(slot));
+                    }
+                    None => {
+                        let peer = conn.info.peer_addr.clone();
+                        drop(conn);
+                        let _g = span.enter();
+                        core.refuse_full(&peer, "after its handshake");
+                    }
                 }
             });
             for _ in 0..evicted {
@@ -113,13 +156,25 @@ impl Core {
         }
     }
 
+    fn refuse_full(&self, peer: &str, when: &str) {
+        self.refuse(
+            peer,
+            RejectReason::ListenerFull,
+            None,
+            format!(
+                "the listener holds {} pipes (max_pipes_per_listener); refused {when}",
+                self.opts.max_pipes_per_listener
+            ),
+        );
+    }
+
     /// Dials `url` once and returns when the pipe is open (or the error),
     /// then keeps it open, redialing with backoff, until the endpoint closes.
     pub(crate) async fn dial(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let ep = self.endpoint(url.to_string());
-        let conn = self.connect(&t, url).await?;
-        let pipe = self.attach(conn, &ep.cancel)?;
+        let (conn, span) = self.connect(&t, url).await?;
+        let pipe = self.attach(conn, span, &ep.cancel, None)?;
         self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()));
         Ok(ep)
     }
@@ -172,17 +227,22 @@ impl Core {
         }
         loop {
             match self.connect(t, &ep.url).await {
-                Ok(conn) => match self.attach(conn, &ep.cancel).map(|p| p.gone.clone()) {
-                    Ok(gone) => {
-                        backoff = min;
-                        gone.cancelled().await;
-                        sleep_jittered(min).await;
+                Ok((conn, span)) => {
+                    match self
+                        .attach(conn, span, &ep.cancel, None)
+                        .map(|p| p.gone.clone())
+                    {
+                        Ok(gone) => {
+                            backoff = min;
+                            gone.cancelled().await;
+                            sleep_jittered(min).await;
+                        }
+                        Err(_) => {
+                            sleep_jittered(backoff).await;
+                            backoff = (backoff * 2).min(max);
+                        }
                     }
-                    Err(_) => {
-                        sleep_jittered(backoff).await;
-                        backoff = (backoff * 2).min(max);
-                    }
-                },
+                }
                 Err(e) => {
                     debug!(target: "spstack", error = %e, ?backoff, "dial failed; will retry");
                     sleep_jittered(backoff).await;
@@ -192,7 +252,11 @@ impl Core {
         }
     }
 
-    async fn connect(&self, t: &Arc<dyn Transport>, url: &str) -> Result<Connection> {
+    async fn connect(
+        &self,
+        t: &Arc<dyn Transport>,
+        url: &str,
+    ) -> Result<(Connection, tracing::Span)> {
         let raw = t.dial(url).await?;
         self.open_pipe(raw, true).await
     }

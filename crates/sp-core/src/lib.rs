@@ -33,7 +33,9 @@
 //!
 //! **In.** A transport reads frames, checking every length against the
 //! receive limit before it allocates, into buffers with room for the
-//! protocol's header. The pipe layers transform each frame back; the pipe's
+//! protocol's header; a large frame is allocated whole ahead of its bytes
+//! only within the socket's [`transport::AllocBudget`], else its buffer
+//! grows as they arrive. The pipe layers transform each frame back; the pipe's
 //! reader task (`pipe/reader.rs`) lets the routing parse the protocol header
 //! of every frame already decoded and delivers them to the socket's receive
 //! queue under one lock and one wake-up; the cooked protocol and the message
@@ -59,6 +61,7 @@
 //! | [`transport`] | what a transport provides; stream transports |
 //! | `socket/` | the socket facade, builder, contexts, devices |
 //! | [`stats`], [`queue`], [`describe`] | counters, the bounded queue, frame decoding |
+//! | `metrics` (feature `metrics`) | the counters and pipe events through the `metrics` facade |
 #![warn(missing_docs)]
 // a message handed back (`Err(msg)`, `Refused { msg, .. }`) is the point:
 // the caller keeps it without an allocation, so the large Err stays
@@ -72,6 +75,8 @@ mod endpoint;
 mod error;
 pub mod layer;
 mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod options;
 mod pipe;
 pub mod protocol;

@@ -21,7 +21,15 @@ pub struct Options {
     /// Bytes queued per pipe on the way out (one larger message still fits
     /// alone). Default 4 MiB.
     pub send_queue_bytes: usize,
-    /// Bytes queued per socket on the way in. Default 4 MiB.
+    /// Bytes queued per socket on the way in. A cooked SURVEYOR holds each
+    /// survey's unread responses to the same budget (and `recv_queue` in
+    /// count), dropping what exceeds it as `QueueFull`. It also bounds what
+    /// the socket's transports allocate for frames on the peers' word, all
+    /// pipes together ([`crate::transport::AllocBudget`]): a frame of 16 KiB
+    /// or more is allocated whole when its length arrives (its body then read
+    /// straight into the message) only while this covers the bytes still to
+    /// come; otherwise its buffer grows as they arrive, so a frame larger
+    /// than this always takes that slower path. Default 4 MiB.
     pub recv_queue_bytes: usize,
     /// First reconnect delay of a dialer. Default 100 ms.
     pub reconnect_min: Duration,
@@ -33,6 +41,28 @@ pub struct Options {
     /// holding the most is dropped at random (see [`crate::admission`]).
     /// Default 128.
     pub max_half_open: usize,
+    /// Pipes a listener holds at once. When it holds this many, a new
+    /// connection is refused before its handshake (and one whose handshake
+    /// finishes when the last place was taken, after it), counted as
+    /// `RejectReason::ListenerFull` and raised as a `PipeEvent::Refused`;
+    /// its place comes back when one of the listener's pipes goes. Each pipe
+    /// holds a file descriptor, a read buffer and queues bounded by
+    /// `send_queue_bytes`, so some bound must exist, and nng (which has
+    /// none) leaves it to the process's file limit, where running out also
+    /// stops the listener accepting. Default 10,000: beyond what a server
+    /// usually needs by surprise, low enough for one process's memory and
+    /// file descriptors (lower it on small machines; `ulimit -n` may be
+    /// lower still). Dialed pipes do not count.
+    pub max_pipes_per_listener: usize,
+    /// Closes a pipe that receives nothing for this long: no complete
+    /// message (a frame trickled slower than this ends it too), measured
+    /// while the socket waits for the peer, not while a full receive queue
+    /// holds the pipe back. Counted as `RejectReason::IdleTimeout`; a dialed
+    /// pipe is redialed. `None` (the default) keeps idle pipes open: SP has
+    /// no heartbeat, so a quiet peer is a legitimate one (a SUB on a quiet
+    /// topic, a REP between requests); set it where peers are expected to
+    /// talk, or under a layer that sends heartbeats.
+    pub idle_timeout: Option<Duration>,
     /// Hops a message may take through devices (REQ/REP, SURVEY). Default 8, at most 255.
     pub ttl: u8,
     /// REQ: resend a request without reply after this long. `None` disables. Default 60 s.
@@ -63,6 +93,8 @@ impl Default for Options {
             reconnect_max: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_half_open: 128,
+            max_pipes_per_listener: 10_000,
+            idle_timeout: None,
             ttl: 8,
             req_resend: Some(Duration::from_secs(60)),
             write_batch: 256,
@@ -97,6 +129,8 @@ impl Options {
         handshake_timeout: Duration);
     setter!(/// Sets `max_half_open`.
         max_half_open: usize);
+    setter!(/// Sets `idle_timeout`.
+        idle_timeout: Option<Duration>);
     setter!(/// Sets `ttl`.
         ttl: u8);
     setter!(/// Sets `req_resend`.
@@ -111,6 +145,11 @@ impl Options {
     /// Sets the socket receive queue depth (at least 1).
     pub fn recv_queue(mut self, v: usize) -> Self {
         self.recv_queue = v.max(1);
+        self
+    }
+    /// Sets `max_pipes_per_listener` (at least 1).
+    pub fn max_pipes_per_listener(mut self, v: usize) -> Self {
+        self.max_pipes_per_listener = v.max(1);
         self
     }
     /// Sets the write batch (at least 1).

@@ -55,6 +55,23 @@ impl DropReason {
     fn index(self) -> usize {
         DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
     }
+    /// The reason in snake case (`no_peer`), as metrics label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::TooLarge => "too_large",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::Malformed => "malformed",
+            DropReason::Late => "late",
+            DropReason::NoSubscription => "no_subscription",
+            DropReason::PipeClosed => "pipe_closed",
+            DropReason::UnknownPipe => "unknown_pipe",
+            DropReason::Rejected => "rejected",
+            DropReason::Closed => "closed",
+            DropReason::NoPeer => "no_peer",
+            DropReason::WrongPipe => "wrong_pipe",
+        }
+    }
 }
 
 /// Why a pipe was refused or closed early.
@@ -81,11 +98,15 @@ pub enum RejectReason {
     ProtocolError,
     /// An I/O error.
     Io,
+    /// The listener holds `Options::max_pipes_per_listener` pipes already.
+    ListenerFull,
+    /// The pipe received nothing for `Options::idle_timeout`.
+    IdleTimeout,
 }
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::BadHeader,
         RejectReason::ProtocolMismatch,
         RejectReason::LayerMismatch,
@@ -96,12 +117,31 @@ impl RejectReason {
         RejectReason::Hook,
         RejectReason::ProtocolError,
         RejectReason::Io,
+        RejectReason::ListenerFull,
+        RejectReason::IdleTimeout,
     ];
     fn index(self) -> usize {
         RejectReason::ALL
             .iter()
             .position(|r| *r == self)
             .unwrap_or(0)
+    }
+    /// The reason in snake case (`layer_mismatch`), as metrics label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::BadHeader => "bad_header",
+            RejectReason::ProtocolMismatch => "protocol_mismatch",
+            RejectReason::LayerMismatch => "layer_mismatch",
+            RejectReason::LayerFailed => "layer_failed",
+            RejectReason::HandshakeTimeout => "handshake_timeout",
+            RejectReason::Evicted => "evicted",
+            RejectReason::PipeLimit => "pipe_limit",
+            RejectReason::Hook => "hook",
+            RejectReason::ProtocolError => "protocol_error",
+            RejectReason::Io => "io",
+            RejectReason::ListenerFull => "listener_full",
+            RejectReason::IdleTimeout => "idle_timeout",
+        }
     }
 }
 
@@ -117,7 +157,7 @@ pub struct Counters {
     pipes_opened: AtomicU64,
     pipes_closed: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
-    rejects: [AtomicU64; 10],
+    rejects: [AtomicU64; RejectReason::ALL.len()],
 }
 
 impl Counters {
@@ -198,7 +238,7 @@ pub struct Stats {
     /// Pipes detached.
     pub pipes_closed: u64,
     drops: [u64; DropReason::ALL.len()],
-    rejects: [u64; 10],
+    rejects: [u64; RejectReason::ALL.len()],
 }
 
 impl Stats {

@@ -20,6 +20,93 @@ pub struct PipeConfig {
     /// its own: it counts the copies made there with
     /// `CopyScope::socket(&cfg.counters, ..)`.
     pub counters: std::sync::Arc<crate::stats::Counters>,
+    /// What the socket lets its transports allocate for frames whose bytes
+    /// have not arrived yet, shared by all its pipes (see [`AllocBudget`]).
+    pub alloc_budget: AllocBudget,
+}
+
+/// Bytes a socket's transports may allocate for frames on a peer's word (the
+/// length a frame announces) before those bytes arrive, shared by all the
+/// socket's pipes; `Options::recv_queue_bytes` of them.
+///
+/// A reader that allocates a frame whole when its length arrives, the fast
+/// way (one allocation, the body read straight into it), takes the bytes
+/// still to come from here and gives them back as they arrive. When the
+/// budget cannot cover a frame, the reader grows its buffer as the bytes
+/// come instead. So peers that announce large frames and stall cost the
+/// socket at most this budget, not the announced size per connection, while
+/// frames that arrive promptly keep the fast path.
+///
+/// ```
+/// use sp_core::transport::AllocBudget;
+/// let budget = AllocBudget::new(1000);
+/// let mut ahead = budget.try_take(600).expect("room");
+/// assert!(budget.try_take(600).is_none(), "taken already");
+/// ahead.arrived(200);                      // those bytes are the peer's now
+/// assert_eq!(budget.available(), 600);
+/// drop(ahead);                             // the frame is done (or the pipe)
+/// assert_eq!(budget.available(), 1000);
+/// ```
+#[derive(Clone, Debug)]
+pub struct AllocBudget(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl AllocBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> AllocBudget {
+        AllocBudget(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
+            bytes,
+        )))
+    }
+
+    /// Bytes not taken.
+    pub fn available(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes, or nothing when fewer are left.
+    pub fn try_take(&self, n: usize) -> Option<AllocAhead> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(n))
+            .ok()?;
+        Some(AllocAhead {
+            budget: self.clone(),
+            held: n,
+        })
+    }
+
+    fn give_back(&self, n: usize) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Bytes taken from an [`AllocBudget`] for a frame still arriving; what is
+/// still held goes back when this is dropped.
+#[derive(Debug)]
+pub struct AllocAhead {
+    budget: AllocBudget,
+    held: usize,
+}
+
+impl AllocAhead {
+    /// `n` bytes of the frame arrived: they no longer count against the
+    /// budget.
+    pub fn arrived(&mut self, n: usize) {
+        let n = n.min(self.held);
+        self.held -= n;
+        self.budget.give_back(n);
+    }
+
+    /// Bytes still held.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+}
+
+impl Drop for AllocAhead {
+    fn drop(&mut self) {
+        self.budget.give_back(self.held);
+    }
 }
 
 impl PipeConfig {

@@ -17,8 +17,14 @@
 //!   (standard base64 alphabet with padding, one trailing newline). The tag
 //!   makes a public file impossible to load as a secret and vice versa.
 //!
-//! Secrets are created with mode `0600` (never wider, not even for a moment)
-//! and refused on load if their mode grants group or others any access.
+//! Secrets are created with mode `0600` (never wider, not even for a moment).
+//! Loading opens a key file once and checks the descriptor it reads from
+//! (`fstat`), never the path a second time: it must be a regular file (a
+//! symlink to one is fine; a directory, fifo or device is refused before a
+//! byte is read), owned by this process's effective user or root, and a
+//! secret must grant group and others no access, a public key (which decides
+//! whom we trust) no write access. At most 16 KiB are read. An error names the
+//! file and what is wrong, and never quotes its content.
 //! Keep the signing keys and the Noise keys separate: Noise §14 says a static
 //! key must not be reused outside Noise.
 //!
@@ -83,6 +89,35 @@ pub enum KeyError {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// A public key file is writable by group or others: whoever can
+    /// rewrite it chooses whom this process trusts.
+    #[error("{} has mode {mode:04o}: a trusted public key must not be writable by group or others; run `chmod 644 {}`", path.display(), path.display())]
+    WritableByOthers {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The path leads to something other than a regular file (a directory,
+    /// a fifo, a device...). Nothing was read from it.
+    #[error("{} is a {found}, not a regular file; a key must be a regular file (a symlink to one is fine)", path.display())]
+    NotRegularFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is.
+        found: &'static str,
+    },
+    /// The file belongs to another user (neither this process's effective
+    /// user nor root), who could replace the key.
+    #[error("{} is owned by uid {owner}; a key file must be owned by the user running this process (uid {expected}) or root; run `chown {expected} {}`", path.display(), path.display())]
+    WrongOwner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// This process's effective user.
+        expected: u32,
     },
     /// The file does not hold a key of the expected kind.
     #[error("could not parse {}: {reason}", path.display())]
@@ -216,55 +251,140 @@ fn write_new_then_rename(tmp: &Path, path: &Path, data: &[u8], mode: u32) -> Res
     fs::rename(tmp, path).map_err(|e| io("rename into", path, e))
 }
 
-/// Refuses a secret whose mode lets group or others in.
-#[cfg(unix)]
-fn check_secret_mode(path: &Path) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = fs::metadata(path).map_err(|source| KeyError::Io {
-        op: "stat",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::InsecurePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_secret_mode(_path: &Path) -> Result<(), KeyError> {
-    Ok(())
+/// What a key file holds, which decides who else may touch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// A secret: no access at all for group or others.
+    Secret,
+    /// A public key the caller will trust (a signer, a Noise peer): others
+    /// may read it, but whoever can rewrite it chooses whom we trust.
+    Public,
 }
 
 /// Largest key file read: every format here is well under 1 KiB, so a big
 /// file is a wrong path, and is not read into memory.
 const MAX_KEY_FILE: u64 = 16 * 1024;
 
-fn read_text(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+/// Opens a key file once and checks what was opened, not the path: type,
+/// owner and mode come from `fstat` on the descriptor the bytes are then read
+/// from, so swapping the path between a check and the read (for a symlink,
+/// a fifo, another file) changes nothing. Symlinks are followed (secret
+/// mounts are often symlinks); what they lead to must pass the same checks.
+#[cfg(unix)]
+fn open_key_file(path: &Path, access: Access) -> Result<(fs::File, fs::Metadata), KeyError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
     let io = |op, source| KeyError::Io {
         op,
         path: path.to_path_buf(),
         source,
     };
-    let len = fs::metadata(path).map_err(|e| io("stat", e))?.len();
-    if len > MAX_KEY_FILE {
-        return Err(parse_err(
-            path,
-            format!("{len} bytes is too large for a key file (limit {MAX_KEY_FILE}); is this the right path?"),
-        ));
+    // O_NONBLOCK: opening a fifo for reading would wait for a writer before
+    // the type check could refuse it; for a regular file (the only kind
+    // read) it changes nothing. O_NOCTTY: a terminal never becomes ours.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| io("open", e))?;
+    let meta = file.metadata().map_err(|e| io("stat", e))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let found = if ft.is_dir() {
+            "directory"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_char_device() {
+            "character device"
+        } else if ft.is_block_device() {
+            "block device"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(KeyError::NotRegularFile {
+            path: path.to_path_buf(),
+            found,
+        });
     }
-    let bytes = Zeroizing::new(fs::read(path).map_err(|e| io("read", e))?);
-    let text = std::str::from_utf8(&bytes).map_err(|_| parse_err(path, "not UTF-8 text"))?;
-    Ok(Zeroizing::new(text.to_owned()))
+    // SAFETY: geteuid has no preconditions and cannot fail
+    let me = unsafe { libc::geteuid() };
+    let owner = meta.uid();
+    // root may own it too: root can replace any file of ours anyway
+    if owner != me && owner != 0 {
+        return Err(KeyError::WrongOwner {
+            path: path.to_path_buf(),
+            owner,
+            expected: me,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    match access {
+        Access::Secret if mode & 0o077 != 0 => Err(KeyError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        }),
+        Access::Public if mode & 0o022 != 0 => Err(KeyError::WritableByOthers {
+            path: path.to_path_buf(),
+            mode,
+        }),
+        _ => Ok((file, meta)),
+    }
 }
 
-fn read_secret_text(path: &Path) -> Result<Zeroizing<String>, KeyError> {
-    check_secret_mode(path)?;
-    read_text(path)
+#[cfg(not(unix))]
+fn open_key_file(path: &Path, _access: Access) -> Result<(fs::File, fs::Metadata), KeyError> {
+    let io = |op, source| KeyError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(|e| io("open", e))?;
+    let meta = file.metadata().map_err(|e| io("stat", e))?;
+    if !meta.is_file() {
+        return Err(KeyError::NotRegularFile {
+            path: path.to_path_buf(),
+            found: if meta.is_dir() {
+                "directory"
+            } else {
+                "special file"
+            },
+        });
+    }
+    Ok((file, meta))
+}
+
+/// The text of a key file, read from the one descriptor [`open_key_file`]
+/// checked. Errors never quote the content: a secret's bytes must not end up
+/// in a log.
+fn read_key_file(path: &Path, access: Access) -> Result<Zeroizing<String>, KeyError> {
+    use std::io::Read as _;
+    let (file, meta) = open_key_file(path, access)?;
+    let too_large = |len: u64| {
+        parse_err(
+            path,
+            format!("{len} bytes is too large for a key file (limit {MAX_KEY_FILE}); is this the right path?"),
+        )
+    };
+    if meta.len() > MAX_KEY_FILE {
+        return Err(too_large(meta.len()));
+    }
+    // the limit holds even if the file grows after the size check; the
+    // capacity is never exceeded, so no reallocation leaves a copy of a
+    // secret behind in freed memory
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE as usize + 1));
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| KeyError::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| parse_err(path, "not UTF-8 text"))?;
+    Ok(Zeroizing::new(text.to_owned()))
 }
 
 // ---------------------------------------------------------------- Ed25519
@@ -352,13 +472,17 @@ impl SigningKeypair {
     }
 
     fn parse_pem(pem: &str, path: &Path) -> Result<SigningKeypair, KeyError> {
+        // the decoder's own message is not passed on: it may quote the
+        // bytes it choked on, which are the secret's
         SigningKey::from_pkcs8_pem(pem)
             .map(|key| SigningKeypair { key })
-            .map_err(|e| {
-                parse_err(
-                    path,
-                    format!("not an Ed25519 PKCS#8 PEM private key ({e}); expected -----BEGIN PRIVATE KEY-----"),
-                )
+            .map_err(|_| {
+                let why = if pem.contains("-----BEGIN PRIVATE KEY-----") {
+                    "the PEM block does not hold an Ed25519 PKCS#8 private key"
+                } else {
+                    "not a PKCS#8 PEM private key; expected -----BEGIN PRIVATE KEY-----"
+                };
+                parse_err(path, why)
             })
     }
 
@@ -371,7 +495,7 @@ impl SigningKeypair {
     /// Loads a secret saved by [`SigningKeypair::save`] (or `openssl genpkey
     /// -algorithm ed25519`). Refuses a file group or others can access.
     pub fn load(path: &Path) -> Result<SigningKeypair, KeyError> {
-        let pem = read_secret_text(path)?;
+        let pem = read_key_file(path, Access::Secret)?;
         Self::parse_pem(&pem, path)
     }
 
@@ -417,7 +541,7 @@ fn parse_public_pem(pem: &str, path: &Path) -> Result<VerifyingKey, KeyError> {
 
 /// Loads an SPKI PEM Ed25519 public key; refuses weak (small-order) keys.
 pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let pem = read_text(path)?;
+    let pem = read_key_file(path, Access::Public)?;
     parse_public_pem(&pem, path)
 }
 
@@ -569,6 +693,8 @@ fn encode_line(tag: &str, bytes: &[u8; 32]) -> Zeroizing<String> {
     Zeroizing::new(format!("{tag} {}\n", base64(bytes)))
 }
 
+/// Parses `<tag> <base64>`. Nothing of the content is quoted in an error
+/// (the same code reads secrets), only what is wrong with it.
 fn decode_line(text: &str, tag: &str, path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let line = text.trim();
     let Some((word, b64)) = line.split_once(' ') else {
@@ -585,13 +711,19 @@ fn decode_line(text: &str, tag: &str, path: &Path) -> Result<Zeroizing<[u8; 32]>
         };
         return Err(parse_err(
             path,
-            format!("starts with {word:?}, expected {tag:?}{hint}"),
+            format!("does not start with {tag:?}{hint}"),
         ));
     }
+    // base64's error names the offending byte: say only that it is not base64
     let raw = Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
-            .map_err(|e| parse_err(path, format!("bad base64: {e}")))?,
+            .map_err(|_| {
+                parse_err(
+                    path,
+                    "the key is not valid base64 (standard alphabet, padded)",
+                )
+            })?,
     );
     let mut out = Zeroizing::new([0u8; 32]);
     if raw.len() != 32 {
@@ -622,7 +754,7 @@ pub fn save_noise_secret(path: &Path, secret: &[u8; 32], overwrite: bool) -> Res
 /// Loads an X25519 secret saved by [`save_noise_secret`]. Refuses a file
 /// group or others can access.
 pub fn load_noise_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    let text = read_secret_text(path)?;
+    let text = read_key_file(path, Access::Secret)?;
     decode_line(&text, NOISE_SECRET_TAG, path)
 }
 
@@ -634,7 +766,7 @@ pub fn save_noise_public(path: &Path, public: &[u8; 32], overwrite: bool) -> Res
 
 /// Loads an X25519 public key saved by [`save_noise_public`].
 pub fn load_noise_public(path: &Path) -> Result<[u8; 32], KeyError> {
-    let text = read_text(path)?;
+    let text = read_key_file(path, Access::Public)?;
     Ok(*decode_line(&text, NOISE_PUBLIC_TAG, path)?)
 }
 

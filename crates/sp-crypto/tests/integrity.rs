@@ -4,11 +4,14 @@
 //! while the stream goes on.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sp_core::{Error, Message, Socket, SocketBuilder};
+use sp_core::{Error, Message, ProtocolId, Socket, SocketBuilder};
 use sp_crypto::integrity::{
-    Integrity, IntegrityConfig, IntegrityCounts, IntegrityStats, RecordFields, Signer, TRAILER_LEN,
+    Integrity, IntegrityConfig, IntegrityCounts, IntegrityStats, RecordFields, RecordKind,
+    SignedTrailer, Signer, TRAILER_LEN,
 };
 use sp_crypto::keys::{SigningKeypair, TrustedSigners};
 use sp_protocols::{raw, Plain, Rep0, Req0};
@@ -60,9 +63,7 @@ impl Keys {
             .unwrap()
     }
     fn cfg(&self, me: &SigningKeypair) -> IntegrityConfig {
-        IntegrityConfig::new(me.clone(), self.trusted())
-            .audience(AUDIENCE)
-            .unwrap()
+        IntegrityConfig::new(me.clone(), self.trusted(), AUDIENCE).unwrap()
     }
 }
 
@@ -73,12 +74,18 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// One-way fields as a PUSH signs them for a PULL.
 fn fields(seq: u64, timestamp_ms: u64) -> RecordFields {
     RecordFields {
+        kind: RecordKind::OneWay,
+        protocol: ProtocolId::PUSH0,
+        peer_protocol: ProtocolId::PULL0,
+        to: None,
         msg_id: [seq as u8; 16],
         epoch: 0xfeed,
         seq,
         timestamp_ms,
+        valid_for_ms: 0,
         in_reply_to: None,
     }
 }
@@ -514,7 +521,7 @@ async fn an_old_reply_replayed_to_a_new_request_is_unbound() {
     let r2 = within("reply 2", req.recv()).await;
     match r2 {
         Err(Error::Layer { layer, reason }) => {
-            assert_eq!(layer, "integrity/1");
+            assert_eq!(layer, "integrity/2");
             assert!(reason.contains("unbound_reply"), "{reason}");
         }
         other => panic!("the old reply must not be delivered: {other:?}"),
@@ -540,11 +547,8 @@ async fn a_reply_from_an_untrusted_server_is_refused() {
     // the server signs with a key the client does not trust
     let rogue = SigningKeypair::generate();
     let trusted_by_rogue = TrustedSigners::from_keys([keys.client.verifying_key()]).unwrap();
-    let layer = Integrity::replier(
-        IntegrityConfig::new(rogue, trusted_by_rogue)
-            .audience(AUDIENCE)
-            .unwrap(),
-    );
+    let layer =
+        Integrity::replier(IntegrityConfig::new(rogue, trusted_by_rogue, AUDIENCE).unwrap());
     let s = rep().message_layer(layer).build();
     let url = s
         .listen("tcp://127.0.0.1:0")
@@ -566,7 +570,7 @@ async fn sign_message_makes_a_message_a_receiver_accepts_once() {
     let keys = Keys::new();
     let (pull, stats, url) = verifying_pull(&keys).await;
     let p = plain_push(&url).await;
-    let tool = Integrity::new(keys.cfg(&keys.client));
+    let tool = Integrity::new(keys.cfg(&keys.client)).on_protocol(ProtocolId::PUSH0);
     let signed = tool.sign_message(b"from a tool").unwrap();
     assert_eq!(signed.body().len(), 11 + TRAILER_LEN);
     assert!(signed.body().starts_with(b"from a tool"));
@@ -582,19 +586,9 @@ async fn sign_message_makes_a_message_a_receiver_accepts_once() {
 }
 
 #[tokio::test]
-async fn without_an_audience_both_ends_agree_and_an_empty_trust_list_trusts_nobody() {
+async fn an_empty_trust_list_trusts_nobody() {
     let a = SigningKeypair::generate();
-    // defaults: empty audience on both ends
-    let layer = Integrity::new(IntegrityConfig::new(a.clone(), [a.verifying_key()]));
-    let stats = layer.stats();
-    let s = pull().message_layer(layer).build();
-    let url = s
-        .listen("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .url()
-        .to_string();
-    let nobody = Integrity::new(IntegrityConfig::new(a.clone(), Vec::new()));
+    let nobody = Integrity::new(IntegrityConfig::new(a.clone(), Vec::new(), AUDIENCE).unwrap());
     let nobody_stats = nobody.stats();
     let n = pull().message_layer(nobody).build();
     let n_url = n
@@ -603,19 +597,11 @@ async fn without_an_audience_both_ends_agree_and_an_empty_trust_list_trusts_nobo
         .unwrap()
         .url()
         .to_string();
-    let sender = push()
-        .message_layer(Integrity::new(IntegrityConfig::new(
-            a.clone(),
-            [a.verifying_key()],
-        )))
-        .build();
-    within("dial", sender.dial(&url)).await.unwrap();
-    within("send", sender.send("hi")).await.unwrap();
-    assert_eq!(recv_body(&s).await, b"hi");
-    assert_eq!(stats.verified(), 1);
-    // the same message to a receiver that trusts nobody: refused
+    // a message the signer itself would accept: refused, it trusts nobody
     let p = plain_push(&n_url).await;
-    let tool = Integrity::new(IntegrityConfig::new(a.clone(), Vec::new()));
+    let tool =
+        Integrity::new(IntegrityConfig::new(a.clone(), [a.verifying_key()], AUDIENCE).unwrap())
+            .on_protocol(ProtocolId::PUSH0);
     within("send", p.send(tool.sign_message(b"x").unwrap().to_vec()))
         .await
         .unwrap();
@@ -631,4 +617,436 @@ async fn without_an_audience_both_ends_agree_and_an_empty_trust_list_trusts_nobo
     })
     .await;
     assert_eq!(nobody_stats.verified(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// role, protocol and resend (issue 10)
+// ---------------------------------------------------------------------------
+
+/// Waits (bounded) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// A REP that counts how often its handler runs (each run is an execution
+/// of the request: a payment made twice is the bug).
+async fn counting_server(keys: &Keys) -> (Socket, IntegrityStats, String, Arc<AtomicUsize>) {
+    let layer = Integrity::replier(keys.cfg(&keys.server));
+    let stats = layer.stats();
+    let s = rep().message_layer(layer).build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = runs.clone();
+    let svc = tower::service_fn(move |m: Message| {
+        n.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut v = b"echo:".to_vec();
+            v.extend_from_slice(m.body());
+            Ok::<_, Error>(Message::from(v))
+        }
+    });
+    tokio::spawn(sp_protocols::rep::serve(s.clone(), svc, 4));
+    (s, stats, url, runs)
+}
+
+type Bodies = tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>;
+
+/// client → [raw REP | raw REQ] → `upstream`: a device that forwards both
+/// ways, drops the messages `drop_up` / `drop_down` say to (by index), and
+/// hands the test every body it sees. Returns the front URL, the back
+/// socket (to inject with), the replies and the requests.
+async fn lossy_device(
+    upstream: &str,
+    drop_up: impl Fn(usize) -> bool + Send + 'static,
+    drop_down: impl Fn(usize) -> bool + Send + 'static,
+) -> (String, Socket, Bodies, Bodies) {
+    let (front, back, front_url) = raw_hop(raw::Rep0Raw, raw::Req0Raw, upstream).await;
+    let (f, b) = (front.clone(), back.clone());
+    let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut i = 0;
+        while let Ok(mut m) = f.raw().recv().await {
+            let lost = drop_up(i);
+            i += 1;
+            let _ = req_tx.send(m.body().to_vec());
+            if lost {
+                continue;
+            }
+            m.set_pipe(None);
+            if b.raw().send(m).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (f, b) = (front.clone(), back.clone());
+    tokio::spawn(async move {
+        let mut i = 0;
+        while let Ok(mut m) = b.raw().recv().await {
+            let lost = drop_down(i);
+            i += 1;
+            let _ = tx.send(m.body().to_vec());
+            if lost {
+                continue;
+            }
+            m.set_pipe(None);
+            if f.raw().send(m).await.is_err() {
+                return;
+            }
+        }
+    });
+    (front_url, back, rx, req_rx)
+}
+
+/// `body` as a request on a raw REQ socket (a fresh request id).
+fn as_request(body: Vec<u8>, id: u32) -> Message {
+    let mut m = Message::from(body);
+    m.push_header_u32(0x8000_0000 | id);
+    m
+}
+
+#[tokio::test]
+async fn a_reflected_reply_is_not_served_as_a_request() {
+    let keys = Keys::new();
+    // both ends trust both keys (one trust directory for the deployment)
+    let (_rep, rep_stats, url, runs) = counting_server(&keys).await;
+    let (front_url, back, mut replies, _) = lossy_device(&url, |_| false, |_| false).await;
+    let (req, _) = signed_client(&keys, &front_url).await;
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    // the device sends the signed reply back to the server as a request
+    let reply = within("captured reply", replies.recv()).await.unwrap();
+    within("reflect", back.raw().send(as_request(reply, 7)))
+        .await
+        .unwrap();
+    until("the server has looked at the reflected reply", || {
+        rep_stats.verified() + rep_stats.total_dropped() >= 2
+    })
+    .await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the reflected reply was executed"
+    );
+    let s = rep_stats.snapshot();
+    assert_eq!(
+        (s.verified, s.misdirected, s.total_dropped()),
+        (1, 1, 1),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_push_message_is_refused_by_a_rep() {
+    let keys = Keys::new();
+    let (_rep, rep_stats, url, runs) = counting_server(&keys).await;
+    // the client's key signs a PUSH message for some PULL; a raw PULL
+    // captures it as it would arrive there
+    let capture = pull().build();
+    let cap_url = capture
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let (push, _) = signing_push(&keys, &cap_url).await;
+    within("push", push.send("pay 10 to bob")).await.unwrap();
+    let signed = within("captured", capture.raw().recv()).await.unwrap();
+    // ... and replays it to the REP as a request
+    let attacker = transports(SocketBuilder::new(raw::Req0Raw)).build();
+    within("dial", attacker.dial(&url)).await.unwrap();
+    within(
+        "inject",
+        attacker.raw().send(as_request(signed.body().to_vec(), 1)),
+    )
+    .await
+    .unwrap();
+    until("the server has looked at it", || {
+        rep_stats.verified() + rep_stats.total_dropped() >= 1
+    })
+    .await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "a PUSH message was executed as a request"
+    );
+    let s = rep_stats.snapshot();
+    assert_eq!((s.misdirected, s.total_dropped()), (1, 1), "{s:?}");
+}
+
+/// A REP signing with `me`, trusting `trusted`, counting its runs.
+async fn server_as(
+    me: &SigningKeypair,
+    trusted: &[&SigningKeypair],
+) -> (IntegrityStats, String, Arc<AtomicUsize>) {
+    let cfg = IntegrityConfig::new(
+        me.clone(),
+        trusted.iter().map(|k| k.verifying_key()),
+        AUDIENCE,
+    )
+    .unwrap();
+    let layer = Integrity::replier(cfg);
+    let stats = layer.stats();
+    let s = rep().message_layer(layer).build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = runs.clone();
+    let svc = tower::service_fn(move |m: Message| {
+        n.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Error>(Message::from([b"echo:", m.body()].concat())) }
+    });
+    tokio::spawn(sp_protocols::rep::serve(s, svc, 2));
+    (stats, url, runs)
+}
+
+#[tokio::test]
+async fn a_reply_answered_by_a_server_other_than_the_bound_one_is_refused() {
+    let client = SigningKeypair::generate();
+    let (a, b) = (SigningKeypair::generate(), SigningKeypair::generate());
+    // one trust list for the deployment: the client trusts both servers,
+    // but its requests are for server A only
+    let requester = |url: String| {
+        let cfg = IntegrityConfig::new(
+            client.clone(),
+            [a.verifying_key(), b.verifying_key()],
+            AUDIENCE,
+        )
+        .unwrap()
+        .answered_by([a.verifying_key()]);
+        let layer = Integrity::requester(cfg);
+        let stats = layer.stats();
+        let s = req().message_layer(layer).build();
+        async move {
+            within("dial", s.dial(&url)).await.unwrap();
+            (s, stats)
+        }
+    };
+
+    // 1. the request reaches server B (a device sent it there): an honest B
+    // refuses it, it is addressed to A
+    let (b_stats, b_url, b_runs) = server_as(&b, &[&client]).await;
+    let (to_b, _) = requester(b_url).await;
+    within("send", to_b.send("pay 10 to bob")).await.unwrap();
+    until("B refused it", || b_stats.total_dropped() >= 1).await;
+    assert_eq!(b_runs.load(Ordering::SeqCst), 0, "B executed A's request");
+    assert_eq!(b_stats.misdirected(), 1);
+
+    // 2. the request reaches A, and a device (or B, compromised) answers it
+    // first with a reply signed by B's key, bound to the right request
+    let (_a_stats, a_url, a_runs) = server_as(&a, &[&client]).await;
+    let (front, back, front_url) = raw_hop(raw::Rep0Raw, raw::Req0Raw, &a_url).await;
+    let (f, bk) = (front.clone(), back.clone());
+    let forger = Signer::new(b.clone(), AUDIENCE).unwrap();
+    let client_id = client.key_id();
+    tokio::spawn(async move {
+        while let Ok(m) = f.raw().recv().await {
+            let Ok(t) = SignedTrailer::parse(m.body()) else {
+                continue;
+            };
+            let fields = RecordFields {
+                kind: RecordKind::Reply,
+                protocol: ProtocolId::REP0,
+                peer_protocol: ProtocolId::REQ0,
+                to: Some(client_id),
+                in_reply_to: Some(t.fields.msg_id),
+                seq: t.fields.seq,
+                timestamp_ms: now_ms(),
+                valid_for_ms: 0,
+                ..t.fields
+            };
+            let mut forged = Message::from(forger.sign_with(&fields, b"echo:paid"));
+            forged.push_header(m.header());
+            let _ = f.raw().send(forged).await;
+            let mut m = m;
+            m.set_pipe(None);
+            let _ = bk.raw().send(m).await;
+        }
+    });
+    let (f, bk) = (front.clone(), back.clone());
+    tokio::spawn(async move {
+        while let Ok(mut m) = bk.raw().recv().await {
+            m.set_pipe(None);
+            if f.raw().send(m).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (to_a, a_client_stats) = requester(front_url).await;
+    within("send", to_a.send("pay 10 to bob")).await.unwrap();
+    match within("reply", to_a.recv()).await {
+        Err(Error::Layer { reason, .. }) => assert!(reason.contains("unbound_reply"), "{reason}"),
+        other => panic!("B's reply must not be delivered: {other:?}"),
+    }
+    assert_eq!(a_client_stats.unbound_reply(), 1);
+    assert_eq!(a_client_stats.verified(), 0);
+    // A did run it (its own reply came second, after REQ had ended the
+    // request on the forged one): the client was never told B's answer
+    until("A ran it", || a_runs.load(Ordering::SeqCst) == 1).await;
+}
+#[tokio::test]
+async fn a_resent_request_verifies_and_is_answered_once() {
+    let keys = Keys::new();
+    let (_rep, rep_stats, url, runs) = counting_server(&keys).await;
+    // the first request and the first reply are lost on the way
+    let (front_url, _back, _replies, _) = lossy_device(&url, |i| i == 0, |i| i == 0).await;
+    let layer = Integrity::requester(keys.cfg(&keys.client));
+    let req_stats = layer.stats();
+    let req = req()
+        .with_options(|o| o.req_resend(Some(Duration::from_millis(200))))
+        .message_layer(layer)
+        .build();
+    within("dial", req.dial(&front_url)).await.unwrap();
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("the one reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "executed more than once");
+    assert_eq!(req_stats.verified(), 1);
+    // the context goes on as usual
+    within("send", req.send("next")).await.unwrap();
+    assert_eq!(
+        within("reply", req.recv()).await.unwrap().body(),
+        b"echo:next"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(rep_stats.verified(), 2);
+}
+
+#[tokio::test]
+async fn a_request_resent_after_max_age_still_verifies_and_runs_once() {
+    // REQ resends later than max_age (as by default: 60 s against 30 s),
+    // scaled down; the first request is lost
+    let keys = Keys::new();
+    let max_age = Duration::from_secs(1);
+    let resend = Duration::from_millis(1500);
+    let layer = Integrity::replier(keys.cfg(&keys.server).max_age(max_age));
+    let rep_stats = layer.stats();
+    let s = rep().message_layer(layer).build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = runs.clone();
+    let svc = tower::service_fn(move |m: Message| {
+        n.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Error>(Message::from([b"echo:", m.body()].concat())) }
+    });
+    tokio::spawn(sp_protocols::rep::serve(s, svc, 2));
+    let (front_url, _back, _replies, _requests) = lossy_device(&url, |i| i == 0, |_| false).await;
+    let layer = Integrity::requester(keys.cfg(&keys.client).max_age(max_age));
+    let req_stats = layer.stats();
+    let req = req()
+        .with_options(|o| o.req_resend(Some(resend)))
+        .message_layer(layer)
+        .build();
+    within("dial", req.dial(&front_url)).await.unwrap();
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(req_stats.verified(), 1);
+    let s = rep_stats.snapshot();
+    assert_eq!((s.verified, s.stale), (1, 0), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_captured_request_replayed_later_is_not_run_again() {
+    let keys = Keys::new();
+    let (_rep, rep_stats, url, runs) = counting_server(&keys).await;
+    let (front_url, _back, _replies, mut requests) = lossy_device(&url, |_| false, |_| false).await;
+    let (req, _) = signed_client(&keys, &front_url).await;
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    // whoever captured the request replays it, from a connection of its own
+    let captured = within("captured", requests.recv()).await.unwrap();
+    let attacker = transports(SocketBuilder::new(raw::Req0Raw)).build();
+    within("dial", attacker.dial(&url)).await.unwrap();
+    for id in [1, 2] {
+        within(
+            "replay",
+            attacker.raw().send(as_request(captured.clone(), id)),
+        )
+        .await
+        .unwrap();
+        // it gets the reply the client got (signed anew, for the client),
+        // nothing new is run
+        let again = within("the kept reply", attacker.raw().recv())
+            .await
+            .unwrap();
+        assert!(again.body().starts_with(b"echo:pay 10 to bob"));
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "a replayed request ran again"
+    );
+    let s = rep_stats.snapshot();
+    assert_eq!(
+        (s.verified, s.duplicate, s.reanswered, s.replayed),
+        (1, 2, 2, 0),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_raw_rep_with_the_layer_answers_a_resend_on_the_resent_requests_route() {
+    let keys = Keys::new();
+    // a raw REP with the layer: the application routes replies itself, by
+    // the backtrace each request arrives with
+    let layer = Integrity::replier(keys.cfg(&keys.server));
+    let rep_stats = layer.stats();
+    let s = transports(SocketBuilder::new(raw::Rep0Raw))
+        .message_layer(layer)
+        .build();
+    let url = s
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_string();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (srv, n) = (s.clone(), runs.clone());
+    tokio::spawn(async move {
+        while let Ok(m) = srv.recv().await {
+            n.fetch_add(1, Ordering::SeqCst);
+            let mut r = Message::from([b"echo:", m.body()].concat());
+            r.push_header(m.header());
+            r.set_pipe(m.pipe());
+            if srv.send(r).await.is_err() {
+                return;
+            }
+        }
+    });
+    // the first reply is lost
+    let (front_url, _back, _replies, _) = lossy_device(&url, |_| false, |i| i == 0).await;
+    let layer = Integrity::requester(keys.cfg(&keys.client));
+    let req = req()
+        .with_options(|o| o.req_resend(Some(Duration::from_millis(200))))
+        .message_layer(layer)
+        .build();
+    within("dial", req.dial(&front_url)).await.unwrap();
+    within("send", req.send("pay 10 to bob")).await.unwrap();
+    let r = within("reply", req.recv()).await.unwrap();
+    assert_eq!(r.body(), b"echo:pay 10 to bob");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(rep_stats.reanswered() >= 1);
 }

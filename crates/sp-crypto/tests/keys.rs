@@ -379,3 +379,185 @@ fn the_sp_keygen_binary_writes_and_prints_keys() {
     let none = Command::new(exe).output().unwrap();
     assert_eq!(none.status.code(), Some(2));
 }
+
+/// Runs `load` on another thread and gives up after a few seconds: a key
+/// loader that opens a fifo or a device for reading would block forever.
+#[cfg(unix)]
+fn bounded<T: Send + 'static>(what: &str, load: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(load());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap_or_else(|_| panic!("{what}: the loader blocked instead of refusing"))
+}
+
+#[cfg(unix)]
+fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mkfifo {}", p.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_key_path_swapped_for_a_symlink_to_a_fifo_is_refused_not_read() {
+    let d = TempDir::new("fifo");
+    let fifo = d.join("fifo");
+    mkfifo(&fifo);
+    let k = SigningKeypair::generate();
+    // each key file was good, then replaced by a symlink to a fifo (mode
+    // 0600, owned by us: the old mode check on the path passed it)
+    let sec = d.join("k.ed25519.pem");
+    let public = d.join("k.ed25519.pub.pem");
+    let nsec = d.join("n.noise.key");
+    let npub = d.join("n.noise.pub");
+    k.save(&sec, false).unwrap();
+    k.save_public(&public, false).unwrap();
+    save_noise_secret(&nsec, &[9; 32], false).unwrap();
+    save_noise_public(&npub, &[9; 32], false).unwrap();
+    for p in [&sec, &public, &nsec, &npub] {
+        std::fs::remove_file(p).unwrap();
+        std::os::unix::fs::symlink(&fifo, p).unwrap();
+    }
+    let errors = [
+        bounded("secret", {
+            let p = sec.clone();
+            move || SigningKeypair::load(&p).map(|_| ()).unwrap_err()
+        }),
+        bounded("public", {
+            let p = public.clone();
+            move || load_verifying_key(&p).map(|_| ()).unwrap_err()
+        }),
+        bounded("noise secret", {
+            let p = nsec.clone();
+            move || load_noise_secret(&p).map(|_| ()).unwrap_err()
+        }),
+        bounded("noise public", {
+            let p = npub.clone();
+            move || load_noise_public(&p).map(|_| ()).unwrap_err()
+        }),
+    ];
+    for (e, p) in errors.iter().zip([&sec, &public, &nsec, &npub]) {
+        let msg = e.to_string();
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+        assert!(
+            msg.contains("fifo") && msg.contains("not a regular file"),
+            "{msg}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_directory_or_a_device_given_as_a_key_file_is_refused_with_a_clear_error() {
+    let d = TempDir::new("notfile");
+    let dir = d.join("k.ed25519.pem");
+    std::fs::create_dir(&dir).unwrap();
+    chmod(&dir, 0o700);
+    let msg = SigningKeypair::load(&dir).unwrap_err().to_string();
+    assert!(
+        msg.contains("directory") && msg.contains("not a regular file"),
+        "{msg}"
+    );
+    let msg = load_verifying_key(&dir).unwrap_err().to_string();
+    assert!(
+        msg.contains("directory") && msg.contains("not a regular file"),
+        "{msg}"
+    );
+    // a character device: refused before a byte is read
+    let msg = bounded("device", || {
+        load_verifying_key(Path::new("/dev/null"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        msg.contains("device") && msg.contains("not a regular file"),
+        "{msg}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_key_file_owned_by_another_user_or_writable_by_others_is_refused() {
+    let d = TempDir::new("owner");
+    let k = SigningKeypair::generate();
+    let sec = d.join("k.ed25519.pem");
+    let public = d.join("k.ed25519.pub.pem");
+    k.save(&sec, false).unwrap();
+    k.save_public(&public, false).unwrap();
+    // a trusted public key anyone can rewrite lets anyone choose whom we trust
+    chmod(&public, 0o666);
+    let msg = load_verifying_key(&public).unwrap_err().to_string();
+    assert!(msg.contains("0666") && msg.contains("chmod 644"), "{msg}");
+    chmod(&public, 0o644);
+    assert_eq!(load_verifying_key(&public).unwrap(), k.verifying_key());
+    // another user's files (only root can make one here)
+    if std::os::unix::fs::chown(&sec, Some(4242), None).is_err() {
+        eprintln!("not root: cannot give a file to another user; owner check not exercised");
+        return;
+    }
+    std::os::unix::fs::chown(&public, Some(4242), None).unwrap();
+    for e in [
+        SigningKeypair::load(&sec).map(|_| ()).unwrap_err(),
+        load_verifying_key(&public).map(|_| ()).unwrap_err(),
+    ] {
+        let msg = e.to_string();
+        assert!(msg.contains("owned by uid 4242"), "{msg}");
+    }
+}
+
+#[test]
+fn a_secret_files_parse_error_does_not_contain_its_bytes() {
+    let d = TempDir::new("leak");
+    let marker = "S3cr3tW0rdXyZ";
+    let cases = [
+        // a secret pasted without its tag, with a comment after it
+        format!("{marker}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= my key\n"),
+        // the tag, then base64 with a character outside the alphabet
+        format!("{NOISE}{} {marker}*AAAAAAAAAAAAAAAAAAAAAAAAAA=\n", ""),
+        // the tag, then base64 of the wrong length
+        format!("{NOISE} {marker}AAAA\n"),
+    ];
+    for (i, text) in cases.iter().enumerate() {
+        let p = d.join(&format!("n{i}.noise.key"));
+        save_raw_secret(&p, text.as_bytes());
+        let e = load_noise_secret(&p).unwrap_err();
+        let (shown, debug) = (e.to_string(), format!("{e:?}"));
+        let path = p.display().to_string();
+        // the path is random hex: look at what the error says besides it
+        let (bare, bare_debug) = (shown.replace(&path, ""), debug.replace(&path, ""));
+        for s in [&bare, &bare_debug] {
+            assert!(!s.contains(marker), "case {i} echoes the secret: {s}");
+            assert!(
+                !s.contains("42"),
+                "case {i} names a byte of the secret: {s}"
+            );
+        }
+        assert!(shown.contains(&path), "{shown}");
+    }
+    // a PKCS#8 file whose body is not a key
+    let p = d.join("k.ed25519.pem");
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{marker}{marker}\n-----END PRIVATE KEY-----\n");
+    save_raw_secret(&p, pem.as_bytes());
+    let e = SigningKeypair::load(&p).unwrap_err();
+    assert!(!e.to_string().contains(marker), "{e}");
+    assert!(!format!("{e:?}").contains(marker), "{e:?}");
+}
+
+const NOISE: &str = sp_crypto::keys::NOISE_SECRET_TAG;
+
+/// Writes `bytes` as a secret would be written: 0600 from creation.
+fn save_raw_secret(p: &Path, bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(p).unwrap().write_all(bytes).unwrap();
+}

@@ -240,7 +240,7 @@ async fn ik_round_trip_and_wrong_pin() {
         noise::layer(NoiseConfig::new(StaticKeypair::generate()).pattern(Pattern::IK))
             .info()
             .name,
-        "noise-ik/2"
+        "noise-ik/3"
     );
 
     // a dialer pinned to another key cannot complete the handshake
@@ -720,22 +720,27 @@ async fn mitm_reordered_frames_close_the_pipe() {
 // 4. handshake bounds, early frames
 // ------------------------------------------------------------------------
 
-/// A raw peer: connects, swaps announcements claiming a PAIR0 Noise stack.
+/// A raw peer: connects, swaps announcements claiming a PAIR0 Noise XX stack.
 async fn raw_peer(url: &str) -> TcpStream {
+    raw_peer_as(url, Pattern::XX).await
+}
+
+/// A raw peer announcing a PAIR0 stack with Noise in pattern `p`.
+async fn raw_peer_as(url: &str, p: Pattern) -> TcpStream {
     let mut s = timeout(WAIT, TcpStream::connect(url.trim_start_matches("tcp://")))
         .await
         .expect("connect timed out")
         .expect("connect");
     let ours = Announcement {
         protocol: ProtocolId::PAIR0,
-        layers: vec!["noise-xx/2".into()],
+        layers: vec![p.component_name().into()],
     };
     s.write_all(&ours.encode()).await.expect("announce");
     let theirs = timeout(WAIT, read_announcement(&mut s))
         .await
         .expect("no announcement")
         .expect("announcement");
-    assert_eq!(parse_announcement(&theirs).layers, vec!["noise-xx/2"]);
+    assert_eq!(parse_announcement(&theirs).layers, vec![p.component_name()]);
     s
 }
 
@@ -959,4 +964,134 @@ async fn low_order_ephemeral_key_is_refused() {
         st.rejects(RejectReason::LayerFailed) >= 1
     })
     .await;
+}
+
+// ------------------------------------------------------------------------
+// 6. IK key confirmation
+// ------------------------------------------------------------------------
+
+/// IK message 1 carries the dialer's static key and proves nothing fresh:
+/// anyone who recorded it can send it again, and the listener learns the
+/// victim's key from it. Before key confirmation the listener attached that
+/// connection as the victim's pipe after message 2, and PAIR, holding one
+/// peer, then refused the real client for as long as the replayer stayed.
+#[tokio::test]
+async fn ik_replayed_first_message_never_attaches_a_pipe() {
+    let (sk, ck) = (StaticKeypair::generate(), StaticKeypair::generate());
+    let (spub, cpub) = (sk.public(), ck.public());
+    // a deadline far beyond the test: the stalled replayer below is still
+    // half-open when the real client comes back
+    let server = sock_opts(
+        Proto::Pair0,
+        NoiseConfig::new(sk).pattern(Pattern::IK).allow(cpub),
+        opts().handshake_timeout(Duration::from_secs(60)),
+    );
+    let ep = server.listen("tcp://127.0.0.1:0").await.expect("listen");
+    let client_cfg = || {
+        NoiseConfig::new(ck.clone())
+            .pattern(Pattern::IK)
+            .remote_static(spub)
+    };
+
+    // a genuine session, recorded on the path
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let rec = recorded.clone();
+    let px = proxy(
+        ep.url(),
+        same(),
+        Box::new(move |_, f| {
+            rec.lock().expect("recording").push(f.clone());
+            vec![f]
+        }),
+        pass(),
+    )
+    .await;
+    let victim = sock(Proto::Pair0, client_cfg());
+    victim.dial(&px.url).await.expect("dial");
+    send(&victim, "recorded").await;
+    assert_eq!(recv(&server).await.body(), b"recorded");
+    victim.close();
+    let gone = timeout(WAIT, async {
+        while !server.pipes().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the victim's pipe stayed; {}", server.stats());
+    let up = recorded.lock().expect("recording").clone();
+    assert!(up.len() >= 2, "recorded {} frames", up.len());
+    let opened = server.stats().pipes_opened;
+    assert_eq!(opened, 1);
+    let mut events = server.pipe_events();
+
+    // replayer 1: message 1, then silence
+    let mut stalled = raw_peer_as(ep.url(), Pattern::IK).await;
+    write_frame(&mut stalled, &up[0]).await.expect("message 1");
+    // the listener takes message 1 for the victim's and answers it
+    timeout(WAIT, read_frame(&mut stalled))
+        .await
+        .expect("no message 2")
+        .expect("message 2");
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        server.pipes().is_empty(),
+        "a replayed IK message 1 attached a pipe in the victim's name; {}",
+        server.stats()
+    );
+    assert_eq!(server.stats().pipes_opened, opened, "{}", server.stats());
+
+    // replayer 2: everything the victim sent, again, in order
+    let mut replayer = raw_peer_as(ep.url(), Pattern::IK).await;
+    for f in &up {
+        if write_frame(&mut replayer, f).await.is_err() {
+            break;
+        }
+    }
+    until(&server, "the replayed session to be refused", |s| {
+        s.rejects(RejectReason::LayerFailed) >= 1
+    })
+    .await;
+    closed_by_server(&mut replayer).await;
+
+    // the real client, while replayer 1 still holds its connection
+    let client = sock(Proto::Pair0, client_cfg());
+    timeout(WAIT, client.dial(ep.url()))
+        .await
+        .expect("dial timed out")
+        .expect("dial");
+    send(&client, "genuine").await;
+    assert_eq!(recv(&server).await.body(), b"genuine");
+    send(&server, "reply").await;
+    assert_eq!(recv(&client).await.body(), b"reply");
+
+    assert_eq!(server.pipes().len(), 1);
+    assert_eq!(
+        server.stats().pipes_opened,
+        opened + 1,
+        "{}",
+        server.stats()
+    );
+    assert_eq!(server.stats().rejects(RejectReason::PipeLimit), 0);
+    let (mut joined, mut refused) = (0, Vec::new());
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            PipeEvent::AddPost(..) => joined += 1,
+            PipeEvent::Refused(r) => refused.push(r),
+            _ => {}
+        }
+    }
+    assert_eq!(joined, 1, "only the real client's pipe may join");
+    // replayer 2 failed at the confirmation, not somewhere else
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].reason, RejectReason::LayerFailed);
+    assert_eq!(
+        refused[0].layer.as_deref(),
+        Some(Pattern::IK.component_name())
+    );
+    assert!(
+        refused[0].error.contains("key confirmation"),
+        "{}",
+        refused[0].error
+    );
+    drop(stalled);
 }

@@ -18,7 +18,15 @@
 //! the survey is over: a response arriving after that is dropped and counted
 //! as [`DropReason::Late`], and a further `recv()` returns
 //! [`Error::State`] until the next survey is sent. A new survey on the same
-//! context ends the previous one (its stragglers are late too).
+//! context ends the previous one (its stragglers are late too, and so are
+//! its responses still unread: counted `Late` when it ends).
+//!
+//! Responses wait for their context within the socket's receive limits,
+//! per survey: at most `Options::recv_queue` responses and
+//! `Options::recv_queue_bytes` bytes (one response alone always fits).
+//! Beyond either, a response is dropped and counted as
+//! [`DropReason::QueueFull`], so a respondent answering many times cannot
+//! make a survey hold more than that.
 //!
 //! ```no_run
 //! # async fn demo(surveyor: sp_core::Socket) -> sp_core::Result<()> {
@@ -144,6 +152,8 @@ struct Survey {
     time: Duration,
     deadline: Instant,
     responses: VecDeque<Message>,
+    /// Bytes of `responses`.
+    bytes: usize,
     waker: Option<Waker>,
 }
 
@@ -154,7 +164,8 @@ pub enum ResponseOutcome {
     Matched(CtxId, Option<Waker>),
     /// Its survey is over, cancelled or unknown.
     Late,
-    /// Its survey has `cap` responses waiting unread already.
+    /// No room for it: its survey has `cap` responses waiting unread
+    /// already, or they would exceed the survey's byte budget with it.
     Full,
     /// Not a valid survey response header.
     Malformed,
@@ -175,23 +186,62 @@ pub enum Next {
 
 /// The SURVEYOR state of one socket, all contexts included. No I/O: the
 /// caller passes the time in.
+///
+/// Responses wait here between the raw socket's receive queue and the
+/// context that reads them, so each survey's are bounded like that queue:
+/// in count and in bytes ([`Message::len`], as the queue weighs them), and
+/// as in the queue, one response is admitted whatever its size when none is
+/// waiting (a budget below `recv_max_size` never makes a large response
+/// undeliverable). The budget is per survey, not shared, so that a context
+/// that reads slowly, or a respondent flooding its survey, does not make
+/// another context's responses drop; what all surveys hold together is
+/// bounded by the contexts the application opens times the budget.
 pub struct SurveyState {
     next_id: u32,
     surveys: HashMap<u32, Survey>,
     by_ctx: HashMap<CtxId, u32>,
     cap: usize,
+    cap_bytes: usize,
+    /// Bytes of the responses waiting on every survey.
+    held_bytes: usize,
+    /// Responses that arrived in time and were thrown away unread with
+    /// their survey, not yet reported by [`SurveyState::take_discarded`].
+    discarded: usize,
 }
 
 impl SurveyState {
     /// A state with a random first id (as nng) that keeps at most `cap`
-    /// unread responses per survey (more are dropped, counted `QueueFull`).
+    /// unread responses per survey (more are dropped, counted `QueueFull`),
+    /// with no byte budget (see [`SurveyState::with_bytes`]).
     pub fn new(cap: usize) -> SurveyState {
+        SurveyState::with_bytes(cap, usize::MAX)
+    }
+
+    /// As [`SurveyState::new`], and the unread responses of a survey take
+    /// at most `cap_bytes` bytes (more are dropped, counted `QueueFull`),
+    /// except one response alone.
+    pub fn with_bytes(cap: usize, cap_bytes: usize) -> SurveyState {
         SurveyState {
             next_id: fastrand::u32(..0x7fff_ffff),
             surveys: HashMap::new(),
             by_ctx: HashMap::new(),
             cap: cap.max(1),
+            cap_bytes,
+            held_bytes: 0,
+            discarded: 0,
         }
+    }
+
+    /// Bytes of the responses waiting unread, on every survey.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// How many responses were thrown away unread since the last call,
+    /// because their survey ended early (a new survey on its context, or
+    /// [`SurveyState::cancel`]): the caller counts them as drops.
+    pub fn take_discarded(&mut self) -> usize {
+        std::mem::take(&mut self.discarded)
     }
 
     fn alloc_id(&mut self) -> u32 {
@@ -220,6 +270,7 @@ impl SurveyState {
                 time,
                 deadline: now + time,
                 responses: VecDeque::new(),
+                bytes: 0,
                 waker: None,
             },
         );
@@ -239,10 +290,14 @@ impl SurveyState {
         let cap = self.cap;
         match self.surveys.get_mut(&(word & 0x7fff_ffff)) {
             Some(s) if now < s.deadline => {
-                if s.responses.len() >= cap {
+                msg.clear_header();
+                let len = msg.len();
+                let fits = s.bytes.saturating_add(len) <= self.cap_bytes;
+                if s.responses.len() >= cap || !(fits || s.responses.is_empty()) {
                     return ResponseOutcome::Full;
                 }
-                msg.clear_header();
+                s.bytes += len;
+                self.held_bytes += len;
                 s.responses.push_back(msg);
                 ResponseOutcome::Matched(s.ctx, s.waker.take())
             }
@@ -260,6 +315,8 @@ impl SurveyState {
             return Next::NoSurvey;
         };
         if let Some(m) = s.responses.pop_front() {
+            s.bytes -= m.len();
+            self.held_bytes -= m.len();
             return Next::Response(m);
         }
         if now < s.deadline {
@@ -286,8 +343,12 @@ impl SurveyState {
 
     /// Ends `ctx`'s survey (responses arriving later are late).
     pub fn cancel(&mut self, ctx: CtxId) {
-        if let Some(id) = self.by_ctx.remove(&ctx) {
-            self.surveys.remove(&id);
+        let Some(id) = self.by_ctx.remove(&ctx) else {
+            return;
+        };
+        if let Some(s) = self.surveys.remove(&id) {
+            self.held_bytes -= s.bytes;
+            self.discarded += s.responses.len();
         }
     }
 
@@ -358,7 +419,10 @@ impl CookedProtocol for Surveyor0 {
     fn attach(&self, raw: &RawSocket) -> Arc<dyn CookedSocket> {
         Arc::new_cyclic(|me| SurvShared {
             me: me.clone(),
-            state: Mutex::new(SurveyState::new(raw.options().recv_queue)),
+            state: Mutex::new(SurveyState::with_bytes(
+                raw.options().recv_queue,
+                raw.options().recv_queue_bytes,
+            )),
             raw: raw.clone(),
             deadline: self.deadline,
             next_ctx: AtomicU64::new(1),
@@ -377,6 +441,15 @@ struct SurvShared {
 impl SurvShared {
     fn lock(&self) -> std::sync::MutexGuard<'_, SurveyState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts the responses a survey that ended early took with it: they
+    /// were received, and nobody waits for them any more.
+    fn count_discarded(&self, st: &mut SurveyState) {
+        let counters = self.raw.counters();
+        for _ in 0..st.take_discarded() {
+            counters.dropped(DropReason::Late);
+        }
     }
 }
 
@@ -418,7 +491,9 @@ struct CtxGuard {
 
 impl Drop for CtxGuard {
     fn drop(&mut self) {
-        self.shared.lock().cancel(self.ctx);
+        let mut st = self.shared.lock();
+        st.cancel(self.ctx);
+        self.shared.count_discarded(&mut st);
     }
 }
 
@@ -437,7 +512,12 @@ impl Sink<Message> for SurvTx {
     fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<()> {
         let g = &self.g;
         let time = g.control.deadline();
-        let wire = g.shared.lock().start(g.ctx, msg, Instant::now(), time);
+        let wire = {
+            let mut st = g.shared.lock();
+            let wire = st.start(g.ctx, msg, Instant::now(), time);
+            g.shared.count_discarded(&mut st);
+            wire
+        };
         // broadcast: queued on every pipe with room, dropped (counted) on the others
         g.shared.raw.send_now(wire)?;
         Ok(())
@@ -622,5 +702,75 @@ mod tests {
         ));
         st.cancel(2);
         assert!(matches!(st.next(2, t0), Next::NoSurvey));
+    }
+
+    #[test]
+    fn each_survey_holds_at_most_its_byte_budget() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut st = SurveyState::with_bytes(100, 1000);
+        let a = st.start(1, Message::from(&b"a"[..]), t0, s);
+        let b = st.start(2, Message::from(&b"b"[..]), t0, s);
+        let big = [0u8; 400];
+        for _ in 0..2 {
+            assert!(matches!(
+                st.on_response(response_to(&a, &big), t0),
+                ResponseOutcome::Matched(1, _)
+            ));
+        }
+        assert!(matches!(
+            st.on_response(response_to(&a, &big), t0),
+            ResponseOutcome::Full
+        ));
+        assert!(matches!(
+            st.on_response(response_to(&a, &[0; 200]), t0),
+            ResponseOutcome::Matched(1, _)
+        ));
+        assert!(matches!(
+            st.on_response(response_to(&a, &[0; 1]), t0),
+            ResponseOutcome::Full
+        ));
+        // a full survey does not take room from another context's
+        assert!(matches!(
+            st.on_response(response_to(&b, &big), t0),
+            ResponseOutcome::Matched(2, _)
+        ));
+        assert_eq!(st.held_bytes(), 1400);
+        // reading frees room
+        assert!(matches!(st.next(1, t0), Next::Response(m) if m.len() == 400));
+        assert_eq!(st.held_bytes(), 1000);
+        assert!(matches!(
+            st.on_response(response_to(&a, &big), t0),
+            ResponseOutcome::Matched(1, _)
+        ));
+        // a survey ended early gives its bytes back and reports its unread
+        st.cancel(1);
+        assert_eq!(st.held_bytes(), 400);
+        assert_eq!(st.take_discarded(), 3);
+        assert_eq!(st.take_discarded(), 0, "reported once");
+        let _ = st.start(2, Message::from(&b"again"[..]), t0, s);
+        assert_eq!(st.held_bytes(), 0);
+        assert_eq!(st.take_discarded(), 1);
+    }
+
+    #[test]
+    fn one_response_larger_than_the_budget_fits_alone() {
+        let t0 = Instant::now();
+        let mut st = SurveyState::with_bytes(8, 100);
+        let w = st.start(1, Message::from(&b"q"[..]), t0, Duration::from_secs(1));
+        assert!(matches!(
+            st.on_response(response_to(&w, &[1; 500]), t0),
+            ResponseOutcome::Matched(1, _)
+        ));
+        assert!(matches!(
+            st.on_response(response_to(&w, &[2; 1]), t0),
+            ResponseOutcome::Full
+        ));
+        assert!(matches!(st.next(1, t0), Next::Response(m) if m.len() == 500));
+        assert_eq!(st.held_bytes(), 0);
+        assert!(matches!(
+            st.on_response(response_to(&w, &[3; 1]), t0),
+            ResponseOutcome::Matched(1, _)
+        ));
     }
 }

@@ -6,7 +6,8 @@
 //! where they lie, so the body is never copied and many small messages share
 //! one system call. The reader checks every length against the receive limit
 //! before it allocates, and reads large frames straight into the message's
-//! own buffer.
+//! own buffer when the socket's [`AllocBudget`] covers the bytes still to
+//! come; otherwise it grows a buffer as they arrive (see [`FrameReader`]).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -15,14 +16,10 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use futures::{Sink, Stream};
-use sp_core::transport::PipeConfig;
+use sp_core::transport::{AllocAhead, AllocBudget, PipeConfig};
 use sp_core::{Announcement, Error, Message, RecvBuf, Result, MAX_LAYER_LIST};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// Frames above this size are collected in a growing buffer instead of being
-/// allocated whole when their header arrives: a peer that announces a huge
-/// frame and stalls costs only what it actually sent.
-const GROW_THRESHOLD: usize = 4 << 20;
 /// Frames at least this large are read straight into their own buffer;
 /// smaller ones are read many per system call into a staging buffer and
 /// copied out once (counted).
@@ -218,24 +215,44 @@ impl<W: AsyncWrite + Unpin> Sink<Message> for FrameWriter<W> {
 
 enum ReadState {
     Prefix,
-    /// Reading a frame straight into its buffer.
+    /// Reading a frame straight into its buffer, allocated whole; `ahead`
+    /// holds the budget for the bytes not yet read.
     Direct {
         buf: RecvBuf,
+        ahead: AllocAhead,
     },
-    /// Reading a huge frame into a buffer that grows as bytes arrive.
+    /// Reading a frame the budget could not cover into a buffer that grows
+    /// as bytes arrive (empty until the first ones do).
     Growing {
         buf: Vec<u8>,
         len: usize,
     },
 }
 
+/// The capacity a growing frame buffer holding `have` of `len` bytes takes
+/// next: twice what arrived (at least one read's worth), never more than the
+/// frame. So it never holds more than twice what the peer actually sent.
+fn grow_to(have: usize, len: usize) -> usize {
+    have.saturating_mul(2).max(READ_CHUNK).min(len)
+}
+
 /// The receiving half: `Stream<Item = Result<Message>>`.
+///
+/// A frame below [`STAGED_BELOW`] is read with others into a staging buffer.
+/// A larger one is allocated whole when its length arrives only if the
+/// socket's [`AllocBudget`] covers the bytes still to come: then its body is
+/// read straight into the message (one allocation, no copy). Otherwise the
+/// buffer grows as the bytes arrive, at most doubling what was received,
+/// and the frame is copied into its message at the end: a peer announcing
+/// large frames and sending nothing costs the budget at most, shared by all
+/// the socket's pipes, instead of the announced size per connection.
 pub struct FrameReader<R> {
     io: R,
     framing: Framing,
     buf: BytesMut,
     state: ReadState,
     max: sp_core::layer::RecvLimit,
+    budget: AllocBudget,
     headroom: usize,
     done: bool,
     /// The last frame was read straight into its buffer.
@@ -251,6 +268,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::with_capacity(READ_CHUNK),
             state: ReadState::Prefix,
             max: cfg.recv_limit.clone(),
+            budget: cfg.alloc_budget.clone(),
             headroom: cfg.recv_headroom,
             done: false,
             large: false,
@@ -309,20 +327,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             self.buf.advance(len);
                             return Poll::Ready(Some(Ok(rb.into_message())));
                         }
-                        if len > GROW_THRESHOLD {
-                            self.buf.advance(plen);
-                            let mut v = Vec::with_capacity(self.buf.len().max(READ_CHUNK));
-                            v.extend_from_slice(&self.buf);
-                            self.buf.clear();
-                            self.state = ReadState::Growing { buf: v, len };
-                            continue;
-                        }
                         if len >= DIRECT_READ {
                             self.buf.advance(plen);
-                            let mut rb = RecvBuf::new(self.headroom, len);
-                            rb.extend_from(&self.buf);
+                            let have = self.buf.len();
+                            self.state = match self.budget.try_take(len - have) {
+                                Some(ahead) => {
+                                    let mut rb = RecvBuf::new(self.headroom, len);
+                                    rb.extend_from(&self.buf);
+                                    ReadState::Direct { buf: rb, ahead }
+                                }
+                                None => {
+                                    let mut v = Vec::new();
+                                    if have > 0 {
+                                        v.reserve_exact(grow_to(have, len));
+                                        v.extend_from_slice(&self.buf);
+                                        sp_core::record_copy(have);
+                                    }
+                                    ReadState::Growing { buf: v, len }
+                                }
+                            };
                             self.buf.clear();
-                            self.state = ReadState::Direct { buf: rb };
                             continue;
                         }
                         // a small frame, partly here: keep the prefix and read more
@@ -342,7 +366,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         Poll::Pending => return Poll::Pending,
                     }
                 }
-                ReadState::Direct { buf } => {
+                ReadState::Direct { buf, ahead } => {
                     while buf.remaining() > 0 {
                         let mut rb = ReadBuf::uninit(buf.unfilled());
                         match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
@@ -354,12 +378,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                                     ))));
                                 }
                                 buf.advance(n);
+                                ahead.arrived(n);
                             }
                             Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                             Poll::Pending => return Poll::Pending,
                         }
                     }
-                    let ReadState::Direct { buf } =
+                    let ReadState::Direct { buf, .. } =
                         std::mem::replace(&mut self.state, ReadState::Prefix)
                     else {
                         unreachable!()
@@ -368,8 +393,39 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
                 ReadState::Growing { buf, len } => {
                     while buf.len() < *len {
-                        let want = (*len - buf.len()).min(buf.len().max(READ_CHUNK));
-                        buf.reserve(want);
+                        if buf.capacity() == 0 {
+                            // nothing arrived yet: wait for the first bytes in
+                            // the staging buffer, which every pipe has anyway
+                            if self.buf.capacity() < READ_CHUNK / 4 {
+                                self.buf.reserve(READ_CHUNK);
+                            }
+                            let mut limited = bytes::BufMut::limit(&mut self.buf, *len);
+                            match tokio_util::io::poll_read_buf(
+                                Pin::new(&mut self.io),
+                                cx,
+                                &mut limited,
+                            ) {
+                                Poll::Ready(Ok(0)) => {
+                                    return Poll::Ready(Some(Err(Error::protocol(
+                                        "connection closed mid-frame",
+                                    ))))
+                                }
+                                Poll::Ready(Ok(n)) => {
+                                    buf.reserve_exact(grow_to(n, *len));
+                                    buf.extend_from_slice(&self.buf);
+                                    self.buf.clear();
+                                    sp_core::record_copy(n);
+                                    continue;
+                                }
+                                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                                Poll::Pending => return Poll::Pending,
+                            }
+                        }
+                        if buf.len() == buf.capacity() {
+                            buf.reserve_exact(grow_to(buf.len(), *len) - buf.len());
+                        }
+                        // never past the frame: what follows is the next one's
+                        let want = (buf.capacity() - buf.len()).min(*len - buf.len());
                         let mut limited = bytes::BufMut::limit(&mut *buf, want);
                         match tokio_util::io::poll_read_buf(
                             Pin::new(&mut self.io),

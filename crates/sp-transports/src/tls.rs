@@ -312,6 +312,30 @@ impl TlsConfig {
         self
     }
 
+    /// The name a dialer checks the server certificate against when it
+    /// dials `addr` (`host:port` or `[v6]:port`): [`TlsConfig::server_name`]
+    /// if set, else the host. For other transports that take this config
+    /// (QUIC).
+    pub fn server_name_for(&self, addr: &str) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| host_of(addr).to_string())
+    }
+    /// False after [`TlsConfig::danger_accept_invalid_certs`]: the server
+    /// certificate is not verified, so it is no `peer_identity`.
+    pub fn verifies_server(&self) -> bool {
+        !self.insecure
+    }
+    /// True when a listener requires and verifies client certificates
+    /// ([`TlsConfig::require_client_cert`]), so they are `peer_identity`.
+    pub fn verifies_clients(&self) -> bool {
+        self.client_auth.is_some()
+    }
+    /// True when TLS 1.3 is among the versions (QUIC needs it).
+    pub fn allows_tls13(&self) -> bool {
+        self.max >= TlsVersion::Tls13
+    }
+
     fn protocol_versions(&self) -> Vec<&'static SupportedProtocolVersion> {
         let mut v = Vec::new();
         if self.min <= TlsVersion::Tls12 {

@@ -16,9 +16,25 @@
 //! what arrived; the body of a received message is the payload (the opcode
 //! byte is moved into the message's header). Invalid frames received (bad
 //! UTF-8, unknown opcode, short close) are dropped and counted in
-//! [`OpcodeStats`]; invalid frames sent fail the send. After a close is
-//! received, the context's receive stream ends: the close is the last
-//! message it yields, and `recv` then returns `Error::Closed`.
+//! [`OpcodeStats`]; invalid frames sent fail the send.
+//!
+//! # A close is a message, not the end of the stream
+//!
+//! A received close is handed to the application like any other message,
+//! with the pipe it came from ([`Message::pipe`]); the layer's stream goes
+//! on. What a close ends is for the application to decide, because the
+//! layer cannot know it:
+//! - on a socket with many peers (REP, PULL, BUS, SURVEYOR...) one peer's
+//!   close says nothing about the others, and ending the stream would let
+//!   any one client stop a server;
+//! - the mark is end to end: through a device, the pipe a close arrives on
+//!   is the device's, carrying other peers' messages too;
+//! - even a PAIR outlives its peer: a dialer redials, another peer may
+//!   connect.
+//!
+//! So: on a single-peer socket, stop reading at a close if that is the
+//! conversation's end; on a directly connected peer, hang up on it with
+//! `socket.raw().close_pipe(id)` if it should go; otherwise carry on.
 //!
 //! ```
 //! use sp_ws::{Frame, Opcodes};
@@ -87,7 +103,8 @@ pub enum Frame<'a> {
     Text(&'a str),
     /// A binary message.
     Binary(&'a [u8]),
-    /// The peer closed, with a code and a reason.
+    /// A peer closed, with a code and a reason. The socket's stream goes
+    /// on: see the module docs for what to do with it.
     Close {
         /// The close code.
         code: CloseCode,
@@ -208,7 +225,6 @@ impl tower::Layer<MessageIo> for Opcodes {
             Box::pin(OpStream {
                 inner: io.rx,
                 stats: self.stats.clone(),
-                closed: false,
             }),
         )
     }
@@ -267,15 +283,11 @@ impl Sink<Message> for OpSink {
 struct OpStream {
     inner: BoxStream,
     stats: Arc<OpcodeStats>,
-    closed: bool,
 }
 
 impl Stream for OpStream {
     type Item = Result<Message>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        if self.closed {
-            return Poll::Ready(None);
-        }
         loop {
             let mut m = match self.inner.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(m))) => m,
@@ -294,9 +306,6 @@ impl Stream for OpStream {
             // the opcode joins the header: the body is the payload, and
             // Frame::parse finds the mark without a copy
             m.body_to_header(1);
-            if op == OP_CLOSE {
-                self.closed = true;
-            }
             return Poll::Ready(Some(Ok(m)));
         }
     }

@@ -1,10 +1,10 @@
 //! The opcode layer end to end: text, binary and close over ws:// and
-//! tcp://, with REQ/REP and PAIR; invalid frames dropped and counted.
+//! tcp://, with REQ/REP and PAIR; invalid frames dropped and counted; a
+//! close from one peer of many ends nothing for the others.
 
 mod common;
 
 use common::{sock_with, within};
-use sp_core::Error;
 use sp_ws::{Frame, Opcodes, WsConfig};
 
 /// A listen address: ws:// takes a path, tcp:// does not.
@@ -59,12 +59,17 @@ async fn req_rep(scheme: &str) {
             reason: "bye"
         }
     );
-    // after a close the context's stream has ended
-    let after = within("recv after close", async { Ok::<_, ()>(req.recv().await) }).await;
-    assert!(
-        matches!(after, Ok(Err(Error::Closed))),
-        "{scheme}: {after:?}"
-    );
+    // a close is a message: the stream goes on
+    req.send(sp_ws::text("again"))
+        .await
+        .expect("send after close");
+    let m = within("recv after close", rep.recv()).await.expect("recv");
+    assert_eq!(Frame::parse(&m).expect("frame"), Frame::Text("again"));
+    rep.send(sp_ws::text("here")).await.expect("reply");
+    let m = within("reply after close", req.recv())
+        .await
+        .expect("the stream did not end at the close");
+    assert_eq!(Frame::parse(&m).expect("frame"), Frame::Text("here"));
     assert_eq!(lr.stats().dropped() + lq.stats().dropped(), 0);
 }
 
@@ -122,4 +127,49 @@ async fn invalid_text_is_refused_on_send() {
     m.set_header(&[0x01]);
     let e = within("send", a.send(m)).await.expect_err("invalid UTF-8");
     assert!(e.to_string().contains("UTF-8"), "{e}");
+}
+
+async fn one_close_among_many(scheme: &str) {
+    // a REP serving two clients: one sends a close, the other goes on
+    let rep = with_opcodes("rep", &Opcodes::new());
+    let ep = rep.listen(&url(scheme, "/many")).await.expect("listen");
+    let (a, b) = (
+        with_opcodes("req", &Opcodes::new()),
+        with_opcodes("req", &Opcodes::new()),
+    );
+    within("dial a", a.dial(ep.url())).await.expect("dial");
+    within("dial b", b.dial(ep.url())).await.expect("dial");
+
+    a.send(sp_ws::close(1001, "going away").expect("close"))
+        .await
+        .expect("send close");
+    let m = within("the close", rep.recv()).await.expect("recv");
+    assert_eq!(
+        Frame::parse(&m).expect("frame"),
+        Frame::Close {
+            code: 1001,
+            reason: "going away"
+        },
+        "{scheme}"
+    );
+    let closer = m.pipe().expect("the close says which pipe it came from");
+
+    for i in 0..3 {
+        let q = format!("still there? {i}");
+        b.send(sp_ws::text(&q)).await.expect("send");
+        let m = within("b's request after a's close", rep.recv())
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: the REP stopped serving after a close: {e}"));
+        assert_eq!(Frame::parse(&m).expect("frame"), Frame::Text(&q));
+        assert_ne!(m.pipe(), Some(closer));
+        rep.send(sp_ws::text("yes")).await.expect("reply");
+        let r = within("reply", b.recv()).await.expect("recv");
+        assert_eq!(Frame::parse(&r).expect("frame"), Frame::Text("yes"));
+    }
+}
+
+#[tokio::test]
+async fn a_close_from_one_peer_leaves_the_others_served() {
+    one_close_among_many("ws").await;
+    one_close_among_many("tcp").await;
 }

@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-/// nngcat's option values (and spcat's one addition, `--stats`).
+/// nngcat's option values (and spcat's additions: `--stats`, `--progress`,
+/// `--no-progress`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Opt {
     Help,
@@ -40,6 +41,8 @@ pub enum Opt {
     RecvMaxSz,
     ZtHome,
     Stats,
+    Progress,
+    NoProgress,
 }
 
 /// The socket types nngcat knows.
@@ -88,7 +91,7 @@ const fn s(name: &'static str, short: Option<u8>, opt: Opt, arg: bool) -> Spec {
     }
 }
 
-/// nngcat 1.5.2's table, in its order, plus `--stats`.
+/// nngcat 1.5.2's table, in its order, plus spcat's own.
 const SPECS: &[Spec] = &[
     s("help", Some(b'h'), Opt::Help, false),
     s("verbose", Some(b'v'), Opt::Verbose, false),
@@ -141,6 +144,8 @@ const SPECS: &[Spec] = &[
     s("version", Some(b'V'), Opt::Version, false),
     // spcat's own
     s("stats", None, Opt::Stats, false),
+    s("progress", None, Opt::Progress, false),
+    s("no-progress", None, Opt::NoProgress, false),
 ];
 
 /// Why one step of parsing failed (nngcat's `NNG_EINVAL`, `NNG_EAMBIGUOUS`,

@@ -14,7 +14,7 @@ use sp_crypto::integrity::{Integrity, IntegrityConfig};
 use sp_crypto::keys::{SigningKeypair, TrustedSigners};
 use sp_crypto::noise::{Noise, NoiseConfig, Pattern, StaticKeypair};
 use spstack::describe::{describe_frame, DecodedField, Description};
-use spstack::layer::{ComponentInfo, Handshake, MessageLayer};
+use spstack::layer::{ByteOrder, ComponentInfo, Field, FieldKind, Handshake, MessageLayer};
 use spstack::{Overhead, Protocol};
 
 fn usage_text() -> String {
@@ -28,10 +28,10 @@ fn usage_text() -> String {
     };
     format!(
         "usage: spcat decode --stack <layers> (--hex <hex> | --file <path>)
-                    [--transport <scheme> | --no-prefix] [--raw]
+                    [--transport <scheme> | --no-prefix] [--raw] [--declare <format>]...
   <layers>  the stack from the transport up, comma-separated: pipe layers,
             the protocol, message layers (nearest the protocol first), e.g.
-            noise-xx/2,req0,integrity/1
+            noise-xx/2,req0,integrity/2
     protocol        {}
                     (req0 for req...); append /raw (or give --raw) for the
                     raw form a device uses
@@ -39,7 +39,12 @@ fn usage_text() -> String {
     message layers  {}
                     (a known name may drop its version: integrity)
     any other name is a layer spcat does not know: what it carries is shown
-    as opaque bytes of that layer, never as fields
+    as opaque bytes of that layer, never as fields, unless its format is
+  --declare NAME=FIELDS[|TRAILER]   a layer's declared format, e.g.
+            trace/1=seq:u32  or  stamp/1=magic:u16,seq:u32le|crc:u32
+            types: u8 u16 u24 u32 u64 (big-endian; ...le for little),
+            bytesN, backtrace; the word opaque for a layer that transforms
+            what it carries. Placed where the stack lists its name.
   --transport tcp|ipc|ws|inproc   the frame starts with that transport's
             framing (tcp: the 8-byte length; ipc: type byte and length);
             tcp by default. tls+tcp, wss: a capture of TLS records, opaque
@@ -86,21 +91,25 @@ fn known_layers() -> &'static [(Kind, ComponentInfo)] {
     static KNOWN: std::sync::OnceLock<Vec<(Kind, ComponentInfo)>> = std::sync::OnceLock::new();
     KNOWN.get_or_init(|| {
         let noise = |p| Noise::new(NoiseConfig::new(StaticKeypair::generate()).pattern(p)).info();
-        let integrity = Integrity::new(IntegrityConfig::new(
-            SigningKeypair::generate(),
-            TrustedSigners::new(),
-        ));
-        vec![
+        let mut known = vec![
             (Kind::Pipe, noise(Pattern::XX)),
             (Kind::Pipe, noise(Pattern::IK)),
-            (Kind::Message, integrity.info()),
-            (Kind::Message, sp_ws::Opcodes::new().info()),
-        ]
+        ];
+        // any audience will do: the format does not depend on it
+        if let Ok(cfg) = IntegrityConfig::new(
+            SigningKeypair::generate(),
+            TrustedSigners::new(),
+            "spcat-decode",
+        ) {
+            known.push((Kind::Message, Integrity::new(cfg).info()));
+        }
+        known.push((Kind::Message, sp_ws::Opcodes::new().info()));
+        known
     })
 }
 
 /// A known layer by its name, or by its name without the version when
-/// that names one layer only (`integrity` for `integrity/1`).
+/// that names one layer only (`integrity` for `integrity/2`).
 fn known_layer(name: &str, known: &[(Kind, ComponentInfo)]) -> Option<(Kind, ComponentInfo)> {
     if let Some(k) = known.iter().find(|(_, i)| i.name == name) {
         return Some(k.clone());
@@ -127,16 +136,116 @@ fn protocol(name: &str) -> Option<(Protocol, bool)> {
 
 /// A stack given on the command line.
 #[derive(Debug)]
-struct Stack {
-    pipe: Vec<ComponentInfo>,
-    protocol: Protocol,
-    raw: bool,
-    message: Vec<ComponentInfo>,
+pub(crate) struct Stack {
+    pub(crate) pipe: Vec<ComponentInfo>,
+    pub(crate) protocol: Protocol,
+    pub(crate) raw: bool,
+    pub(crate) message: Vec<ComponentInfo>,
     /// Names of the layers spcat does not know.
-    unknown: HashSet<String>,
+    pub(crate) unknown: HashSet<String>,
 }
 
-fn parse_stack(list: &str, raw: bool) -> Result<Stack, String> {
+impl Stack {
+    /// Every component of the stack under `transport`, outermost first:
+    /// the transport's framing (if any), pipe layers, the protocol's
+    /// components as its socket declares them, message layers.
+    pub(crate) fn components(&self, transport: Option<ComponentInfo>) -> Vec<ComponentInfo> {
+        let protocol = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| {
+                rt.block_on(async {
+                    let b = if self.raw {
+                        spstack::raw(self.protocol)
+                    } else {
+                        spstack::cooked(self.protocol)
+                    };
+                    b.build().components()
+                })
+            })
+            .unwrap_or_default();
+        transport
+            .into_iter()
+            .chain(self.pipe.iter().cloned())
+            .chain(protocol)
+            .chain(self.message.iter().cloned())
+            .collect()
+    }
+}
+
+/// A layer format given with `--declare NAME=FIELDS[|TRAILER]`: fields
+/// `name:type` (`u8` `u16` `u24` `u32` `u64`, big-endian as SP is, or with an
+/// `le` suffix; `bytesN`; `backtrace`), and the word `opaque` for a layer
+/// that transforms what it carries. A third-party layer's crate knows its
+/// format (`info()`); this lets spcat show its fields without that crate.
+pub(crate) fn parse_declare(spec: &str) -> Result<ComponentInfo, String> {
+    let (name, body) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--declare {spec:?}: expected NAME=FIELDS, e.g. trace/1=seq:u32"))?;
+    let name = name.trim();
+    if name.is_empty() || name.contains(',') {
+        return Err(format!("--declare {spec:?}: no layer name"));
+    }
+    let (head, tail) = body.split_once('|').unwrap_or((body, ""));
+    let mut info = ComponentInfo::new(name, Overhead::NONE);
+    let mut fields = |part: &str, trailer: bool| -> Result<Vec<Field>, String> {
+        let mut out = Vec::new();
+        for tok in part.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if tok == "opaque" {
+                info = info.clone().opaque();
+                continue;
+            }
+            let (fname, ty) = tok
+                .split_once(':')
+                .ok_or_else(|| format!("--declare {name}: {tok:?} is not name:type"))?;
+            if fname.is_empty() || !fname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "--declare {name}: field name {fname:?} (letters, digits, _)"
+                ));
+            }
+            let fname: &'static str = Box::leak(fname.to_string().into_boxed_str());
+            let uint = |w, order| FieldKind::Uint { width: w, order };
+            let kind = match ty {
+                "u8" => uint(1, ByteOrder::Big),
+                "u16" => uint(2, ByteOrder::Big),
+                "u24" => uint(3, ByteOrder::Big),
+                "u32" => uint(4, ByteOrder::Big),
+                "u64" => uint(8, ByteOrder::Big),
+                "u16le" => uint(2, ByteOrder::Little),
+                "u24le" => uint(3, ByteOrder::Little),
+                "u32le" => uint(4, ByteOrder::Little),
+                "u64le" => uint(8, ByteOrder::Little),
+                "backtrace" if !trailer => FieldKind::Backtrace,
+                t => match t.strip_prefix("bytes").and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) if n > 0 => FieldKind::Bytes(n),
+                    _ => {
+                        return Err(format!(
+                            "--declare {name}: type {t:?} (u8 u16 u24 u32 u64, ...le, bytesN, backtrace in a header)"
+                        ))
+                    }
+                },
+            };
+            out.push(Field { name: fname, kind });
+        }
+        Ok(out)
+    };
+    let header = fields(head, false)?;
+    let trailer = fields(tail, true)?;
+    let width = |f: &Field| match f.kind {
+        FieldKind::Uint { width, .. } => width,
+        FieldKind::Bytes(n) => n,
+        FieldKind::Backtrace => 4,
+    };
+    info.overhead = Overhead::header(header.iter().map(width).sum())
+        .plus(Overhead::trailer(trailer.iter().map(width).sum()));
+    Ok(info.with_header(header).with_trailer(trailer))
+}
+
+pub(crate) fn parse_stack(
+    list: &str,
+    raw: bool,
+    declared: &[ComponentInfo],
+) -> Result<Stack, String> {
     let known = known_layers();
     let mut pipe = Vec::new();
     let mut message = Vec::new();
@@ -151,6 +260,15 @@ fn parse_stack(list: &str, raw: bool) -> Result<Stack, String> {
             continue;
         }
         let below = proto.is_none();
+        if let Some(d) = declared.iter().find(|d| d.name == name) {
+            // its place in the list says whether it is a pipe or a message layer
+            if below {
+                pipe.push(d.clone());
+            } else {
+                message.push(d.clone());
+            }
+            continue;
+        }
         let info = match known_layer(name, known) {
             Some((Kind::Pipe, info)) if !below => {
                 return Err(format!(
@@ -191,7 +309,7 @@ fn parse_stack(list: &str, raw: bool) -> Result<Stack, String> {
 }
 
 /// The framing of `scheme`'s transport, as the transport declares it.
-fn transport_info(scheme: &str) -> Result<ComponentInfo, String> {
+pub(crate) fn transport_info(scheme: &str) -> Result<ComponentInfo, String> {
     if matches!(scheme, "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "wss") {
         // on the wire: TLS records, ciphertext
         return Ok(ComponentInfo::new(scheme, Overhead::NONE).opaque());
@@ -300,6 +418,7 @@ pub fn decode(words: &[Vec<u8>], read_file: &dyn Fn(&str) -> std::io::Result<Vec
     let mut frame = None;
     let mut transport = Some("tcp".to_string());
     let mut raw = false;
+    let mut declared = Vec::new();
     let mut it = words
         .iter()
         .map(|w| String::from_utf8_lossy(w).into_owned());
@@ -336,6 +455,11 @@ pub fn decode(words: &[Vec<u8>], read_file: &dyn Fn(&str) -> std::io::Result<Vec
                 Ok(t) => transport = Some(t),
                 Err(f) => return usage(&format!("{f} requires an argument")),
             },
+            "--declare" | "-d" => match value("--declare").map(|v| parse_declare(&v)) {
+                Ok(Ok(info)) => declared.push(info),
+                Ok(Err(e)) => return usage(&e),
+                Err(f) => return usage(&format!("{f} requires an argument")),
+            },
             "--no-prefix" | "--wiretap" => transport = None,
             "--raw" => raw = true,
             "--help" | "-h" => {
@@ -354,44 +478,15 @@ pub fn decode(words: &[Vec<u8>], read_file: &dyn Fn(&str) -> std::io::Result<Vec
     let Some(frame) = frame else {
         return usage("one of --hex or --file is required");
     };
-    let stack = match parse_stack(&list, raw) {
+    let stack = match parse_stack(&list, raw, &declared) {
         Ok(s) => s,
         Err(e) => return usage(&e),
     };
-    let mut comps = Vec::new();
-    if let Some(scheme) = &transport {
-        match transport_info(scheme) {
-            Ok(t) => comps.push(t),
-            Err(e) => return usage(&e),
-        }
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            return Outcome {
-                code: 1,
-                stdout: String::new(),
-                stderr: format!("spcat decode: {e}\n"),
-            }
-        }
+    let transport = match transport.as_deref().map(transport_info).transpose() {
+        Ok(t) => t,
+        Err(e) => return usage(&e),
     };
-    // the protocol's components (raw header format, cooked part) as its
-    // socket declares them
-    let protocol = rt.block_on(async {
-        let b = if stack.raw {
-            spstack::raw(stack.protocol)
-        } else {
-            spstack::cooked(stack.protocol)
-        };
-        b.build().components()
-    });
-    comps.extend(stack.pipe);
-    comps.extend(protocol);
-    comps.extend(stack.message);
-    let d = describe_frame(&comps, &frame);
+    let d = describe_frame(&stack.components(transport), &frame);
     Outcome {
         code: i32::from(d.error.is_some()),
         stdout: render(&d, &stack.unknown),
@@ -423,27 +518,64 @@ mod tests {
     }
 
     #[test]
+    fn declared_formats() {
+        let d = parse_declare("stamp/1=magic:u16,seq:u32le,tag:bytes3|crc:u32").unwrap();
+        assert_eq!(d.name, "stamp/1");
+        assert_eq!(d.header.len(), 3);
+        assert_eq!(
+            d.header[1].kind,
+            FieldKind::Uint {
+                width: 4,
+                order: ByteOrder::Little
+            }
+        );
+        assert_eq!(d.header[2].kind, FieldKind::Bytes(3));
+        assert_eq!(d.trailer[0].name, "crc");
+        assert_eq!((d.overhead.header, d.overhead.trailer), (9, 4));
+        assert!(!d.opaque);
+        assert!(parse_declare("zip/1=opaque").unwrap().opaque);
+        for bad in [
+            "trace/1",
+            "=seq:u32",
+            "t/1=seq",
+            "t/1=seq:u7",
+            "t/1=a-b:u8",
+            "t/1=|b:backtrace",
+        ] {
+            assert!(parse_declare(bad).is_err(), "{bad}");
+        }
+        // placed by its position: a pipe layer before the protocol, a
+        // message layer after
+        let s = parse_stack("stamp/1,req0,stamp/1", false, &[d]).unwrap();
+        assert_eq!(
+            (s.pipe[0].name.as_str(), s.message[0].name.as_str()),
+            ("stamp/1", "stamp/1")
+        );
+        assert!(s.unknown.is_empty());
+    }
+
+    #[test]
     fn stacks() {
-        let s = parse_stack("noise-xx/2, req0 ,integrity", false).unwrap();
+        let s = parse_stack("noise-xx/2, req0 ,integrity", false, &[]).unwrap();
         assert_eq!(s.pipe[0].name, "noise-xx/2");
         assert!(s.pipe[0].opaque, "noise transforms what it carries");
         assert_eq!((s.protocol, s.raw), (Protocol::Req0, false));
-        assert_eq!(s.message[0].name, "integrity/1");
+        assert_eq!(s.message[0].name, "integrity/2");
         assert!(s.unknown.is_empty());
-        let s = parse_stack("rep0/raw", false).unwrap();
+        let s = parse_stack("rep0/raw", false, &[]).unwrap();
         assert_eq!((s.protocol, s.raw), (Protocol::Rep0, true));
-        let s = parse_stack("xor/1,pull0,zip/3", true).unwrap();
+        let s = parse_stack("xor/1,pull0,zip/3", true, &[]).unwrap();
         assert!(s.raw);
         assert_eq!(s.unknown.len(), 2);
         assert!(s.pipe[0].opaque && s.pipe[0].header.is_empty());
         assert!(s.message[0].opaque && s.message[0].trailer.is_empty());
         for (bad, why) in [
-            ("integrity/1,req0", "message layer"),
-            ("req0,noise-ik/2", "pipe layer"),
+            ("integrity/2,req0", "message layer"),
+            ("req0,noise-ik/3", "pipe layer"),
             ("req0,rep0", "one protocol"),
             ("noise-xx/2", "no protocol"),
         ] {
-            let e = parse_stack(bad, false).unwrap_err();
+            let e = parse_stack(bad, false, &[]).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
     }

@@ -5,4 +5,5 @@
 
 pub mod args;
 pub mod decode;
+pub mod dissector;
 pub mod format;

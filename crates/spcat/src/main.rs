@@ -3,10 +3,18 @@
 //! Every nngcat 1.5.2 command line runs unchanged (nanocat's `--bind` and
 //! `--connect` included), with nngcat's output bytes and exit codes. Beyond
 //! nngcat: `--stats` prints the socket's counters to stderr at exit,
-//! `spcat decode` decodes a captured frame layer by layer, and `-v` shows a
-//! ws/wss listener's port 0 resolved (nngcat resolves it for tcp only).
+//! `--progress` shows counts and rates on stderr during `--count` and
+//! `--interval` runs (on by itself when stderr is a terminal), `spcat
+//! decode` decodes a captured frame layer by layer, `spcat dissector`
+//! writes a Wireshark dissector for a stack, `spcat bench` measures
+//! throughput or latency, and `-v` shows a ws/wss listener's port 0
+//! resolved (nngcat resolves it for tcp only), and `quic://` (sp-quic)
+//! takes the TLS flags as `tls+tcp://` does. stdout is always nngcat's.
 
-use spcat::{args, decode, format};
+mod bench;
+mod progress;
+
+use spcat::{args, decode, dissector, format};
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -38,6 +46,8 @@ fn print_stats() {
 /// nngcat's `fatal`: the message on stderr, exit status 1.
 fn fatal(msg: impl std::fmt::Display) -> ! {
     let _ = std::io::stdout().flush();
+    // the progress line first: on a terminal the message would join it
+    progress::end();
     eprintln!("{msg}");
     print_stats();
     std::process::exit(1);
@@ -45,6 +55,7 @@ fn fatal(msg: impl std::fmt::Display) -> ! {
 
 fn finish(code: i32) -> ! {
     let _ = std::io::stdout().flush();
+    progress::end();
     print_stats();
     std::process::exit(code);
 }
@@ -100,6 +111,10 @@ Usage: spcat <proto> <addr>... [<fmt>] [<opts>...] [<src>]
   --key <file>
   --zt-home <path>
   --stats                (spcat: print the socket's counters to stderr at exit)
+  --progress             (spcat: counts, rates and drops on stderr during
+                          --count/--interval runs; the default when stderr
+                          is a terminal)
+  --no-progress          (spcat: never)
 
 <src> may be one of:
   --file <file>          (or alias -F <file>). Use - for standard input.
@@ -107,13 +122,19 @@ Usage: spcat <proto> <addr>... [<fmt>] [<opts>...] [<src>]
 
 spcat decode --stack <layers> (--hex <hex> | --file <path>) [--transport <scheme> | --no-prefix]
   decodes one captured frame field by field; <layers>: pipe layers, the protocol,
-  message layers, e.g. noise-xx/2,req0,integrity/1 (spcat decode --help)
+  message layers, e.g. noise-xx/2,req0,integrity/2 (spcat decode --help)
+spcat dissector --stack <layers> [--declare <format>]... [--port <port>]... [--output <file>]
+  writes a Wireshark dissector (Lua) for SP/TCP with that stack (spcat dissector --help)
+spcat bench (--push | --pull | --req | --rep) (--dial <url> | --listen <url>) [--size N] [--count N]
+spcat bench --loopback [--latency] [--url <url>] [--size N] [--count N]
+  PUSH/PULL throughput or REQ/REP latency, one summary line (spcat bench --help)
 spcat keygen [--dir DIR] [--kind signing|noise|both] [--force] NAME
   writes Ed25519 signing keys (PKCS#8 / SPKI PEM) and Noise static keys (base64)
 ";
 
 /// nngcat's TLS flags: file contents, loaded while parsing as nngcat does,
-/// used only for `tls+tcp` addresses.
+/// used only for `tls+tcp`, `wss` and `quic` addresses (QUIC's TLS takes
+/// the same certificates).
 #[derive(Debug, Default)]
 struct Tls {
     cacert: Option<Vec<u8>>,
@@ -171,6 +192,8 @@ struct Config {
     count: u64,
     tls: Tls,
     stats: bool,
+    /// `--progress` / `--no-progress`; `None`: when stderr is a terminal.
+    progress: Option<bool>,
 }
 
 fn loadfile(path: &[u8]) -> Vec<u8> {
@@ -305,6 +328,8 @@ fn parse(words: &[Vec<u8>]) -> Config {
                 finish(0);
             }
             Opt::Stats => c.stats = true,
+            Opt::Progress => c.progress = Some(true),
+            Opt::NoProgress => c.progress = Some(false),
         }
     }
     if c.addrs.is_empty() {
@@ -398,7 +423,7 @@ fn strerror(e: &Error) -> String {
         Error::Address { .. } => "Address invalid".into(),
         Error::TooLarge { .. } => "Message too large".into(),
         // nng's words for TLS failures, then what to change
-        Error::Layer { layer, reason } if layer == "tls" => {
+        Error::Layer { layer, reason } if layer == "tls" || layer == "quic" => {
             let nng = if reason.contains("certificate") {
                 "Peer could not be authenticated"
             } else {
@@ -442,7 +467,7 @@ fn check_url(listen: bool, url: &str) {
     };
     match scheme {
         "tcp" | "tcp4" | "tcp6" | "ipc" | "unix" | "inproc" | "tls+tcp" | "tls+tcp4"
-        | "tls+tcp6" | "ws" | "wss" => {}
+        | "tls+tcp6" | "ws" | "wss" | "quic" => {}
         _ => fatal(format!("Unable to create {what} for {url}: Not supported")),
     }
 }
@@ -458,7 +483,7 @@ fn listen_url(given: &str, bound: &str) -> String {
     };
     let resolves = matches!(
         scheme,
-        "tcp" | "tcp4" | "tcp6" | "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "ws" | "wss"
+        "tcp" | "tcp4" | "tcp6" | "tls+tcp" | "tls+tcp4" | "tls+tcp6" | "ws" | "wss" | "quic"
     );
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let bound_port = bound
@@ -625,6 +650,33 @@ impl Cat {
     }
 }
 
+/// A cooked socket of `protocol` with every transport spcat speaks; the
+/// TLS ones (`tls+tcp`, `wss`) configured from nngcat's TLS flags, which
+/// are read and checked only when a URL needs them (as nngcat does).
+fn socket_builder<'a>(
+    protocol: Protocol,
+    opts: Options,
+    tls: &Tls,
+    mut urls: impl Iterator<Item = &'a str>,
+) -> Result<spstack::SocketBuilder, String> {
+    let mut builder = spstack::cooked(protocol)
+        .options(opts)
+        .transport(Arc::new(Ws::new(Tcp)));
+    // as nngcat: the TLS files are read and checked only for TLS addresses
+    if urls.any(|u| u.starts_with("tls+tcp") || u.starts_with("wss://") || u.starts_with("quic://"))
+    {
+        let t = tls.config()?;
+        builder = builder
+            .transport(Arc::new(Ws::secure(sp_transports::Tls::new(
+                Tcp,
+                t.clone(),
+            ))))
+            .transport(Arc::new(sp_quic::quic(t.clone())))
+            .transport(Arc::new(tls_tcp(t)));
+    }
+    Ok(builder)
+}
+
 async fn run(cfg: Config) -> i32 {
     let Some(proto) = cfg.proto else {
         fatal("No protocol specified.");
@@ -633,27 +685,11 @@ async fn run(cfg: Config) -> i32 {
     if let Some(m) = cfg.recv_maxsz {
         opts = opts.recv_max_size(m);
     }
-    let mut builder = spstack::cooked(protocol(proto))
-        .options(opts)
-        .transport(Arc::new(Ws::new(Tcp)));
-    let uses_tls = cfg
-        .addrs
-        .iter()
-        .any(|(_, u)| u.starts_with("tls+tcp") || u.starts_with("wss://"));
-    if uses_tls {
-        // as nngcat: the TLS files are read and checked only for TLS addresses
-        match cfg.tls.config() {
-            Ok(t) => {
-                builder = builder
-                    .transport(Arc::new(Ws::secure(sp_transports::Tls::new(
-                        Tcp,
-                        t.clone(),
-                    ))))
-                    .transport(Arc::new(tls_tcp(t)))
-            }
-            Err(e) => fatal(format!("Unable to configure TLS: {e}")),
-        }
-    }
+    let urls = cfg.addrs.iter().map(|(_, u)| u.as_str());
+    let builder = match socket_builder(protocol(proto), opts, &cfg.tls, urls) {
+        Ok(b) => b,
+        Err(e) => fatal(format!("Unable to configure TLS: {e}")),
+    };
     let sock = builder.build();
     let _ = SOCKET.set(sock.clone());
     WANT_STATS.store(cfg.stats, Ordering::Relaxed);
@@ -713,6 +749,15 @@ async fn run(cfg: Config) -> i32 {
         }
     }
 
+    // a long run (a count or an interval) shows how it goes; a one-shot
+    // run has nothing to show
+    let long = cat_is_long(&cfg);
+    let show = cfg
+        .progress
+        .unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if long && show {
+        progress::start(sock.clone());
+    }
     let mut cat = Cat { sock, cfg, sent: 0 };
     match proto {
         Proto::Sub0 | Proto::Pull0 => cat.recvloop().await,
@@ -736,10 +781,21 @@ async fn run(cfg: Config) -> i32 {
     0
 }
 
+/// A run that goes on: `--count` or `--interval`.
+fn cat_is_long(cfg: &Config) -> bool {
+    cfg.count > 0 || cfg.interval.is_some()
+}
+
 fn main() {
     let words: Vec<Vec<u8>> = std::env::args_os().map(|a| a.into_vec()).collect();
     if words.get(1).map(|w| w.as_slice()) == Some(b"decode") {
         std::process::exit(decode::run(&words[2..]));
+    }
+    if words.get(1).map(|w| w.as_slice()) == Some(b"bench") {
+        std::process::exit(bench::run(&words[2..]));
+    }
+    if words.get(1).map(|w| w.as_slice()) == Some(b"dissector") {
+        std::process::exit(dissector::run(&words[2..]));
     }
     if words.get(1).map(|w| w.as_slice()) == Some(b"keygen") {
         let args = words[2..]

@@ -71,15 +71,23 @@ async fn captured_request(layers: Layers) -> (Vec<u8>, [u8; 32]) {
         }
         if layers.integrity {
             b = if replier {
-                b.message_layer(Integrity::replier(IntegrityConfig::new(
-                    SigningKeypair::from_bytes(&rep_key.to_bytes()),
-                    [req_pub],
-                )))
+                b.message_layer(Integrity::replier(
+                    IntegrityConfig::new(
+                        SigningKeypair::from_bytes(&rep_key.to_bytes()),
+                        [req_pub],
+                        "decode-test",
+                    )
+                    .expect("config"),
+                ))
             } else {
-                b.message_layer(Integrity::requester(IntegrityConfig::new(
-                    SigningKeypair::from_bytes(&req_key.to_bytes()),
-                    [rep_pub],
-                )))
+                b.message_layer(Integrity::requester(
+                    IntegrityConfig::new(
+                        SigningKeypair::from_bytes(&req_key.to_bytes()),
+                        [rep_pub],
+                        "decode-test",
+                    )
+                    .expect("config"),
+                ))
             };
         }
         b.build()
@@ -117,7 +125,7 @@ fn a_noise_request_is_one_opaque_payload_never_a_backtrace() {
         noise: true,
         integrity: true,
     }));
-    for stack in ["noise-xx/2,req0,integrity/1", "noise-xx/2,req0"] {
+    for stack in ["noise-xx/2,req0,integrity/2", "noise-xx/2,req0"] {
         let (o, out) = decode(stack, &frame, &["--no-prefix"]);
         assert_eq!(o.code, Some(0), "{stack}: {}{out}", o.stderr);
         // the record's declared header and trailer, where they lie
@@ -135,7 +143,7 @@ fn a_noise_request_is_one_opaque_payload_never_a_backtrace() {
             "req/raw",
             "backtrace",
             "id 0x",
-            "integrity/1",
+            "integrity/2",
             "signature",
             "body",
         ] {
@@ -190,12 +198,40 @@ fn a_signed_request_decodes_the_declared_integrity_trailer() {
     let (o, out) = decode("req0,integrity", &frame, &["--wiretap"]);
     assert_eq!(o.code, Some(0), "{}{out}", o.stderr);
     assert!(line(&out, "req/raw", "backtrace").is_some(), "{out}");
-    let signer = line(&out, "integrity/1", "signer_key_id").unwrap_or_else(|| panic!("{out}"));
+    let signer = line(&out, "integrity/2", "signer_key_id").unwrap_or_else(|| panic!("{out}"));
     let shown: String = signer[3..].concat();
     assert_eq!(shown, hex(&key_id), "the requester's key id: {out}");
-    for f in ["version", "msg_id", "seq", "timestamp_ms", "signature"] {
-        assert!(line(&out, "integrity/1", f).is_some(), "{f}: {out}");
+    for f in [
+        "version",
+        "kind",
+        "protocol",
+        "peer_protocol",
+        "to",
+        "msg_id",
+        "seq",
+        "timestamp_ms",
+        "valid_for_ms",
+        "in_reply_to",
+        "signature",
+    ] {
+        assert!(line(&out, "integrity/2", f).is_some(), "{f}: {out}");
     }
+    // a request (kind 1) from a REQ (0x30) for a REP (0x31), to no server in particular
+    let value = |f: &str| line(&out, "integrity/2", f).map(|w| w[3..].join(" "));
+    assert_eq!(value("kind").as_deref(), Some("1 (0x1)"), "{out}");
+    assert_eq!(value("protocol").as_deref(), Some("48 (0x30)"), "{out}");
+    assert_eq!(
+        value("peer_protocol").as_deref(),
+        Some("49 (0x31)"),
+        "{out}"
+    );
+    assert_eq!(value("to"), Some(vec!["00"; 32].join(" ")), "{out}");
+    // REQ's default resend (60 s): two of them and the 5 s skew
+    assert_eq!(
+        value("valid_for_ms").as_deref(),
+        Some("125000 (0x1e848)"),
+        "{out}"
+    );
     assert_eq!(body_len(&out), Some(BODY.len()), "{out}");
 }
 
@@ -224,10 +260,10 @@ fn a_layer_spcat_does_not_know_gets_no_invented_fields() {
 #[test]
 fn stack_mistakes_are_refused_with_the_reason() {
     for (stack, why) in [
-        ("integrity/1,req0", "integrity/1 is a message layer"),
+        ("integrity/2,req0", "integrity/2 is a message layer"),
         ("req0,noise-xx/2", "noise-xx/2 is a pipe layer"),
         ("req0,rep0", "one protocol"),
-        ("noise-xx/2,integrity/1", "message layer"),
+        ("noise-xx/2,integrity/2", "message layer"),
         ("noise-xx/2", "no protocol"),
     ] {
         let (o, out) = decode(stack, &[0x80, 0, 0, 1], &["--no-prefix"]);

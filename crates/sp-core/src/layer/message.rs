@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use super::pipe::{BoxSink, BoxStream};
 use super::ComponentInfo;
+use crate::options::Options;
+use crate::protocol::ProtocolSpec;
 use crate::stats::{Counters, DropReason};
 
 /// One logical message stream: what message layers wrap.
@@ -69,8 +71,11 @@ pub trait MessageLayer:
     /// Name, overhead, header format.
     fn info(&self) -> ComponentInfo;
     /// Called once when the socket is built, before any context is layered:
-    /// the handle counts what the layer drops into `Socket::stats()`
-    /// (keep it; a layer used on several sockets gets one call per socket).
+    /// the handle counts what the layer drops into `Socket::stats()` and
+    /// names the socket's protocol ([`LayerHandle::protocol`]) and options
+    /// ([`LayerHandle::options`]), for a layer that binds what it does to
+    /// them (keep it; a layer used on several sockets gets one call per
+    /// socket).
     fn attach(&self, handle: &LayerHandle) {
         let _ = handle;
     }
@@ -86,16 +91,47 @@ pub trait MessageLayer:
 pub struct LayerHandle {
     counters: Arc<Counters>,
     name: String,
+    protocol: Option<ProtocolSpec>,
+    options: Option<Arc<Options>>,
 }
 
 impl LayerHandle {
     pub(crate) fn new(counters: Arc<Counters>, name: String) -> LayerHandle {
-        LayerHandle { counters, name }
+        LayerHandle {
+            counters,
+            name,
+            protocol: None,
+            options: None,
+        }
     }
     /// A handle counting into counters of its own (tests, or a layer used
-    /// without a socket).
+    /// without a socket). It names no protocol until [`LayerHandle::with_protocol`].
     pub fn detached(name: impl Into<String>) -> LayerHandle {
         LayerHandle::new(Arc::default(), name.into())
+    }
+    /// The same handle naming `protocol` as its socket's (the socket sets
+    /// it; a test or a tool attaching a layer by hand sets it here).
+    pub fn with_protocol(mut self, protocol: ProtocolSpec) -> LayerHandle {
+        self.protocol = Some(protocol);
+        self
+    }
+    /// The same handle naming `options` as its socket's.
+    pub fn with_options(mut self, options: Options) -> LayerHandle {
+        self.options = Some(Arc::new(options));
+        self
+    }
+    /// The options the socket was built with (a layer that must fit what
+    /// the protocol below does, e.g. how often REQ resends, reads them
+    /// here). `None` only for a detached handle.
+    pub fn options(&self) -> Option<&Options> {
+        self.options.as_deref()
+    }
+    /// The protocol of the socket the layer is built into: its id, name and
+    /// the protocol its peers speak (a layer above REQ sees `req`, peer
+    /// `rep`; a raw socket's layer sees the same). `None` only for a
+    /// detached handle.
+    pub fn protocol(&self) -> Option<ProtocolSpec> {
+        self.protocol
     }
     /// Counts a message the layer dropped, and traces it.
     pub fn dropped(&self, reason: DropReason) {

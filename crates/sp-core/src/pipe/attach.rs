@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info_span, Instrument};
+use tracing::{Instrument, Span};
 
 use super::scope::Counted;
 use super::table::{next_pipe_id, LivePipes, PipeEntry};
 use crate::core::{Core, PipeEvent};
+use crate::endpoint::ListenerSlot;
 use crate::queue::Queue;
 use crate::routing::Routed;
 use crate::stats::{Counters, DropReason, RejectReason};
@@ -16,17 +17,23 @@ use crate::{Connection, Error, Message, Result};
 
 impl Core {
     /// Adds an open pipe: hooks, admission, then its writer and reader
-    /// tasks. `endpoint` is the token of the dialer or listener it came
-    /// from: closing that endpoint aborts the pipe.
+    /// tasks, which run in `span` (the one its handshake ran in). `endpoint`
+    /// is the token of the dialer or listener it came from: closing that
+    /// endpoint aborts the pipe. `slot` is its place among a listener's
+    /// pipes, if it came from one.
     pub(crate) fn attach(
         self: &Arc<Self>,
         conn: Connection,
+        span: Span,
         endpoint: &CancellationToken,
+        slot: Option<ListenerSlot>,
     ) -> Result<Arc<PipeEntry>> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
         let id = next_pipe_id();
+        span.record("id", id);
+        let _in = span.enter();
         let info = Arc::new(conn.info);
         if !self.fire(&PipeEvent::AddPre(id, info.clone())) {
             self.refuse(
@@ -50,6 +57,7 @@ impl Core {
             drain: abort.child_token(),
             abort,
             gone: CancellationToken::new(),
+            slot: std::sync::Mutex::new(slot),
         });
         // the limit and the insert under one lock: two pipes racing for a
         // PAIR's one place cannot both get it
@@ -87,8 +95,7 @@ impl Core {
         }
         self.router.pipe_added(id);
         self.counters.pipe_opened();
-        let span = info_span!(target: "spstack", "pipe", id, peer = %info.peer_addr, transport = info.transport, protocol = %info.peer.protocol, stack = ?info.local.layers);
-        tracing::info!(target: "spstack", parent: &span, "pipe added");
+        tracing::info!(target: "spstack", "pipe added");
         let Connection { tx, rx, .. } = conn;
         let tx = Counted {
             inner: tx,
@@ -107,7 +114,7 @@ impl Core {
         let core = self.clone();
         let e2 = entry.clone();
         self.tasks
-            .spawn(async move { core.reader(e2, rx).await }.instrument(span));
+            .spawn(async move { core.reader(e2, rx).await }.instrument(span.clone()));
         self.fire(&PipeEvent::AddPost(id, info));
         self.wake_senders();
         Ok(entry)
@@ -136,6 +143,7 @@ impl Core {
         if self.write_pipes().remove(p.id).is_none() {
             return;
         }
+        drop(p.slot.lock().unwrap_or_else(|e| e.into_inner()).take());
         self.router.pipe_removed(p.id);
         self.counters.pipe_closed();
         if !self.is_closed() {

@@ -3,6 +3,8 @@
 //! is counted, traced and raised as a [`PipeEvent::Refused`](crate::PipeEvent).
 
 use tower::ServiceExt;
+use tracing::field::{display, Empty};
+use tracing::{info_span, Instrument, Span};
 
 use crate::core::Core;
 use crate::layer::RecvLimit;
@@ -18,16 +20,23 @@ impl Core {
             local: self.announce.clone(),
             recv_limit: RecvLimit::new(self.opts.recv_max_size),
             counters: self.counters.clone(),
+            alloc_budget: self.alloc_budget.clone(),
         }
     }
 
-    /// Announcement exchange, peer check, pipe layer handshakes.
+    /// Announcement exchange, peer check, pipe layer handshakes, inside the
+    /// span the pipe keeps for its whole life (returned with the connection
+    /// for `attach`): what a layer logs during its handshake and why a pipe
+    /// was refused carry the peer and the stack.
     pub(crate) async fn open_pipe(
         &self,
         raw: Box<dyn Unannounced>,
         dialer: bool,
-    ) -> Result<Connection> {
+    ) -> Result<(Connection, Span)> {
         let peer = raw.peer_addr();
+        // the id once it joins; the transport and the peer's protocol once
+        // its announcement is read
+        let span = info_span!(target: "spstack", "pipe", id = Empty, peer = %peer, dialer, transport = Empty, protocol = self.spec.name, peer_protocol = Empty, stack = ?self.announce.layers);
         let deadline = self.opts.handshake_timeout;
         let cfg = self.pipe_config();
         let upgrade = self.upgrade.clone();
@@ -56,14 +65,22 @@ impl Core {
                 .map_err(|e| (RejectReason::LayerFailed, e))?;
             Ok::<_, (RejectReason, Error)>(svc)
         };
-        let res = match tokio::time::timeout(deadline, work).await {
+        let res = match tokio::time::timeout(deadline, work)
+            .instrument(span.clone())
+            .await
+        {
             Ok(r) => r,
             Err(_) => Err((
                 RejectReason::HandshakeTimeout,
                 Error::HandshakeTimeout(deadline),
             )),
         };
-        res.map_err(|(reason, e)| {
+        if let Ok(conn) = &res {
+            span.record("transport", conn.info.transport);
+            span.record("peer_protocol", display(conn.info.peer.protocol));
+        }
+        let _in = span.enter();
+        res.map(|conn| (conn, span.clone())).map_err(|(reason, e)| {
             let reason = match (&reason, &e) {
                 (RejectReason::BadHeader, Error::Io(_) | Error::ConnectionClosed) => {
                     RejectReason::Io

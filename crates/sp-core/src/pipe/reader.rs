@@ -8,6 +8,7 @@
 //! from the end of the stream, and what it had sent is counted on this side.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
@@ -32,6 +33,16 @@ enum Stop {
     Broken,
     /// The pipe was aborted.
     Aborted,
+    /// Nothing arrived for `Options::idle_timeout`.
+    Idle,
+}
+
+/// Fires when the idle timer does; never without one.
+async fn idle(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Core {
@@ -43,12 +54,19 @@ impl Core {
         let mut draining = false;
         let mut batch: VecDeque<Message> = VecDeque::with_capacity(BATCH);
         let mut key = WaitKey::default();
+        let idle_after = self.opts.idle_timeout;
+        let mut idle_timer = idle_after.map(|d| Box::pin(tokio::time::sleep(d)));
         let stop = 'read: loop {
             if draining {
                 if p.abort.is_cancelled() {
                     break 'read Stop::Aborted;
                 }
                 break 'read self.drain(&p, &mut rx).await;
+            }
+            if let (Some(t), Some(d)) = (&mut idle_timer, idle_after) {
+                // from now: time spent waiting for room in the receive
+                // queue is the application's, not the peer's silence
+                t.as_mut().reset(tokio::time::Instant::now() + d);
             }
             let mut next = tokio::select! {
                 biased;
@@ -57,6 +75,7 @@ impl Core {
                     continue;
                 }
                 n = rx.next() => n,
+                _ = idle(&mut idle_timer) => break 'read Stop::Idle,
             };
             let mut stop = None;
             let mut batch_bytes = 0;
@@ -127,6 +146,10 @@ impl Core {
             }
         };
         self.recv.cancel_push(&mut key);
+        if let Stop::Idle = stop {
+            self.counters.rejected(RejectReason::IdleTimeout);
+            warn!(target: "spstack", timeout = ?idle_after, "nothing received for the idle timeout; closing pipe");
+        }
         // the peer hung up: our write in flight may still finish; anything
         // else stops the pipe now
         self.detach(&p, matches!(stop, Stop::Eof));

@@ -52,6 +52,9 @@ pub(crate) struct PipeEntry {
     pub drain: CancellationToken,
     /// Fired once the pipe has left the table (a dialer redials then).
     pub gone: CancellationToken,
+    /// Its place among its listener's pipes, given back when it leaves the
+    /// table (not when its tasks end: the linger does not hold a place).
+    pub slot: std::sync::Mutex<Option<crate::endpoint::ListenerSlot>>,
 }
 
 /// Hashes a pipe id with one multiplication: ids are not chosen by peers,

@@ -139,7 +139,11 @@ impl SocketBuilder {
         }
         for l in &self.msg_layers {
             let info = l.info();
-            l.attach(&LayerHandle::new(raw.counters().clone(), info.name.clone()));
+            l.attach(
+                &LayerHandle::new(raw.counters().clone(), info.name.clone())
+                    .with_protocol(spec)
+                    .with_options(self.opts.clone()),
+            );
             components.push(info);
         }
         let pipe_infos: Vec<ComponentInfo> =

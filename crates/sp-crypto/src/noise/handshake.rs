@@ -22,6 +22,12 @@ const MAX_HANDSHAKE_STEPS: usize = 3;
 /// payload is e (32) + encrypted s (48) + empty payload tag (16).
 const HANDSHAKE_OUT: usize = 256;
 
+/// Domain separation for the IK key confirmation: its associated data is
+/// this label and the handshake hash, so the tag can stand for nothing else
+/// (record pieces authenticate 5 bytes of position) and proves the dialer
+/// finished *this* handshake, prologue included.
+const IK_CONFIRM_LABEL: &[u8] = b"spstack-noise-ik/3 key confirmation\0";
+
 /// The Noise pipe layer (see the [module docs](super)).
 pub struct Noise {
     cfg: Arc<NoiseConfig>,
@@ -156,19 +162,8 @@ async fn run(cfg: Arc<NoiseConfig>, mut conn: Connection) -> Result<Connection> 
             conn.tx.send(Message::from(&out[..n])).await?;
             continue;
         }
-        let frame = match conn.rx.next().await {
-            Some(f) => f?,
-            None => return Err(Error::ConnectionClosed),
-        };
+        let frame = read_handshake_frame(&mut conn, hs_limit).await?;
         let bytes = frame.wire();
-        // the transport enforced the limit before allocating; a transport
-        // without a reader limit (or a frame with a pipe header) still stops here
-        if bytes.len() > hs_limit {
-            return Err(Error::TooLarge {
-                size: bytes.len() as u64,
-                limit: hs_limit,
-            });
-        }
         if first_read {
             first_read = false;
             // both patterns open the peer's first message with its ephemeral key in clear
@@ -210,13 +205,28 @@ async fn run(cfg: Arc<NoiseConfig>, mut conn: Connection) -> Result<Connection> 
         }
     };
 
+    let mut confirm_ad = IK_CONFIRM_LABEL.to_vec();
+    confirm_ad.extend_from_slice(hs.get_handshake_hash());
     let (mut k1, mut k2) = hs.dangerously_get_raw_split();
     // split(): the first key carries initiator-to-responder traffic
     let (send_k, recv_k) = if dialer { (&k1, &k2) } else { (&k2, &k1) };
-    let (send, recv) = (CipherState::new(send_k), CipherState::new(recv_k));
+    let (mut send, mut recv) = (CipherState::new(send_k), CipherState::new(recv_k));
     k1.zeroize();
     k2.zeroize();
     drop(hs);
+
+    if cfg.pattern == Pattern::IK {
+        if dialer {
+            let tag = send
+                .reserve(1)
+                .and_then(|n| send.seal_at(n, &confirm_ad, &mut []))
+                .map_err(|e| err(format!("cannot seal the key confirmation: {e:?}")))?;
+            send.commit(1);
+            conn.tx.send(Message::from(&tag[..])).await?;
+        } else {
+            confirm_ik_dialer(&mut conn, hs_limit, &mut recv, &confirm_ad, &err).await?;
+        }
+    }
 
     let max_body = conn.info.recv_max_size;
     limit.set(record::frame_limit(max_body));
@@ -236,6 +246,57 @@ async fn run(cfg: Arc<NoiseConfig>, mut conn: Connection) -> Result<Connection> 
     });
     tracing::debug!(target: "spstack", layer = name, peer = %b64(&peer_key), "noise handshake complete");
     Ok(conn)
+}
+
+/// One handshake frame, refused above `limit` bytes.
+async fn read_handshake_frame(conn: &mut Connection, limit: usize) -> Result<Message> {
+    let frame = match conn.rx.next().await {
+        Some(f) => f?,
+        None => return Err(Error::ConnectionClosed),
+    };
+    // the transport enforced the limit before allocating; a transport
+    // without a reader limit (or a frame with a pipe header) still stops here
+    if frame.wire().len() > limit {
+        return Err(Error::TooLarge {
+            size: frame.wire().len() as u64,
+            limit,
+        });
+    }
+    Ok(frame)
+}
+
+/// The IK listener's proof that the dialer holds this handshake's keys.
+///
+/// IK message 1 is replayable: it carries the dialer's static key and
+/// nothing the listener chose, so reading it and answering message 2
+/// proves nothing about who sent it. Only the dialer that made message 1
+/// (holding its ephemeral and static secrets) can derive the keys that
+/// message 2 leads to; one tag under those keys, over the handshake hash,
+/// is the proof. Until it verifies no pipe exists, so a replayer only ever
+/// holds a half-open slot, under the handshake deadline like any other.
+async fn confirm_ik_dialer(
+    conn: &mut Connection,
+    limit: usize,
+    recv: &mut CipherState,
+    ad: &[u8],
+    err: &impl Fn(String) -> Error,
+) -> Result<()> {
+    let frame = read_handshake_frame(conn, limit).await?;
+    let tag = frame.wire();
+    if tag.len() != TAG_LEN {
+        return Err(err(format!(
+            "the dialer's key confirmation is {} bytes, not {TAG_LEN}; the peer is broken",
+            tag.len()
+        )));
+    }
+    let n = recv
+        .reserve(1)
+        .map_err(|e| err(format!("cannot open the key confirmation: {e:?}")))?;
+    recv.open_at(n, ad, &mut [], tag).map_err(|_| {
+        err("the dialer's key confirmation failed: it does not hold this handshake's keys (a replayed IK message 1, or a broken peer)".into())
+    })?;
+    recv.commit(1);
+    Ok(())
 }
 
 /// Seals every outgoing message into one frame.

@@ -35,8 +35,10 @@
 //! 2. This layer, added first so it sits nearest the transport, runs
 //!    `Noise_XX_25519_ChaChaPoly_BLAKE2s` (default: mutual authentication,
 //!    the dialer's identity hidden from passive observers) or
-//!    `Noise_IK_25519_ChaChaPoly_BLAKE2s` (one round trip less; the dialer
-//!    must know the listener's public key). The dialer is the initiator.
+//!    `Noise_IK_25519_ChaChaPoly_BLAKE2s` (the dialer must know the
+//!    listener's public key, which then never crosses the wire; with the key
+//!    confirmation of step 4 a pipe opens after as many round trips as with
+//!    XX). The dialer is the initiator.
 //!    The **prologue** is `"spstack-noise/2\0" || dialer announcement ||
 //!    listener announcement`, so a man in the middle who rewrites either
 //!    announcement, even consistently on both sides, breaks the handshake:
@@ -46,7 +48,20 @@
 //!    [`NoiseConfig::accept_any_key`] was called. The key is exposed as
 //!    `PipeInfo::peer_identity`. Low-order (all-zero DH) keys are refused:
 //!    snow 0.10 does not check for them.
-//! 4. Every SP message then travels as one record in one transport frame
+//! 4. IK only (`noise-ik/3`): the dialer follows message 2 with a **key
+//!    confirmation**, one 16-byte ChaChaPoly tag under its transport key
+//!    (nonce 0, empty plaintext, associated data
+//!    `"spstack-noise-ik/3 key confirmation\0" || handshake hash`), and the
+//!    listener attaches no pipe before that tag verifies. IK message 1 has
+//!    nothing fresh from the listener in it, so anyone who recorded one can
+//!    replay it and make the listener answer in the victim's name; only the
+//!    real dialer can derive the keys message 2 leads to. (`noise-ik/2`
+//!    attached the pipe after message 2, so a replayer took PAIR's one peer
+//!    slot and kept the real client out.) A replay now costs the listener a
+//!    half-open slot until the handshake deadline, like any unauthenticated
+//!    connection. XX needs no such step: its message 3 is already sealed
+//!    under keys that only the real dialer can derive.
+//! 5. Every SP message then travels as one record in one transport frame
 //!    (see [`record`]): chunks of at most 65519 plaintext bytes, each a Noise
 //!    transport message with consecutive nonces. Anything altered, replayed,
 //!    reordered or truncated closes the pipe, with no nonce moved.
@@ -72,6 +87,8 @@ pub mod cipher;
 mod handshake;
 mod keypair;
 pub mod record;
+#[cfg(test)]
+mod vectors;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -101,9 +118,11 @@ pub enum Pattern {
     /// sent encrypted, the initiator's only after it authenticated the
     /// responder. Component name `noise-xx/2`.
     XX,
-    /// `Noise_IK_25519_ChaChaPoly_BLAKE2s`: two messages; the dialer must
-    /// be given the listener's static key with [`NoiseConfig::remote_static`].
-    /// Component name `noise-ik/2`.
+    /// `Noise_IK_25519_ChaChaPoly_BLAKE2s`: two messages, then the dialer's
+    /// key confirmation, which the listener waits for before the pipe
+    /// attaches (see the [module docs](self)); the dialer must be given the
+    /// listener's static key with [`NoiseConfig::remote_static`].
+    /// Component name `noise-ik/3`.
     IK,
 }
 
@@ -121,7 +140,7 @@ impl Pattern {
     pub fn component_name(self) -> &'static str {
         match self {
             Pattern::XX => "noise-xx/2",
-            Pattern::IK => "noise-ik/2",
+            Pattern::IK => "noise-ik/3",
         }
     }
 }

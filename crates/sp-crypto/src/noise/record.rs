@@ -1,5 +1,7 @@
-//! The record format (`noise-xx/2`, `noise-ik/2`): one SP message is one
-//! record is one transport frame, sealed where it lies.
+//! The record format (version 2, used by `noise-xx/2` and `noise-ik/3`): one
+//! SP message is one record is one transport frame, sealed where it lies.
+//! Under IK the dialer's key confirmation takes its first nonce, so its
+//! records start at nonce 1.
 //!
 //! ```text
 //! plaintext record R:  [flags u8][body length u32 BE][message bytes][zero padding]
