@@ -17,7 +17,7 @@ async fn main() {
 async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "roundtrips");
-    let sock = spstack::rep0()
+    let sock = common::layers(spstack::rep0(), true)
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
     common::watch(&sock);

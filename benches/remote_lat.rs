@@ -20,7 +20,7 @@ async fn main() {
 async fn body() {
     common::hard_limit(TOOL);
     let a = common::args(TOOL, "roundtrips");
-    let sock = spstack::req0()
+    let sock = common::layers(spstack::req0(), false)
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
     common::watch(&sock);

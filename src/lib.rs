@@ -25,8 +25,9 @@ pub use sp_core::{
     copied_bytes, describe, device, layer, protocol, queue, routing, stats, transport,
     Announcement, BoxFuture, BoxSink, BoxStream, Connection, ContextService, CookedProtocol,
     CookedSocket, DropReason, Endpoint, Error, Handover, Message, MessageIo, Options, Overhead,
-    PipeEvent, PipeId, PipeInfo, ProtocolId, ProtocolSpec, RawSocket, RecvPolicy, Refusal,
-    RejectReason, Result, Routed, Routing, Socket, SocketBuilder, SocketContext, Stats, Verdict,
+    PipeEvent, PipeId, PipeInfo, ProtocolId, ProtocolSpec, RawSocket, Receipts, RecvPolicy,
+    Refusal, RejectReason, Requeued, Result, Routed, Routing, Socket, SocketBuilder, SocketContext,
+    SocketLink, Stats, Verdict,
 };
 pub use sp_protocols::{
     bus, pair1, reflect, survey, Bus0Raw, Pair1, Pair1Raw, Respondent0, Respondent0Raw, Surveyor0,
@@ -35,6 +36,10 @@ pub use sp_protocols::{
 pub use sp_protocols::{pubsub, Pub0Raw, Sub0, Sub0Raw, SubControl};
 pub use sp_protocols::{raw, rep, req, Plain, Rep0, Req0, ReqState};
 pub use sp_transports::{Inproc, Ipc, Tcp};
+
+/// Liveness and delivery that survives a dying pipe: the `heartbeat/1` and
+/// `ack/1` pipe layers (the `sp-reliable` crate).
+pub use sp_reliable as reliable;
 
 pub mod wiretap;
 

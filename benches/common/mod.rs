@@ -151,8 +151,38 @@ fn env_on(name: &str) -> bool {
 
 /// `SPBENCH_NOISE=1` adds the Noise hop layer, `SPBENCH_SIGN=1` the
 /// integrity layer (fixed bench keys, each side trusting the other), so the
-/// two-process tools measure hop encryption and signing.
+/// two-process tools measure hop encryption and signing. Above Noise,
+/// `SPBENCH_HEARTBEAT=1` adds `heartbeat/1` (1 s) and `SPBENCH_ACK=1` adds
+/// `ack/1` (`SPBENCH_ACK_DELAY_MS`, `SPBENCH_ACK_WINDOW`), last as it must
+/// be: their cost.
 pub fn layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuilder {
+    let b = crypto_layers(b, listener);
+    let b = if env_on("SPBENCH_HEARTBEAT") {
+        b.pipe_layer(spstack::reliable::heartbeat::layer(Duration::from_secs(1)))
+    } else {
+        b
+    };
+    if env_on("SPBENCH_ACK") {
+        // SPBENCH_ACK_DELAY_MS, SPBENCH_ACK_WINDOW: the layer's settings
+        // (its defaults, 10 ms and 4096, unless set)
+        let num = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        b.pipe_layer(
+            spstack::reliable::ack::Ack::new()
+                .ack_delay(Duration::from_millis(num("SPBENCH_ACK_DELAY_MS", 10)))
+                .window(num("SPBENCH_ACK_WINDOW", 4096) as usize)
+                .layer(),
+        )
+    } else {
+        b
+    }
+}
+
+fn crypto_layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBuilder {
     let b = if env_on("SPBENCH_SIGN") {
         use sp_crypto::integrity::{Integrity, IntegrityConfig};
         use sp_crypto::keys::SigningKeypair;

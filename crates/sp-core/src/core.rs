@@ -3,7 +3,7 @@
 //! in `pipe/`, dialers and listeners in `endpoint.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::task::{Context, Poll};
 
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::layer::{FramePlan, PipeInfo, UpgradeService};
+use crate::pipe::link::{next_socket_id, ReceiptTable};
 use crate::pipe::table::{LivePipes, PipeTable};
 use crate::protocol::ProtocolSpec;
 use crate::queue::{Queue, WaitKey, WaitList};
@@ -51,6 +52,12 @@ pub type PipeHook = Arc<dyn Fn(&PipeEvent) -> bool + Send + Sync>;
 
 /// The shared state of one raw socket.
 pub(crate) struct Core {
+    /// Itself, for the links its pipes hand to their layers.
+    pub(crate) me: Weak<Core>,
+    /// Unique in the process (`SocketLink::socket_id`).
+    pub(crate) id: u64,
+    /// Pipes whose layers asked to hear what the socket took.
+    pub(crate) receipts: ReceiptTable,
     pub(crate) router: Arc<dyn Routing>,
     pub(crate) spec: ProtocolSpec,
     pub(crate) opts: Options,
@@ -97,7 +104,10 @@ impl Core {
             layers: p.layer_names,
         };
         let alloc_budget = AllocBudget::new(p.opts.recv_queue_bytes);
-        Arc::new(Core {
+        Arc::new_cyclic(|me| Core {
+            me: me.clone(),
+            id: next_socket_id(),
+            receipts: ReceiptTable::default(),
             recv: Queue::with_bytes(p.opts.recv_queue, p.opts.recv_queue_bytes, Message::len),
             router: p.router,
             spec,
@@ -222,8 +232,16 @@ impl Core {
             return;
         }
         self.cancel.cancel();
-        for _ in self.recv.close() {
-            self.count_drop(DropReason::Closed, "receive queue discarded by close");
+        {
+            // every frame a receiver took before this point is settled
+            // before the pipes start closing
+            let _settled = self.receipts.write_barrier();
+            for _ in self.recv.close() {
+                self.count_drop(DropReason::Closed, "receive queue discarded by close");
+            }
+            for _ in self.receipts.clear() {
+                self.count_drop(DropReason::Closed, "handed back, still waiting for a pipe");
+            }
         }
         let pipes: Vec<_> = self.read_pipes().list().to_vec();
         for p in pipes {
@@ -282,8 +300,15 @@ impl Core {
         key: &mut WaitKey,
     ) -> Poll<Result<Message>> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let barrier = self.receipts.active().then(|| self.receipts.read_barrier());
         match self.recv.poll_pop(cx, key) {
             Poll::Ready(Some(m)) => {
+                // looked at again after the pop: a watched pipe that joined
+                // meanwhile may have delivered this very message
+                if barrier.is_some() || self.receipts.active() {
+                    self.settle_taken(&m);
+                }
+                drop(barrier);
                 coop.made_progress();
                 Poll::Ready(Ok(m))
             }

@@ -67,6 +67,17 @@ pub enum Error {
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     ConnectionClosed,
+    /// A keepalive gave up on the peer: nothing arrived from it for `after`.
+    /// It vanished without closing (power loss, partition), froze, or the
+    /// link is down. The pipe is closed and counted as
+    /// `RejectReason::Unresponsive`; a dialer redials.
+    #[error("{by}: nothing heard from the peer for {after:?}; it is gone, frozen or unreachable")]
+    PeerSilent {
+        /// What noticed (`heartbeat/1`, the WebSocket keepalive).
+        by: String,
+        /// How long the peer was silent.
+        after: Duration,
+    },
     /// An operating-system I/O error.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),

@@ -43,8 +43,17 @@
 //!
 //! **Nothing is lost silently.** Every message `send` accepts ends written
 //! to a transport (`Stats::msgs_out`), moved to another pipe when the one it
-//! was queued on died, or counted under a [`DropReason`]; closing counts what
-//! it discards (`Closed`) after the linger (`Options::linger`).
+//! was queued on died (`Stats::requeued`), or counted under a
+//! [`DropReason`]; closing counts what it discards (`Closed`) after the
+//! linger (`Options::linger`).
+//!
+//! **A layer can do better.** A pipe layer that keeps what it sent until
+//! the peer acknowledges it hands the unacknowledged frames of a dying pipe
+//! back to the routing through the pipe's [`SocketLink`]
+//! (`SocketLink::requeue`, counted `Stats::returned`), and learns from the
+//! socket when the frames it received were taken ([`Receipts`]), so it
+//! acknowledges what the application got, not what a closing socket threw
+//! away. `sp-reliable`'s `ack/1` is such a layer.
 //!
 //! ## Map of the crate
 //!
@@ -97,6 +106,7 @@ pub use crate::message::{
     copied_bytes, record_copy, CopyScope, Direction, Message, RecvBuf, DEFAULT_HEADROOM,
 };
 pub use crate::options::Options;
+pub use crate::pipe::link::{Receipts, Requeued, SocketLink, MAX_HANDED_BACK};
 pub use crate::pipe::table::PipeId;
 pub use crate::protocol::{ProtocolId, ProtocolSpec};
 pub use crate::raw::{raw_io, RawSink, RawSocket, RawStream};

@@ -270,6 +270,16 @@ impl<T> Queue<T> {
     /// count and the byte budget (SUB's policy). Returns how many were
     /// dropped; `Err` gives the item back when closed.
     pub fn push_evict(&self, item: T) -> Result<usize, T> {
+        self.push_evicting(item, drop)
+    }
+
+    /// [`Queue::push_evict`], handing what it drops to `evicted` (for a
+    /// caller that must settle each one) instead of dropping it.
+    pub fn push_evict_into(&self, item: T, evicted: &mut Vec<T>) -> Result<usize, T> {
+        self.push_evicting(item, |t| evicted.push(t))
+    }
+
+    fn push_evicting(&self, item: T, mut on_evict: impl FnMut(T)) -> Result<usize, T> {
         let mut s = self.lock();
         if s.closed {
             return Err(item);
@@ -279,7 +289,9 @@ impl<T> Queue<T> {
         while !s.items.is_empty()
             && (s.items.len() >= s.cap || s.bytes.saturating_add(w) > s.cap_bytes)
         {
-            s.pop();
+            if let Some(old) = s.pop() {
+                on_evict(old);
+            }
             evicted += 1;
         }
         s.push(item);

@@ -102,11 +102,15 @@ pub enum RejectReason {
     ListenerFull,
     /// The pipe received nothing for `Options::idle_timeout`.
     IdleTimeout,
+    /// The peer went silent: a keepalive (the `heartbeat/1` pipe layer, a
+    /// WebSocket ping) heard nothing from it in time, so it vanished without
+    /// closing, froze, or the link is down (`Error::PeerSilent`).
+    Unresponsive,
 }
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::BadHeader,
         RejectReason::ProtocolMismatch,
         RejectReason::LayerMismatch,
@@ -119,6 +123,7 @@ impl RejectReason {
         RejectReason::Io,
         RejectReason::ListenerFull,
         RejectReason::IdleTimeout,
+        RejectReason::Unresponsive,
     ];
     fn index(self) -> usize {
         RejectReason::ALL
@@ -141,6 +146,7 @@ impl RejectReason {
             RejectReason::Io => "io",
             RejectReason::ListenerFull => "listener_full",
             RejectReason::IdleTimeout => "idle_timeout",
+            RejectReason::Unresponsive => "unresponsive",
         }
     }
 }
@@ -156,6 +162,8 @@ pub struct Counters {
     bytes_copied_in: AtomicU64,
     pipes_opened: AtomicU64,
     pipes_closed: AtomicU64,
+    requeued: AtomicU64,
+    returned: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
     rejects: [AtomicU64; RejectReason::ALL.len()],
 }
@@ -192,6 +200,15 @@ impl Counters {
     pub fn rejected(&self, r: RejectReason) {
         self.rejects[r.index()].fetch_add(1, Relaxed);
     }
+    /// Counts a message moved off a dying pipe to another one.
+    pub fn requeued(&self) {
+        self.requeued.fetch_add(1, Relaxed);
+    }
+    /// Counts a message a pipe layer handed back after the pipe's writer
+    /// counted it as sent (see `Stats::returned`).
+    pub(crate) fn returned(&self) {
+        self.returned.fetch_add(1, Relaxed);
+    }
     pub(crate) fn pipe_opened(&self) {
         self.pipes_opened.fetch_add(1, Relaxed);
     }
@@ -209,6 +226,8 @@ impl Counters {
             bytes_copied_in: self.bytes_copied_in.load(Relaxed),
             pipes_opened: self.pipes_opened.load(Relaxed),
             pipes_closed: self.pipes_closed.load(Relaxed),
+            requeued: self.requeued.load(Relaxed),
+            returned: self.returned.load(Relaxed),
             drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
             rejects: std::array::from_fn(|i| self.rejects[i].load(Relaxed)),
         }
@@ -237,6 +256,15 @@ pub struct Stats {
     pub pipes_opened: u64,
     /// Pipes detached.
     pub pipes_closed: u64,
+    /// Messages that left a dying pipe for another: unsent ones the socket
+    /// moved, and written ones a pipe layer handed back unacknowledged.
+    pub requeued: u64,
+    /// Messages a pipe layer handed back after they were counted in
+    /// `msgs_out` (an acknowledging layer's unacknowledged frames of a pipe
+    /// that died): each is counted again where it ends (written once more, or
+    /// dropped). Once everything has settled, every message `send` accepted
+    /// is `msgs_out - returned + total_drops()`.
+    pub returned: u64,
     drops: [u64; DropReason::ALL.len()],
     rejects: [u64; RejectReason::ALL.len()],
 }
@@ -277,6 +305,9 @@ impl std::fmt::Display for Stats {
             "pipes_opened {} pipes_closed {}",
             self.pipes_opened, self.pipes_closed
         )?;
+        if self.requeued > 0 || self.returned > 0 {
+            writeln!(f, "requeued {} returned {}", self.requeued, self.returned)?;
+        }
         for r in DropReason::ALL {
             if self.drops(r) > 0 {
                 writeln!(f, "dropped {:?} {}", r, self.drops(r))?;

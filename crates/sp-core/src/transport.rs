@@ -129,6 +129,7 @@ impl PipeConfig {
             recv_max_size: self.recv_max_size,
             recv_limit: self.recv_limit.clone(),
             dialer,
+            link: crate::SocketLink::detached(),
         }
     }
 }

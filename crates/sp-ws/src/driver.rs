@@ -301,10 +301,14 @@ impl<W: Wire> Driver<W> {
                 }
                 Some(sent) if now.duration_since(sent) >= ka.timeout => {
                     let timeout = ka.timeout;
+                    // counted as `RejectReason::Unresponsive`, as the
+                    // `heartbeat/1` pipe layer's verdict is
                     self.fail(
-                        Error::protocol(format!(
-                            "the peer did not answer a WebSocket ping within {timeout:?} (dead peer or stalled link); tune WsConfig::ping_timeout"
-                        )),
+                        Error::PeerSilent {
+                            by: "the WebSocket keepalive (no pong; see WsConfig::ping_timeout)"
+                                .into(),
+                            after: timeout,
+                        },
                         Some((1011, "keepalive timeout")),
                     );
                     return;

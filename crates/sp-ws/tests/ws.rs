@@ -259,6 +259,10 @@ async fn dead_peer_is_dropped_by_keepalive() {
     })
     .await;
     drop(ws);
+    // counted as a silent peer, as the heartbeat/1 pipe layer counts one
+    let st = rep.stats();
+    assert_eq!(st.rejects(sp_core::RejectReason::Unresponsive), 1, "{st}");
+    assert_eq!(st.rejects(sp_core::RejectReason::ProtocolError), 0, "{st}");
 
     // a live spstack peer answers pings and stays
     let req = sock_with("req", &cfg, |b| b);

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use futures::{Sink, Stream};
 
 use super::{ComponentInfo, Overhead};
-use crate::{Announcement, Error, Message, Result};
+use crate::{Announcement, Error, Message, Result, SocketLink};
 
 /// A boxed, `Send` future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -41,6 +41,10 @@ pub struct PipeInfo {
     pub recv_limit: RecvLimit,
     /// True on the side that dialed.
     pub dialer: bool,
+    /// The line back to the socket, for a layer that hands frames back or
+    /// acknowledges what the socket took (see [`SocketLink`]). Detached until
+    /// the socket sets it, after the announcement exchange.
+    pub link: SocketLink,
 }
 
 /// The largest frame a pipe's transport will read, shared between the

@@ -94,6 +94,7 @@ impl Core {
             entry.drain.cancel();
         }
         self.router.pipe_added(id);
+        self.link_attached(&info.link, id);
         self.counters.pipe_opened();
         tracing::info!(target: "spstack", "pipe added");
         let Connection { tx, rx, .. } = conn;
@@ -117,6 +118,7 @@ impl Core {
             .spawn(async move { core.reader(e2, rx).await }.instrument(span.clone()));
         self.fire(&PipeEvent::AddPost(id, info));
         self.wake_senders();
+        self.offer_waiting();
         Ok(entry)
     }
 
@@ -175,7 +177,7 @@ impl Core {
             self.router.requeue(m, &mut live)
         };
         match outcome {
-            Routed::Queued(_) => {}
+            Routed::Queued(_) => self.counters.requeued(),
             Routed::Dropped(r) => self.count_drop(r, "its pipe closed before it was written"),
             Routed::Wait(_) | Routed::Refused(_) => {
                 self.count_drop(reason, "its pipe closed before it was written")

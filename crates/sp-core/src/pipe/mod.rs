@@ -4,6 +4,7 @@
 //! another pipe or counted).
 
 mod attach;
+pub(crate) mod link;
 mod open;
 mod reader;
 pub(crate) mod scope;

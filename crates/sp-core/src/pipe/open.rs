@@ -42,15 +42,17 @@ impl Core {
         let upgrade = self.upgrade.clone();
         let expected = self.spec.peer;
         let local = self.announce.clone();
+        let link = self.link();
         let work = async move {
             // a stream layer under the framing (TLS, WebSocket) reports its
             // own failures as layer errors: count them as such
-            let conn = raw.announce(cfg, dialer).await.map_err(|e| match e {
+            let mut conn = raw.announce(cfg, dialer).await.map_err(|e| match e {
                 Error::Layer { .. } => (RejectReason::LayerFailed, e),
                 Error::Mismatch { index: None, .. } => (RejectReason::ProtocolMismatch, e),
                 Error::Mismatch { .. } => (RejectReason::LayerMismatch, e),
                 e => (RejectReason::BadHeader, e),
             })?;
+            conn.info.link = link;
             local.check_peer(expected, &conn.info.peer).map_err(|e| {
                 let r = if conn.info.peer.protocol != expected {
                     RejectReason::ProtocolMismatch

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt};
 use tracing::{debug, warn};
 
+use super::link::Tracked;
 use super::scope::Counted;
 use super::table::{PipeEntry, ReaderContext};
 use crate::core::Core;
@@ -56,6 +57,11 @@ impl Core {
         let mut key = WaitKey::default();
         let idle_after = self.opts.idle_timeout;
         let mut idle_timer = idle_after.map(|d| Box::pin(tokio::time::sleep(d)));
+        // a layer that acknowledges what the socket took hears about every
+        // frame by its number (see `SocketLink`)
+        let tracked = self.tracked(p.id);
+        let mut frame_no: u64 = 0;
+        let mut evicted: Vec<Message> = Vec::new();
         let stop = 'read: loop {
             if draining {
                 if p.abort.is_cancelled() {
@@ -83,7 +89,11 @@ impl Core {
                 match next {
                     Some(Ok(m)) => {
                         batch_bytes += m.len();
-                        if let Err(why) = self.accept_frame(&p, m, &mut batch) {
+                        let n = frame_no;
+                        frame_no += 1;
+                        if let Err(why) =
+                            self.accept_frame(&p, m, &mut batch, n, tracked.as_deref())
+                        {
                             warn!(target: "spstack", why, "protocol violation; closing pipe");
                             stop = Some(Stop::Broken);
                             break;
@@ -110,9 +120,9 @@ impl Core {
             }
             if !batch.is_empty() && self.router.recv_policy() == RecvPolicy::DropOldest {
                 for m in batch.drain(..) {
-                    match self.recv.push_evict(m) {
-                        Ok(evicted) => {
-                            for _ in 0..evicted {
+                    match self.recv.push_evict_into(m, &mut evicted) {
+                        Ok(n) => {
+                            for _ in 0..n {
                                 p.stats.dropped(DropReason::QueueFull);
                                 self.count_drop(
                                     DropReason::QueueFull,
@@ -120,7 +130,18 @@ impl Core {
                                 );
                             }
                         }
-                        Err(_) => self.count_drop(DropReason::Closed, "socket closed"),
+                        Err(_) => {
+                            if let Some(t) = &tracked {
+                                t.unqueue(1);
+                            }
+                            self.count_drop(DropReason::Closed, "socket closed")
+                        }
+                    }
+                    // dropped and counted: done with, as if taken
+                    for old in evicted.drain(..) {
+                        if tracked.is_some() || self.receipts.active() {
+                            self.settle_taken(&old);
+                        }
                     }
                 }
             }
@@ -135,6 +156,9 @@ impl Core {
                 };
                 if let Err(reason) = pushed {
                     self.recv.cancel_push(&mut key);
+                    if let Some(t) = &tracked {
+                        t.unqueue(batch.len());
+                    }
                     for _ in batch.drain(..) {
                         p.stats.dropped(reason);
                         self.count_drop(reason, "received, never delivered");
@@ -149,6 +173,9 @@ impl Core {
         if let Stop::Idle = stop {
             self.counters.rejected(RejectReason::IdleTimeout);
             warn!(target: "spstack", timeout = ?idle_after, "nothing received for the idle timeout; closing pipe");
+        }
+        if let Some(t) = &tracked {
+            self.reader_done(p.id, t);
         }
         // the peer hung up: our write in flight may still finish; anything
         // else stops the pipe now
@@ -187,6 +214,8 @@ impl Core {
         p: &PipeEntry,
         mut m: Message,
         out: &mut VecDeque<Message>,
+        n: u64,
+        tracked: Option<&Tracked>,
     ) -> Result<(), String> {
         let len = m.len();
         p.stats.received(len);
@@ -198,13 +227,24 @@ impl Core {
         match self.router.recv(p.id, &mut m, &mut cx) {
             Verdict::Deliver => {
                 m.set_pipe(Some(p.id));
+                if let Some(t) = tracked {
+                    t.queued(n);
+                }
                 out.push_back(m);
                 Ok(())
             }
-            Verdict::Consumed => Ok(()),
+            Verdict::Consumed => {
+                if let Some(t) = tracked {
+                    t.settle(n);
+                }
+                Ok(())
+            }
             Verdict::Drop(r) => {
                 p.stats.dropped(r);
                 self.count_drop(r, "dropped on receive");
+                if let Some(t) = tracked {
+                    t.settle(n);
+                }
                 Ok(())
             }
             Verdict::Close(why) => {
@@ -224,6 +264,7 @@ impl Core {
                 RejectReason::ProtocolError
             }
             Error::Io(_) | Error::ConnectionClosed => RejectReason::Io,
+            Error::PeerSilent { .. } => RejectReason::Unresponsive,
             _ => RejectReason::ProtocolError,
         };
         if reason != RejectReason::Io {

@@ -78,6 +78,13 @@ impl Core {
                 }
                 Err(e) => {
                     debug!(target: "spstack", error = %e, unflushed = fed.0, unfed = pending.len(), "pipe write failed");
+                    if p.info.link.retains_frames() {
+                        // a layer keeps what it was fed and answers for it
+                        // (hands it back or counts it): it left this writer
+                        p.stats.sent_many(fed.0, fed.1);
+                        self.counters.sent_many(fed.0, fed.1);
+                        break End::Broken;
+                    }
                     let reason = if self.is_closed() {
                         DropReason::Closed
                     } else {
