@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use futures::StreamExt;
 use sp_core::layer::RecvLimit;
-use sp_core::transport::PipeConfig;
+use sp_core::transport::{AllocBudget, PipeConfig};
 use sp_core::{Announcement, Error, ProtocolId};
 use sp_transports::stream::{FrameReader, Framing};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -102,6 +102,16 @@ pub fn stream_frames(data: &[u8]) {
         2 => 1 << 20,
         _ => (5 << 20) + inp.u16() as usize,
     };
+    // the socket's allocation budget decides which path a large frame takes:
+    // none (every frame grows as its bytes come), a few KiB (some frames
+    // allocated whole, some grown), or enough for any frame whole
+    let budget_bytes = match (flags >> 3) & 3 {
+        0 => 0,
+        1 => inp.u16() as usize,
+        2 => 1 << 16,
+        _ => 64 << 20,
+    };
+    let budget = AllocBudget::new(budget_bytes);
     let chunk = inp.u8() as usize;
     let headroom = inp.u8() as usize % 64;
     let stream = inp.rest();
@@ -114,6 +124,7 @@ pub fn stream_frames(data: &[u8]) {
         },
         recv_limit: RecvLimit::new(limit),
         counters: Default::default(),
+        alloc_budget: budget.clone(),
     };
     let (want, want_end) = model(stream, framing, limit);
     let mut reader = FrameReader::new(
@@ -148,6 +159,11 @@ pub fn stream_frames(data: &[u8]) {
             stream.len()
         );
     });
+    // a reader that ended, however, holds none of the budget: a peer that
+    // announced a large frame and hung up must not shrink it for the
+    // socket's other pipes
+    drop(reader);
+    assert_eq!(budget.available(), budget_bytes, "budget given back");
     assert_eq!(got.len(), want.len(), "frames read (ended {end:?})");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w);

@@ -153,6 +153,7 @@ fn info(dialer: bool, limit: &RecvLimit) -> PipeInfo {
         recv_max_size: 1 << 16,
         recv_limit: limit.clone(),
         dialer,
+        link: sp_core::SocketLink::detached(),
     }
 }
 
