@@ -20,6 +20,7 @@ def ipc(body): return b"\x01" + u64(len(body)) + body
 
 REQ, REP, PUSH, PULL, PUB, SUB, SURV, RESP, PAIR1 = 0x30, 0x31, 0x50, 0x51, 0x20, 0x21, 0x62, 0x63, 0x11
 seeds = {}
+TRAILER = 1 + 1 + 2 + 2 + 32 + 32 + 16 + 8 + 8 + 8 + 4 + 16 + 64
 def seed(target, name, data): seeds.setdefault(target, []).append((name, data))
 
 seed("announce", "plain-req", sp(REQ))
@@ -99,16 +100,36 @@ seed("noise_handshake", "not-allowed", b"\x0c" + b"\x04\x04")
 seed("noise_handshake", "raw-ephemeral", b"\x00" + chunk(bytes(range(32))))
 seed("noise_handshake", "raw-low-order", b"\x00" + chunk(b"\x01" + bytes(31)))
 
-def signed(op, offset, msg_id, reply, epoch, seq, body, flip=None):
-    b = bytes([op, offset]) + u16(msg_id) + bytes([reply, epoch]) + u16(seq) + short(body)
+# integrity: chunk(trailer) | protocol | socket bits | [resend] | knobs |
+# max_age | max_skew | max_request_age/8 | wall (s), then operations
+P_REQ, P_SURV, P_REP, P_RESP, P_PUSH, P_PULL = 0, 1, 2, 3, 4, 5
+def isock(proto, s, t=1, age=30000, skew=5000, mra=300000 // 8, resend=None):
+    return chunk(b"") + bytes([proto, s]) + (u16(resend) if resend is not None else b"") + bytes([t]) + u16(age) + u16(skew) + u16(mra) + u16(0)
+def irec(signer=0, k=0x10, f=8, msg_id=1, epoch=0, sq=4, off=b"\0", body=b"x", op=1, flip=None, extra=b""):
+    b = bytes([op, signer, k]) + extra + bytes([f]) + u16(msg_id) + bytes([epoch, sq]) + off + short(body)
     return b + (u16(flip) if flip is not None else b"")
-seed("integrity", "one-way", u16(0) + b"\0" + signed(1, 2, 1, 0, 0, 1, b"abc") + signed(1, 2, 2, 0, 0, 2, b"def")
-     + signed(1, 2, 2, 0, 0, 2, b"replay") + signed(1, 0, 3, 0, 0, 3, b"stale") + signed(2, 2, 4, 0, 0, 4, b"flip", 100))
-seed("integrity", "requester", u16(0) + b"\1" + signed(1, 2, 1, 1, 0, 1, b"bound") + signed(1, 2, 2, 0, 0, 2, b"unbound"))
-seed("integrity", "epochs", u16(0) + b"\0" + signed(1, 2, 1, 0, 0, 1, b"a") + signed(1, 2, 1, 0, 1, 1, b"b")
-     + signed(1, 3, 1, 0, 2, 1, b"c"))
-seed("integrity", "trailer", chunk(b"\x01" + bytes(32 + 16 + 24) + b"\x01" + bytes(16 + 64)) + b"\2" + b"\0" + chunk(b"junk"))
-
+def isend(body): return b"\5" + short(body)
+def ireplay(i): return b"\4" + bytes([i])
+def imono(ms): return b"\6" + bytes([4]) + u16(ms)
+ATTACHED, RESEND60 = 4, 2 << 3
+# a REP on a socket: a request, its reply, the request sent again (answered
+# again from the cache), then long after (replayed)
+seed("integrity", "rep-resend", isock(P_REP, ATTACHED) + irec(body=b"job") + isend(b"done") + ireplay(0)
+     + imono(60000) + ireplay(0))
+# a REQ: its request, the bound reply, the reply again, then REQ's error
+seed("integrity", "req-reply", isock(P_REQ, ATTACHED | RESEND60) + isend(b"ask") + irec(f=0, body=b"answer")
+     + ireplay(0) + b"\7")
+# one way: fresh, stale, too far ahead, flipped, untrusted, other audience, a replay
+seed("integrity", "pull-one-way", isock(P_PULL, 0) + irec(f=1, sq=4) + irec(f=1, sq=8, off=b"\2")
+     + irec(f=1, sq=12, off=b"\4") + irec(op=0x19, f=1, sq=16, flip=7) + irec(signer=2, f=1)
+     + irec(signer=3, f=1) + ireplay(0))
+# epochs: one allowed; a second waits for the first to be silent long enough,
+# then the first's old messages are refused as forgotten
+seed("integrity", "epochs", isock(P_PULL, 0, t=0, age=1000, skew=100) + irec(f=1, epoch=0, sq=4)
+     + irec(f=1, epoch=1, sq=4) + imono(1300) + irec(f=1, epoch=1, sq=8) + irec(f=1, epoch=0, sq=8))
+# misdirected: a reply at a REP, a request for another server, a wrong pair
+seed("integrity", "misdirected", isock(P_REP, 0) + irec(k=1, f=0) + irec(f=3) + irec(k=0x30, f=8))
+seed("integrity", "trailer", chunk(b"\2\3" + bytes(TRAILER - 2)) + bytes([P_SURV, 0x60]) + irec(op=0, f=0))
 seed("key_files", "pkcs8", b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n")
 seed("key_files", "spki", b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n")
 seed("key_files", "noise-secret", b"spstack-noise-x25519-secret " + base64.b64encode(bytes(range(32))) + b"\n")
