@@ -178,7 +178,8 @@ impl Stack {
 /// `le` suffix; `bytesN`; `backtrace`), and the word `opaque` for a layer
 /// that transforms what it carries. A third-party layer's crate knows its
 /// format (`info()`); this lets spcat show its fields without that crate.
-pub(crate) fn parse_declare(spec: &str) -> Result<ComponentInfo, String> {
+#[doc(hidden)]
+pub fn parse_declare(spec: &str) -> Result<ComponentInfo, String> {
     let (name, body) = spec
         .split_once('=')
         .ok_or_else(|| format!("--declare {spec:?}: expected NAME=FIELDS, e.g. trace/1=seq:u32"))?;
@@ -236,8 +237,18 @@ pub(crate) fn parse_declare(spec: &str) -> Result<ComponentInfo, String> {
         FieldKind::Bytes(n) => n,
         FieldKind::Backtrace => 4,
     };
-    info.overhead = Overhead::header(header.iter().map(width).sum())
-        .plus(Overhead::trailer(trailer.iter().map(width).sum()));
+    // `bytesN` takes any usize: fields wider in all than a usize are no
+    // format at all, not a sum to wrap
+    let total = |fields: &[Field], part: &str| {
+        fields
+            .iter()
+            .try_fold(0usize, |sum, f| sum.checked_add(width(f)))
+            .ok_or_else(|| {
+                format!("--declare {name}: the {part}'s fields are wider than any frame")
+            })
+    };
+    info.overhead = Overhead::header(total(&header, "header")?)
+        .plus(Overhead::trailer(total(&trailer, "trailer")?));
     Ok(info.with_header(header).with_trailer(trailer))
 }
 
@@ -515,6 +526,24 @@ mod tests {
         for bad in ["0é0", "0\u{20ac}", "000\u{fffd}0", "é"] {
             assert!(parse_hex(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Found by the `spcat_declare` fuzz target: fields whose widths add
+    /// up past `usize` (`bytes18446744073709551615` and one more byte)
+    /// overflowed the overhead's sum and panicked.
+    #[test]
+    fn fuzz_spcat_declare_widths_past_usize_are_an_error() {
+        let max = usize::MAX;
+        for bad in [
+            format!("t/1=a:bytes{max},b:u8"),
+            format!("t/1=a:u8|a:bytes{max},b:bytes{max}"),
+        ] {
+            let e = parse_declare(&bad).expect_err(&bad);
+            assert!(e.contains("wider"), "{e}");
+        }
+        // as wide as can be said is still a format
+        let d = parse_declare(&format!("t/1=a:bytes{max}|b:bytes{max}")).unwrap();
+        assert_eq!((d.overhead.header, d.overhead.trailer), (max, max));
     }
 
     #[test]
