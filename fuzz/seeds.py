@@ -144,6 +144,14 @@ seed("spcat_decode", "noise-integrity", b"\0".join([b"--stack", b"noise-xx/2,req
 seed("spcat_decode", "file-wiretap", b"\0".join([b"--stack=rep0/raw,ws-opcodes", b"--wiretap", b"--file", b"x"]) + b"\0\0" + b"\0\0\0\x05\x80\0\0\x01\x01hi")
 seed("spcat_decode", "unknown-layer", b"\0".join([b"--stack", b"xor/1,pull0,zip/3", b"--raw", b"--hex", b"0x00 0x01"]))
 
+# spcat_declare: chunk(the --declare format) | placement | the frame
+seed("spcat_declare", "header-and-trailer", chunk(b"stamp/1=magic:u16,seq:u32le,tag:bytes3|crc:u32") + b"\0"
+     + u64(13) + b"\xab\xcd\0\0\0\x01xyz" + b"\x80\0\0\x01" + b"\0\0\0\x07")
+seed("spcat_declare", "backtrace-message-layer", chunk(b"route/1=hops:backtrace,ttl:u8") + b"\1"
+     + u64(13) + b"\x80\0\0\x01" + b"\0\0\0\x02\x80\0\0\x03\x05")
+seed("spcat_declare", "opaque-both-sides", chunk(b"zip/1=opaque,len:u24") + b"\2" + u64(4) + b"\0\0\x01z")
+seed("spcat_declare", "bad-type", chunk(b"t/1=a:u8le") + b"\0")
+
 for target, files in seeds.items():
     d = os.path.join("corpus", target)
     os.makedirs(d, exist_ok=True)

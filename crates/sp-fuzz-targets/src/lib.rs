@@ -32,7 +32,7 @@ pub use integrity::integrity;
 pub use keys::key_files;
 pub use net::{socket_tcp, ws_upgrade};
 pub use noise::{noise_handshake, noise_record};
-pub use spcat::{spcat_args, spcat_decode};
+pub use spcat::{spcat_args, spcat_declare, spcat_decode};
 pub use trie::sub_trie;
 pub use ws::ws_message;
 
@@ -55,4 +55,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("key_files", key_files),
     ("spcat_args", spcat_args),
     ("spcat_decode", spcat_decode),
+    ("spcat_declare", spcat_declare),
 ];

@@ -82,4 +82,5 @@ replay!(
     key_files,
     spcat_args,
     spcat_decode,
+    spcat_declare,
 );
