@@ -152,6 +152,16 @@ seed("spcat_declare", "backtrace-message-layer", chunk(b"route/1=hops:backtrace,
 seed("spcat_declare", "opaque-both-sides", chunk(b"zip/1=opaque,len:u24") + b"\2" + u64(4) + b"\0\0\x01z")
 seed("spcat_declare", "bad-type", chunk(b"t/1=a:u8le") + b"\0")
 
+# socket_reliable: server (0 PULL+ack/1, 1 REP+heartbeat/1+ack/1, 2 PULL+heartbeat/1) | raw? |
+# mode (bit 0: no SP header, 1: no heartbeat hello, 2: no ack hello) | hello fields | frames
+def rdata(seq, body): return bytes([0, seq]) + short(body)
+seed("socket_reliable", "pull-ack-copies", b"\0\0\0" + b"\0" + u32(7) + rdata(1, b"a") + rdata(1, b"b")
+     + rdata(2, b"c") + b"\x0a" + rdata(1, b"d"))
+seed("socket_reliable", "rep-heartbeat-ack", b"\1\0\0" + b"\0" + b"\0" + u32(9) + rdata(0, b"q") + b"\3" + rdata(0, b"q"))
+seed("socket_reliable", "pull-heartbeat-pings", b"\2\0\0" + b"\1" + b"\0" + short(b"x") + b"\3\3" + b"\4" + short(b"\7"))
+seed("socket_reliable", "ack-window-zero", b"\0\0\0" + b"\2" + u32(1))
+seed("socket_reliable", "raw-header-only", b"\1\1" + sp(0x30, ["heartbeat/1", "ack/1"]))
+
 for target, files in seeds.items():
     d = os.path.join("corpus", target)
     os.makedirs(d, exist_ok=True)

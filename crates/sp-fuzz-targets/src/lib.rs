@@ -21,6 +21,7 @@ mod keys;
 mod mem;
 mod net;
 mod noise;
+mod reliable;
 mod spcat;
 mod trie;
 mod ws;
@@ -32,6 +33,7 @@ pub use integrity::integrity;
 pub use keys::key_files;
 pub use net::{socket_tcp, ws_upgrade};
 pub use noise::{noise_handshake, noise_record};
+pub use reliable::socket_reliable;
 pub use spcat::{spcat_args, spcat_declare, spcat_decode};
 pub use trie::sub_trie;
 pub use ws::ws_message;
@@ -55,5 +57,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("key_files", key_files),
     ("spcat_args", spcat_args),
     ("spcat_decode", spcat_decode),
+    ("socket_reliable", socket_reliable),
     ("spcat_declare", spcat_declare),
 ];

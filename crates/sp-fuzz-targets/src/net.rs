@@ -27,10 +27,10 @@ use crate::mem::{mem_streams, MemConnector};
 
 /// Far longer than any step takes: past it the socket is stuck (a hang is
 /// a finding, reported as a panic).
-const LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// The application answers each request with its body (REP, RESPONDENT).
     Echo,
     /// The application only receives (PULL, SUB).
@@ -49,7 +49,7 @@ struct Server {
 
 /// The application: receives forever (until the socket closes), records
 /// what it got, answers when the protocol answers.
-fn serve(socket: Socket, kind: Kind) -> mpsc::UnboundedReceiver<Vec<u8>> {
+pub(crate) fn serve(socket: Socket, kind: Kind) -> mpsc::UnboundedReceiver<Vec<u8>> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
@@ -68,7 +68,7 @@ fn serve(socket: Socket, kind: Kind) -> mpsc::UnboundedReceiver<Vec<u8>> {
     rx
 }
 
-fn runtime() -> Runtime {
+pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,7 +135,7 @@ fn tcp() -> &'static Tcp {
 
 /// Writes `bytes` as the peer, hangs up, and reads until the socket closes
 /// its end too.
-async fn peer_writes(io: DuplexStream, bytes: &[u8]) {
+pub(crate) async fn peer_writes(io: DuplexStream, bytes: &[u8]) {
     let (mut r, mut w) = tokio::io::split(io);
     let write = async {
         let _ = w.write_all(bytes).await;
@@ -152,11 +152,11 @@ async fn peer_writes(io: DuplexStream, bytes: &[u8]) {
     tokio::join!(write, drain);
 }
 
-fn frame(body: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(body: &[u8]) -> Vec<u8> {
     [&(body.len() as u64).to_be_bytes()[..], body].concat()
 }
 
-static GOOD: AtomicU32 = AtomicU32::new(0);
+pub(crate) static GOOD: AtomicU32 = AtomicU32::new(0);
 
 impl Server {
     /// One honest exchange on a new connection.

@@ -83,4 +83,5 @@ replay!(
     spcat_args,
     spcat_decode,
     spcat_declare,
+    socket_reliable,
 );
