@@ -191,7 +191,9 @@ fn model_parse(body: &[u8]) -> Option<([u8; 32], RecordFields, [u8; 64])> {
     };
     let valid_for_ms = u32::from_be_bytes(valid.try_into().ok()?);
     let fits = match kind {
-        RecordKind::Request => in_reply_to.is_none(),
+        // a reply names its request by msg_id, zeros being "none": a
+        // request must have one
+        RecordKind::Request => in_reply_to.is_none() && msg_id.iter().any(|&b| b != 0),
         RecordKind::Reply => to.is_some() && in_reply_to.is_some() && valid_for_ms == 0,
         _ => to.is_none() && in_reply_to.is_none() && valid_for_ms == 0,
     };
