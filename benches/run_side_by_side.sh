@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: spstack's perf tools (benches/{local,remote}_{thr,lat}.rs)
-# against the nng / nanomsg / libzmq anchors of ../shared/perf-anchors, same machine, same run.
+# Side-by-side benchmark: spstack's perf tools (benches/{local,remote}_{thr,lat}.rs, inproc_thr.rs, ...)
+# against the nng / nanomsg / libzmq anchors of ../shared/perf-anchors, the pure-Rust anchor zmq.rs
+# (benches/peers/zmqrs) and the machine's raw floors, same machine, same run.
 #
 # Usage: bash benches/run_side_by_side.sh [OUTDIR]
 #   env: REPS=3          repetitions of everything (median [min–max] is reported)
 #        QUICK=1         smoke run: 1 rep, small counts, short anchor runs
-#        THR_SECS=2.5    anchors' throughput duration (their `thr URL SIZE SECS`)
+#        THR_SECS=2.5    anchors' throughput duration (their `thr URL SIZE SECS`; zmq.rs and uds_bw too)
 #        LAT_N=100000    timed round trips per latency run (both sides)
-#        TRANSPORTS="tcp ipc"  LIBS="spstack spstack-spawn nng nn zmq"  SECTIONS="thr lat diag" (also: pubsub survey)
+#        TRANSPORTS="tcp ipc"  LIBS="spstack spstack-spawn nng nn zmq zmqrs zmqrs-spawn"
+#        SECTIONS="thr raw inproc lat diag"   run in the order given, each repetition; also: pubsub survey
+#          thr:    PUSH/PULL, TRANSPORTS × 64 B, 1 KiB, 64 KiB, 1 MiB, every lib
+#          raw:    raw stream bandwidth (uds_bw: write→read, no library) for tcp and unix at 64 KiB and
+#                  1 MiB; with thr, each is taken right after the libs' cell of the same transport and size
+#          inproc: PUSH/PULL over inproc:// at 64 B and 1 KiB: spstack's inproc_thr and the anchors'
+#                  `thr inproc://bench` (zmq.rs has no inproc transport)
+#          lat:    REQ/REP 64 B and 1 KiB, every lib, with the raw ping-pong floor (raw_lat) per cell
+#          pubsub: PUB → NSUBS SUB processes (spstack and the C anchors)
+#          survey: SURVEYOR round trip (spstack only)
+#          diag:   /usr/bin/time over tcp 64 B runs, once after the repetitions
 #        PS_SECS=$THR_SECS  NSUBS="1 4 16"   pubsub: PUB sends 64 B for PS_SECS s to N SUB processes (anchors: `pubsub URL 64 SECS N`)
 #        SURVEY_N=20000  NRESP="1 4 16"      survey: timed surveys per run, respondents (spstack only; the anchors have no survey mode)
 #          spstack: the tools' body runs in #[tokio::main]'s block_on (main thread, not a runtime worker);
-#          spstack-spawn: the same binaries with SPBENCH_SPAWN=1, body in tokio::spawn (on a worker)
+#          spstack-spawn: the same binaries with SPBENCH_SPAWN=1, body in tokio::spawn (on a worker);
+#          zmqrs / zmqrs-spawn: zmq.rs the same two ways (its sender capped to a window: benches/README.md)
 #        ANCHORS=../shared/perf-anchors (source dir)   ABIN=/tmp/perf-anchors/bin
 #        BEFORE=DIR      a second spstack checkout (e.g. `git worktree add DIR <rev>`): its tools run
 #                        in the same run as lib=spstack-before / spstack-before-spawn, for before/after
 #                        ratios taken at the same moment (add them to LIBS)
-# Output: OUTDIR/results.txt (RESULT lines), OUTDIR/diag.txt (/usr/bin/time per side), OUTDIR/stderr.log, OUTDIR/summary.md (printed at the end).
-# Every command runs under `timeout`; spstack's tools also stop themselves (SPBENCH_LIMIT_S, default 60 s).
+#        PLOT=1          draw OUTDIR/plot.png with benches/plot.py (installs matplotlib with pip if missing); 0: skip
+# Output: OUTDIR/results.txt (RESULT lines), OUTDIR/diag.txt (/usr/bin/time per side), OUTDIR/stderr.log,
+#         OUTDIR/env.txt, OUTDIR/summary.md (printed at the end), OUTDIR/plot.png.
+# Every command runs under `timeout`; spstack's tools and zmq.rs's also stop themselves (SPBENCH_LIMIT_S, default 60 s).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -34,14 +48,22 @@ PS_SECS=${PS_SECS:-$THR_SECS}
 NSUBS=${NSUBS:-"1 4 16"}
 NRESP=${NRESP:-"1 4 16"}
 TRANSPORTS=${TRANSPORTS:-"tcp ipc"}
-LIBS=${LIBS:-"spstack spstack-spawn nng nn zmq"}
-SECTIONS=${SECTIONS:-"thr lat diag"}
+LIBS=${LIBS:-"spstack spstack-spawn nng nn zmq zmqrs zmqrs-spawn"}
+SECTIONS=${SECTIONS:-"thr raw inproc lat diag"}
+PLOT=${PLOT:-1}
 SIZES_THR="64 1024 65536 1048576"
 SIZES_LAT="64 1024"
+SIZES_INPROC="64 1024"
+SIZES_RAW="65536 1048576"
 # spstack's thr tools take a message count: about 2 s each at the rates seen on the reference machine
 count_for() { case $1 in 64) echo $((2000000 / DIV));; 1024) echo $((500000 / DIV));;
   65536) echo $((40000 / DIV));; 1048576) echo $((3000 / DIV));; *) echo $((100000 / DIV));; esac; }
 T_CMD=${T_CMD:-120}   # outer timeout of every command, seconds
+
+has() { case " $2 " in *" $1 "*) return 0;; esac; return 1; }
+is_sp() { [ "${1#spstack}" != "$1" ]; }
+is_zmqrs() { [ "${1#zmqrs}" != "$1" ]; }
+is_spawn() { case $1 in *-spawn) return 0;; esac; return 1; }
 
 mkdir -p "$OUT"
 RES=$OUT/results.txt
@@ -53,16 +75,17 @@ IPC=/tmp/spbench.$$.ipc
 trap 'rm -f "$IPC"' EXIT
 
 # ---------------------------------------------------------------- build
-need_pkgs="libnng-dev libnanomsg-dev libzmq3-dev pkg-config time"
-if ! dpkg -s $need_pkgs >/dev/null 2>&1; then
-  echo "installing $need_pkgs"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need_pkgs
-fi
-echo "building anchors -> $ABIN"
-make -s -C "$ANCHORS" BIN="$ABIN" >/dev/null || { echo "anchor build failed"; exit 1; }
-echo "building spstack perf tools (release)"
-ARTS=$( cd "$ROOT" && cargo build --release --benches --message-format=json 2>>"$ERR" ) \
-  || { echo "cargo build failed, see $ERR"; tail -20 "$ERR"; exit 1; }
+build_anchors() {
+  local need_pkgs="libnng-dev libnanomsg-dev libzmq3-dev pkg-config time"
+  if ! dpkg -s $need_pkgs >/dev/null 2>&1; then
+    echo "installing $need_pkgs"
+    timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq $need_pkgs
+  fi
+  echo "building anchors -> $ABIN"
+  timeout 300 make -s -C "$ANCHORS" BIN="$ABIN" >/dev/null || { echo "anchor build failed"; exit 1; }
+}
+
+# the executable of bench target $1 in cargo's JSON messages $ARTS
 sp_bin() { printf '%s\n' "$ARTS" | python3 -c '
 import sys, json
 for l in sys.stdin:
@@ -70,51 +93,59 @@ for l in sys.stdin:
     except ValueError: continue
     if j.get("reason") == "compiler-artifact" and "bench" in j["target"]["kind"] and j["target"]["name"] == sys.argv[1] and j.get("executable"):
         print(j["executable"])' "$1" | tail -1; }
-LOCAL_THR=$(sp_bin local_thr); REMOTE_THR=$(sp_bin remote_thr)
-LOCAL_LAT=$(sp_bin local_lat); REMOTE_LAT=$(sp_bin remote_lat)
-PUBSUB=$(sp_bin pubsub); SURVEY_LAT=$(sp_bin survey_lat)
-for b in "$LOCAL_THR" "$REMOTE_THR" "$LOCAL_LAT" "$REMOTE_LAT" "$PUBSUB" "$SURVEY_LAT"; do
-  [ -x "$b" ] || { echo "spstack tool not found: '$b'"; exit 1; }
-done
-# private copies: a concurrent `cargo build` in the same target dir must not swap binaries mid-run
-mkdir -p "$OUT/bin"
-cp "$LOCAL_THR" "$OUT/bin/local_thr"; cp "$REMOTE_THR" "$OUT/bin/remote_thr"
-cp "$LOCAL_LAT" "$OUT/bin/local_lat"; cp "$REMOTE_LAT" "$OUT/bin/remote_lat"
-LOCAL_THR=$OUT/bin/local_thr; REMOTE_THR=$OUT/bin/remote_thr
-LOCAL_LAT=$OUT/bin/local_lat; REMOTE_LAT=$OUT/bin/remote_lat
-cp "$PUBSUB" "$OUT/bin/pubsub"; cp "$SURVEY_LAT" "$OUT/bin/survey_lat"
-PUBSUB=$OUT/bin/pubsub; SURVEY_LAT=$OUT/bin/survey_lat
-if [ -n "${BEFORE:-}" ]; then
-  echo "building the BEFORE tree's perf tools (release): $BEFORE"
-  # one target dir: the dependencies both trees share are built once
-  ARTS=$( cd "$BEFORE" && CARGO_TARGET_DIR=$ROOT/target cargo build --release --benches --message-format=json 2>>"$ERR" ) \
-    || { echo "cargo build of $BEFORE failed, see $ERR"; tail -20 "$ERR"; exit 1; }
-  mkdir -p "$OUT/bin-before"
-  for t in local_thr remote_thr local_lat remote_lat pubsub survey_lat; do
-    b=$(sp_bin $t); [ -x "$b" ] || { echo "BEFORE tool not found: $t"; exit 1; }
-    cp "$b" "$OUT/bin-before/$t"
+
+SP_TOOLS="local_thr remote_thr local_lat remote_lat pubsub survey_lat inproc_thr"
+build_spstack() { # DIR DEST: builds DIR's perf tools, copies them to DEST (a concurrent `cargo build`
+  # in the same target dir must not swap binaries mid-run); one target dir, so shared dependencies build once
+  local dir=$1 dest=$2 t b
+  ARTS=$( cd "$dir" && CARGO_TARGET_DIR=$ROOT/target timeout 3000 cargo build --release --benches --message-format=json 2>>"$ERR" ) \
+    || { echo "cargo build of $dir failed, see $ERR"; tail -20 "$ERR"; exit 1; }
+  mkdir -p "$dest"
+  for t in $SP_TOOLS; do
+    b=$(sp_bin "$t")
+    if [ -x "$b" ]; then cp "$b" "$dest/$t"
+    elif [ "$t" = inproc_thr ]; then echo "  (no inproc_thr in $dir: spstack's inproc runs will FAIL)"   # an older tree
+    else echo "spstack tool not found in $dir: $t"; exit 1; fi
   done
-fi
+}
+
+# zmq.rs: a cargo project of its own (benches/peers/zmqrs, own lock file), outside spstack's workspace
+ZBIN=$OUT/bin/bench_zmqrs
+build_zmqrs() {
+  echo "building zmq.rs anchor (release)"
+  if CARGO_TARGET_DIR=$ROOT/target/peers timeout 3000 cargo build --release --locked -q \
+       --manifest-path "$HERE/peers/zmqrs/Cargo.toml" 2>>"$ERR"; then
+    cp "$ROOT/target/peers/release/bench_zmqrs" "$ZBIN"
+  else
+    echo "  zmq.rs build failed (see $ERR): its runs are left out"
+    echo "FAIL build zmq.rs (benches/peers/zmqrs)" >>"$RES"
+    local l keep=""; for l in $LIBS; do is_zmqrs "$l" || keep="$keep $l"; done; LIBS=${keep# }
+  fi
+}
+
 # tool T of spstack variant LIB (spstack, spstack-spawn, spstack-before, spstack-before-spawn)
 tool() { case $1 in spstack-before*) echo "$OUT/bin-before/$2";; *) echo "$OUT/bin/$2";; esac; }
-is_spawn() { case $1 in *-spawn) return 0;; esac; return 1; }
 # the tools name themselves spstack / spstack-spawn: a before run is relabelled
 relabel() { sed "s/lib=spstack\(-spawn\)\{0,1\} /lib=$1 /"; }
 
-{ echo "## date"; date -u; echo "## uname"; uname -a; echo "## cpu"; lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz" ;
-  echo "## load at start"; cat /proc/loadavg; echo "## rust"; rustc --version;
-  echo "## git"; (cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null && git status --short | head -20) || echo "not a git checkout; SPBENCH_REV=${SPBENCH_REV:-unset}";
-  echo "## settings"; echo "REPS=$REPS QUICK=$QUICK THR_SECS=$THR_SECS LAT_N=$LAT_N TRANSPORTS=$TRANSPORTS LIBS=$LIBS SECTIONS=$SECTIONS";
-  echo "PS_SECS=$PS_SECS NSUBS=$NSUBS SURVEY_N=$SURVEY_N NRESP=$NRESP"; } >"$OUT/env.txt" 2>&1
-
 # ---------------------------------------------------------------- runners
-mkurl() { case $1 in tcp) PORT=$((PORT + 1)); U="tcp://127.0.0.1:$PORT";; ipc) rm -f "$IPC"; U="ipc://$IPC";; esac; }
+mkurl() { case $1 in tcp) PORT=$((PORT + 1)); U="tcp://127.0.0.1:$PORT";; ipc) rm -f "$IPC"; U="ipc://$IPC";;
+  inproc) U="inproc://bench";; esac; }
 fail() { echo "FAIL $*" >>"$RES"; echo "  FAIL $*" >&2; }
+logcmd() { echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $*" >>"$ERR"; }
 
-run_anchor() { # LIB MODE URL SIZE ARG
+run_anchor() { # LIB MODE URL SIZE ARG   (nng, nn, zmq: ../shared/perf-anchors)
   local lib=$1; shift
-  echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) bench_$lib $*" >>"$ERR"
+  logcmd "bench_$lib $*"
   timeout "$T_CMD" "$ABIN/bench_$lib" "$@" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=bench_$lib $*"
+  rm -f "$IPC"
+}
+
+run_zmqrs() { # LIB MODE URL SIZE ARG   (zmqrs, zmqrs-spawn: benches/peers/zmqrs, same modes as the anchors)
+  local lib=$1 spawn=0; shift
+  is_spawn "$lib" && spawn=1
+  logcmd "$lib $*"
+  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$ZBIN" "$@" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=$lib $*"
   rm -f "$IPC"
 }
 
@@ -122,7 +153,7 @@ run_sp() { # LIB KIND(thr|lat) URL SIZE COUNT ; the local side listens, the remo
   local lib=$1 kind=$2 url=$3 sz=$4 n=$5 lb rb lpid rc_r rc_l spawn=0
   is_spawn "$lib" && spawn=1
   lb=$(tool "$lib" "local_$kind"); rb=$(tool "$lib" "remote_$kind")
-  echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib $kind $url $sz $n" >>"$ERR"
+  logcmd "$lib $kind $url $sz $n"
   SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$lb" "$url" "$sz" "$n" >"$OUT/l.out" 2>>"$ERR" &
   lpid=$!
   SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$rb" "$url" "$sz" "$n" >"$OUT/r.out" 2>>"$ERR"; rc_r=$?
@@ -133,15 +164,47 @@ run_sp() { # LIB KIND(thr|lat) URL SIZE COUNT ; the local side listens, the remo
   rm -f "$IPC"
 }
 
-has() { case " $2 " in *" $1 "*) return 0;; esac; return 1; }
+run_sp_inproc() { # LIB SIZE COUNT ; PUSH → PULL over inproc:// in one process
+  local lib=$1 sz=$2 n=$3 spawn=0 rc
+  is_spawn "$lib" && spawn=1
+  logcmd "$lib inproc_thr inproc://bench $sz $n"
+  SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" inproc_thr)" inproc://bench "$sz" "$n" 2>>"$ERR" | relabel "$lib" >>"$RES"
+  rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || fail "rc=$rc cmd=$lib inproc_thr inproc://bench $sz $n"
+}
+
+run_lib() { # LIB KIND(thr|lat) URL SIZE: one measurement by any lib, its own way
+  local lib=$1 kind=$2 url=$3 sz=$4 arg
+  if is_sp "$lib"; then
+    if [ "$kind" = thr ]; then arg=$(count_for "$sz"); else arg=$LAT_N; fi
+    run_sp "$lib" "$kind" "$url" "$sz" "$arg"
+  else
+    if [ "$kind" = thr ]; then arg=$THR_SECS; else arg=$LAT_N; fi
+    if is_zmqrs "$lib"; then run_zmqrs "$lib" "$kind" "$url" "$sz" "$arg"
+    else run_anchor "$lib" "$kind" "$url" "$sz" "$arg"; fi
+  fi
+}
+
+raw_bw() { # TR SIZE: raw stream bandwidth, write(SIZE) → read, no library (uds_bw: tcp 127.0.0.1 or a unix socketpair)
+  local kind=$1; [ "$kind" = ipc ] && kind=unix
+  [ -x "$ABIN/uds_bw" ] || { fail "no $ABIN/uds_bw"; return; }
+  logcmd "uds_bw $kind $2 $THR_SECS"
+  timeout "$T_CMD" "$ABIN/uds_bw" "$kind" "$2" "$THR_SECS" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=uds_bw $kind $2 $THR_SECS"
+}
+
+raw_lat() { # TR SIZE COUNT: the REQ/REP floor, raw socket ping-pong (TCP_NODELAY / AF_UNIX socketpair)
+  local kind=$1; [ "$kind" = ipc ] && kind=unix
+  [ -x "$ABIN/raw_lat" ] || { fail "no $ABIN/raw_lat"; return; }
+  logcmd "raw_lat $kind $2 $3"
+  timeout "$T_CMD" "$ABIN/raw_lat" "$kind" "$2" "$3" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=raw_lat $kind $2 $3"
+}
 
 RUNID=0
 run_pubsub() { # LIB URL NSUBS ; one PUB + NSUBS SUB processes. Every RESULT line gets nsubs= (the anchors
   # do not print it) and run= (to add up the subscribers of one run).
   local lib=$1 url=$2 n=$3 spawn=0 rc tmp=$OUT/ps.out
   RUNID=$((RUNID + 1))
-  echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib pubsub $url 64 $PS_SECS $n" >>"$ERR"
-  if [ "${lib#spstack}" != "$lib" ]; then
+  logcmd "$lib pubsub $url 64 $PS_SECS $n"
+  if is_sp "$lib"; then
     is_spawn "$lib" && spawn=1
     SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" pubsub)" "$url" 64 "$PS_SECS" "$n" 2>>"$ERR" | relabel "$lib" >"$tmp"
     rc=${PIPESTATUS[0]}
@@ -153,71 +216,92 @@ run_pubsub() { # LIB URL NSUBS ; one PUB + NSUBS SUB processes. Every RESULT lin
   rm -f "$IPC" "$tmp"
 }
 
-# ---------------------------------------------------------------- runs
-START=$(date +%s)
-for rep in $(seq "$REPS"); do
-  if has thr "$SECTIONS"; then
-    for tr in $TRANSPORTS; do for sz in $SIZES_THR; do for lib in $LIBS; do
+# ---------------------------------------------------------------- sections (one repetition each; $rep is set)
+section_thr() {
+  local tr sz lib
+  for tr in $TRANSPORTS; do for sz in $SIZES_THR; do
+    for lib in $LIBS; do
       mkurl "$tr"
       echo "rep $rep thr $lib $U $sz" >&2
-      if [ "${lib#spstack}" != "$lib" ]; then run_sp "$lib" thr "$U" "$sz" "$(count_for "$sz")"
-      else run_anchor "$lib" thr "$U" "$sz" "$THR_SECS"; fi
-    done; done; done
-  fi
-  if has lat "$SECTIONS"; then
-    for tr in $TRANSPORTS; do for sz in $SIZES_LAT; do for lib in $LIBS; do
+      run_lib "$lib" thr "$U" "$sz"
+    done
+    # the raw floor of this cell at the same moment
+    if has raw "$SECTIONS" && has "$sz" "$SIZES_RAW"; then echo "rep $rep raw $tr $sz" >&2; raw_bw "$tr" "$sz"; fi
+  done; done
+}
+
+section_raw() {   # with thr, section_thr took the raw figures beside each cell
+  has thr "$SECTIONS" && return
+  local tr sz
+  for tr in $TRANSPORTS; do for sz in $SIZES_RAW; do echo "rep $rep raw $tr $sz" >&2; raw_bw "$tr" "$sz"; done; done
+}
+
+section_inproc() {
+  local sz lib
+  for sz in $SIZES_INPROC; do for lib in $LIBS; do
+    echo "rep $rep inproc $lib $sz" >&2
+    if is_sp "$lib"; then run_sp_inproc "$lib" "$sz" "$(count_for "$sz")"
+    elif is_zmqrs "$lib"; then continue   # zmq.rs 0.7 has no inproc transport
+    else run_anchor "$lib" thr inproc://bench "$sz" "$THR_SECS"; fi
+  done; done
+}
+
+section_lat() {
+  local tr sz lib
+  for tr in $TRANSPORTS; do for sz in $SIZES_LAT; do
+    for lib in $LIBS; do
       mkurl "$tr"
       echo "rep $rep lat $lib $U $sz" >&2
-      if [ "${lib#spstack}" != "$lib" ]; then run_sp "$lib" lat "$U" "$sz" "$LAT_N"
-      else run_anchor "$lib" lat "$U" "$sz" "$LAT_N"; fi
+      run_lib "$lib" lat "$U" "$sz"
     done
-      # floor: raw socket ping-pong (TCP_NODELAY / AF_UNIX socketpair), same size, same moment
-      [ -x "$ABIN/raw_lat" ] && { kind=$tr; [ "$tr" = ipc ] && kind=unix
-        echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) raw_lat $kind $sz" >>"$ERR"
-        timeout "$T_CMD" "$ABIN/raw_lat" "$kind" "$sz" "$LAT_N" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=raw_lat $kind $sz"; }
-    done; done
-  fi
-  if has pubsub "$SECTIONS"; then
-    for tr in $TRANSPORTS; do for n in $NSUBS; do for lib in $LIBS; do
-      mkurl "$tr"
-      echo "rep $rep pubsub $lib $U N=$n" >&2
-      run_pubsub "$lib" "$U" "$n"
-    done; done; done
-  fi
-  if has survey "$SECTIONS"; then
-    # SURVEYOR round trip (spstack only), then at the same moment spstack REQ/REP and the raw floor, 64 B
-    for tr in $TRANSPORTS; do
-      for n in $NRESP; do for lib in $LIBS; do
-        [ "${lib#spstack}" = "$lib" ] && continue
-        spawn=0; is_spawn "$lib" && spawn=1
-        mkurl "$tr"
-        echo "rep $rep survey $lib $U N=$n" >&2
-        echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) $lib survey_lat $U 64 $SURVEY_N $n" >>"$ERR"
-        SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" survey_lat)" "$U" 64 "$SURVEY_N" "$n" 2>>"$ERR" | relabel "$lib" >>"$RES"
-        rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || fail "rc=$rc cmd=$lib survey_lat $U 64 $SURVEY_N $n"
-        rm -f "$IPC"
-      done; done
-      if ! has lat "$SECTIONS"; then
-        for lib in $LIBS; do
-          [ "${lib#spstack}" = "$lib" ] && continue
-          mkurl "$tr"; echo "rep $rep survey-ref $lib lat $U" >&2
-          run_sp "$lib" lat "$U" 64 "$SURVEY_N"
-        done
-        [ -x "$ABIN/raw_lat" ] && { kind=$tr; [ "$tr" = ipc ] && kind=unix
-          echo "# $(date +%T) load $(cut -d' ' -f1 /proc/loadavg) raw_lat $kind 64" >>"$ERR"
-          timeout "$T_CMD" "$ABIN/raw_lat" "$kind" 64 "$SURVEY_N" >>"$RES" 2>>"$ERR" || fail "rc=$? cmd=raw_lat $kind 64"; }
-      fi
-    done
-  fi
-done
+    raw_lat "$tr" "$sz" "$LAT_N"   # the floor, same size, same moment
+  done; done
+}
 
-# ---------------------------------------------------------------- diag: CPU and context switches, tcp 64 B
-# spstack runs as two processes, so each side gets its own DIAG line (role=recv|send, role=server|client).
-if has diag "$SECTIONS"; then
+section_pubsub() {   # spstack and the C anchors (no pubsub mode in the zmq.rs peer)
+  local tr n lib
+  for tr in $TRANSPORTS; do for n in $NSUBS; do for lib in $LIBS; do
+    is_zmqrs "$lib" && continue
+    mkurl "$tr"
+    echo "rep $rep pubsub $lib $U N=$n" >&2
+    run_pubsub "$lib" "$U" "$n"
+  done; done; done
+}
+
+section_survey() {
+  # SURVEYOR round trip (spstack only), then at the same moment spstack REQ/REP and the raw floor, 64 B
+  local tr n lib spawn rc
+  for tr in $TRANSPORTS; do
+    for n in $NRESP; do for lib in $LIBS; do
+      is_sp "$lib" || continue
+      spawn=0; is_spawn "$lib" && spawn=1
+      mkurl "$tr"
+      echo "rep $rep survey $lib $U N=$n" >&2
+      logcmd "$lib survey_lat $U 64 $SURVEY_N $n"
+      SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" survey_lat)" "$U" 64 "$SURVEY_N" "$n" 2>>"$ERR" | relabel "$lib" >>"$RES"
+      rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || fail "rc=$rc cmd=$lib survey_lat $U 64 $SURVEY_N $n"
+      rm -f "$IPC"
+    done; done
+    if ! has lat "$SECTIONS"; then
+      for lib in $LIBS; do
+        is_sp "$lib" || continue
+        mkurl "$tr"; echo "rep $rep survey-ref $lib lat $U" >&2
+        run_sp "$lib" lat "$U" 64 "$SURVEY_N"
+      done
+      raw_lat "$tr" 64 "$SURVEY_N"
+    fi
+  done
+}
+
+# diag: CPU and context switches, tcp 64 B, once after the repetitions.
+# spstack runs as two processes, so each side gets its own DIAG line (role=recv|send, role=server|client);
+# the anchors and zmq.rs fork their second side: %w/%c cover parent and (reaped) child together.
+section_diag() {
+  local TF="elapsed_s=%e user_s=%U sys_s=%S cpu=%P vol_ctxsw=%w invol_ctxsw=%c" lib spawn n lpid bin
+  local LOCAL_THR REMOTE_THR LOCAL_LAT REMOTE_LAT
   echo "diag: /usr/bin/time over tcp 64 B runs" >&2
-  TF="elapsed_s=%e user_s=%U sys_s=%S cpu=%P vol_ctxsw=%w invol_ctxsw=%c"
   for lib in $LIBS; do
-    [ "${lib#spstack}" = "$lib" ] && continue
+    is_sp "$lib" || continue
     spawn=0; is_spawn "$lib" && spawn=1
     LOCAL_THR=$(tool "$lib" local_thr); REMOTE_THR=$(tool "$lib" remote_thr)
     LOCAL_LAT=$(tool "$lib" local_lat); REMOTE_LAT=$(tool "$lib" remote_lat)
@@ -235,22 +319,64 @@ if has diag "$SECTIONS"; then
     echo "DIAG lib=$lib test=lat role=client url=$U size=64 msgs=$n $(tail -1 "$OUT/d.r")" >>"$DIAGF"
   done
   for lib in $LIBS; do
-    [ "${lib#spstack}" != "$lib" ] && continue
-    mkurl tcp   # the anchors fork: %w/%c cover parent and (reaped) child together
-    timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$ABIN/bench_$lib" thr "$U" 64 "$THR_SECS" >"$OUT/d.out" 2>>"$ERR"
+    is_sp "$lib" && continue
+    spawn=0; is_spawn "$lib" && spawn=1
+    if is_zmqrs "$lib"; then bin=$ZBIN; else bin=$ABIN/bench_$lib; fi
+    mkurl tcp
+    SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$bin" thr "$U" 64 "$THR_SECS" >"$OUT/d.out" 2>>"$ERR"
     sed "s/^RESULT /DIAGRUN /" "$OUT/d.out" >>"$DIAGF"
     echo "DIAG lib=$lib test=thr role=both url=$U size=64 msgs=$(sed -n 's/.* msgs=\([0-9]*\).*/\1/p' "$OUT/d.out") $(tail -1 "$OUT/d.l")" >>"$DIAGF"
-    mkurl tcp
-    timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$ABIN/bench_$lib" lat "$U" 64 "$LAT_N" >"$OUT/d.out" 2>>"$ERR"
+    mkurl tcp; n=$((LAT_N + 1000))
+    SPBENCH_SPAWN=$spawn timeout "$T_CMD" /usr/bin/time -f "$TF" -o "$OUT/d.l" "$bin" lat "$U" 64 "$LAT_N" >"$OUT/d.out" 2>>"$ERR"
     sed "s/^RESULT /DIAGRUN /" "$OUT/d.out" >>"$DIAGF"
     echo "DIAG lib=$lib test=lat role=both url=$U size=64 msgs=$n $(tail -1 "$OUT/d.l")" >>"$DIAGF"
   done
   rm -f "$OUT"/d.*
+}
+
+# ---------------------------------------------------------------- main
+for s in $SECTIONS; do   # every section named must exist
+  declare -F "section_$s" >/dev/null || { echo "unknown section: $s (sections: thr raw inproc lat pubsub survey diag)"; exit 1; }
+done
+build_anchors
+echo "building spstack perf tools (release)"
+build_spstack "$ROOT" "$OUT/bin"
+if [ -n "${BEFORE:-}" ]; then
+  echo "building the BEFORE tree's perf tools (release): $BEFORE"
+  build_spstack "$BEFORE" "$OUT/bin-before"
 fi
+for l in $LIBS; do is_zmqrs "$l" && { build_zmqrs; break; }; done
+
+{ echo "## date"; date -u; echo "## uname"; uname -a; echo "## cpu"; lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz" ;
+  echo "## load at start"; cat /proc/loadavg; echo "## rust"; rustc --version;
+  echo "## zmq.rs"; grep -A1 '^name = "zeromq"' "$HERE/peers/zmqrs/Cargo.lock" | tr '\n' ' '; echo;
+  echo "## git"; (cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null && git status --short | head -20) || echo "not a git checkout; SPBENCH_REV=${SPBENCH_REV:-unset}";
+  echo "## settings"; echo "REPS=$REPS QUICK=$QUICK THR_SECS=$THR_SECS LAT_N=$LAT_N TRANSPORTS=$TRANSPORTS LIBS=$LIBS SECTIONS=$SECTIONS";
+  echo "PS_SECS=$PS_SECS NSUBS=$NSUBS SURVEY_N=$SURVEY_N NRESP=$NRESP"; } >"$OUT/env.txt" 2>&1
+
+START=$(date +%s)
+for rep in $(seq "$REPS"); do
+  for s in $SECTIONS; do
+    [ "$s" = diag ] && continue
+    "section_$s"
+  done
+done
+has diag "$SECTIONS" && section_diag
 
 { echo "## wall time $(( $(date +%s) - START )) s"; echo "## load at end"; cat /proc/loadavg;
   echo "## git at end"; (cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null && git status --short | head -20) || echo "not a git checkout"; } >>"$OUT/env.txt"
-python3 "$HERE/summarize.py" "$RES" "$DIAGF" >"$OUT/summary.md" 2>>"$ERR"
+timeout 120 python3 "$HERE/summarize.py" "$RES" "$DIAGF" >"$OUT/summary.md" 2>>"$ERR"
+if [ "$PLOT" = 1 ]; then
+  if ! python3 -c 'import matplotlib' >/dev/null 2>&1; then
+    echo "installing matplotlib (pip) for the plot"
+    timeout 600 python3 -m pip install --quiet --root-user-action=ignore matplotlib >>"$ERR" 2>&1 \
+      || timeout 600 python3 -m pip install --quiet matplotlib >>"$ERR" 2>&1
+  fi
+  timeout 120 python3 "$HERE/plot.py" "$RES" "$OUT/plot.png" --env "$OUT/env.txt" >>"$ERR" 2>&1 \
+    || echo "plot failed, see $ERR"
+fi
 cat "$OUT/summary.md"
 echo
 echo "results: $RES"; echo "summary: $OUT/summary.md"
+[ -f "$OUT/plot.png" ] && echo "plot: $OUT/plot.png"
+exit 0

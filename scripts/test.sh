@@ -2,7 +2,9 @@
 # Runs every test spstack has, on a fresh Debian machine or a used one.
 # Installs what the interop tests need (nanocat from nanomsg-utils, nngcat
 # as spcat's reference, headless Chromium for the browser test, tshark for
-# the dissector test; pynng and noiseprotocol from PyPI; cargo-deny), then:
+# the dissector test; pynng and noiseprotocol from PyPI; cargo-deny) and what
+# the host tests need (`ip` from iproute2; they make network namespaces, so
+# run this as root), then:
 # fmt, clippy, cargo deny, the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,7 @@ command -v nngcat >/dev/null 2>&1 || need_apt+=(nng-utils)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

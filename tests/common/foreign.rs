@@ -33,7 +33,8 @@ pub enum Peer {
     Nano,
 }
 
-/// The transports both libraries share with us (nanomsg: not wss).
+/// The transports the libraries share with us (nanomsg: not wss, not
+/// tls+tcp).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Tr {
     Tcp,
@@ -42,6 +43,8 @@ pub enum Tr {
     Ws,
     /// WebSocket over TLS on path [`WS_PATH`].
     Wss,
+    /// nng's TLS mapping: SP/TCP inside TLS.
+    TlsTcp,
 }
 
 /// The path of [`Tr::Ws`] and [`Tr::Wss`] URLs.
@@ -56,6 +59,7 @@ pub fn url(tr: Tr, tag: &str) -> String {
         Tr::Tcp => "tcp://127.0.0.1:0".to_string(),
         Tr::Ws => format!("ws://127.0.0.1:0{WS_PATH}"),
         Tr::Wss => format!("wss://127.0.0.1:0{WS_PATH}"),
+        Tr::TlsTcp => "tls+tcp://127.0.0.1:0".to_string(),
         Tr::Ipc => format!(
             "ipc:///tmp/spstack-interop-{}-{tag}.ipc",
             std::process::id()
@@ -228,6 +232,11 @@ impl Child {
     /// Waits for the peer; panics unless it checked everything and said OK.
     /// Returns false when nano.py says nanomsg cannot do this (exit 3).
     pub async fn finish(self) -> bool {
+        self.finish_or_unsupported().await.is_ok()
+    }
+
+    /// [`Child::finish`], with nano.py's reason when nanomsg cannot do this.
+    pub async fn finish_or_unsupported(self) -> Result<(), String> {
         let what = self.what.clone();
         let out = timeout(Duration::from_secs(60), self.child.wait_with_output())
             .await
@@ -237,13 +246,13 @@ impl Child {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() == Some(3) {
             eprintln!("{what}: unsupported by nanomsg: {stderr}");
-            return false;
+            return Err(stderr.trim().to_string());
         }
         assert!(
             out.status.success() && stdout.contains("OK"),
             "{what}: peer failed ({:?})\nstdout: {stdout}\nstderr: {stderr}",
             out.status
         );
-        true
+        Ok(())
     }
 }

@@ -1,4 +1,5 @@
 //! Shared test support.
 pub mod foreign;
 pub mod layers;
+pub mod pki;
 pub mod wire;

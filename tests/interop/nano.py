@@ -68,6 +68,7 @@ import fcntl
 import math
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -474,7 +475,11 @@ class NanocatRunner:
         """For nanocat types that send after --delay whether or not a peer is
         there (pub, bus, surveyor): spawn, and re-spawn, until a connection
         exists *before* the delay has run out, so the message cannot be
-        dropped for lack of a pipe.  A process killed here has sent nothing."""
+        dropped for lack of a pipe.  A process killed here has sent nothing:
+        it is stopped (SIGSTOP) before the last look at its connections, so
+        it cannot connect and send between that look and the kill (a
+        wrapper slowed down by load used to kill a nanocat that had just
+        sent, and the next one sent the same message again: N14)."""
         deadline = time.monotonic() + self.t
         while True:
             p = self.spawn(extra)
@@ -483,6 +488,14 @@ class NanocatRunner:
                 if has_connection(p.pid):
                     return p
                 select.select([p.fd], [], [], 0.005)
+            try:
+                os.kill(p.pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+            if has_connection(p.pid):
+                # it connected meanwhile: it sends (or sent) once, let it run
+                os.kill(p.pid, signal.SIGCONT)
+                return p
             desc = p.describe()
             p.kill()
             if time.monotonic() > deadline:

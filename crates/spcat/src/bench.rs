@@ -30,7 +30,8 @@ fn usage_text() -> &'static str {
                     tcp://127.0.0.1:0; inproc:// and ipc:// work too);
                     --latency for REQ/REP instead of PUSH/PULL
   --size 64, --count 10000 by default (both sides need the same --count);
-  a receiving side gives up after --recv-timeout (10 s) without a message.
+  a side gives up after --recv-timeout (10 s) without a message to
+  receive or a peer to send to.
   -v prints \"Listening at: <url>\" first (port 0 resolved)"
 }
 
@@ -197,10 +198,12 @@ async fn rep(sock: &Socket, b: &Bench) -> Result<(), String> {
     Ok(())
 }
 
-fn build(role: Role, tls: &Tls, url: &str) -> Result<Socket, String> {
+fn build(role: Role, tls: &Tls, url: &str, b: &Bench) -> Result<Socket, String> {
+    // a sender whose receiver went away (a PULL that gave up, a REP that
+    // exited) must not wait for a pipe forever either
     socket_builder(
         role.protocol(),
-        Options::default(),
+        Options::default().send_timeout(Some(b.recv_timeout)),
         tls,
         std::iter::once(url),
     )
@@ -244,7 +247,7 @@ async fn one_side(
     tls: &Tls,
     verbose: bool,
 ) -> Result<Option<String>, String> {
-    let sock = build(role, tls, url)?;
+    let sock = build(role, tls, url, b)?;
     let url = open(&sock, listen, url, verbose).await?;
     match role {
         Role::Push => push(&sock, &url, b).await.map(Some),
@@ -260,9 +263,9 @@ async fn loopback(latency: bool, url: &str, b: &Bench, tls: &Tls) -> Result<Stri
     } else {
         (Role::Pull, Role::Push)
     };
-    let s = build(server, tls, url)?;
+    let s = build(server, tls, url, b)?;
     let bound = open(&s, true, url, false).await?;
-    let c = build(client, tls, &bound)?;
+    let c = build(client, tls, &bound, b)?;
     open(&c, false, &bound, false).await?;
     if latency {
         let (served, measured) = tokio::join!(rep(&s, b), req(&c, &bound, b));

@@ -240,7 +240,9 @@ fn bench_across_two_processes() {
             "8",
         ],
     );
-    let (o, _) = bench(&["--push", "--dial", &url, "--count", "10", "--size", "9"]);
+    // one message: the PULL exits on it, so a longer run could leave the
+    // PUSH with nobody to send the rest to
+    let (o, _) = bench(&["--push", "--dial", &url, "--count", "1", "--size", "9"]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let p = finish(pull, WAIT);
     assert_eq!(p.code, Some(1));
@@ -249,6 +251,33 @@ fn bench_across_two_processes() {
         "{}",
         p.stderr
     );
+}
+
+#[test]
+fn a_bench_sender_whose_receiver_stops_reading_gives_up() {
+    // a PULL that never reads: queues and kernel buffers fill, and the PUSH
+    // has no room to send into; it says so instead of waiting forever
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pull = spstack::pull0().build();
+    let url = rt.block_on(async {
+        let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
+        ep.url().to_string()
+    });
+    let (o, out) = bench(&[
+        "--push",
+        "--dial",
+        &url,
+        "--count",
+        "200",
+        "--size",
+        "1000000",
+        "--recv-timeout",
+        "1",
+    ]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("send failed"), "{}", o.stderr);
+    assert_eq!(out, "");
+    drop(pull);
 }
 
 #[test]
