@@ -1058,6 +1058,78 @@ async fn req_drops_late_and_too_deep_replies_and_keeps_the_pipe() {
     assert_no_library_panic();
 }
 
+/// A raw REP peer `req` dialed: a listener, the dial, the SP handshake.
+async fn raw_rep_dialed_by(req: &Socket) -> TcpStream {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("tcp://{}", l.local_addr().expect("addr"));
+    let accept = async {
+        let (mut s, _) = l.accept().await.expect("accept");
+        handshake(&mut s, REP0, REQ0).await;
+        s
+    };
+    let (dialed, s) = tokio::join!(timeout(WAIT, req.dial(&url)), timeout(WAIT, accept));
+    dialed.expect("dial in time").expect("dial");
+    s.expect("accept in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn req_takes_a_reply_only_from_the_pipe_that_carried_the_request() {
+    // A REQ took a reply with the right id from any of its pipes, and its
+    // ids follow one another: one server that saw a request could answer
+    // the next one, sent to another server, before that server did.
+    init();
+    let req = spstack::req0().build();
+    let mut peers = [raw_rep_dialed_by(&req).await, raw_rep_dialed_by(&req).await];
+    timeout(WAIT, req.send("first"))
+        .await
+        .expect("send in time")
+        .expect("send");
+    let (a, b) = peers.split_at_mut(1);
+    let (evil, seen) = tokio::select! {
+        f = read_tcp_frame(&mut a[0]) => (0, f),
+        f = read_tcp_frame(&mut b[0]) => (1, f),
+    };
+    let seen = u32::from_be_bytes(seen[..4].try_into().expect("4 bytes")) & 0x7fff_ffff;
+    let honest = 1 - evil;
+    // a new request replaces the first; balanced to the other pipe
+    timeout(WAIT, req.send("second"))
+        .await
+        .expect("send in time")
+        .expect("send");
+    let got = read_tcp_frame(&mut peers[honest]).await;
+    assert_eq!(
+        &got[4..],
+        b"second",
+        "the second request went to the other pipe"
+    );
+    let id = u32::from_be_bytes(got[..4].try_into().expect("4 bytes")) & 0x7fff_ffff;
+    tracing::info!("first id {seen:#x}, second {id:#x}: the evil server can predict it");
+
+    // the evil server answers the request it never got, first
+    peers[evil]
+        .write_all(&tcp_frame(&request(id, b"forged")))
+        .await
+        .expect("send");
+    wait_stats(&req, "the forged reply at the socket", |st| st.msgs_in == 1).await;
+    peers[honest]
+        .write_all(&tcp_frame(&request(id, b"genuine")))
+        .await
+        .expect("send");
+    let r = timeout(WAIT, req.recv())
+        .await
+        .expect("reply in time")
+        .expect("recv");
+    assert_eq!(
+        r.body(),
+        b"genuine",
+        "the reply of the pipe the request took"
+    );
+    let st = req.stats();
+    assert_eq!(st.drops(DropReason::WrongPipe), 1, "{st}");
+    assert_eq!(st.pipes_closed, 0, "both pipes kept\n{st}");
+    assert_no_library_panic();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_does_not_block_the_rep() {
     init();
@@ -1215,36 +1287,40 @@ async fn ipc_header_and_length_attacks() {
 // Many half-open connections
 // ------------------------------------------------------------------------
 
+/// Copies `from` to `to`, every chunk `delay` later, order kept; shuts
+/// `to` down after `from` ends. One direction of a delaying proxy.
+fn pump<R, W>(mut from: R, mut to: W, delay: Duration)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 << 10];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            let due = tokio::time::Instant::now() + delay;
+            if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((due, b)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+}
+
 /// A TCP proxy to `to` that delays every chunk `delay` in each direction,
 /// order kept: a peer that far away. Serves until the test ends.
+/// Returns the proxy's `ip:port`.
 async fn delay_proxy(to: std::net::SocketAddr, delay: Duration) -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
-    let url = format!("tcp://{}", l.local_addr().expect("addr"));
-    fn pump(
-        mut from: tokio::net::tcp::OwnedReadHalf,
-        mut to: tokio::net::tcp::OwnedWriteHalf,
-        delay: Duration,
-    ) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 16 << 10];
-            while let Ok(n @ 1..) = from.read(&mut buf).await {
-                let due = tokio::time::Instant::now() + delay;
-                if tx.send((due, buf[..n].to_vec())).await.is_err() {
-                    break;
-                }
-            }
-        });
-        tokio::spawn(async move {
-            while let Some((due, b)) = rx.recv().await {
-                tokio::time::sleep_until(due).await;
-                if to.write_all(&b).await.is_err() {
-                    break;
-                }
-            }
-            let _ = to.shutdown().await;
-        });
-    }
+    let url = l.local_addr().expect("addr").to_string();
     tokio::spawn(async move {
         while let Ok((c, _)) = l.accept().await {
             let Ok(u) = TcpStream::connect(to).await else {
@@ -1257,6 +1333,350 @@ async fn delay_proxy(to: std::net::SocketAddr, delay: Duration) -> String {
         }
     });
     url
+}
+
+/// The same over unix sockets: listens at `at` (an ipc:// url), connects
+/// to the socket file `to` as this process's user. Returns `at`.
+async fn ipc_delay_proxy(to: std::path::PathBuf, at: String, delay: Duration) -> String {
+    let l = tokio::net::UnixListener::bind(at.strip_prefix("ipc://").expect("ipc url"))
+        .expect("proxy bind");
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let Ok(u) = UnixStream::connect(&to).await else {
+                continue;
+            };
+            let (cr, cw) = c.into_split();
+            let (ur, uw) = u.into_split();
+            pump(cr, uw, delay);
+            pump(ur, cw, delay);
+        }
+    });
+    at
+}
+
+/// Idle connections to `target` from 127.0.0.2 (one source address), one
+/// a millisecond, held open (the newest 2,000), until `stop` is set or 20 s
+/// have passed. Returns how many connected.
+fn idle_flood_from_127_0_0_2(
+    target: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u32> {
+    tokio::spawn(async move {
+        let t0 = Instant::now();
+        let mut held = std::collections::VecDeque::new();
+        let mut made = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && t0.elapsed() < Duration::from_secs(20)
+        {
+            let s = tokio::net::TcpSocket::new_v4().expect("socket");
+            s.bind("127.0.0.2:0".parse().expect("src"))
+                .expect("bind 127.0.0.2");
+            if let Ok(c) = s.connect(target).await {
+                made += 1;
+                held.push_back(c);
+                if held.len() > 2000 {
+                    held.pop_front();
+                }
+            }
+            sleep(Duration::from_millis(1)).await;
+        }
+        made
+    })
+}
+
+/// A listener whose handshake slots (`max_half_open`, or a WebSocket
+/// port's `max_routing`) are held by idle connections from 127.0.0.2,
+/// which keep arriving and evicting, while honest REQs from 127.0.0.1,
+/// 150 ms away, dial: see [`flood_spares_a_far_peer`].
+async fn one_source_flood_spares_a_far_peer(
+    rep: &Socket,
+    target: std::net::SocketAddr,
+    dial_url: impl Fn(&str) -> String,
+    req: impl Fn() -> Socket,
+) -> Stats {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = idle_flood_from_127_0_0_2(target, stop.clone());
+    let far = dial_url(&delay_proxy(target, Duration::from_millis(150)).await);
+    flood_spares_a_far_peer(rep, flood, stop, &far, req).await
+}
+
+/// While `flood` (one source: an address, or for ipc a user) fills `rep`'s
+/// handshake slots and keeps arriving and evicting, three honest REQs
+/// dialing `far` (another source, 150 ms away behind a delaying proxy)
+/// dial once each (no redial for a minute, so an evicted handshake is not
+/// rescued by a retry) and must complete a round trip: the flood's source
+/// holds the most slots, so the evictions it causes fall on its own
+/// connections. With every connection counted as a source of its own
+/// (tcp's `tcp://ip:port` was not parsed) or all as one (tls+tcp and ws
+/// reported no address, ipc its listener's path), eviction was random and
+/// each honest handshake, overlapping ~100 evictions among 8 slots, almost
+/// never survived. Stops the flood (`stop`) before returning.
+async fn flood_spares_a_far_peer(
+    rep: &Socket,
+    flood: tokio::task::JoinHandle<u32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    far: &str,
+    req: impl Fn() -> Socket,
+) -> Stats {
+    // the slots fill within a few dozen connections
+    sleep(Duration::from_millis(300)).await;
+    let mut outcome = Ok(());
+    for round in 0..3 {
+        let req = req();
+        let body = format!("far {round}");
+        let round_trip = async {
+            req.dial(far).await.map_err(|e| format!("dial: {e}"))?;
+            req.send(body.as_str())
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let m = rep.recv().await.map_err(|e| format!("recv: {e}"))?;
+            assert_eq!(m.body(), body.as_bytes());
+            rep.send("near").await.map_err(|e| format!("reply: {e}"))?;
+            let r = req.recv().await.map_err(|e| format!("reply recv: {e}"))?;
+            assert_eq!(r.body(), b"near");
+            Ok::<_, String>(())
+        };
+        outcome = match timeout(Duration::from_secs(8), round_trip).await {
+            Ok(r) => r,
+            Err(_) => Err("no round trip within 8 s".into()),
+        }
+        .map_err(|e| format!("honest peer {round}: {e}"));
+        req.close();
+        if outcome.is_err() {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = flood.await.expect("flood");
+    let st = rep.stats();
+    if let Err(e) = outcome {
+        panic!("{e}, under a flood of {made} idle connections from one source\n{st}");
+    }
+    assert!(
+        st.rejects(RejectReason::Evicted) > 50,
+        "the flood ({made} connections) filled the slots and was evicted, counted on the socket\n{st}"
+    );
+    st
+}
+
+/// A REQ that dials once and does not redial within the test.
+fn req_no_redial() -> spstack::SocketBuilder {
+    spstack::req0().options(
+        Options::default()
+            .reconnect_min(Duration::from_secs(60))
+            .reconnect_max(Duration::from_secs(60)),
+    )
+}
+
+/// Slow handshakes (10 s) and 8 slots: a flood fills them at once.
+fn flooded_listener_opts() -> Options {
+    Options::default()
+        .max_half_open(8)
+        .handshake_timeout(Duration::from_secs(10))
+}
+
+fn tls_pair() -> (sp_transports::TlsConfig, sp_transports::TlsConfig) {
+    use sp_transports::tls::{Identity, Roots, TlsConfig};
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let der = rustls_pki_types::CertificateDer::from(c.cert.der().to_vec());
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from(c.key_pair.serialize_der());
+    let server =
+        TlsConfig::new().server_identity(Identity::from_der(vec![der.clone()], key.into()));
+    let client = TlsConfig::new()
+        .roots(Roots::from_der(vec![der]))
+        .server_name("localhost");
+    (server, client)
+}
+
+fn addr_of(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once("://").expect("scheme").1;
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    authority.parse().expect("ip:port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over_tcp() {
+    init();
+    let _heavy = HEAVY.lock().await;
+    let (rep, url) = rep_on_tcp(flooded_listener_opts()).await;
+    one_source_flood_spares_a_far_peer(
+        &rep,
+        addr_of(&url),
+        |a| format!("tcp://{a}"),
+        || req_no_redial().build(),
+    )
+    .await;
+    assert_no_library_panic();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over_tls_tcp() {
+    init();
+    let _heavy = HEAVY.lock().await;
+    let (server, client) = tls_pair();
+    let rep = spstack::rep0()
+        .options(flooded_listener_opts())
+        .transport(std::sync::Arc::new(sp_transports::tls_tcp(server)))
+        .build();
+    let url = listen(&rep, "tls+tcp://127.0.0.1:0").await;
+    one_source_flood_spares_a_far_peer(
+        &rep,
+        addr_of(&url),
+        |a| format!("tls+tcp://{a}"),
+        || {
+            req_no_redial()
+                .transport(std::sync::Arc::new(sp_transports::tls_tcp(client.clone())))
+                .build()
+        },
+    )
+    .await;
+    assert_no_library_panic();
+}
+
+/// A ws:// (or wss://) REP whose port reads at most 8 request heads at once.
+fn ws_rep(secure: Option<sp_transports::TlsConfig>) -> Socket {
+    let cfg = sp_ws::WsConfig::default().max_routing(8);
+    let ws: std::sync::Arc<dyn spstack::transport::Transport> = match secure {
+        None => std::sync::Arc::new(sp_ws::Ws::new(spstack::Tcp).with_config(cfg)),
+        Some(tls) => std::sync::Arc::new(
+            sp_ws::Ws::secure(sp_transports::Tls::new(spstack::Tcp, tls)).with_config(cfg),
+        ),
+    };
+    spstack::rep0()
+        .options(flooded_listener_opts())
+        .transport(ws)
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over_ws() {
+    init();
+    let _heavy = HEAVY.lock().await;
+    let rep = ws_rep(None);
+    let url = listen(&rep, "ws://127.0.0.1:0/sp").await;
+    one_source_flood_spares_a_far_peer(
+        &rep,
+        addr_of(&url),
+        |a| format!("ws://{a}/sp"),
+        || {
+            req_no_redial()
+                .transport(std::sync::Arc::new(sp_ws::Ws::new(spstack::Tcp)))
+                .build()
+        },
+    )
+    .await;
+    assert_no_library_panic();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_source_does_not_evict_a_peer_from_another_over_wss() {
+    init();
+    let _heavy = HEAVY.lock().await;
+    let (server, client) = tls_pair();
+    let rep = ws_rep(Some(server));
+    let url = listen(&rep, "wss://127.0.0.1:0/sp").await;
+    one_source_flood_spares_a_far_peer(
+        &rep,
+        addr_of(&url),
+        |a| format!("wss://{a}/sp"),
+        || {
+            let tls = sp_transports::Tls::new(spstack::Tcp, client.clone());
+            req_no_redial()
+                .transport(std::sync::Arc::new(sp_ws::Ws::secure(tls)))
+                .build()
+        },
+    )
+    .await;
+    assert_no_library_panic();
+}
+
+/// The user the ipc flood connects as: another source than this process's
+/// (root's) for ipc's half-open cap, which counts peers by user id.
+const FLOOD_UID: u32 = 65534;
+
+/// Idle connections to the socket file `path` made as user `uid`, one a
+/// millisecond, held open (the newest 2,000), until `stop` is set or 20 s
+/// have passed. Returns how many connected. They are made on a thread of
+/// their own whose credentials alone change: the runtime's threads, which
+/// the honest peer's connections come from, stay this process's user.
+/// Needs root (as tests/hosts does); says so instead of skipping.
+fn idle_ipc_flood_as(
+    uid: u32,
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u32> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: setresuid(2) through the raw system call changes the
+        // calling thread's credentials only (libc's wrapper would change
+        // every thread's, the runtime's too); it takes plain integers.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_setresuid,
+                libc::uid_t::from(uid),
+                libc::uid_t::from(uid),
+                libc::uid_t::from(uid),
+            )
+        };
+        let started = if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        };
+        let ok = started.is_ok();
+        let _ = ready_tx.send(started);
+        if !ok {
+            return 0;
+        }
+        let t0 = Instant::now();
+        let mut held = std::collections::VecDeque::new();
+        let mut made = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && t0.elapsed() < Duration::from_secs(20)
+        {
+            if let Ok(c) = std::os::unix::net::UnixStream::connect(&path) {
+                made += 1;
+                held.push_back(c);
+                if held.len() > 2000 {
+                    held.pop_front();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        made
+    });
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!(
+            "the flood connects as uid {uid}, another ipc source than this process's: \
+             this test runs as root (setresuid: {e})"
+        ),
+        Err(_) => panic!("the flood thread ended before starting"),
+    }
+    tokio::task::spawn_blocking(move || thread.join().expect("flood thread"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_flood_from_one_user_does_not_evict_a_peer_of_another_over_ipc() {
+    // ipc's peers have no address: every connection reported the
+    // listener's path, so all were one source and eviction random. Its
+    // sources are now user ids (SO_PEERCRED): one local user's flood
+    // evicts its own handshakes, not another user's.
+    init();
+    let _heavy = HEAVY.lock().await;
+    let (rep, url) = rep_on(&ipc_url("flood-by-uid"), flooded_listener_opts()).await;
+    let path = std::path::PathBuf::from(url.strip_prefix("ipc://").expect("ipc url"));
+    // the flood's user may connect (connect(2) needs write permission)
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod the socket file");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = idle_ipc_flood_as(FLOOD_UID, path.clone(), stop.clone());
+    let proxy_at = ipc_url("flood-by-uid-proxy");
+    let far = ipc_delay_proxy(path.clone(), proxy_at.clone(), Duration::from_millis(150)).await;
+    flood_spares_a_far_peer(&rep, flood, stop, &far, || req_no_redial().build()).await;
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(proxy_at.strip_prefix("ipc://").expect("ipc url"));
+    assert_no_library_panic();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1298,7 +1718,10 @@ async fn half_open_flood_does_not_starve_a_peer_50ms_away() {
         }
         made
     });
-    let far = delay_proxy(target, Duration::from_millis(50)).await;
+    let far = format!(
+        "tcp://{}",
+        delay_proxy(target, Duration::from_millis(50)).await
+    );
     sleep(Duration::from_millis(300)).await;
     let req = spstack::req0()
         .options(Options::default().reconnect_min(Duration::from_millis(20)))

@@ -23,6 +23,16 @@ fn sock(p: Protocol) -> Socket {
 
 /// Runs spstack's end of the sequence for `role` against the foreign peer.
 async fn run(peer: Peer, role: Protocol, tr: Tr, spstack_listens: bool) {
+    let s = sock(role);
+    // the peer reports what it checked; nanocat cannot run every case
+    // (tests/interop/README.md), so only the sequence on our side counts here
+    let _ = run_on(&s, peer, role, tr, spstack_listens).await;
+    drop(s);
+}
+
+/// [`run`] on a socket of the caller's (`s` speaks `role`): true when the
+/// foreign peer saw everything it expected.
+async fn run_on(s: &Socket, peer: Peer, role: Protocol, tr: Tr, spstack_listens: bool) -> bool {
     let (ours, theirs) = match role {
         Protocol::Push0 => ("push0", "pull0"),
         Protocol::Pull0 => ("pull0", "push0"),
@@ -39,9 +49,8 @@ async fn run(peer: Peer, role: Protocol, tr: Tr, spstack_listens: bool) {
     };
     let tag = format!("{peer:?}-{ours}-{tr:?}-{spstack_listens}");
     let u = url(tr, &tag);
-    let s = sock(role);
     let child = if spstack_listens {
-        let at = listen(&s, &u).await;
+        let at = listen(s, &u).await;
         foreign(peer, theirs, "dial", &at, sizes).await
     } else {
         let c = foreign(peer, theirs, "listen", &u, sizes).await;
@@ -83,9 +92,9 @@ async fn run(peer: Peer, role: Protocol, tr: Tr, spstack_listens: bool) {
             }
         }
     }
-    // keep our socket open until the peer has checked everything (N6)
-    child.finish().await;
-    drop(s);
+    // the caller keeps our socket open until the peer has checked
+    // everything (N6)
+    child.finish().await
 }
 
 macro_rules! interop {
@@ -139,5 +148,48 @@ async fn nng_req_through_spstack_device_to_nng_rep() {
         assert_eq!(front.stats().msgs_in, SIZES.len() as u64, "{tr:?}");
         assert_eq!(back.stats().msgs_in, SIZES.len() as u64, "{tr:?}");
         dev.abort();
+    }
+}
+
+/// `heartbeat/1` is optional: an nng or nanomsg peer, which knows no pipe
+/// layers, is served by a socket with it, both ways. spstack listening
+/// answers the peer's plain header plain; spstack dialing sees the peer
+/// answer plain (and drop the layered header), counts `PlainPeer` and
+/// redials plain at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nng_and_nanomsg_with_spstack_heartbeat_run_plain_both_directions() {
+    use sp_reliable::heartbeat;
+    use spstack::RejectReason;
+    for (peer, tr) in [
+        (Peer::Nng, Tr::Tcp),
+        (Peer::Nng, Tr::Ipc),
+        (Peer::Nano, Tr::Tcp),
+    ] {
+        for (role, listens) in [
+            (Protocol::Rep0, true),
+            (Protocol::Req0, false),
+            (Protocol::Pull0, true),
+            (Protocol::Push0, false),
+        ] {
+            let s = spstack::cooked(role)
+                .pipe_layer(heartbeat::layer(std::time::Duration::from_millis(200)))
+                .options(opts())
+                .build();
+            let ctx = format!("{peer:?} {role:?} {tr:?} listens={listens}");
+            assert!(
+                run_on(&s, peer, role, tr, listens).await,
+                "{ctx}: the foreign peer saw every message"
+            );
+            // nanocat runs one process per message: a dialer may meet it
+            // again after its first plain pipe, still plain
+            let redials = s.stats().rejects(RejectReason::PlainPeer);
+            if listens {
+                assert_eq!(redials, 0, "{ctx}");
+            } else {
+                assert_eq!(redials, 1, "{ctx}: counted once, then remembered");
+            }
+            assert_eq!(s.stats().rejects(RejectReason::LayerMismatch), 0, "{ctx}");
+            drop(s);
+        }
     }
 }

@@ -308,3 +308,48 @@ async fn describe_never_decodes_ciphertext_as_a_protocol_header() {
     assert_eq!(d.opaque.as_ref().map(|o| o.offset), Some(0), "{d}");
     assert!(d.fields.is_empty(), "{d}");
 }
+
+/// Noise under an optional `heartbeat/1`: the stack is not optional as a
+/// whole, so a plain peer is refused both ways and never served without
+/// encryption (no downgrade), and the dialer does not redial plain.
+#[tokio::test]
+async fn a_noise_stack_with_heartbeat_refuses_a_plain_peer_both_ways() {
+    use sp_crypto::noise::{self, NoiseConfig, StaticKeypair};
+    use sp_reliable::heartbeat;
+    let stack = |b: spstack::SocketBuilder| {
+        b.pipe_layer(noise::layer(
+            NoiseConfig::new(StaticKeypair::generate()).accept_any_key(),
+        ))
+        .pipe_layer(heartbeat::layer(Duration::from_secs(1)))
+    };
+    // a secure listener, a plain dialer
+    let pull = stack(spstack::pull0()).build();
+    let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
+    let plain = spstack::push0().build();
+    assert!(plain.dial(ep.url()).await.is_err(), "served plain");
+    // a secure dialer, a plain listener
+    let plain_pull = spstack::pull0().build();
+    let plain_ep = plain_pull.listen("tcp://127.0.0.1:0").await.unwrap();
+    let push = stack(spstack::push0()).build();
+    let e = push.dial(plain_ep.url()).await.expect_err("downgraded");
+    assert!(
+        matches!(
+            &e,
+            spstack::Error::Mismatch {
+                index: Some(0),
+                theirs: None,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(push.stats().rejects(RejectReason::PlainPeer), 0);
+    for _ in 0..200 {
+        if pull.stats().rejects(RejectReason::LayerMismatch) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pull.stats().rejects(RejectReason::LayerMismatch), 1);
+    assert!(pull.pipes().is_empty() && push.pipes().is_empty());
+}

@@ -162,6 +162,62 @@ async fn full_sub_queue_drops_the_oldest_and_counts_it() {
     assert_eq!(recv(sub).await.body(), b"after");
 }
 
+#[tokio::test]
+async fn sub_drop_oldest_holds_its_byte_budget_not_32_times_it() {
+    // A full SUB queue dropped only its oldest message for a newcomer (or
+    // none, when the bytes queued were under the budget before it came):
+    // 31 small messages and a large one then held twice the byte budget,
+    // and 32 times it with messages sized for that. Room is made for the
+    // newcomer in bytes, in the socket's queue and in a context's: a 63 KiB
+    // message in a 64 KiB budget leaves no room for a 2 KiB one.
+    const BUDGET: usize = 64 << 10;
+    let small = vec![b's'; 2 << 10];
+    let large = vec![b'L'; 63 << 10];
+    let opts = Options::default().recv_queue_bytes(BUDGET);
+
+    // nobody reads: the socket's own queue evicts
+    let (p, s) = pub_with_subs(1, opts.clone()).await;
+    let sub = &s[0];
+    subs(sub).subscribe("").unwrap();
+    for _ in 0..31 {
+        p.send(&small[..]).await.unwrap();
+    }
+    p.send(&large[..]).await.unwrap();
+    wait_until("every message at the SUB", || sub.stats().msgs_in == 32).await;
+    let first = recv(sub).await;
+    assert!(
+        first.body() == &large[..],
+        "a {}-byte message was still held after the large one came\n{}",
+        first.len(),
+        sub.stats()
+    );
+    assert!(sub.recv().now_or_never().is_none(), "nothing else held");
+    assert_eq!(sub.stats().drops(DropReason::QueueFull), 31);
+
+    // a context that reads and one that does not: the other's queue evicts
+    let (p, s) = pub_with_subs(1, opts).await;
+    let sub = &s[0];
+    let mut a = sub.context();
+    let mut b = sub.context();
+    a.control::<SubControl>().unwrap().subscribe("").unwrap();
+    b.control::<SubControl>().unwrap().subscribe("").unwrap();
+    // a takes each as it comes, so the socket's queue never fills
+    for i in 0..32 {
+        let m = if i < 31 { &small[..] } else { &large[..] };
+        p.send(m).await.unwrap();
+        assert!(ctx_recv(&mut a).await.body() == m, "message {i} at a");
+    }
+    let first = ctx_recv(&mut b).await;
+    assert!(
+        first.body() == &large[..],
+        "a {}-byte message was still held in b after the large one came\n{}",
+        first.len(),
+        sub.stats()
+    );
+    assert!(ctx_empty(&mut b), "b held only what fits its budget");
+    assert_eq!(sub.stats().drops(DropReason::QueueFull), 31);
+}
+
 /// A SUB that does the SP handshake over TCP and then never reads: the PUB
 /// must not wait for it, and what it drops for it is counted on its pipe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,11 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use sp_core::admission::Admission;
+//! use sp_core::admission::{source_of, Admission};
 //! let handshakes = Admission::new(128);
-//! let evicted = handshakes.spawn("192.0.2.7:40000", async {
+//! let source = source_of("tcp://192.0.2.7:40000");
+//! assert_eq!(source, "192.0.2.7");
+//! let evicted = handshakes.spawn(&source, async {
 //!     // read the peer's handshake under its deadline ...
 //! });
 //! assert_eq!(evicted, 0, "room for it");
@@ -21,13 +23,25 @@
 //!   second kill every handshake slower than the flood's turnover, so a
 //!   peer 50 ms away never gets through.
 //!
-//! [`Admission`] evicts a random handshake *of the source holding the most*
-//! (source = the peer's IP address), never the one just admitted. A flood
-//! from one address or a few evicts itself; an honest peer from elsewhere
-//! keeps its slot however long its round trips are. A flood spread across
-//! many addresses degrades to random eviction, under which a slow honest
-//! handshake still survives with a probability that does not depend on its
-//! age, and its dialer's retries get through.
+//! [`Admission`] evicts a random handshake *of the source holding the most*,
+//! never the one just admitted. A flood from one address or a few evicts
+//! itself; an honest peer from elsewhere keeps its slot however long its
+//! round trips are. A flood spread across many addresses degrades to random
+//! eviction, under which a slow honest handshake still survives with a
+//! probability that does not depend on its age, and its dialer's retries
+//! get through.
+//!
+//! What a source is, per transport (the transport says, through
+//! [`crate::transport::Unannounced::source`]; by default [`source_of`] its
+//! peer address, which every IP transport reports before its handshake):
+//! - tcp, tls+tcp, ws, wss, quic: the peer's IPv4 address, or the /64 its
+//!   IPv6 address is in (one host or site is usually given a whole /64, so
+//!   counting each of its 2^64 addresses apart would let one attacker be
+//!   many sources); an IPv4 address mapped into IPv6 (a dual-stack
+//!   listener) counts as the IPv4 address;
+//! - ipc: the peer process's user id (`SO_PEERCRED`): a local user's flood
+//!   cannot evict another user's handshakes;
+//! - inproc, and a peer whose address is unknown: one source for all.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -66,12 +80,12 @@ impl Admission {
         })
     }
 
-    /// Runs `work` for a peer at `peer_addr` (`ip:port`, or any string:
-    /// the part before the last `:` of a socket address is its source) as
-    /// a tokio task; when that takes the count over the cap, aborts another
+    /// Runs `work` for a peer of `source` (what [`source_of`] makes of its
+    /// address, or a transport's own notion: see the module docs) as a
+    /// tokio task; when that takes the count over the cap, aborts another
     /// one as [`victim`] picks it. Returns how many were aborted (0 or 1),
     /// for the caller's counters.
-    pub fn spawn<F>(self: &Arc<Self>, peer_addr: &str, work: F) -> usize
+    pub fn spawn<F>(self: &Arc<Self>, source: &str, work: F) -> usize
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -90,7 +104,7 @@ impl Admission {
         });
         st.running.push(Entry {
             id,
-            source: source_of(peer_addr).into(),
+            source: source.into(),
             abort: task.abort_handle(),
         });
         let mut evicted = 0;
@@ -124,13 +138,45 @@ impl Drop for Admission {
     }
 }
 
-/// The source a peer address counts against: its IP address without the
-/// port (`[::1]:9` → `[::1]`), or the whole string when it has no port
-/// (an IPC path: all local peers are one source).
-pub fn source_of(peer_addr: &str) -> &str {
-    match peer_addr.parse::<std::net::SocketAddr>() {
-        Ok(_) => peer_addr.rsplit_once(':').map_or(peer_addr, |(ip, _)| ip),
-        Err(_) => peer_addr,
+/// The source a peer address counts against, from any form a transport
+/// reports: `ip:port`, `[v6]:port`, a bare IP, each optionally behind a
+/// scheme (`tcp://`, `ws://`) and followed by a path (`ws://ip:port/path`).
+/// An IPv4 address is its own source; an IPv6 address counts as its /64
+/// (`2001:db8:0:7::/64`), an IPv4-mapped one as the IPv4 address. A string
+/// that holds no IP address is its own source, so peers whose address is
+/// unknown (an empty string) share one.
+///
+/// ```
+/// use sp_core::admission::source_of;
+/// assert_eq!(source_of("tcp://10.1.2.3:4000"), "10.1.2.3");
+/// assert_eq!(source_of("[2001:db8::1]:9"), source_of("ws://[2001:db8::2]:7/sp"));
+/// assert_ne!(source_of("[2001:db8::1]:9"), source_of("[2001:db8:0:1::1]:9"));
+/// assert_eq!(source_of("[::ffff:127.0.0.2]:5"), "127.0.0.2");
+/// ```
+pub fn source_of(peer_addr: &str) -> String {
+    use std::net::{IpAddr, SocketAddr};
+    let rest = peer_addr.split_once("://").map_or(peer_addr, |(_, r)| r);
+    // a path starts at the first '/', which no address form contains
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let ip = authority
+        .parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| authority.parse::<IpAddr>())
+        .or_else(|_| {
+            authority
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(authority)
+                .parse::<IpAddr>()
+        });
+    match ip.map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+        Err(_) => peer_addr.to_string(),
     }
 }
 
@@ -175,9 +221,46 @@ mod tests {
     #[test]
     fn source_is_the_ip_without_its_port() {
         assert_eq!(source_of("10.1.2.3:4000"), "10.1.2.3");
-        assert_eq!(source_of("[::1]:9"), "[::1]");
+        assert_eq!(source_of("[::1]:9"), "::/64");
         assert_eq!(source_of("ipc:///tmp/x"), "ipc:///tmp/x");
         assert_eq!(source_of(""), "");
+    }
+
+    #[test]
+    fn source_of_every_transports_peer_address() {
+        // tcp reports its peer as a URL: every connection from one address
+        // is one source whatever its port (it was one source per port)
+        assert_eq!(source_of("tcp://127.0.0.2:40001"), "127.0.0.2");
+        assert_eq!(
+            source_of("tcp://127.0.0.2:40001"),
+            source_of("tcp://127.0.0.2:40002")
+        );
+        assert_eq!(source_of("tcp://[2001:db8::5]:80"), "2001:db8::/64");
+        // tls+tcp, ws, wss and quic report ip:port; ws pipes dialed a URL
+        assert_eq!(source_of("127.0.0.1:9"), "127.0.0.1");
+        assert_eq!(source_of("ws://127.0.0.1:9/sp"), "127.0.0.1");
+        assert_eq!(source_of("wss://[::1]:9/a/b"), "::/64");
+        assert_eq!(source_of("quic://10.0.0.1:4433"), "10.0.0.1");
+        // bare addresses, with or without brackets
+        assert_eq!(source_of("192.0.2.1"), "192.0.2.1");
+        assert_eq!(source_of("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(source_of("[2001:db8:1:2::9]"), "2001:db8:1:2::/64");
+        // one /64 is one source, the next /64 another
+        assert_eq!(
+            source_of("[2001:db8:0:7::1]:1"),
+            source_of("[2001:db8:0:7:ffff:ffff:ffff:ffff]:2")
+        );
+        assert_ne!(
+            source_of("[2001:db8:0:7::1]:1"),
+            source_of("[2001:db8:0:8::1]:1")
+        );
+        // a dual-stack listener sees IPv4 peers mapped into IPv6
+        assert_eq!(source_of("[::ffff:192.0.2.9]:7"), "192.0.2.9");
+        // distinct addresses are distinct sources
+        assert_ne!(source_of("127.0.0.1:1"), source_of("127.0.0.2:1"));
+        // no address: all such peers share one source
+        assert_eq!(source_of("inproc://x"), "inproc://x");
+        assert_eq!(source_of("localhost:80"), "localhost:80");
     }
 
     #[test]
@@ -222,7 +305,7 @@ mod tests {
         let mut evicted = 0;
         for i in 0..10 {
             let mut rx = rx.clone();
-            evicted += a.spawn(&format!("10.0.0.1:{i}"), async move {
+            evicted += a.spawn(&source_of(&format!("10.0.0.1:{i}")), async move {
                 let _ = rx.wait_for(|go| *go).await;
             });
             assert!(a.running() <= 4);

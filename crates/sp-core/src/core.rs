@@ -64,6 +64,9 @@ pub(crate) struct Core {
     pub(crate) transports: Vec<Arc<dyn Transport>>,
     pub(crate) upgrade: UpgradeService,
     pub(crate) announce: Announcement,
+    /// Every pipe layer is optional: a plain peer is served without them
+    /// ([`crate::layer::Handshake::plain_peer_ok`]).
+    pub(crate) plain_peer_ok: bool,
     pub(crate) plan: FramePlan,
     pipes: RwLock<PipeTable>,
     pub(crate) rr: AtomicUsize,
@@ -89,6 +92,7 @@ pub(crate) struct CoreParts {
     pub upgrade: UpgradeService,
     pub layer_names: Vec<String>,
     pub plan: FramePlan,
+    pub plain_peer_ok: bool,
 }
 
 impl Core {
@@ -115,6 +119,7 @@ impl Core {
             transports: p.transports,
             upgrade: p.upgrade,
             announce,
+            plain_peer_ok: p.plain_peer_ok,
             plan: p.plan,
             pipes: RwLock::new(PipeTable::default()),
             rr: AtomicUsize::new(0),

@@ -6,7 +6,7 @@
 //! `Options::max_half_open` at once, and holds at most
 //! `Options::max_pipes_per_listener` pipes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,10 @@ use crate::core::Core;
 use crate::stats::RejectReason;
 use crate::transport::{Listener, Transport};
 use crate::{split_url, Connection, Error, Result};
+
+/// How long a refused connection's answer may take to send (an HTTP 503
+/// fits one segment; a peer that does not read it is not waited for).
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(1);
 
 /// An endpoint (dialer or listener) that can be closed.
 #[derive(Clone, Debug)]
@@ -94,6 +98,7 @@ impl Core {
     /// Accepts pipes from a listener made elsewhere, with the same handshake
     /// deadline and half-open cap as [`Core::listen`].
     pub(crate) fn listen_on(self: &Arc<Self>, listener: Box<dyn Listener>) -> Endpoint {
+        listener.count_on(self.counters.clone());
         let ep = self.endpoint(listener.url());
         let core = self.clone();
         let span = info_span!(target: "spstack", "listener", url = %ep.url);
@@ -105,6 +110,9 @@ impl Core {
     async fn accept_loop(self: Arc<Self>, listener: Box<dyn Listener>, ep: CancellationToken) {
         // dropped with the loop: aborts the handshakes still running
         let half_open = Admission::new(self.opts.max_half_open);
+        // answers to connections refused at the cap (a WebSocket's 503):
+        // as many at once as handshakes, each briefly
+        let refusals = Admission::new(self.opts.max_half_open);
         let cap = self.opts.max_pipes_per_listener;
         let held = Arc::new(AtomicUsize::new(0));
         loop {
@@ -123,17 +131,22 @@ impl Core {
                 }
             };
             let peer = raw.peer_addr();
+            let source = raw.source();
             if held.load(Ordering::Acquire) >= cap {
                 // full: no handshake work for a connection that cannot join
-                drop(raw);
+                if let Some(answer) = raw.refuse() {
+                    refusals.spawn(&source, async move {
+                        let _ = tokio::time::timeout(REFUSAL_DEADLINE, answer).await;
+                    });
+                }
                 self.refuse_full(&peer, "before its handshake");
                 continue;
             }
             let core = self.clone();
             let pipe_ep = ep.clone();
             let held = held.clone();
-            let evicted = half_open.spawn(&peer, async move {
-                let Ok((conn, span)) = core.open_pipe(raw, false).await else {
+            let evicted = half_open.spawn(&source, async move {
+                let Ok((conn, span)) = core.open_pipe(raw, false, false).await else {
                     return;
                 };
                 // the places may have gone while the handshake ran
@@ -173,9 +186,10 @@ impl Core {
     pub(crate) async fn dial(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let ep = self.endpoint(url.to_string());
-        let (conn, span) = self.connect(&t, url).await?;
+        let plain = Arc::new(AtomicBool::new(false));
+        let (conn, span) = self.connect(&t, url, &plain).await?;
         let pipe = self.attach(conn, span, &ep.cancel, None)?;
-        self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()));
+        self.spawn_dialer(t, ep.clone(), Some(pipe.gone.clone()), plain);
         Ok(ep)
     }
 
@@ -184,7 +198,7 @@ impl Core {
     pub(crate) fn dial_background(self: &Arc<Self>, url: &str) -> Result<Endpoint> {
         let t = self.transport(url)?;
         let ep = self.endpoint(url.to_string());
-        self.spawn_dialer(t, ep.clone(), None);
+        self.spawn_dialer(t, ep.clone(), None, Arc::default());
         Ok(ep)
     }
 
@@ -193,6 +207,7 @@ impl Core {
         t: Arc<dyn Transport>,
         ep: Endpoint,
         first: Option<CancellationToken>,
+        plain: Arc<AtomicBool>,
     ) {
         let core = self.clone();
         let span = info_span!(target: "spstack", "dialer", url = %ep.url);
@@ -205,7 +220,7 @@ impl Core {
                 };
                 tokio::select! {
                     _ = halt => {}
-                    _ = core.dial_loop(&t, &ep, first) => {}
+                    _ = core.dial_loop(&t, &ep, first, &plain) => {}
                 }
             }
             .instrument(span),
@@ -217,6 +232,7 @@ impl Core {
         t: &Arc<dyn Transport>,
         ep: &Endpoint,
         first: Option<CancellationToken>,
+        plain: &AtomicBool,
     ) {
         let min = self.opts.reconnect_min.max(Duration::from_millis(1));
         let max = self.opts.reconnect_max.max(min);
@@ -226,7 +242,7 @@ impl Core {
             sleep_jittered(min).await;
         }
         loop {
-            match self.connect(t, &ep.url).await {
+            match self.connect(t, &ep.url, plain).await {
                 Ok((conn, span)) => {
                     match self
                         .attach(conn, span, &ep.cancel, None)
@@ -252,13 +268,39 @@ impl Core {
         }
     }
 
+    /// One connection, or two when the peer turns out to be plain: a
+    /// dialer whose pipe layers are all optional remembers in `plain` that
+    /// this endpoint's peer answered plain (refusing our layered header)
+    /// and redials it plain at once; it forgets when a peer answers
+    /// layered to the plain header (it gained layers), so the next attempt
+    /// announces them again.
     async fn connect(
         &self,
         t: &Arc<dyn Transport>,
         url: &str,
+        plain: &AtomicBool,
     ) -> Result<(Connection, tracing::Span)> {
+        let was_plain = plain.load(Ordering::Relaxed);
         let raw = t.dial(url).await?;
-        self.open_pipe(raw, true).await
+        match self.open_pipe(raw, true, was_plain).await {
+            Err(Error::PlainPeer { .. }) => {
+                plain.store(true, Ordering::Relaxed);
+                debug!(target: "spstack", url, "the peer is plain: redialing without pipe layers");
+                let raw = t.dial(url).await?;
+                self.open_pipe(raw, true, true).await
+            }
+            Err(
+                e @ Error::Mismatch {
+                    index: Some(_),
+                    ours: None,
+                    theirs: Some(_),
+                },
+            ) if was_plain => {
+                plain.store(false, Ordering::Relaxed);
+                Err(e)
+            }
+            r => r,
+        }
     }
 }
 

@@ -78,6 +78,18 @@ pub enum Error {
         /// How long the peer was silent.
         after: Duration,
     },
+    /// The peer is a plain SP endpoint (nng, nanomsg, a socket without
+    /// pipe layers): it answered with the plain header and refuses the
+    /// layered one this side sent. Raised only by a dialer whose pipe
+    /// layers are all optional; it redials the endpoint plain at once.
+    /// Counted as `RejectReason::PlainPeer`.
+    #[error("the peer {peer:?} is a plain SP endpoint and refuses pipe layers; redialing it plain (without {layers:?})")]
+    PlainPeer {
+        /// The peer's address.
+        peer: String,
+        /// The pipe layers this side will run without.
+        layers: Vec<String>,
+    },
     /// An operating-system I/O error.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),

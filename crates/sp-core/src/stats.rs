@@ -106,11 +106,14 @@ pub enum RejectReason {
     /// WebSocket ping) heard nothing from it in time, so it vanished without
     /// closing, froze, or the link is down (`Error::PeerSilent`).
     Unresponsive,
+    /// A dialer whose pipe layers are all optional met a plain peer (nng,
+    /// nanomsg): the layered attempt failed and it redials plain.
+    PlainPeer,
 }
 
 impl RejectReason {
     /// Every reason, in counter order.
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::BadHeader,
         RejectReason::ProtocolMismatch,
         RejectReason::LayerMismatch,
@@ -124,6 +127,7 @@ impl RejectReason {
         RejectReason::ListenerFull,
         RejectReason::IdleTimeout,
         RejectReason::Unresponsive,
+        RejectReason::PlainPeer,
     ];
     fn index(self) -> usize {
         RejectReason::ALL
@@ -147,6 +151,7 @@ impl RejectReason {
             RejectReason::ListenerFull => "listener_full",
             RejectReason::IdleTimeout => "idle_timeout",
             RejectReason::Unresponsive => "unresponsive",
+            RejectReason::PlainPeer => "plain_peer",
         }
     }
 }

@@ -23,6 +23,12 @@ pub struct PipeConfig {
     /// What the socket lets its transports allocate for frames whose bytes
     /// have not arrived yet, shared by all its pipes (see [`AllocBudget`]).
     pub alloc_budget: AllocBudget,
+    /// Every pipe layer of the stack is optional
+    /// ([`crate::layer::Handshake::plain_peer_ok`]): a listener reads the
+    /// dialer's header before it sends its own and answers a plain one
+    /// plain (see [`PipeConfig::reads_first`], [`PipeConfig::answer`]).
+    /// A transport that cannot read first keeps the strict exchange.
+    pub plain_peer_ok: bool,
 }
 
 /// Bytes a socket's transports may allocate for frames on a peer's word (the
@@ -110,6 +116,25 @@ impl Drop for AllocAhead {
 }
 
 impl PipeConfig {
+    /// True when this side should read the peer's announcement before it
+    /// sends its own: a listener of a stack whose layers are all optional.
+    /// Every dialer (nng, nanomsg, spstack) sends its header without
+    /// waiting for the listener's, so this cannot deadlock.
+    pub fn reads_first(&self, dialer: bool) -> bool {
+        !dialer && self.plain_peer_ok && !self.local.layers.is_empty()
+    }
+
+    /// What a listener that read first answers to `peer`: the plain header
+    /// to a plain peer (the pipe then runs without pipe layers), our
+    /// announcement to anyone else. Records it as `local`, so that the
+    /// pipe's [`PipeInfo::local`] says what was sent.
+    pub fn answer(&mut self, peer: &Announcement) -> Announcement {
+        if self.plain_peer_ok && peer.layers.is_empty() {
+            self.local.layers.clear();
+        }
+        self.local.clone()
+    }
+
     /// What a transport knows about a pipe it just announced.
     pub fn pipe_info(
         &self,
@@ -152,12 +177,37 @@ pub trait Listener: Send + Sync {
     fn url(&self) -> String;
     /// Waits for the next connection.
     fn accept(&self) -> BoxFuture<'_, Result<Box<dyn Unannounced>>>;
+    /// The counters of the socket that accepts from this listener, given
+    /// once before its first `accept`: for connections the listener itself
+    /// refuses or drops before they reach the socket (a WebSocket port
+    /// reading request heads), so that they show in the socket's stats
+    /// beside its own refusals. The default ignores them.
+    fn count_on(&self, _counters: std::sync::Arc<crate::stats::Counters>) {}
 }
 
 /// A connected transport stream before the announcement exchange.
 pub trait Unannounced: Send {
-    /// The peer's address.
+    /// The peer's address, known before any handshake (`tcp://ip:port`,
+    /// `ip:port`...): what logs and refusals name, and where the half-open
+    /// cap's source comes from.
     fn peer_addr(&self) -> String;
+    /// The source a listener's half-open cap counts this peer against (see
+    /// [`crate::admission`]): by default what
+    /// [`crate::admission::source_of`] makes of [`Unannounced::peer_addr`]
+    /// (the IP address, an IPv6 /64). A transport without IP addresses
+    /// says what a source is for it (ipc: the peer's user id).
+    fn source(&self) -> String {
+        crate::admission::source_of(&self.peer_addr())
+    }
+    /// The listener refuses this connection before its handshake (it
+    /// holds `Options::max_pipes_per_listener` pipes). The default just
+    /// closes it. A transport whose peer waits for an answer it can read
+    /// returns the work that sends one (a WebSocket listener: HTTP 503 to
+    /// the upgrade request), which the listener runs in the background,
+    /// bounded in time and in number.
+    fn refuse(self: Box<Self>) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
     /// Exchanges announcements (for TCP and IPC: the 8-byte SP header) and
     /// returns a framed connection. Runs under the socket's handshake deadline.
     fn announce(
@@ -201,11 +251,54 @@ impl std::fmt::Debug for StreamConn {
     }
 }
 
-/// The part of opening a stream that talks to the peer (a TLS handshake).
-/// Framings run it inside [`Unannounced::announce`], so it counts against the
-/// socket's handshake deadline and half-open cap and never blocks an accept
-/// loop.
-pub type StreamUpgrade = BoxFuture<'static, Result<StreamConn>>;
+/// The part of opening a stream that talks to the peer (a TLS handshake),
+/// and the peer's address, known before it. Framings run it (`.await` it)
+/// inside [`Unannounced::announce`], so it counts against the socket's
+/// handshake deadline and half-open cap and never blocks an accept loop;
+/// the address is what that cap counts the peer against meanwhile.
+pub struct StreamUpgrade {
+    peer_addr: String,
+    handshake: BoxFuture<'static, Result<StreamConn>>,
+}
+
+impl StreamUpgrade {
+    /// A handshake still to run with the peer at `peer_addr` (`ip:port`).
+    pub fn new(
+        peer_addr: impl Into<String>,
+        handshake: impl std::future::Future<Output = Result<StreamConn>> + Send + 'static,
+    ) -> StreamUpgrade {
+        StreamUpgrade {
+            peer_addr: peer_addr.into(),
+            handshake: Box::pin(handshake),
+        }
+    }
+    /// A stream with no handshake of its own (plain TCP).
+    pub fn ready(conn: StreamConn) -> StreamUpgrade {
+        StreamUpgrade::new(conn.peer_addr.clone(), std::future::ready(Ok(conn)))
+    }
+    /// The peer's address (`ip:port`), before the handshake.
+    pub fn peer_addr(&self) -> &str {
+        &self.peer_addr
+    }
+}
+
+impl std::future::Future for StreamUpgrade {
+    type Output = Result<StreamConn>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<StreamConn>> {
+        self.handshake.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for StreamUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamUpgrade")
+            .field("peer_addr", &self.peer_addr)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Byte streams to `host:port`: what a framing (SP's length prefix,
 /// WebSocket) runs over. TCP is one; TLS over any stream transport is another.

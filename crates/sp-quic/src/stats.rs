@@ -16,6 +16,13 @@ pub(crate) struct Counters {
 }
 
 /// Counters of one QUIC transport (all its listeners and dials).
+///
+/// Datagrams quinn drops because they do not decrypt, or name no
+/// connection, are not among them: quinn exposes no counter for those (its
+/// per-connection count of authentication failures is private, used only
+/// for the AEAD integrity limit, and `Endpoint::stats()` counts handshakes
+/// only); they are logged at `debug`/`trace` under the target `quinn_proto`.
+/// See `docs/quic-mapping.md` §10.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QuicStats {

@@ -611,8 +611,10 @@ impl StreamTransport for QuicStreams {
     fn connect(&self, addr: &str) -> BoxFuture<'static, Result<StreamUpgrade>> {
         let dial = self.dial_owned(addr.to_string(), true);
         Box::pin(async move {
-            let (_, hs) = dial.await?;
-            Ok(Box::pin(async move { Ok(stream_conn(hs.await?)) }) as StreamUpgrade)
+            let (peer, hs) = dial.await?;
+            Ok(StreamUpgrade::new(peer.to_string(), async move {
+                Ok(stream_conn(hs.await?))
+            }))
         })
     }
     fn bind(&self, addr: &str) -> BoxFuture<'static, Result<Box<dyn StreamListener>>> {
@@ -627,8 +629,10 @@ impl StreamListener for QuicListener {
     }
     fn accept(&self) -> BoxFuture<'_, Result<StreamUpgrade>> {
         Box::pin(async move {
-            let (_, hs) = self.next(true).await?;
-            Ok(Box::pin(async move { Ok(stream_conn(hs.await?)) }) as StreamUpgrade)
+            let (peer, hs) = self.next(true).await?;
+            Ok(StreamUpgrade::new(peer.to_string(), async move {
+                Ok(stream_conn(hs.await?))
+            }))
         })
     }
 }

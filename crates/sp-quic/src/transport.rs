@@ -11,7 +11,7 @@ use sp_core::layer::{ComponentInfo, Overhead};
 use sp_core::transport::{Copying, Listener, PipeConfig, Transport, Unannounced};
 use sp_core::{BoxFuture, Connection, Error, Message, Result};
 use sp_transports::framed::authority;
-use sp_transports::stream::{exchange, FrameReader, FrameWriter, Framing};
+use sp_transports::stream::{exchange_as, FrameReader, FrameWriter, Framing};
 
 use crate::addr::url_of;
 use crate::codes;
@@ -119,7 +119,11 @@ impl Unannounced for Pending {
         Box::pin(async move {
             let mut io = self.hs.await?;
             let shared = io.shared().clone();
-            let peer = match exchange(&mut io, &cfg.local).await {
+            let mut cfg = cfg;
+            // the dialer sends on the stream first (QUIC shows the listener
+            // a stream only once bytes are on it): a listener of optional
+            // layers reads first and answers a plain dialer plain
+            let peer = match exchange_as(&mut io, &mut cfg, dialer).await {
                 Ok(p) => p,
                 Err(e) => {
                     // an I/O failure has its own reason already (closed by

@@ -242,3 +242,30 @@ async fn pair_v0_and_v1_both_ways() {
         assert_eq!(back.body(), &payload(200_000, 9)[..]);
     }
 }
+
+/// `heartbeat/1` is optional over quic too on the listening side: a plain
+/// dialer is served plain by a listener with it (the listener reads the
+/// dialer's header first) and the pipe runs without pipe layers. (A quic
+/// dialer with it stays strict: a plain listener's SP_MISMATCH close
+/// overtakes its plain header, so the dialer never learns it is plain.)
+#[tokio::test]
+async fn a_heartbeat_listener_serves_a_plain_dialer_plain() {
+    use spstack::reliable::heartbeat;
+    let pki = pki("ca-heartbeat-plain");
+    let t = quic(both(&pki));
+    let pull = over(
+        spstack::pull0().pipe_layer(heartbeat::layer(Duration::from_millis(200))),
+        &t,
+    );
+    let push = over(spstack::push0(), &t);
+    let url = listen(&pull, "127.0.0.1").await;
+    dial(&push, &url).await;
+    push.send("plain").await.expect("send");
+    assert_eq!(
+        within("recv", pull.recv()).await.expect("recv").body(),
+        b"plain"
+    );
+    let info = pull.pipe_info(pull.pipes()[0]).expect("pipe info");
+    assert!(info.local.layers.is_empty(), "{:?}", info.local);
+    assert_eq!(pull.stats().total_rejects(), 0);
+}

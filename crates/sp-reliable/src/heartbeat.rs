@@ -53,18 +53,36 @@
 //!
 //! # Interoperability: a plain nng or nanomsg peer
 //!
-//! A pipe layer is part of the stack announcement and both sides must have
-//! the same layers, so `heartbeat/1` runs only between stacks that both
-//! configure it; a plain nng/nanomsg peer meeting it gets the clean
-//! rejection every layered stack gives (counted `LayerMismatch`, naming
-//! `heartbeat/1`), and a plain spstack stack still sends nng's 8-byte header
-//! byte for byte. A service that must accept plain peers too serves them
-//! from a second socket without the layer (joined to the first by a device
-//! if they must share work). For liveness *with* plain peers, use the
-//! WebSocket transport: its ping/pong keepalive (`sp_ws::WsConfig::
-//! ping_interval`, `ping_timeout`, on by default at 30 s) is answered by any
-//! WebSocket peer, nng's included, and a timeout there is counted as the
-//! same `RejectReason::Unresponsive`.
+//! `heartbeat/1` is optional ([`Handshake::plain_peer_ok`]): with a plain
+//! peer (nng, nanomsg, an spstack socket without pipe layers) it is simply
+//! not negotiated, when every pipe layer of the stack is optional too.
+//!
+//! * Listening, the socket reads the dialer's 8-byte header before sending
+//!   its own (every dialer sends without waiting): a plain header gets the
+//!   plain header back, and the pipe runs with no pipe layers
+//!   (`PipeInfo::local` lists none; the pipe's span records `plain`); a
+//!   layered one gets the announcement, which must match as always.
+//! * Dialing, it announces its layers; a plain peer answers with the plain
+//!   header and drops the connection (nng and nanomsg reject version byte
+//!   01). That attempt is counted `RejectReason::PlainPeer` and raised as a
+//!   `PipeEvent::Refused`; the dialer remembers and redials the endpoint
+//!   plain at once, and keeps dialing it plain until a peer there answers
+//!   the plain header layered.
+//!
+//! Such a pipe has no liveness check: a silent plain peer is found as
+//! without the layer (TCP errors, the WebSocket keepalive). Over tcp, ipc
+//! and inproc both ways; over quic a listener serves plain dialers, but a
+//! dialer stays strict (the plain listener's SP_MISMATCH close overtakes
+//! its plain header); WebSocket, whose layers ride in the
+//! subprotocol token, keeps the strict exchange, and there its own
+//! ping/pong keepalive (`sp_ws::WsConfig::ping_interval`, `ping_timeout`,
+//! on by default at 30 s) is answered by any peer, nng's included, counted
+//! as the same `RejectReason::Unresponsive`.
+//!
+//! [`Heartbeat::required`] refuses plain peers instead (counted
+//! `LayerMismatch`, naming `heartbeat/1`). A stack with any layer that is
+//! not optional (`ack/1`, Noise, integrity) never runs plain: dropping it
+//! would be a downgrade a peer could force.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -97,6 +115,7 @@ const BURST: usize = 64;
 pub struct Heartbeat {
     interval: Duration,
     misses: u32,
+    required: bool,
     stats: Arc<HeartbeatCounters>,
 }
 
@@ -116,6 +135,7 @@ impl Heartbeat {
                 Duration::from_millis(MAX_INTERVAL_MS as u64),
             ),
             misses: 3,
+            required: false,
             stats: Arc::default(),
         }
     }
@@ -124,6 +144,15 @@ impl Heartbeat {
     /// so one late ping is never fatal). Default 3.
     pub fn misses(mut self, n: u32) -> Heartbeat {
         self.misses = n.max(2);
+        self
+    }
+
+    /// Refuse plain peers: without this, a peer without pipe layers (nng,
+    /// nanomsg) is served plain, without the heartbeat (see the module's
+    /// Interoperability section); with it, such a peer is refused
+    /// (`LayerMismatch`), as for any layer that is not optional.
+    pub fn required(mut self) -> Heartbeat {
+        self.required = true;
         self
     }
 
@@ -212,6 +241,13 @@ fn parse_hello(b: &[u8]) -> Result<Duration> {
 impl Handshake for Heartbeat {
     fn info(&self) -> ComponentInfo {
         ComponentInfo::new(NAME, Overhead::header(1)).with_header(vec![Field::be("type", 1)])
+    }
+
+    /// Liveness is an extra, not a guarantee a peer could take away by
+    /// answering plain: a plain peer is served without it unless
+    /// [`Heartbeat::required`].
+    fn plain_peer_ok(&self) -> bool {
+        !self.required
     }
 
     fn handshake(&self, mut conn: Connection) -> BoxFuture<'static, Result<Connection>> {

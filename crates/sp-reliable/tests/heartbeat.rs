@@ -111,22 +111,170 @@ async fn an_idle_peer_and_a_peer_that_stopped_reading_are_kept() {
     assert_eq!(push.stats().total_drops(), 0);
 }
 
+/// Where the plain-peer tests meet: every transport whose announcement
+/// exchange serves plain peers.
+fn addrs(tag: &str) -> [String; 3] {
+    [
+        "tcp://127.0.0.1:0".to_string(),
+        format!("ipc:///tmp/sp-hb-plain-{}-{tag}.ipc", std::process::id()),
+        format!("inproc://sp-hb-plain-{tag}"),
+    ]
+}
+
+/// The only pipe of `s` and the pipe layers it runs with.
+fn pipe_layers(s: &spstack::Socket) -> Vec<String> {
+    let ids = s.pipes();
+    assert_eq!(ids.len(), 1, "one pipe");
+    s.pipe_info(ids[0]).expect("info").local.layers.clone()
+}
+
 #[tokio::test]
-async fn a_plain_peer_is_refused_naming_the_layer() {
+async fn a_plain_dialer_is_served_plain_by_a_heartbeat_listener() {
+    for addr in addrs("served") {
+        let pull = spstack::pull0()
+            .pipe_layer(heartbeat::layer(Duration::from_millis(100)))
+            .build();
+        let ep = pull.listen(&addr).await.expect("listen");
+        let plain = spstack::push0().build();
+        plain
+            .dial(ep.url())
+            .await
+            .expect("the plain dialer is served");
+        for i in 0..10u8 {
+            plain.send(vec![i; 3]).await.expect("send");
+        }
+        for i in 0..10u8 {
+            let m = within("recv", pull.recv()).await.expect("recv");
+            assert_eq!(m.body(), &[i; 3][..], "{addr}");
+        }
+        // no heartbeat on that pipe, said so; nothing refused on either side
+        assert_eq!(pipe_layers(&pull), Vec::<String>::new(), "{addr}");
+        assert_eq!(pull.stats().total_rejects(), 0, "{addr}");
+        assert_eq!(plain.stats().total_rejects(), 0, "{addr}");
+        // a heartbeat dialer still gets the heartbeat from the same listener
+        let beat = spstack::push0()
+            .pipe_layer(heartbeat::layer(Duration::from_millis(100)))
+            .build();
+        drop(plain);
+        until("the plain pipe is gone", || pull.pipes().is_empty()).await;
+        beat.dial(ep.url()).await.expect("the layered dialer");
+        beat.send("layered").await.expect("send");
+        assert_eq!(
+            within("recv", pull.recv()).await.expect("recv").body(),
+            b"layered"
+        );
+        assert_eq!(
+            pipe_layers(&pull),
+            vec![heartbeat::NAME.to_string()],
+            "{addr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_heartbeat_dialer_redials_a_plain_listener_plain_counted() {
+    for addr in addrs("redial") {
+        let plain = spstack::pull0().build();
+        let ep = plain.listen(&addr).await.expect("listen");
+        let push = spstack::push0()
+            .pipe_layer(heartbeat::layer(Duration::from_millis(100)))
+            .options(Options::default().reconnect_min(Duration::from_millis(10)))
+            .build();
+        let mut events = push.pipe_events();
+        push.dial(ep.url()).await.expect("redialed plain");
+        for i in 0..10u8 {
+            push.send(vec![i; 5]).await.expect("send");
+        }
+        for i in 0..10u8 {
+            let m = within("recv", plain.recv()).await.expect("recv");
+            assert_eq!(m.body(), &[i; 5][..], "{addr}");
+        }
+        assert_eq!(pipe_layers(&push), Vec::<String>::new(), "{addr}");
+        // the layered attempt: counted and announced on our side, refused
+        // (as nng would) on the plain one
+        assert_eq!(push.stats().rejects(RejectReason::PlainPeer), 1, "{addr}");
+        let refusal = loop {
+            match events.try_recv().expect("a refusal event") {
+                spstack::PipeEvent::Refused(r) => break r,
+                _ => continue,
+            }
+        };
+        assert_eq!(refusal.reason, RejectReason::PlainPeer);
+        assert!(refusal.error.contains(heartbeat::NAME), "{}", refusal.error);
+        until("the plain listener refused the layered header", || {
+            plain.stats().rejects(RejectReason::LayerMismatch) == 1
+        })
+        .await;
+        // the dialer remembers: a redial after the pipe dies goes plain at once
+        let before = push.stats().pipes_opened;
+        let ids = plain.pipes();
+        assert_eq!(ids.len(), 1);
+        plain.raw().close_pipe(ids[0]);
+        until("redialed", || push.stats().pipes_opened > before).await;
+        push.send("again").await.expect("send");
+        assert_eq!(
+            within("recv", plain.recv()).await.expect("recv").body(),
+            b"again"
+        );
+        assert_eq!(push.stats().rejects(RejectReason::PlainPeer), 1, "{addr}");
+    }
+}
+
+#[tokio::test]
+async fn a_required_heartbeat_refuses_a_plain_peer_naming_the_layer() {
     let plain = spstack::pull0().build();
     let ep = plain.listen("tcp://127.0.0.1:0").await.expect("listen");
     let push = spstack::push0()
-        .pipe_layer(heartbeat::layer(Duration::from_secs(1)))
+        .pipe_layer(Heartbeat::new(Duration::from_secs(1)).required().layer())
         .build();
     let e = push.dial(ep.url()).await.expect_err("mismatch");
     assert!(
         matches!(&e, Error::Mismatch { index: Some(0), ours: Some(o), theirs: None } if o == heartbeat::NAME),
         "{e:?}"
     );
+    assert_eq!(push.stats().rejects(RejectReason::PlainPeer), 0);
     until("the listener counts it", || {
         plain.stats().rejects(RejectReason::LayerMismatch) == 1
     })
     .await;
+    // and as a listener: a plain dialer is refused
+    let pull = spstack::pull0()
+        .pipe_layer(Heartbeat::new(Duration::from_secs(1)).required().layer())
+        .build();
+    let ep = pull.listen("tcp://127.0.0.1:0").await.expect("listen");
+    let plain = spstack::push0().build();
+    assert!(plain.dial(ep.url()).await.is_err());
+    until("the heartbeat listener refuses it", || {
+        pull.stats().rejects(RejectReason::LayerMismatch) == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stack_with_a_layer_that_is_not_optional_never_runs_plain() {
+    // heartbeat/1 would go, ack/1 must not: a plain peer is refused both ways
+    let stack = |b: spstack::SocketBuilder| {
+        b.pipe_layer(heartbeat::layer(Duration::from_secs(1)))
+            .pipe_layer(sp_reliable::ack::layer())
+    };
+    let plain = spstack::pull0().build();
+    let ep = plain.listen("tcp://127.0.0.1:0").await.expect("listen");
+    let push = stack(spstack::push0()).build();
+    let e = push.dial(ep.url()).await.expect_err("no downgrade");
+    assert!(
+        matches!(&e, Error::Mismatch { index: Some(0), .. }),
+        "{e:?}"
+    );
+    assert_eq!(push.stats().rejects(RejectReason::PlainPeer), 0);
+    let pull = stack(spstack::pull0()).build();
+    let ep = pull.listen("tcp://127.0.0.1:0").await.expect("listen");
+    let plain = spstack::push0().build();
+    assert!(plain.dial(ep.url()).await.is_err(), "no downgrade");
+    until("refused", || {
+        pull.stats().rejects(RejectReason::LayerMismatch) == 1
+    })
+    .await;
+    assert!(pull.pipes().is_empty());
 }
 
 /// A hand-written peer that speaks the announcement and then `hello`.

@@ -65,11 +65,7 @@ impl<S: StreamTransport> Transport for Framed<S> {
         let scheme = self.streams.name();
         Box::pin(async move {
             let upgrade = connect?.await?;
-            Ok(Box::new(FramedUnannounced {
-                upgrade,
-                scheme,
-                peer: String::new(),
-            }) as Box<dyn Unannounced>)
+            Ok(Box::new(FramedUnannounced { upgrade, scheme }) as Box<dyn Unannounced>)
         })
     }
     fn listen(&self, url: &str) -> BoxFuture<'static, Result<Box<dyn Listener>>> {
@@ -99,7 +95,6 @@ impl Listener for FramedListen {
             Ok(Box::new(FramedUnannounced {
                 upgrade,
                 scheme: self.name,
-                peer: String::new(),
             }) as Box<dyn Unannounced>)
         })
     }
@@ -108,21 +103,20 @@ impl Listener for FramedListen {
 struct FramedUnannounced {
     upgrade: StreamUpgrade,
     scheme: &'static str,
-    peer: String,
 }
 
 impl Unannounced for FramedUnannounced {
     fn peer_addr(&self) -> String {
-        self.peer.clone()
+        // the stream's peer (`ip:port`) before its handshake (TLS) runs:
+        // the half-open cap's source while it does
+        self.upgrade.peer_addr().to_string()
     }
     fn announce(
         self: Box<Self>,
         cfg: PipeConfig,
         dialer: bool,
     ) -> BoxFuture<'static, Result<Connection>> {
-        let FramedUnannounced {
-            upgrade, scheme, ..
-        } = *self;
+        let FramedUnannounced { upgrade, scheme } = *self;
         Box::pin(async move {
             let s = upgrade.await?;
             let identity = s.peer_identity;

@@ -160,8 +160,16 @@ impl Unannounced for Half {
                 theirs,
                 name,
             } = *self;
-            let _ = mine.send(cfg.local.clone());
-            let peer = theirs.await.map_err(|_| Error::ConnectionClosed)?;
+            let mut cfg = cfg;
+            let peer = if cfg.reads_first(dialer) {
+                // the dialer sends without waiting: answer a plain one plain
+                let peer = theirs.await.map_err(|_| Error::ConnectionClosed)?;
+                let _ = mine.send(cfg.answer(&peer));
+                peer
+            } else {
+                let _ = mine.send(cfg.local.clone());
+                theirs.await.map_err(|_| Error::ConnectionClosed)?
+            };
             let addr = format!("inproc://{name}");
             Ok(Connection {
                 tx: Box::pin(InprocSink {

@@ -42,7 +42,7 @@ impl Transport for Ipc {
         Box::pin(async move {
             let p = path_of(&url)?;
             let s = UnixStream::connect(&p).await?;
-            Ok(Box::new(IpcUnannounced { s, addr: url }) as Box<dyn Unannounced>)
+            Ok(Box::new(IpcUnannounced::new(s, url)) as Box<dyn Unannounced>)
         })
     }
     fn listen(&self, url: &str) -> BoxFuture<'static, Result<Box<dyn Listener>>> {
@@ -121,10 +121,7 @@ impl Listener for IpcListen {
     fn accept(&self) -> BoxFuture<'_, Result<Box<dyn Unannounced>>> {
         Box::pin(async move {
             let (s, _) = self.l.accept().await?;
-            Ok(Box::new(IpcUnannounced {
-                s,
-                addr: self.url.clone(),
-            }) as Box<dyn Unannounced>)
+            Ok(Box::new(IpcUnannounced::new(s, self.url.clone())) as Box<dyn Unannounced>)
         })
     }
 }
@@ -132,18 +129,40 @@ impl Listener for IpcListen {
 struct IpcUnannounced {
     s: UnixStream,
     addr: String,
+    /// The peer process's user id, from the kernel (`SO_PEERCRED`).
+    uid: Option<u32>,
+}
+
+impl IpcUnannounced {
+    fn new(s: UnixStream, addr: String) -> Self {
+        let uid = s.peer_cred().ok().map(|c| c.uid());
+        IpcUnannounced { s, addr, uid }
+    }
+}
+
+/// The half-open cap's source of an IPC peer: its user id, which the
+/// kernel vouches for (a path or a pid says nothing about who floods);
+/// every peer whose credentials cannot be read shares one source.
+fn ipc_source(uid: Option<u32>) -> String {
+    match uid {
+        Some(uid) => format!("ipc uid {uid}"),
+        None => "ipc".into(),
+    }
 }
 
 impl Unannounced for IpcUnannounced {
     fn peer_addr(&self) -> String {
         self.addr.clone()
     }
+    fn source(&self) -> String {
+        ipc_source(self.uid)
+    }
     fn announce(
         self: Box<Self>,
         cfg: PipeConfig,
         dialer: bool,
     ) -> BoxFuture<'static, Result<Connection>> {
-        let IpcUnannounced { s, addr } = *self;
+        let IpcUnannounced { s, addr, .. } = *self;
         Box::pin(open(
             s,
             UnixStream::into_split,
@@ -161,6 +180,22 @@ mod tests {
 
     fn tmp(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("sp-ipc-{}-{name}", std::process::id()))
+    }
+
+    #[tokio::test]
+    async fn ipc_source_is_the_peers_user_id() {
+        let p = tmp("cred");
+        let _ = std::fs::remove_file(&p);
+        let url = format!("ipc://{}", p.display());
+        let l = Ipc.listen(&url).await.expect("listen");
+        let dialed = Ipc.dial(&url).await.expect("dial");
+        let accepted = l.accept().await.expect("accept");
+        // the socket file is ours: its owner is this process's user
+        let me = std::fs::metadata(&p).expect("socket file").uid();
+        assert_eq!(accepted.source(), format!("ipc uid {me}"));
+        assert_eq!(dialed.source(), format!("ipc uid {me}"));
+        assert_eq!(ipc_source(None), "ipc");
+        drop(l);
     }
 
     #[tokio::test]

@@ -55,7 +55,7 @@ pub async fn open<S, R, W>(
     mut s: S,
     split: impl FnOnce(S) -> (R, W),
     framing: Framing,
-    cfg: PipeConfig,
+    mut cfg: PipeConfig,
     dialer: bool,
     addrs: (&'static str, String, String),
 ) -> Result<sp_core::Connection>
@@ -64,7 +64,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = exchange(&mut s, &cfg.local).await?;
+    let peer = exchange_as(&mut s, &mut cfg, dialer).await?;
     let (r, w) = split(s);
     let (transport, local_addr, peer_addr) = addrs;
     Ok(sp_core::Connection {
@@ -74,6 +74,25 @@ where
     })
 }
 
+/// Exchanges announcements on a fresh stream as `cfg` says: both sides send
+/// first, then read, except a listener whose pipe layers are all optional
+/// ([`PipeConfig::reads_first`]), which reads the dialer's header first and
+/// answers a plain one plain ([`PipeConfig::answer`], recorded in
+/// `cfg.local`).
+pub async fn exchange_as<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    cfg: &mut PipeConfig,
+    dialer: bool,
+) -> Result<Announcement> {
+    if !cfg.reads_first(dialer) {
+        return exchange(s, &cfg.local).await;
+    }
+    let peer = read_announcement(s).await?;
+    s.write_all(&cfg.answer(&peer).encode()).await?;
+    s.flush().await?;
+    Ok(peer)
+}
+
 /// Exchanges announcements on a fresh stream. Both sides send first, then read.
 pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
@@ -81,6 +100,11 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Announcement> {
     s.write_all(&local.encode()).await?;
     s.flush().await?;
+    read_announcement(s).await
+}
+
+/// Reads the peer's announcement, its size checked before allocation.
+async fn read_announcement<S: AsyncRead + Unpin>(s: &mut S) -> Result<Announcement> {
     let mut fixed = [0u8; 8];
     read_exact(s, &mut fixed).await?;
     let (protocol, extended) = Announcement::parse_fixed(&fixed)?;

@@ -167,10 +167,7 @@ impl StreamTransport for Tcp {
             let mut last = None;
             for a in resolve(&url, false).await? {
                 match TcpStream::connect(a).await {
-                    Ok(s) => {
-                        let conn = stream_conn(s)?;
-                        return Ok(Box::pin(std::future::ready(Ok(conn))) as StreamUpgrade);
-                    }
+                    Ok(s) => return Ok(StreamUpgrade::ready(stream_conn(s)?)),
                     Err(e) => last = Some(e),
                 }
             }
@@ -212,8 +209,7 @@ impl StreamListener for TcpStreamListen {
     fn accept(&self) -> BoxFuture<'_, Result<StreamUpgrade>> {
         Box::pin(async move {
             let (s, _) = self.0.accept().await?;
-            let conn = stream_conn(s)?;
-            Ok(Box::pin(std::future::ready(Ok(conn))) as StreamUpgrade)
+            Ok(StreamUpgrade::ready(stream_conn(s)?))
         })
     }
 }

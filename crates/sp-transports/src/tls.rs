@@ -636,7 +636,8 @@ impl<S: StreamTransport> StreamTransport for Tls<S> {
                 Some(f) => f.await?,
                 None => return Err(tls_err("internal: no inner connect")),
             };
-            Ok(Box::pin(async move {
+            let peer = upgrade.peer_addr().to_string();
+            Ok(StreamUpgrade::new(peer, async move {
                 let conn = upgrade.await?;
                 let tls = TlsConnector::from(client)
                     .connect(server_name, conn.io)
@@ -653,7 +654,7 @@ impl<S: StreamTransport> StreamTransport for Tls<S> {
                     peer_addr: conn.peer_addr,
                     peer_identity,
                 })
-            }) as StreamUpgrade)
+            }))
         })
     }
 
@@ -696,8 +697,10 @@ impl StreamListener for TlsListen {
             let acceptor = self.acceptor.clone();
             let verified = self.verified;
             // the handshake runs later, inside announce: a slow client holds
-            // only its own half-open slot, never this accept loop
-            Ok(Box::pin(async move {
+            // only its own half-open slot, never this accept loop; its
+            // address is the TCP peer's, known now, for that slot's source
+            let peer = upgrade.peer_addr().to_string();
+            Ok(StreamUpgrade::new(peer, async move {
                 let conn = upgrade.await?;
                 let tls = acceptor
                     .accept(conn.io)
@@ -714,7 +717,7 @@ impl StreamListener for TlsListen {
                     peer_addr: conn.peer_addr,
                     peer_identity,
                 })
-            }) as StreamUpgrade)
+            }))
         })
     }
 }

@@ -76,6 +76,7 @@ fn config(budget: &AllocBudget) -> PipeConfig {
         recv_limit: RecvLimit::new(MAX),
         counters: Arc::default(),
         alloc_budget: budget.clone(),
+        plain_peer_ok: false,
     }
 }
 

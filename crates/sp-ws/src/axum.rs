@@ -20,7 +20,9 @@
 //! under the socket's handshake deadline and half-open cap like any other.
 //! axum's `WebSocket` hides its byte stream, so the per-message byte budget
 //! of [`Ws`](crate::Ws) (against floods of empty fragments) does not apply
-//! here; tungstenite's frame and message limits do (a ceiling of twice
+//! here, nor does its hold on large frame headers until the socket's
+//! allocation budget covers them (tungstenite reserves up to
+//! `WsConfig::max_frame_size` per announced frame); tungstenite's frame and message limits do (a ceiling of twice
 //! `recv_max_size` plus 64 KiB, room for a pipe layer's framing), and every
 //! message is checked against the pipe's receive limit of the moment (a
 //! Noise handshake's 1 KiB) once assembled, so a pipe layer's handshake cap

@@ -31,6 +31,7 @@
 
 pub mod axum;
 mod driver;
+mod gate;
 mod opcodes;
 mod port;
 mod transport;
@@ -54,7 +55,14 @@ pub struct WsConfig {
     pub ping_timeout: Duration,
     /// Largest single frame accepted (fragments of a message are checked one
     /// by one; the whole message against the socket's `recv_max_size`).
-    /// Default 1 MiB, as nng's `NNG_OPT_WS_RECVMAXFRAME`.
+    /// Default 1 MiB, as nng's `NNG_OPT_WS_RECVMAXFRAME`; nanomsg sends a
+    /// message as one frame, so a lower default would refuse its large
+    /// messages. The WebSocket library reserves a frame's whole length on
+    /// its header, so over [`Ws`] a header announcing more than 16 KiB is
+    /// held back until the socket's `recv_queue_bytes` budget covers the
+    /// bytes still to come (shared by all its pipes) or they have arrived:
+    /// peers announcing large frames and stalling cost the budget, not this
+    /// much each. The [`mod@axum`] endpoint hides its stream and cannot.
     pub max_frame_size: usize,
     /// Outgoing messages larger than this go out as a binary frame and
     /// continuation frames of at most this size. Default 64 KiB, what nng
@@ -70,12 +78,18 @@ pub struct WsConfig {
     /// Default 16 KiB. (tungstenite's own cap is 64 KiB.)
     pub max_request_bytes: usize,
     /// Deadline to read an upgrade request's head and route it by path, on a
-    /// listener's port; the socket's own handshake deadline runs after it.
-    /// Default 10 s.
+    /// listener's port (for wss, the TLS handshake included); the socket's
+    /// own handshake deadline runs after it. Counted as
+    /// `RejectReason::HandshakeTimeout`. Default 10 s.
     pub route_timeout: Duration,
     /// Connections a port reads request heads from at once; beyond it one
-    /// of them, chosen at random and never the newest, is dropped (so idle
-    /// connections cannot lock clients out). Default 128.
+    /// of the source (IP address, IPv6 /64) holding the most, chosen at
+    /// random and never the newest, is dropped, as the socket's half-open
+    /// cap does ([`sp_core::admission`]): idle connections cannot lock
+    /// clients out, and a flood from a few addresses evicts its own
+    /// connections, not a client's. Counted as `RejectReason::Evicted` on
+    /// the sockets listening on the port (every one of them: the path is
+    /// not known yet). Default 128.
     pub max_routing: usize,
     /// Web origins (`"https://app.example.com"`, `scheme://host[:port]`) whose
     /// pages may open this endpoint, besides the endpoint's own origin;
@@ -176,6 +190,11 @@ impl WsConfig {
     /// Sets `route_timeout`.
     pub fn route_timeout(mut self, v: Duration) -> Self {
         self.route_timeout = v;
+        self
+    }
+    /// Sets `max_routing` (at least 1).
+    pub fn max_routing(mut self, v: usize) -> Self {
+        self.max_routing = v.max(1);
         self
     }
 

@@ -5,6 +5,22 @@
 //! the listener registered for its path. The WebSocket handshake itself
 //! then runs in that listener's `announce`, under its socket's handshake
 //! deadline and half-open cap.
+//!
+//! Reading request heads is unauthenticated work with a cap of its own
+//! (`WsConfig::max_routing`), admitted like handshakes
+//! ([`sp_core::admission`]: a random head of the source holding the most
+//! is dropped, never the newest). What the port refuses or drops is
+//! counted in the stats of the sockets listening on it, under the reason a
+//! socket uses for the same fate of its own handshakes: once the request
+//! names a listening path, on that path's socket only (503 when it does
+//! not accept fast enough: `ListenerFull`); before that (evicted:
+//! `Evicted`, no head within `WsConfig::route_timeout`: `HandshakeTimeout`,
+//! a head too large (431), malformed (400) or for a path nobody serves
+//! (404): `BadHeader`, closed or reset: `Io`, a failed TLS handshake of
+//! wss: `LayerFailed`) on every socket listening on the port, since each
+//! of them lost that capacity and none can be told apart. With one socket
+//! per port, the usual case, the counts are exact; sockets sharing a port
+//! each count its unattributed refusals.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,12 +28,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 
-use sp_core::admission::Admission;
+use sp_core::admission::{source_of, Admission};
+use sp_core::stats::{Counters, RejectReason};
 use sp_core::transport::{ByteStream, StreamListener, StreamTransport};
 use sp_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 
+use crate::gate::{Gate, HeadEnd};
 use crate::WsConfig;
 
 /// Connections routed to one path and not yet accepted.
@@ -45,10 +63,17 @@ impl std::error::Error for OverBudget {}
 /// message. The cap bounds what a peer can make us parse without ever
 /// finishing a message (a million empty continuation frames, a ping flood,
 /// an endless handshake).
+///
+/// After the handshake, every frame passes a [`Gate`] that holds a large
+/// frame's header back until the socket's allocation budget covers it; a
+/// dialer's library is given the upgrade response's head and no byte past
+/// it during its handshake, so the first frames pass the gate too (see
+/// [`crate::gate`]). Bytes read and not yet given wait in `held`.
 pub(crate) struct WsIo {
     inner: Box<dyn ByteStream>,
-    prefix: Vec<u8>,
-    pos: usize,
+    held: bytes::BytesMut,
+    head: Option<HeadEnd>,
+    gate: Option<Gate>,
     cap: Option<OverBudgetCap>,
     used: usize,
 }
@@ -89,14 +114,31 @@ pub(crate) fn message_budget(limit: usize) -> usize {
 }
 
 impl WsIo {
-    pub(crate) fn new(inner: Box<dyn ByteStream>, prefix: Vec<u8>) -> WsIo {
+    /// A listener's stream, `prefix` read already (the request head, and
+    /// whatever came with it, which the library refuses as junk).
+    pub(crate) fn accepted(inner: Box<dyn ByteStream>, prefix: Vec<u8>) -> WsIo {
+        WsIo::new(inner, prefix, None)
+    }
+    /// A dialer's stream.
+    pub(crate) fn dialed(inner: Box<dyn ByteStream>) -> WsIo {
+        WsIo::new(inner, Vec::new(), Some(HeadEnd::new()))
+    }
+    fn new(inner: Box<dyn ByteStream>, prefix: Vec<u8>, head: Option<HeadEnd>) -> WsIo {
         WsIo {
             inner,
-            prefix,
-            pos: 0,
+            held: prefix.as_slice().into(),
+            head,
+            gate: None,
             cap: None,
             used: 0,
         }
+    }
+    /// From now on (the handshake done), frames larger than
+    /// [`crate::gate::SMALL_FRAME`] reach the library only once `budget`
+    /// covers what they announce, or once they have arrived whole.
+    /// `max_frame`: the library's own frame limit.
+    pub(crate) fn gate(&mut self, budget: sp_core::transport::AllocBudget, max_frame: usize) {
+        self.gate = Some(Gate::new(budget, max_frame));
     }
     /// Caps the bytes read from now until the next [`WsIo::progress`].
     pub(crate) fn set_cap(&mut self, what: &'static str, limit: usize) {
@@ -119,6 +161,123 @@ impl WsIo {
     pub(crate) fn progress(&mut self) {
         self.used = 0;
     }
+    /// Answers the upgrade request with `status` instead of upgrading, and
+    /// closes.
+    pub(crate) async fn refuse(mut self, status: &str) {
+        refuse(&mut self.inner, status).await;
+    }
+}
+
+impl WsIo {
+    /// The error when the bytes read since the last message, and `held`
+    /// more, exceed the cap.
+    fn over_cap(&self, held: usize) -> Option<io::Error> {
+        let cap = self.cap.as_ref()?;
+        let limit = cap.limit.get();
+        (self.used.saturating_add(held) > limit).then(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                OverBudget {
+                    what: cap.what,
+                    limit,
+                },
+            )
+        })
+    }
+
+    /// How many of `avail` (the bytes at the library's position) it may
+    /// read now, at most `limit`.
+    fn passable(&mut self, avail: &[u8], limit: usize) -> usize {
+        if let Some(h) = &mut self.head {
+            let (n, ended) = h.scan(&avail[..limit.min(avail.len())]);
+            if ended {
+                self.head = None;
+            }
+            return n;
+        }
+        match &mut self.gate {
+            Some(g) => g.passable(avail, limit),
+            None => limit.min(avail.len()),
+        }
+    }
+
+    /// Reads more into `held`: as much as the frame held at its front
+    /// still needs, one read's worth at most, so `held` grows only with
+    /// what the peer sends.
+    fn poll_hold(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let want = match &self.gate {
+            Some(g) => g.wanted(&self.held),
+            None => 1,
+        }
+        .clamp(1, crate::READ_BUFFER);
+        let len = self.held.len();
+        self.held.resize(len + want, 0);
+        let mut rb = ReadBuf::new(&mut self.held[len..]);
+        let r = Pin::new(&mut self.inner).poll_read(cx, &mut rb);
+        let n = rb.filled().len();
+        self.held.truncate(len + n);
+        r.map_ok(|()| n)
+    }
+
+    /// Gives the library what it may read of `held` and the stream.
+    fn poll_pass(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let start = buf.filled().len();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // bounded: every turn reads bytes from the peer, or ends
+        loop {
+            if !self.held.is_empty() {
+                let held = std::mem::take(&mut self.held);
+                let n = self.passable(&held, buf.remaining());
+                self.held = held;
+                if n > 0 {
+                    buf.put_slice(&self.held[..n]);
+                    bytes::Buf::advance(&mut self.held, n);
+                    return Poll::Ready(Ok(()));
+                }
+                // what waits here counts as read: a frame held for want of
+                // budget must not outgrow the cap (a pipe layer's
+                // handshake limit) the library would have enforced
+                if let Some(e) = self.over_cap(self.held.len()) {
+                    return Poll::Ready(Err(e));
+                }
+                match self.poll_hold(cx) {
+                    Poll::Ready(Ok(0)) => {
+                        // the stream ended on a held header: the library
+                        // gets what there is and reports the truncation
+                        if let Some(g) = &mut self.gate {
+                            g.open();
+                        }
+                        self.head = None;
+                    }
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+                continue;
+            }
+            match Pin::new(&mut self.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let end = buf.filled().len();
+            if end == start {
+                return Poll::Ready(Ok(()));
+            }
+            let n = {
+                let fresh = &buf.filled()[start..];
+                self.passable(fresh, fresh.len())
+            };
+            if start + n < end {
+                self.held.extend_from_slice(&buf.filled()[start + n..]);
+                buf.set_filled(start + n);
+            }
+            if n > 0 {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
 }
 
 impl AsyncRead for WsIo {
@@ -129,34 +288,15 @@ impl AsyncRead for WsIo {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        if this.pos < this.prefix.len() {
-            let n = (this.prefix.len() - this.pos).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.pos = 0;
-            }
-        } else {
-            match Pin::new(&mut this.inner).poll_read(cx, buf) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
-            }
+        match this.poll_pass(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
         }
         this.used = this.used.saturating_add(buf.filled().len() - before);
-        if let Some(cap) = &this.cap {
-            let limit = cap.limit.get();
-            if this.used > limit {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    OverBudget {
-                        what: cap.what,
-                        limit,
-                    },
-                )));
-            }
+        match this.over_cap(0) {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(())),
         }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -194,7 +334,48 @@ pub(crate) struct Routed {
     pub(crate) peer_identity: Option<Vec<u8>>,
 }
 
-type Routes = Mutex<HashMap<String, mpsc::Sender<Routed>>>;
+/// The counters of the socket listening on a path, known once it accepts.
+type SocketCounters = Arc<OnceLock<Arc<Counters>>>;
+
+/// A path's listener, as the port sees it.
+struct Route {
+    tx: mpsc::Sender<Routed>,
+    counters: SocketCounters,
+}
+
+type Routes = Mutex<HashMap<String, Route>>;
+
+/// Counts a refusal on the socket listening on `path`, or on every socket
+/// listening on the port when the path is not known (see the module docs).
+fn count(routes: &Routes, path: Option<&str>, reason: RejectReason) {
+    let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
+    let on = |r: &Route| {
+        if let Some(c) = r.counters.get() {
+            c.rejected(reason);
+        }
+    };
+    match path {
+        Some(p) => routes.get(p).into_iter().for_each(on),
+        None => routes.values().for_each(on),
+    }
+}
+
+/// Why the port refused a connection, and the path it asked for if known.
+struct Refused {
+    reason: RejectReason,
+    path: Option<String>,
+    error: Error,
+}
+
+impl Refused {
+    fn before_path(reason: RejectReason, error: Error) -> Refused {
+        Refused {
+            reason,
+            path: None,
+            error,
+        }
+    }
+}
 
 /// One bound port and its accept loop.
 pub(crate) struct Port {
@@ -225,11 +406,16 @@ pub(crate) struct PathListener {
     port: Arc<Port>,
     path: String,
     rx: tokio::sync::Mutex<mpsc::Receiver<Routed>>,
+    counters: SocketCounters,
 }
 
 impl PathListener {
     pub(crate) fn local_addr(&self) -> &str {
         &self.port.local_addr
+    }
+    /// The port counts its refusals on these from now on.
+    pub(crate) fn count_on(&self, counters: Arc<Counters>) {
+        let _ = self.counters.set(counters);
     }
     pub(crate) async fn accept(&self) -> Result<Routed> {
         self.rx.lock().await.recv().await.ok_or(Error::Closed)
@@ -277,6 +463,7 @@ pub(crate) async fn listen<S: StreamTransport>(
     };
     drop(reg);
     let (tx, rx) = mpsc::channel(ROUTE_QUEUE);
+    let counters = SocketCounters::default();
     {
         let mut routes = port.routes.lock().unwrap_or_else(|e| e.into_inner());
         if routes.contains_key(path) {
@@ -285,22 +472,27 @@ pub(crate) async fn listen<S: StreamTransport>(
                 reason: "another listener of this process already serves this path on this port; pick another path".into(),
             });
         }
-        routes.insert(path.to_string(), tx);
+        let route = Route {
+            tx,
+            counters: counters.clone(),
+        };
+        routes.insert(path.to_string(), route);
     }
     Ok(PathListener {
         port,
         path: path.to_string(),
         rx: tokio::sync::Mutex::new(rx),
+        counters,
     })
 }
 
 async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsConfig) {
     // Refusing newcomers at the cap let 128 idle connections lock every
-    // client out. Admission evicts a random request head being read instead,
-    // never the newcomer's. The peer's address is known only once the
-    // stream is upgraded (TLS for wss), so all connections count as one
-    // source here: idle connections are evicted as fast as they arrive and
-    // an honest client is read within its round trip.
+    // client out, and evicting at random among all of them let a flood
+    // kill the heads of clients a round trip away. Admission evicts from
+    // the source (IP) holding the most instead, never the newcomer: the
+    // stream's peer address is known before its own handshake (TLS for
+    // wss) runs, which runs here too.
     let routing = Admission::new(cfg.max_routing);
     loop {
         let upgrade = match l.accept().await {
@@ -311,22 +503,28 @@ async fn accept_loop(l: Box<dyn StreamListener>, routes: Arc<Routes>, cfg: WsCon
                 continue;
             }
         };
-        let routes = routes.clone();
+        let source = source_of(upgrade.peer_addr());
+        let peer = upgrade.peer_addr().to_string();
+        let task_routes = routes.clone();
         let cfg = cfg.clone();
-        let evicted = routing.spawn("", async move {
+        let evicted = routing.spawn(&source, async move {
+            let routes = task_routes;
             let t = cfg.route_timeout;
             match tokio::time::timeout(t, route(upgrade, &routes, &cfg)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(target: "spstack", error = %e, "websocket request refused")
+                Ok(Err(r)) => {
+                    tracing::debug!(target: "spstack", %peer, reason = ?r.reason, error = %r.error, "websocket request refused");
+                    count(&routes, r.path.as_deref(), r.reason);
                 }
                 Err(_) => {
-                    tracing::debug!(target: "spstack", "websocket request head not read within {t:?}")
+                    tracing::debug!(target: "spstack", %peer, "websocket request head not read within {t:?}");
+                    count(&routes, None, RejectReason::HandshakeTimeout);
                 }
             }
         });
-        if evicted > 0 {
-            tracing::debug!(target: "spstack", "too many websocket request heads being read; one was dropped");
+        for _ in 0..evicted {
+            tracing::debug!(target: "spstack", "too many websocket request heads being read; one of the source with the most was dropped");
+            count(&routes, None, RejectReason::Evicted);
         }
     }
 }
@@ -348,21 +546,33 @@ async fn refuse(io: &mut Box<dyn ByteStream>, status: &str) {
     let _ = io.shutdown().await;
 }
 
+/// What a failure to read from the peer counts as.
+fn io_refusal(e: std::io::Error) -> Refused {
+    Refused::before_path(RejectReason::Io, e.into())
+}
+
 async fn route(
     upgrade: sp_core::transport::StreamUpgrade,
     routes: &Routes,
     cfg: &WsConfig,
-) -> Result<()> {
-    let conn = upgrade.await?;
+) -> std::result::Result<(), Refused> {
+    let conn = upgrade.await.map_err(|e| {
+        let reason = match e {
+            Error::Io(_) | Error::ConnectionClosed => RejectReason::Io,
+            _ => RejectReason::LayerFailed,
+        };
+        Refused::before_path(reason, e)
+    })?;
     let mut io = conn.io;
     let cap = cfg.max_request_bytes;
     let mut buf = Vec::with_capacity(1024.min(cap));
     let mut chunk = [0u8; 1024];
     let end = loop {
-        let n = io.read(&mut chunk).await?;
+        let n = io.read(&mut chunk).await.map_err(io_refusal)?;
         if n == 0 {
-            return Err(Error::protocol(
-                "connection closed during the upgrade request",
+            return Err(Refused::before_path(
+                RejectReason::Io,
+                Error::protocol("connection closed during the upgrade request"),
             ));
         }
         let from = buf.len();
@@ -372,9 +582,12 @@ async fn route(
         }
         if buf.len() > cap {
             refuse(&mut io, "431 Request Header Fields Too Large").await;
-            return Err(Error::protocol(format!(
-                "upgrade request head exceeds {cap} bytes (WsConfig::max_request_bytes)"
-            )));
+            return Err(Refused::before_path(
+                RejectReason::BadHeader,
+                Error::protocol(format!(
+                    "upgrade request head exceeds {cap} bytes (WsConfig::max_request_bytes)"
+                )),
+            ));
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -383,7 +596,10 @@ async fn route(
         Ok(httparse::Status::Complete(_)) => req.path.unwrap_or("/").to_string(),
         Ok(httparse::Status::Partial) | Err(_) => {
             refuse(&mut io, "400 Bad Request").await;
-            return Err(Error::protocol("malformed HTTP upgrade request"));
+            return Err(Refused::before_path(
+                RejectReason::BadHeader,
+                Error::protocol("malformed HTTP upgrade request"),
+            ));
         }
     };
     let path = path.split('?').next().unwrap_or("/").to_string();
@@ -391,13 +607,16 @@ async fn route(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&path)
-        .cloned();
+        .map(|r| r.tx.clone());
     let Some(tx) = tx else {
         refuse(&mut io, "404 Not Found").await;
-        return Err(Error::protocol(format!("no listener for path {path:?}")));
+        return Err(Refused::before_path(
+            RejectReason::BadHeader,
+            Error::protocol(format!("no listener for path {path:?}")),
+        ));
     };
     let routed = Routed {
-        io: WsIo::new(io, buf),
+        io: WsIo::accepted(io, buf),
         local_addr: conn.local_addr,
         peer_addr: conn.peer_addr,
         peer_identity: conn.peer_identity,
@@ -406,13 +625,20 @@ async fn route(
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Full(mut r)) => {
             refuse(&mut r.io.inner, "503 Service Unavailable").await;
-            Err(Error::protocol(format!(
-                "listener for {path:?} is not accepting fast enough"
-            )))
+            Err(Refused {
+                reason: RejectReason::ListenerFull,
+                error: Error::protocol(format!(
+                    "listener for {path:?} is not accepting fast enough"
+                )),
+                path: Some(path),
+            })
         }
         Err(mpsc::error::TrySendError::Closed(mut r)) => {
             refuse(&mut r.io.inner, "404 Not Found").await;
-            Err(Error::protocol(format!("listener for {path:?} closed")))
+            Err(Refused::before_path(
+                RejectReason::BadHeader,
+                Error::protocol(format!("listener for {path:?} closed")),
+            ))
         }
     }
 }

@@ -154,6 +154,10 @@ impl Listener for WsListen {
     fn url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.l.local_addr(), self.path)
     }
+    fn count_on(&self, counters: Arc<sp_core::stats::Counters>) {
+        // what the port refuses before a connection reaches the socket
+        self.l.count_on(counters);
+    }
     fn accept(&self) -> BoxFuture<'_, Result<Box<dyn Unannounced>>> {
         Box::pin(async move {
             let r = self.l.accept().await?;
@@ -209,14 +213,11 @@ impl Unannounced for Dialing {
                 .map_err(|_| Error::protocol("subprotocol token is not a valid header value"))?;
             req.headers_mut()
                 .insert(header::SEC_WEBSOCKET_PROTOCOL, value);
-            let io = WsIo::new(s.io, Vec::new());
-            let (mut ws, resp) = tokio_tungstenite::client_async_with_config(
-                req,
-                io,
-                Some(ws_cfg.tungstenite(cfg.recv_max_size)),
-            )
-            .await
-            .map_err(|e| client_error(e, &token, &cfg.local))?;
+            let io = WsIo::dialed(s.io);
+            let limits = ws_cfg.tungstenite(cfg.recv_max_size);
+            let (mut ws, resp) = tokio_tungstenite::client_async_with_config(req, io, Some(limits))
+                .await
+                .map_err(|e| client_error(e, &token, &cfg.local))?;
             let got = resp
                 .headers()
                 .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -229,8 +230,12 @@ impl Unannounced for Dialing {
                     )),
                 });
             }
-            ws.get_mut()
-                .follow_limit(BUDGET_WHAT, cfg.recv_limit.clone());
+            let io = ws.get_mut();
+            io.follow_limit(BUDGET_WHAT, cfg.recv_limit.clone());
+            io.gate(
+                cfg.alloc_budget.clone(),
+                limits.max_frame_size.unwrap_or(usize::MAX),
+            );
             let mut info = cfg.pipe_info(
                 scheme,
                 s.local_addr,
@@ -274,8 +279,15 @@ fn client_error(e: tungstenite::Error, token: &str, local: &Announcement) -> Err
                     theirs: None,
                 }
             } else {
+                let hint = match status {
+                    StatusCode::NOT_FOUND => " (wrong path?)",
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        " (the listener holds all the pipes it may, or does not accept fast enough; redialing)"
+                    }
+                    _ => "",
+                };
                 Error::protocol(format!(
-                    "the listener answered HTTP {status} instead of upgrading to WebSocket (wrong path?) {body}"
+                    "the listener answered HTTP {status} instead of upgrading to WebSocket{hint} {body}"
                 ))
             }
         }
@@ -295,6 +307,11 @@ struct Accepting {
 impl Unannounced for Accepting {
     fn peer_addr(&self) -> String {
         self.r.peer_addr.clone()
+    }
+    fn refuse(self: Box<Self>) -> Option<BoxFuture<'static, ()>> {
+        // the request head is read and no answer sent yet: a client gets a
+        // status it can act on (retry later) rather than a bare close
+        Some(Box::pin(self.r.io.refuse("503 Service Unavailable")))
     }
     fn announce(
         self: Box<Self>,
@@ -354,12 +371,9 @@ impl Unannounced for Accepting {
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(res.map(|(_, a)| a));
                 out
             };
-            let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-                io,
-                callback,
-                Some(ws_cfg.tungstenite(cfg.recv_max_size)),
-            )
-            .await;
+            let limits = ws_cfg.tungstenite(cfg.recv_max_size);
+            let handshake =
+                tokio_tungstenite::accept_hdr_async_with_config(io, callback, Some(limits)).await;
             let selected = chosen.lock().unwrap_or_else(|e| e.into_inner()).take();
             let mut ws = match (handshake, selected) {
                 (Ok(ws), Some(Ok(_))) => ws,
@@ -373,8 +387,12 @@ impl Unannounced for Accepting {
                 protocol: peer_of(cfg.local.protocol).unwrap_or(cfg.local.protocol),
                 layers: cfg.local.layers.clone(),
             };
-            ws.get_mut()
-                .follow_limit(BUDGET_WHAT, cfg.recv_limit.clone());
+            let io = ws.get_mut();
+            io.follow_limit(BUDGET_WHAT, cfg.recv_limit.clone());
+            io.gate(
+                cfg.alloc_budget.clone(),
+                limits.max_frame_size.unwrap_or(usize::MAX),
+            );
             let mut info = cfg.pipe_info(scheme, local_addr, peer_addr, peer, dialer);
             info.peer_identity = peer_identity;
             Ok(driver::spawn(ws, &cfg, &ws_cfg, info))

@@ -3,12 +3,17 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    authority, closed_by_server, opts, raw_client, raw_upgrade, sock, sock_with, within, Client,
+    authority, closed_by_server, connect_from_127_0_0_2, delay_proxy, opts, raw_client,
+    raw_upgrade, sock, sock_with, upgrade_status, within, Client, STEP,
 };
-use sp_ws::WsConfig;
+use sp_core::RejectReason;
+use sp_transports::tls::{Identity, Roots, Tls, TlsConfig};
+use sp_transports::Tcp;
+use sp_ws::{Ws, WsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
@@ -211,31 +216,159 @@ async fn unmasked_client_frame_is_a_protocol_error() {
 async fn a_thousand_idle_connections_do_not_lock_clients_out() {
     // The port read at most 128 request heads and refused every connection
     // beyond: 128 idle connections (re-opened at ~13/s as the route
-    // deadline closed them) locked every client out.
-    let rep = sock("rep");
-    let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
-    let addr = authority(ep.url());
+    // deadline closed them) locked every client out. Evicting at random
+    // among all of them instead (every connection counted as one source)
+    // still killed the request head of a client a round trip away while
+    // the idle ones kept arriving, and the evictions reached no socket's
+    // stats. Here 1,000 idle connections from 127.0.0.2 are held, more keep
+    // coming, and honest clients from 127.0.0.1, 150 ms away, each dial
+    // once: the port's head slots (16 here) go to the flood's own
+    // connections, and each eviction is counted on the socket.
+    thousand_idle_connections(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_connections_do_not_lock_clients_out_over_wss() {
+    // The same on a wss:// port, whose routing stage runs the TLS
+    // handshake before it reads a request head: idle connections that
+    // never send a ClientHello hold its slots the same way.
+    thousand_idle_connections(Some(tls_pair())).await;
+}
+
+/// A server and a client TLS configuration for `localhost`.
+fn tls_pair() -> (TlsConfig, TlsConfig) {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert = c.cert.pem();
+    let key = c.key_pair.serialize_pem();
+    let server = TlsConfig::new()
+        .server_identity(Identity::from_pem(cert.as_bytes(), key.as_bytes()).expect("identity"));
+    let client = TlsConfig::new()
+        .roots(Roots::from_pem(cert.as_bytes()).expect("roots"))
+        .server_name("localhost");
+    (server, client)
+}
+
+/// 1,000 idle connections from 127.0.0.2 and more arriving while five
+/// honest clients 150 ms away each dial once, over ws:// or (with a
+/// server and client TLS configuration) wss://.
+async fn thousand_idle_connections(tls: Option<(TlsConfig, TlsConfig)>) {
+    let cfg = WsConfig::default()
+        .route_timeout(Duration::from_secs(60))
+        .max_routing(16);
+    let (scheme, rep, client) = match tls {
+        None => ("ws", sock_with("rep", &cfg, |b| b), None),
+        Some((server, client)) => {
+            let wss = Ws::secure(Tls::new(Tcp, server)).with_config(cfg.clone());
+            let rep = sock_with("rep", &cfg, |b| b.transport(Arc::new(wss)));
+            ("wss", rep, Some(client))
+        }
+    };
+    let ep = rep
+        .listen(&format!("{scheme}://127.0.0.1:0/sp"))
+        .await
+        .expect("listen");
+    let addr = authority(ep.url().trim_start_matches("wss://"));
     let mut idle = Vec::with_capacity(1000);
     for i in 0..1000 {
-        let s = within("idle connect", TcpStream::connect(&addr))
+        let s = within("idle connect", connect_from_127_0_0_2(&addr))
             .await
             .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
         idle.push(s);
     }
-    for round in 0..5 {
-        let req = sock("req");
-        within("honest dial", req.dial(ep.url()))
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: an honest client was refused: {e}"));
-        req.send(&b"honest"[..]).await.expect("send");
-        let m = within("honest recv", rep.recv()).await.expect("recv");
-        assert_eq!(m.body(), b"honest");
-        // more idle connections arrive between honest ones
-        for _ in 0..50 {
-            if let Ok(s) = TcpStream::connect(&addr).await {
+    // and more, a connection a millisecond, while the honest ones dial
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = stop.clone();
+    let flood_addr = addr.clone();
+    let flood = tokio::spawn(async move {
+        let mut made = 0u64;
+        let t0 = Instant::now();
+        while !flooding.load(std::sync::atomic::Ordering::Relaxed)
+            && t0.elapsed() < Duration::from_secs(30)
+        {
+            if let Ok(s) = connect_from_127_0_0_2(&flood_addr).await {
+                made += 1;
                 idle.push(s);
             }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (made, idle)
+    });
+    let far = delay_proxy(addr.clone(), Duration::from_millis(150)).await;
+    let far_url = format!("{scheme}://{far}/sp");
+    let mut outcome = Ok(());
+    for round in 0..5 {
+        let req = match &client {
+            None => sock("req"),
+            Some(tls) => sock_with("req", &WsConfig::default(), |b| {
+                b.transport(Arc::new(Ws::secure(Tls::new(Tcp, tls.clone()))))
+            }),
+        };
+        let attempt = async {
+            req.dial(&far_url).await.map_err(|e| format!("dial: {e}"))?;
+            req.send(&b"honest"[..])
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let m = rep.recv().await.map_err(|e| format!("recv: {e}"))?;
+            assert_eq!(m.body(), b"honest");
+            Ok::<_, String>(())
+        };
+        outcome = tokio::time::timeout(Duration::from_secs(10), attempt)
+            .await
+            .unwrap_or_else(|_| Err("no request within 10 s".into()))
+            .map_err(|e| format!("round {round}: an honest client was refused: {e}"));
+        req.close();
+        if outcome.is_err() {
+            break;
         }
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (made, idle) = flood.await.expect("flood");
+    let made = made + 1000;
+    if let Err(e) = outcome {
+        panic!("{e} ({made} idle connections)\n{}", rep.stats());
+    }
+    // every idle connection beyond the 16 slots evicted one, counted on
+    // the socket (those still in the kernel's backlog are accepted soon)
+    let want = made - 16;
+    let t0 = Instant::now();
+    let st = loop {
+        let st = rep.stats();
+        if st.rejects(RejectReason::Evicted) >= want || t0.elapsed() > STEP {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        st.rejects(RejectReason::Evicted) >= want,
+        "{made} idle connections over 16 head slots: {want} evictions expected on the socket\n{st}"
+    );
+    assert_eq!(st.pipes_opened, 5, "the honest clients only\n{st}");
     drop(idle);
+}
+
+#[tokio::test]
+async fn a_connection_over_the_listener_cap_gets_http_503() {
+    // A ws connection refused at max_pipes_per_listener was dropped before
+    // the upgrade answer: the client saw a bare close and could not tell
+    // a full listener from a broken one.
+    let rep = sock_with("rep", &WsConfig::default(), |b| {
+        b.options(opts().max_pipes_per_listener(1))
+    });
+    let ep = rep.listen("ws://127.0.0.1:0/sp").await.expect("listen");
+    let first = client(ep.url()).await;
+    let t0 = Instant::now();
+    while rep.pipes().is_empty() {
+        assert!(t0.elapsed() < STEP, "the first client never became a pipe");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = upgrade_status(ep.url(), "rep.sp.nanomsg.org", None).await;
+    assert_eq!(status, 503, "refused at the listener cap");
+    assert_eq!(rep.stats().rejects(RejectReason::ListenerFull), 1);
+    // an spstack dialer says why
+    let req = sock("req");
+    let e = within("refused dial", req.dial(ep.url()))
+        .await
+        .expect_err("refused");
+    assert!(e.to_string().contains("503"), "{e}");
+    drop(first);
 }

@@ -100,6 +100,20 @@ pub trait Handshake: Send + Sync + 'static {
         let _ = frame_len;
         None
     }
+    /// True when this layer is an optional extra: a plain peer (nng,
+    /// nanomsg, an spstack socket without pipe layers) is served without
+    /// it. A socket whose pipe layers ALL say so accepts plain peers: its
+    /// listener answers a plain header with the plain header, its dialer
+    /// redials plain once a peer answers plain, and such a pipe runs with
+    /// no pipe layers at all (`PipeInfo::local` then has none).
+    ///
+    /// Default false, and it must stay false for any layer whose absence
+    /// weakens the pipe (encryption, authentication, integrity, delivery
+    /// guarantees): a peer or an attacker that answers plain would
+    /// otherwise downgrade the pipe.
+    fn plain_peer_ok(&self) -> bool {
+        false
+    }
 }
 
 /// The service that opens pipes: takes a connection from the layers below and
@@ -194,6 +208,8 @@ pub(crate) struct PipeLayerEntry {
     pub info: ComponentInfo,
     pub wrap: Arc<dyn Fn(UpgradeService) -> UpgradeService + Send + Sync>,
     pub overhead: Arc<dyn Fn(usize) -> Overhead + Send + Sync>,
+    /// [`Handshake::plain_peer_ok`].
+    pub plain_peer_ok: bool,
 }
 
 impl PipeLayerEntry {
@@ -203,6 +219,7 @@ impl PipeLayerEntry {
         let h = layer.handshake.clone();
         PipeLayerEntry {
             info,
+            plain_peer_ok: h.plain_peer_ok(),
             overhead: Arc::new(move |len| h.frame_overhead(len).unwrap_or(declared)),
             wrap: Arc::new(move |below: UpgradeService| {
                 UpgradeService::new(tower::Layer::layer(&layer, below))

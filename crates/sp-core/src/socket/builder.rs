@@ -126,6 +126,8 @@ impl SocketBuilder {
                 .map(|l| l.info.name.clone())
                 .collect(),
             plan: plan.clone(),
+            plain_peer_ok: !self.pipe_layers.is_empty()
+                && self.pipe_layers.iter().all(|l| l.plain_peer_ok),
         });
         let raw = RawSocket { core };
         let cooked = self.cooked.as_ref().map(|c| c.attach(&raw));

@@ -1,15 +1,24 @@
-//! A Noise `CipherState` for `ChaChaPoly` (Noise §5.1, §11.3, §12.3) on the
-//! `chacha20poly1305` crate, working in place.
+//! A Noise `CipherState` for `ChaChaPoly` (Noise §5.1, §11.3, §12.3) on
+//! ring's ChaCha20-Poly1305, working in place.
 //!
 //! snow runs the handshake; the directional keys it splits off are used here
-//! because `encrypt_in_place_detached`/`decrypt_in_place_detached` let a
-//! record be sealed in the one buffer that goes to the transport and opened
-//! in the buffer the transport filled, where snow's `TransportState` always
-//! copies between an input and an output slice. The unit tests prove the
-//! bytes are the same as snow's, rekey included.
+//! because sealing and opening in place let a record be sealed in the one
+//! buffer that goes to the transport and opened in the buffer the transport
+//! filled, where snow's `TransportState` always copies between an input and
+//! an output slice.
+//!
+//! ring rather than the RustCrypto `chacha20poly1305` crate snow uses: ring
+//! (already linked for rustls) runs the fused ChaCha20-Poly1305 assembly of
+//! BoringSSL, with AVX2 chosen at run time. The RustCrypto crate in a
+//! default build pays about 1.5 µs of fixed cost per call (its run-time
+//! backend dispatch; `benches/README.md`, "Crypto layers"), which at 64-byte
+//! messages was most of the hop layer's cost, and it reaches under half of
+//! ring's rate on large records. The construction is the same RFC 8439
+//! AEAD: the unit tests below and `vectors.rs` prove every byte equal to
+//! snow's (which uses the RustCrypto crate), rekey included, and
+//! `tests/noise_interop.rs` to an independent Python implementation.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use zeroize::Zeroize;
 
 /// Poly1305 tag bytes at the end of every Noise transport message.
@@ -34,22 +43,32 @@ pub enum CipherError {
 
 /// One direction's key and nonce counter.
 pub struct CipherState {
-    cipher: ChaCha20Poly1305,
+    cipher: LessSafeKey,
     n: u64,
 }
 
 fn nonce(n: u64) -> Nonce {
-    // §12.3: 32 bits of zeros, then the counter little-endian
+    // §12.3: 32 bits of zeros, then the counter little-endian. Uniqueness
+    // (what ring's name asks for) is the counter's job: `reserve`/`commit`
+    // hand out each n once per key, and REKEY replaces the key
     let mut b = [0u8; 12];
     b[4..].copy_from_slice(&n.to_le_bytes());
-    Nonce::from(b)
+    Nonce::assume_unique_for_key(b)
+}
+
+fn key(k: &[u8; 32]) -> LessSafeKey {
+    match UnboundKey::new(&CHACHA20_POLY1305, k) {
+        Ok(u) => LessSafeKey::new(u),
+        // ring refuses only a key of the wrong length, and this one is 32 bytes
+        Err(_) => unreachable!("a 32-byte ChaCha20-Poly1305 key"),
+    }
 }
 
 impl CipherState {
     /// A cipher state with key `k` and n = 0. The caller should wipe `k`.
     pub fn new(k: &[u8; 32]) -> CipherState {
         CipherState {
-            cipher: ChaCha20Poly1305::new(k.into()),
+            cipher: key(k),
             n: 0,
         }
     }
@@ -81,11 +100,14 @@ impl CipherState {
         if n == RESERVED_NONCE {
             return Err(CipherError::Exhausted);
         }
+        // ring fails only above 256 GiB, far beyond one record piece
         let tag = self
             .cipher
-            .encrypt_in_place_detached(&nonce(n), ad, buf)
+            .seal_in_place_separate_tag(nonce(n), Aad::from(ad), buf)
             .map_err(|_| CipherError::Auth)?;
-        Ok(tag.into())
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
     }
 
     /// Verifies `tag` (over `buf` and `ad`) and decrypts `buf` in place
@@ -101,11 +123,12 @@ impl CipherState {
         if n == RESERVED_NONCE {
             return Err(CipherError::Exhausted);
         }
-        if tag.len() != TAG_LEN {
-            return Err(CipherError::Auth);
-        }
+        let tag = Tag::try_from(tag).map_err(|_| CipherError::Auth)?;
+        // on a bad tag ring leaves `buf` unspecified: the caller drops the
+        // frame and the pipe with it, and no counter moved
         self.cipher
-            .decrypt_in_place_detached(&nonce(n), ad, buf, Tag::from_slice(tag))
+            .open_in_place_separate_tag(nonce(n), Aad::from(ad), tag, buf, 0..)
+            .map(|_| ())
             .map_err(|_| CipherError::Auth)
     }
 
@@ -130,11 +153,12 @@ impl CipherState {
     /// The counter is unchanged.
     pub fn rekey(&mut self) {
         let mut k = [0u8; 32];
-        // cannot fail: 32 bytes are far below the ChaCha20 length limit
+        // cannot fail: 32 bytes are far below the ChaCha20 length limit;
+        // the tag is discarded, as §11.3 says
         let _ = self
             .cipher
-            .encrypt_in_place_detached(&nonce(RESERVED_NONCE), &[], &mut k);
-        self.cipher = ChaCha20Poly1305::new((&k).into());
+            .seal_in_place_separate_tag(nonce(RESERVED_NONCE), Aad::empty(), &mut k);
+        self.cipher = key(&k);
         k.zeroize();
     }
 }

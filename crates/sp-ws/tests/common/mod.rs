@@ -169,3 +169,56 @@ pub async fn closed_by_server(ws: &mut Client) -> Option<u16> {
     })
     .await
 }
+
+/// A TCP proxy to `to` (`host:port`) that delays every chunk by `delay` in
+/// each direction, order kept: a peer that far away. Returns the proxy's
+/// `ip:port`; serves until the test ends.
+pub async fn delay_proxy(to: String, delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(1024);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 << 10];
+            while let Ok(n @ 1..) = from.read(&mut buf).await {
+                let due = tokio::time::Instant::now() + delay;
+                if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((due, b)) = rx.recv().await {
+                tokio::time::sleep_until(due).await;
+                if to.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown().await;
+        });
+    }
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let Ok(u) = tokio::net::TcpStream::connect(&to).await else {
+                continue;
+            };
+            let (cr, cw) = c.into_split();
+            let (ur, uw) = u.into_split();
+            pump(cr, uw, delay);
+            pump(ur, cw, delay);
+        }
+    });
+    addr
+}
+
+/// An idle TCP connection to `to` from 127.0.0.2: another source address
+/// than the honest peers' 127.0.0.1.
+pub async fn connect_from_127_0_0_2(to: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind("127.0.0.2:0".parse().expect("source address"))?;
+    s.connect(to.parse().expect("ip:port")).await
+}
