@@ -125,6 +125,8 @@ pub fn stream_frames(data: &[u8]) {
         recv_limit: RecvLimit::new(limit),
         counters: Default::default(),
         alloc_budget: budget.clone(),
+        // the reader under test does not exchange headers
+        plain_peer_ok: false,
     };
     let (want, want_end) = model(stream, framing, limit);
     let mut reader = FrameReader::new(

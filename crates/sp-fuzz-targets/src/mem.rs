@@ -77,7 +77,7 @@ impl StreamListener for MemListener {
                 peer_addr: "fuzz:2".into(),
                 peer_identity: None,
             };
-            Ok(Box::pin(async move { Ok(conn) }) as StreamUpgrade)
+            Ok(StreamUpgrade::ready(conn))
         })
     }
 }
