@@ -3,6 +3,12 @@
 //! (so `count - 1` intervals, as the C anchors' `thr` mode). Prints one line:
 //! `RESULT lib=spstack test=thr url=.. size=.. msgs=.. secs=.. msgps=.. MBps=.. rss_kb=.. rss_before_kb=..`
 //! (MB = 10^6 bytes, payload only). Pair with `remote_thr`.
+//!
+//! With an `inproc://` URL the sender runs in this process, as the anchors'
+//! `thr inproc://..` does with a thread: it dials the PULL and sends `count`
+//! fresh `new_message(size)` exactly as `remote_thr` does, from a thread of
+//! its own that enters the same runtime (`Handle::block_on`), or with
+//! `SPBENCH_SPAWN=1` from a spawned task beside the spawned receiver.
 #[path = "common/mod.rs"]
 mod common;
 
@@ -27,6 +33,10 @@ async fn body() {
         .listen(&a.url)
         .await
         .unwrap_or_else(|e| common::die(TOOL, format_args!("listen {}: {e}", a.url)));
+    let sender = a
+        .url
+        .starts_with("inproc://")
+        .then(|| common::inproc_sender(TOOL, a.url.clone(), a.size, a.count));
 
     let m = sock
         .recv()
@@ -73,4 +83,7 @@ async fn body() {
     let s = sock.stats();
     eprintln!("[{TOOL}] stats: {}", s.to_string().replace('\n', "; "));
     sock.close();
+    if let Some(done) = sender {
+        done.await;
+    }
 }

@@ -21,6 +21,10 @@
 //! the pipes wrote. `drops_queuefull` is the socket counter and
 //! `pipe_drops_queuefull` the sum of the per-pipe counters, taken right after
 //! the timed loop, before the terminators.
+//!
+//! `SPBENCH_LOSSLESS=1` runs the opt-in lossless mode (`pub0_lossless` and
+//! `sub0_lossless`: back-pressure instead of drops) and reports
+//! `lib=spstack-lossless` (`-spawn` with `SPBENCH_SPAWN=1`).
 #[path = "common/mod.rs"]
 mod common;
 
@@ -81,7 +85,12 @@ struct Kid {
 }
 
 async fn publisher(url: &str, size: usize, secs: f64, nsubs: usize) {
-    let sock = spstack::pub0()
+    let builder = if common::lossless() {
+        spstack::pub0_lossless()
+    } else {
+        spstack::pub0()
+    };
+    let sock = builder
         .options(spstack::Options::default().recv_max_size(common::RECV_MAX))
         .build();
     common::watch(&sock);
@@ -230,7 +239,12 @@ fn kill_all(kids: &mut [Kid]) {
 
 async fn sub_child(k: usize, url: &str, size: usize, secs: f64, nsubs: usize) {
     let tool = "pubsub-sub";
-    let sock = spstack::sub0()
+    let builder = if common::lossless() {
+        spstack::sub0_lossless()
+    } else {
+        spstack::sub0()
+    };
+    let sock = builder
         .options(
             spstack::Options::default()
                 .recv_max_size(common::RECV_MAX)

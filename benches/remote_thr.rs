@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOOL: &str = "remote_thr";
 
@@ -37,24 +37,7 @@ async fn body() {
         .dial_background(&a.url)
         .unwrap_or_else(|e| common::die(TOOL, format_args!("dial {}: {e}", a.url)));
 
-    let t0 = Instant::now();
-    for _ in 0..a.count {
-        let m = sock.new_message(a.size);
-        sock.send(m)
-            .await
-            .unwrap_or_else(|e| common::die(TOOL, format_args!("send: {e}")));
-        common::progress();
-    }
-    let el = common::since(t0);
-    eprintln!(
-        "SENDER lib={} url={} size={} msgs={} secs={:.3} msgps={:.0} (includes connect)",
-        common::lib_name(),
-        a.url,
-        a.size,
-        a.count,
-        el,
-        a.count as f64 / el
-    );
+    common::send_loop(TOOL, &sock, &a.url, a.size, a.count).await;
     // Wait for the receiver to hang up (it does once it has every message).
     if tokio::time::timeout(Duration::from_secs(30), gone.notified())
         .await

@@ -16,10 +16,17 @@
 #          inproc: PUSH/PULL over inproc:// at 64 B and 1 KiB: spstack's inproc_thr and the anchors'
 #                  `thr inproc://bench` (zmq.rs has no inproc transport)
 #          lat:    REQ/REP 64 B and 1 KiB, every lib, with the raw ping-pong floor (raw_lat) per cell
-#          pubsub: PUB → NSUBS SUB processes (spstack and the C anchors)
+#          pubsub: PUB → NSUBS SUB processes (spstack and the C anchors); with LOSSLESS=1 (default) each
+#                  spstack lib is followed by its opt-in lossless PUB/SUB (lib=spstack-lossless[-spawn]:
+#                  Pub0Lossless / Sub0::lossless, back-pressure instead of drops)
 #          survey: SURVEYOR round trip (spstack only)
+#          pipes:  one PULL with NPIPES pipes (benches/pipes.rs; spstack only, tcp from a child process and/or
+#                  inproc, as PIPES_TRANSPORTS says): heap and RSS per idle pipe, then 64 B throughput at each
+#                  pipe count of PIPES_CURVE
 #          diag:   /usr/bin/time over tcp 64 B runs, once after the repetitions
 #        PS_SECS=$THR_SECS  NSUBS="1 4 16"   pubsub: PUB sends 64 B for PS_SECS s to N SUB processes (anchors: `pubsub URL 64 SECS N`)
+#        NPIPES=10000  PIPES_CURVE=1,10,100,1000,$NPIPES  PIPES_TRANSPORTS="tcp inproc"   pipes: see above
+#        LOSSLESS=1      pubsub: also the lossless PUB/SUB beside each spstack lib (0: only LIBS as given)
 #        SURVEY_N=20000  NRESP="1 4 16"      survey: timed surveys per run, respondents (spstack only; the anchors have no survey mode)
 #          spstack: the tools' body runs in #[tokio::main]'s block_on (main thread, not a runtime worker);
 #          spstack-spawn: the same binaries with SPBENCH_SPAWN=1, body in tokio::spawn (on a worker);
@@ -47,6 +54,10 @@ fi
 PS_SECS=${PS_SECS:-$THR_SECS}
 NSUBS=${NSUBS:-"1 4 16"}
 NRESP=${NRESP:-"1 4 16"}
+NPIPES=${NPIPES:-10000}
+PIPES_CURVE=${PIPES_CURVE:-1,10,100,1000,$NPIPES}
+PIPES_TRANSPORTS=${PIPES_TRANSPORTS:-"tcp inproc"}
+LOSSLESS=${LOSSLESS:-1}
 TRANSPORTS=${TRANSPORTS:-"tcp ipc"}
 LIBS=${LIBS:-"spstack spstack-spawn nng nn zmq zmqrs zmqrs-spawn"}
 SECTIONS=${SECTIONS:-"thr raw inproc lat diag"}
@@ -94,7 +105,7 @@ for l in sys.stdin:
     if j.get("reason") == "compiler-artifact" and "bench" in j["target"]["kind"] and j["target"]["name"] == sys.argv[1] and j.get("executable"):
         print(j["executable"])' "$1" | tail -1; }
 
-SP_TOOLS="local_thr remote_thr local_lat remote_lat pubsub survey_lat inproc_thr"
+SP_TOOLS="local_thr remote_thr local_lat remote_lat pubsub survey_lat inproc_thr pipes"
 build_spstack() { # DIR DEST: builds DIR's perf tools, copies them to DEST (a concurrent `cargo build`
   # in the same target dir must not swap binaries mid-run); one target dir, so shared dependencies build once
   local dir=$1 dest=$2 t b
@@ -104,7 +115,7 @@ build_spstack() { # DIR DEST: builds DIR's perf tools, copies them to DEST (a co
   for t in $SP_TOOLS; do
     b=$(sp_bin "$t")
     if [ -x "$b" ]; then cp "$b" "$dest/$t"
-    elif [ "$t" = inproc_thr ]; then echo "  (no inproc_thr in $dir: spstack's inproc runs will FAIL)"   # an older tree
+    elif [ "$t" = inproc_thr ] || [ "$t" = pipes ]; then echo "  (no $t in $dir: its spstack runs will FAIL)"   # an older tree
     else echo "spstack tool not found in $dir: $t"; exit 1; fi
   done
 }
@@ -206,7 +217,8 @@ run_pubsub() { # LIB URL NSUBS ; one PUB + NSUBS SUB processes. Every RESULT lin
   logcmd "$lib pubsub $url 64 $PS_SECS $n"
   if is_sp "$lib"; then
     is_spawn "$lib" && spawn=1
-    SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" pubsub)" "$url" 64 "$PS_SECS" "$n" 2>>"$ERR" | relabel "$lib" >"$tmp"
+    ll=0; case $lib in *-lossless*) ll=1;; esac   # the opt-in lossless PUB/SUB
+    SPBENCH_LOSSLESS=$ll SPBENCH_SPAWN=$spawn timeout "$T_CMD" "$(tool "$lib" pubsub)" "$url" 64 "$PS_SECS" "$n" 2>>"$ERR" | relabel "$lib" >"$tmp"
     rc=${PIPESTATUS[0]}
   else
     timeout "$T_CMD" "$ABIN/bench_$lib" pubsub "$url" 64 "$PS_SECS" "$n" >"$tmp" 2>>"$ERR"; rc=$?
@@ -259,13 +271,37 @@ section_lat() {
 }
 
 section_pubsub() {   # spstack and the C anchors (no pubsub mode in the zmq.rs peer)
-  local tr n lib
+  local tr n lib l
   for tr in $TRANSPORTS; do for n in $NSUBS; do for lib in $LIBS; do
     is_zmqrs "$lib" && continue
-    mkurl "$tr"
-    echo "rep $rep pubsub $lib $U N=$n" >&2
-    run_pubsub "$lib" "$U" "$n"
+    for l in "$lib" $(lossless_of "$lib"); do
+      mkurl "$tr"
+      echo "rep $rep pubsub $l $U N=$n" >&2
+      run_pubsub "$l" "$U" "$n"
+    done
   done; done; done
+}
+
+# the lossless PUB/SUB run beside a plain spstack lib (LOSSLESS=1), unless LIBS names it already
+lossless_of() {
+  local l
+  [ "$LOSSLESS" = 1 ] || return 0
+  case $1 in spstack) l=spstack-lossless;; spstack-spawn) l=spstack-lossless-spawn;; *) return 0;; esac
+  has "$l" "$LIBS" || echo "$l"
+}
+
+section_pipes() {   # one PULL with many pipes: memory per idle pipe, then 64 B throughput as pipes grow (spstack only)
+  local tr lib spawn rc url
+  for tr in $PIPES_TRANSPORTS; do for lib in $LIBS; do
+    case $lib in spstack|spstack-spawn|spstack-before|spstack-before-spawn) ;; *) continue;; esac
+    spawn=0; is_spawn "$lib" && spawn=1
+    case $tr in tcp) url="tcp://127.0.0.1:0";; inproc) url="inproc://spbench-pipes";; *) continue;; esac
+    echo "rep $rep pipes $lib $url $NPIPES" >&2
+    logcmd "$lib pipes $url $NPIPES 64 $((1000000 / DIV)) $PIPES_CURVE"
+    SPBENCH_LIMIT_S=900 SPBENCH_SPAWN=$spawn timeout 1000 "$(tool "$lib" pipes)" "$url" "$NPIPES" 64 $((1000000 / DIV)) \
+      "$PIPES_CURVE" 2>>"$ERR" | relabel "$lib" | grep '^RESULT ' >>"$RES"
+    rc=${PIPESTATUS[0]}; [ "$rc" = 0 ] || fail "rc=$rc cmd=$lib pipes $url $NPIPES"
+  done; done
 }
 
 section_survey() {
@@ -336,7 +372,7 @@ section_diag() {
 
 # ---------------------------------------------------------------- main
 for s in $SECTIONS; do   # every section named must exist
-  declare -F "section_$s" >/dev/null || { echo "unknown section: $s (sections: thr raw inproc lat pubsub survey diag)"; exit 1; }
+  declare -F "section_$s" >/dev/null || { echo "unknown section: $s (sections: thr raw inproc lat pubsub survey pipes diag)"; exit 1; }
 done
 build_anchors
 echo "building spstack perf tools (release)"
@@ -352,7 +388,8 @@ for l in $LIBS; do is_zmqrs "$l" && { build_zmqrs; break; }; done
   echo "## zmq.rs"; grep -A1 '^name = "zeromq"' "$HERE/peers/zmqrs/Cargo.lock" | tr '\n' ' '; echo;
   echo "## git"; (cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null && git status --short | head -20) || echo "not a git checkout; SPBENCH_REV=${SPBENCH_REV:-unset}";
   echo "## settings"; echo "REPS=$REPS QUICK=$QUICK THR_SECS=$THR_SECS LAT_N=$LAT_N TRANSPORTS=$TRANSPORTS LIBS=$LIBS SECTIONS=$SECTIONS";
-  echo "PS_SECS=$PS_SECS NSUBS=$NSUBS SURVEY_N=$SURVEY_N NRESP=$NRESP"; } >"$OUT/env.txt" 2>&1
+  echo "PS_SECS=$PS_SECS NSUBS=$NSUBS SURVEY_N=$SURVEY_N NRESP=$NRESP LOSSLESS=$LOSSLESS";
+  echo "NPIPES=$NPIPES PIPES_CURVE=$PIPES_CURVE PIPES_TRANSPORTS=$PIPES_TRANSPORTS"; } >"$OUT/env.txt" 2>&1
 
 START=$(date +%s)
 for rep in $(seq "$REPS"); do

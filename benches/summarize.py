@@ -32,11 +32,12 @@ def parse(path, tag):
 rows, fails = parse(sys.argv[1], "RESULT")
 diag = parse(sys.argv[2], "DIAG")[0] if len(sys.argv) > 2 else []
 
-LIBS = ["spstack", "spstack-spawn", "spstack-before", "spstack-before-spawn", "nng", "nanomsg", "zmq",
+LIBS = ["spstack", "spstack-spawn", "spstack-lossless", "spstack-lossless-spawn", "spstack-before", "spstack-before-spawn", "nng", "nanomsg", "zmq",
         "zmqrs", "zmqrs-spawn", "floor"]
 LIBN = {"spstack": "spstack", "spstack-spawn": "spstack (spawned)",
         "spstack-before": "spstack before", "spstack-before-spawn": "spstack before (spawned)", "nng": "nng 1.5.2", "nanomsg": "nanomsg 1.1.5", "zmq": "libzmq 4.3.4",
         "zmqrs": "zmq.rs", "zmqrs-spawn": "zmq.rs (spawned)",
+        "spstack-lossless": "spstack lossless PUB/SUB", "spstack-lossless-spawn": "spstack lossless PUB/SUB (spawned)",
         "floor": "floor: raw socket ping-pong"}
 # the variants of spstack measured (block_on, spawned), for the floor and target checks
 SPV = [l for l in ("spstack", "spstack-spawn") if any(r.get("lib") == l for r in rows)]
@@ -391,5 +392,33 @@ if any(r.get("lib", "").startswith("spstack-before") for r in rows):
             ba("SURVEY p50 µs", t, f"N={n}",
                lambda l: st.median(float(r["p50_us"]) for r in svn[(t, n, l)]) if svn.get((t, n, l)) else None, 1)
     p("")
+
+# one socket with many pipes (SECTIONS=pipes: benches/pipes.rs)
+pm = [r for r in rows if r.get("test") == "pipes_mem"]
+pt = [r for r in rows if r.get("test") == "pipes_thr"]
+if pm or pt:
+    p("### One PULL with many pipes (benches/pipes.rs)\n")
+    if pm:
+        p("Memory per idle pipe, median over runs (tcp: the listener's own; inproc: both ends of a pipe and the dialer):\n")
+        p("| lib | transport | pipes | phase | heap bytes per pipe | RSS KiB per pipe |")
+        p("|---|---|---|---|---|---|")
+        g = defaultdict(list)
+        for r in pm:
+            g[(r["lib"], tr(r), int(r["pipes"]), r["phase"])].append(r)
+        for (l, t, n, ph), rs in sorted(g.items()):
+            p(f"| {LIBN.get(l, l)} | {t} | {f(n)} | {ph} | {mr([float(r['heap_bytes_per_pipe']) for r in rs])} | "
+              f"{mr([float(r['rss_kb_per_pipe']) for r in rs], 2)} |")
+        p("")
+    if pt:
+        p("Throughput as pipes grow (PUSH round robin over all pipes to one PULL), msgs/s median [min–max]:\n")
+        g = defaultdict(list)
+        for r in pt:
+            g[(r["lib"], tr(r), int(r["size"]), int(r["pipes"]))].append(float(r["msgps"]))
+        ns = sorted({k[3] for k in g})
+        p("| lib | transport | size | " + " | ".join(f"{f(n)} pipes" for n in ns) + " |")
+        p("|---|---|---|" + "---|" * len(ns))
+        for (l, t, sz) in sorted({k[:3] for k in g}):
+            p(f"| {LIBN.get(l, l)} | {t} | {hsize(sz)} | " + " | ".join(mr(g[(l, t, sz, n)]) if g.get((l, t, sz, n)) else "–" for n in ns) + " |")
+        p("")
 
 print("\n".join(out))

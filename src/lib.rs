@@ -33,7 +33,7 @@ pub use sp_protocols::{
     bus, pair1, reflect, survey, Bus0Raw, Pair1, Pair1Raw, Respondent0, Respondent0Raw, Surveyor0,
     Surveyor0Raw, SurveyorControl,
 };
-pub use sp_protocols::{pubsub, Pub0Raw, Sub0, Sub0Raw, SubControl};
+pub use sp_protocols::{pubsub, Pub0Lossless, Pub0Raw, Sub0, Sub0Raw, SubControl};
 pub use sp_protocols::{raw, rep, req, Plain, Rep0, Req0, ReqState};
 pub use sp_transports::{Inproc, Ipc, Tcp};
 
@@ -212,6 +212,22 @@ pub fn pair1_poly_raw() -> SocketBuilder {
 /// loses messages, counted per pipe (`Socket::pipe_stats`).
 pub fn pub0() -> SocketBuilder {
     cooked(Protocol::Pub0)
+}
+/// Cooked PUB0 that never drops for a full pipe (ZeroMQ's `XPUB_NODROP`):
+/// `send` waits until every subscriber's pipe has room, so the publisher
+/// runs at the pace of its slowest subscriber. Pair it with
+/// [`sub0_lossless`] subscribers, which stop reading instead of dropping
+/// the oldest, and nothing is lost while the pipes stay up (see
+/// [`pubsub`](sp_protocols::pubsub)).
+pub fn pub0_lossless() -> SocketBuilder {
+    with_transports(SocketBuilder::new(pubsub::Pub0Lossless)).cooked(Plain::PUB0)
+}
+/// Cooked SUB0, lossless: a full receive queue (or a context's full queue)
+/// stops it reading its pipes instead of dropping the oldest, so the
+/// transport carries the back-pressure to a [`pub0_lossless`] publisher.
+pub fn sub0_lossless() -> SocketBuilder {
+    let sub = Sub0::lossless();
+    with_transports(SocketBuilder::new(sub.raw_protocol())).cooked(sub)
 }
 /// Cooked SUB0: each context (the socket's default one included) has its own
 /// subscriptions, reached with `socket.control::<SubControl>()` or

@@ -401,3 +401,33 @@ async fn a_raw_pair1_send_that_waits_for_a_peer_counts_one_hop() {
     assert_eq!(&frame[4..], b"hop");
     dial.close();
 }
+
+/// A receiver takes what is queued in batches and hands it out one by one:
+/// what it holds when the socket closes is counted as discarded (`Closed`)
+/// exactly once, and a context dropped with some in hand gives them back, in
+/// order, to the socket's other receivers.
+#[tokio::test]
+async fn messages_taken_in_a_batch_are_delivered_or_counted() {
+    let pull = spstack::pull0().build();
+    let ep = pull.listen("tcp://127.0.0.1:0").await.unwrap();
+    let push = spstack::push0().build();
+    within("dial", push.dial(ep.url())).await.unwrap();
+    for i in 0..10 {
+        push.send(numbered(i)).await.unwrap();
+    }
+    until("all ten in", || pull.stats().msgs_in == 10).await;
+    // a context takes the whole batch for its first message, then goes
+    let mut ctx = pull.context();
+    assert_eq!(id_of(ctx.recv().await.unwrap().body()), 0);
+    drop(ctx);
+    // the rest come back, in order
+    for i in 1..4 {
+        assert_eq!(id_of(pull.recv().await.unwrap().body()), i);
+    }
+    // six are in the default context's hand now: closing counts them
+    pull.close();
+    assert!(pull.recv().await.is_err(), "closed");
+    let s = pull.stats();
+    assert_eq!(s.drops(DropReason::Closed), 6, "{s}");
+    assert_eq!(s.total_drops(), 6, "{s}");
+}

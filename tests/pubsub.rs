@@ -546,3 +546,136 @@ async fn raw_sub_subscriptions_are_reachable_through_the_socket() {
     assert_eq!(got.body(), b"a-kept");
     assert_eq!(sub.stats().drops(spstack::DropReason::NoSubscription), 1);
 }
+
+/// Receives `n` numbered messages and checks they are 0..n in order.
+async fn all_in_order(
+    mut next: impl FnMut() -> futures::future::BoxFuture<'static, Message>,
+    n: u32,
+    slow: bool,
+) {
+    for i in 0..n {
+        let m = next().await;
+        let got = u32::from_be_bytes(m.body()[..4].try_into().unwrap());
+        assert_eq!(got, i, "message {i} lost or out of order");
+        if slow && i % 500 == 0 {
+            // a subscriber that falls behind now and then
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// The opt-in lossless mode: a `pub0_lossless` publisher and
+/// `sub0_lossless` subscribers, one of them slow, with small queues so that
+/// back-pressure is what carries the load: every subscriber gets every
+/// message, in order, and nothing is dropped anywhere (the same publisher
+/// with ordinary queues drops; see `pub_never_blocks_on_a_stalled_subscriber`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossless_pub_and_sub_lose_nothing() {
+    const N: u32 = 20_000;
+    let opts = Options::default().send_queue(8).recv_queue(8);
+    for url in [unique("lossless"), "tcp://127.0.0.1:0".to_string()] {
+        let p = spstack::pub0_lossless().options(opts.clone()).build();
+        let ep = p.listen(&url).await.unwrap();
+        let mut subs = Vec::new();
+        for _ in 0..3 {
+            let s = spstack::sub0_lossless().options(opts.clone()).build();
+            super_subscribe_all(&s);
+            s.dial(ep.url()).await.unwrap();
+            subs.push(s);
+        }
+        wait_until("every SUB's pipe at the PUB", || p.pipes().len() == 3).await;
+        let readers: Vec<_> = subs
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let next = move || {
+                        let s = s.clone();
+                        async move { recv(&s).await }.boxed()
+                    };
+                    all_in_order(next, N, k == 0).await;
+                })
+            })
+            .collect();
+        for i in 0..N {
+            let mut m = Message::from(&[0u8; 32][..]);
+            m.body_mut()[..4].copy_from_slice(&i.to_be_bytes());
+            timeout(STEP, p.send(m))
+                .await
+                .expect("send in time")
+                .unwrap();
+        }
+        for r in readers {
+            timeout(STEP * 3, r).await.expect("all received").unwrap();
+        }
+        // a writer counts what it wrote just after the write returns
+        wait_until("the PUB's count of what it wrote", || {
+            p.stats().msgs_out == 3 * N as u64
+        })
+        .await;
+        let ps = p.stats();
+        assert_eq!(ps.total_drops(), 0, "{url}: PUB dropped: {ps}");
+        for s in &subs {
+            let st = s.stats();
+            assert_eq!(st.total_drops(), 0, "{url}: SUB dropped: {st}");
+        }
+    }
+}
+
+/// A lossless SUB with two contexts: one reads slowly, the other quickly;
+/// neither loses a message (the quick one waits for the slow one's room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossless_sub_contexts_wait_for_each_other() {
+    const N: u32 = 5_000;
+    let opts = Options::default().send_queue(4).recv_queue(4);
+    let url = unique("lossless-ctx");
+    let p = spstack::pub0_lossless().options(opts.clone()).build();
+    p.listen(&url).await.unwrap();
+    let s = spstack::sub0_lossless().options(opts.clone()).build();
+    super_subscribe_all(&s);
+    let ctx = s.context();
+    ctx.control::<SubControl>().unwrap().subscribe("").unwrap();
+    s.dial(&url).await.unwrap();
+    wait_until("the SUB's pipe", || p.pipes().len() == 1).await;
+    let quick = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let next = move || {
+                let s = s.clone();
+                async move { recv(&s).await }.boxed()
+            };
+            all_in_order(next, N, false).await;
+        })
+    };
+    let slow = tokio::spawn(async move {
+        let ctx = std::sync::Arc::new(tokio::sync::Mutex::new(ctx));
+        let next = move || {
+            let ctx = ctx.clone();
+            async move { ctx_recv(&mut *ctx.lock().await).await }.boxed()
+        };
+        all_in_order(next, N, true).await;
+    });
+    for i in 0..N {
+        let mut m = Message::from(&[0u8; 8][..]);
+        m.body_mut()[..4].copy_from_slice(&i.to_be_bytes());
+        timeout(STEP, p.send(m))
+            .await
+            .expect("send in time")
+            .unwrap();
+    }
+    timeout(STEP * 3, quick)
+        .await
+        .expect("quick got all")
+        .unwrap();
+    timeout(STEP * 3, slow)
+        .await
+        .expect("slow got all")
+        .unwrap();
+    assert_eq!(p.stats().total_drops(), 0, "{}", p.stats());
+    assert_eq!(s.stats().total_drops(), 0, "{}", s.stats());
+}
+
+fn super_subscribe_all(s: &Socket) {
+    subs(s).subscribe("").unwrap();
+}

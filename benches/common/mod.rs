@@ -30,12 +30,18 @@ pub fn spawned() -> bool {
         .unwrap_or(false)
 }
 
+/// `SPBENCH_LOSSLESS=1`: the pubsub tool runs the lossless PUB/SUB mode.
+pub fn lossless() -> bool {
+    env_on("SPBENCH_LOSSLESS")
+}
+
 /// The `lib=` name of this run.
 pub fn lib_name() -> &'static str {
-    if spawned() {
-        "spstack-spawn"
-    } else {
-        "spstack"
+    match (lossless(), spawned()) {
+        (false, false) => "spstack",
+        (false, true) => "spstack-spawn",
+        (true, false) => "spstack-lossless",
+        (true, true) => "spstack-lossless-spawn",
     }
 }
 
@@ -206,5 +212,62 @@ fn crypto_layers(b: spstack::SocketBuilder, listener: bool) -> spstack::SocketBu
         ))
     } else {
         b
+    }
+}
+
+/// `remote_thr`'s loop: `count` fresh `new_message(size)` sent one by one;
+/// prints the `SENDER` line (send-side rate) to stderr.
+pub async fn send_loop(tool: &str, sock: &spstack::Socket, url: &str, size: usize, count: usize) {
+    let t0 = Instant::now();
+    for _ in 0..count {
+        let m = sock.new_message(size);
+        sock.send(m)
+            .await
+            .unwrap_or_else(|e| die(tool, format_args!("send: {e}")));
+        progress();
+    }
+    let el = since(t0);
+    eprintln!(
+        "SENDER lib={} url={url} size={size} msgs={count} secs={el:.3} msgps={:.0} (includes connect)",
+        lib_name(),
+        count as f64 / el
+    );
+}
+
+/// The sender of an in-process (`inproc://`) throughput run: a PUSH that
+/// dials `url` and runs [`send_loop`], on a thread of its own entering the
+/// current runtime (or, with `SPBENCH_SPAWN=1`, as a spawned task). It keeps
+/// its socket until the returned future is awaited (after the receiver has
+/// everything), so nothing queued is cut off.
+pub fn inproc_sender(
+    tool: &'static str,
+    url: String,
+    size: usize,
+    count: usize,
+) -> impl std::future::Future<Output = ()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let body = async move {
+        let sock = spstack::push0()
+            .options(spstack::Options::default().recv_max_size(RECV_MAX))
+            .build();
+        sock.dial(&url)
+            .await
+            .unwrap_or_else(|e| die(tool, format_args!("dial {url}: {e}")));
+        send_loop(tool, &sock, &url, size, count).await;
+        let _ = done_rx.await;
+    };
+    let handle = tokio::runtime::Handle::current();
+    let joined: Box<dyn FnOnce() + Send> = if spawned() {
+        let t = handle.spawn(body);
+        Box::new(move || drop(t))
+    } else {
+        let t = std::thread::spawn(move || handle.block_on(body));
+        Box::new(move || {
+            let _ = t.join();
+        })
+    };
+    async move {
+        let _ = done_tx.send(());
+        tokio::task::spawn_blocking(joined).await.ok();
     }
 }

@@ -71,8 +71,17 @@ pub(crate) struct Core {
     pipes: RwLock<PipeTable>,
     pub(crate) rr: AtomicUsize,
     pub(crate) recv: Queue<Message>,
+    /// Messages receivers took from `recv` in a batch and have not handed
+    /// out yet (see `RawStream`): `close` counts them as discarded, and a
+    /// receiver hands one out only after taking it off this count.
+    recv_held: AtomicUsize,
     pub(crate) send_waiters: Mutex<WaitList>,
     pub(crate) send_waiting: AtomicUsize,
+    /// `msgs_in` when the socket last sent: a send after a receive answers
+    /// it (write-through, see `pipe/writer.rs`).
+    pub(crate) answered_in: std::sync::atomic::AtomicU64,
+    /// The routing's `write_through`, asked once.
+    pub(crate) write_through: bool,
     pub(crate) counters: Arc<Counters>,
     /// What the transports may allocate ahead of the bytes, for all pipes.
     pub(crate) alloc_budget: AllocBudget,
@@ -107,12 +116,21 @@ impl Core {
             protocol: spec.id,
             layers: p.layer_names,
         };
-        let alloc_budget = AllocBudget::new(p.opts.recv_queue_bytes);
+        // large buffers are pooled for messages both ways (`new_message`,
+        // frames read), kept up to what both queues may hold
+        let alloc_budget = AllocBudget::with_pool(
+            p.opts.recv_queue_bytes,
+            p.opts
+                .recv_queue_bytes
+                .saturating_add(p.opts.send_queue_bytes),
+        );
+        let write_through = p.router.write_through();
         Arc::new_cyclic(|me| Core {
             me: me.clone(),
             id: next_socket_id(),
             receipts: ReceiptTable::default(),
             recv: Queue::with_bytes(p.opts.recv_queue, p.opts.recv_queue_bytes, Message::len),
+            recv_held: AtomicUsize::new(0),
             router: p.router,
             spec,
             opts: p.opts,
@@ -125,6 +143,8 @@ impl Core {
             rr: AtomicUsize::new(0),
             send_waiters: Mutex::new(WaitList::default()),
             send_waiting: AtomicUsize::new(0),
+            answered_in: std::sync::atomic::AtomicU64::new(0),
+            write_through,
             counters: Arc::default(),
             alloc_budget,
             hooks: RwLock::new(Vec::new()),
@@ -161,6 +181,7 @@ impl Core {
         LivePipes {
             table: self.read_pipes(),
             core: self,
+            inline: false,
         }
     }
 
@@ -248,6 +269,13 @@ impl Core {
                 self.count_drop(DropReason::Closed, "handed back, still waiting for a pipe");
             }
         }
+        // taken in a batch by a receiver, not handed out: it will not now
+        for _ in 0..self.recv_held.swap(0, Ordering::SeqCst) {
+            self.count_drop(
+                DropReason::Closed,
+                "taken for a receiver, discarded by close",
+            );
+        }
         let pipes: Vec<_> = self.read_pipes().list().to_vec();
         for p in pipes {
             // writers send what is queued, then hang up; readers drain
@@ -256,10 +284,12 @@ impl Core {
         }
         self.tasks.close();
         self.spawn_linger_deadline();
-        self.send_waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .wake_all();
+        let wakes = {
+            let mut w = self.send_waiters.lock().unwrap_or_else(|e| e.into_inner());
+            w.wake_all();
+            w.take_wakes()
+        };
+        wakes.wake();
     }
 
     /// Aborts every pipe once the linger has passed.
@@ -324,5 +354,58 @@ impl Core {
 
     pub(crate) fn cancel_recv(&self, key: &mut WaitKey) {
         self.recv.cancel_pop(key);
+    }
+
+    /// Takes up to `max` received messages at once into a receiver's own
+    /// deque, to hand out one by one with [`Core::claim_held`]: one lock and
+    /// at most one wake-up of the pipe readers per batch instead of per
+    /// message. `Ready(Err(Closed))` once closed.
+    pub(crate) fn poll_recv_into(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        out: &mut std::collections::VecDeque<Message>,
+        max: usize,
+    ) -> Poll<Result<()>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let held = &self.recv_held;
+        match self.recv.poll_pop_into_with(cx, key, out, max, |n| {
+            held.fetch_add(n, Ordering::SeqCst);
+        }) {
+            Poll::Ready(0) => Poll::Ready(Err(crate::Error::Closed)),
+            Poll::Ready(_) => {
+                coop.made_progress();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// One message taken by `poll_recv_into` may be handed out: false once
+    /// `close` has counted it as discarded (then drop it, uncounted).
+    pub(crate) fn claim_held(&self) -> bool {
+        self.recv_held
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// A receiver gives back what it took and will not hand out (it is
+    /// dropped): to the front of the queue for another receiver, or counted
+    /// when the socket closed meanwhile.
+    pub(crate) fn give_back(&self, held: &mut std::collections::VecDeque<Message>) {
+        let mut back = std::collections::VecDeque::new();
+        for m in held.drain(..) {
+            if self.claim_held() {
+                back.push_back(m);
+            }
+        }
+        if !self.recv.unpop(&mut back) {
+            for _ in back.drain(..) {
+                self.count_drop(
+                    DropReason::Closed,
+                    "taken for a receiver, discarded by close",
+                );
+            }
+        }
     }
 }

@@ -28,18 +28,26 @@
 //! [`layer::FramePlan`] says (in one slice with room reserved when a pipe
 //! layer needs that, else untouched), feeds the batch through the pipe
 //! layers (each adds its frame header and trailer) to the transport, and
-//! flushes: one vectored write for the batch, the body never copied on a
-//! plain stack. The message counts as sent when the transport has it.
+//! flushes: one vectored write for the batch (what was queued meanwhile
+//! joins it, up to `write_batch` messages and 256 KiB, so a peer is not left
+//! waiting while a write of large messages keeps gathering). A stream transport gathers
+//! frames under 1 KiB into one buffer (a counted copy, the message freed at
+//! once) and writes larger ones from where they lie, never copied on a plain
+//! stack. The message counts as sent when the transport has it.
 //!
 //! **In.** A transport reads frames, checking every length against the
-//! receive limit before it allocates, into buffers with room for the
-//! protocol's header; a large frame is allocated whole ahead of its bytes
-//! only within the socket's [`transport::AllocBudget`], else its buffer
-//! grows as they arrive. The pipe layers transform each frame back; the pipe's
-//! reader task (`pipe/reader.rs`) lets the routing parse the protocol header
-//! of every frame already decoded and delivers them to the socket's receive
-//! queue under one lock and one wake-up; the cooked protocol and the message
-//! layers take it from there to `recv`.
+//! receive limit before it allocates. A stream transport reads many small
+//! frames per system call into one chunk; each becomes a message that shares
+//! it (no allocation, no copy) unless the protocol wants room in front of
+//! received frames ([`Routing::recv_headroom`]), which copies it into a
+//! buffer with that room. A large frame is allocated whole ahead of its
+//! bytes only within the socket's [`transport::AllocBudget`], else its
+//! buffer grows as they arrive. The pipe layers transform each frame back;
+//! the pipe's reader task (`pipe/reader.rs`) takes every frame already
+//! decoded in one poll, lets the routing parse each protocol header, counts
+//! them once and delivers them to the socket's receive queue under one lock
+//! and one wake-up; the cooked protocol and the message layers take it from
+//! there to `recv`.
 //!
 //! **Nothing is lost silently.** Every message `send` accepts ends written
 //! to a transport (`Stats::msgs_out`), moved to another pipe when the one it

@@ -14,9 +14,16 @@ pub struct Options {
     pub send_timeout: Option<Duration>,
     /// How long `recv` may wait. Default `None` (see `send_timeout`).
     pub recv_timeout: Option<Duration>,
-    /// Messages queued per pipe on the way out. Default 128.
+    /// Messages queued per pipe on the way out. Default 1024 (as libzmq's
+    /// high-water mark): a writer that finds many queued writes them in one
+    /// system call, and a sender fills a deep queue without a wake-up per
+    /// message; `send_queue_bytes` bounds it too.
     pub send_queue: usize,
-    /// Messages queued per socket on the way in. Default 128.
+    /// Messages queued per socket on the way in. Default 1024. A small
+    /// message read from a stream transport may share the read chunk (at most
+    /// 64 KiB) it arrived in with its neighbours until the last of them is
+    /// dropped, so what the queue keeps alive is bounded by this count times
+    /// that chunk as well as by `recv_queue_bytes`.
     pub recv_queue: usize,
     /// Bytes queued per pipe on the way out (one larger message still fits
     /// alone). Default 4 MiB.
@@ -67,7 +74,8 @@ pub struct Options {
     pub ttl: u8,
     /// REQ: resend a request without reply after this long. `None` disables. Default 60 s.
     pub req_resend: Option<Duration>,
-    /// Messages a pipe writer gathers into one vectored write. Default 256.
+    /// Messages a pipe writer gathers into one write (what was queued when it
+    /// woke and what was queued while it prepared those). Default 1024.
     pub write_batch: usize,
     /// How long closing may take (as nng's and nanomsg's `LINGER`). When a
     /// socket closes, its pipes keep writing what is queued and read (and
@@ -85,8 +93,8 @@ impl Default for Options {
             recv_max_size: 1 << 20,
             send_timeout: None,
             recv_timeout: None,
-            send_queue: 128,
-            recv_queue: 128,
+            send_queue: 1024,
+            recv_queue: 1024,
             send_queue_bytes: 4 << 20,
             recv_queue_bytes: 4 << 20,
             reconnect_min: Duration::from_millis(100),
@@ -97,7 +105,7 @@ impl Default for Options {
             idle_timeout: None,
             ttl: 8,
             req_resend: Some(Duration::from_secs(60)),
-            write_batch: 256,
+            write_batch: 1024,
             linger: Duration::from_secs(1),
         }
     }

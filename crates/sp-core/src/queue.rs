@@ -13,16 +13,55 @@
 //! wake-up on, so no message sits in the queue while a consumer sleeps.
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 /// Waiters of one kind (poppers or pushers), in arrival order.
+///
+/// Waking is deferred: `wake_one`/`wake_all` pick the waiters, and whoever
+/// holds the list's lock takes them (`take_wakes`) and wakes them once it
+/// has let go of the lock, so that a waiter woken on another core does not
+/// run straight into the lock its waker still holds.
 #[derive(Default)]
 pub(crate) struct WaitList {
     slots: Vec<Slot>,
     free: Vec<usize>,
     order: VecDeque<(usize, u64)>,
     next_gen: u64,
+    deferred: Wakes,
+}
+
+/// Wakers picked under a lock, to be woken after it.
+#[derive(Default)]
+pub(crate) struct Wakes {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakes {
+    fn push(&mut self, w: Waker) {
+        if self.first.is_none() {
+            self.first = Some(w);
+        } else {
+            self.rest.push(w);
+        }
+    }
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+    /// Wakes them all.
+    #[inline]
+    pub(crate) fn wake(self) {
+        if let Some(w) = self.first {
+            w.wake();
+        }
+        for w in self.rest {
+            w.wake();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -101,7 +140,7 @@ impl WaitList {
                 s.queued = false;
                 s.notified = true;
                 if let Some(w) = s.waker.take() {
-                    w.wake();
+                    self.deferred.push(w);
                 }
                 return;
             }
@@ -115,10 +154,20 @@ impl WaitList {
                 s.queued = false;
                 s.notified = true;
                 if let Some(w) = s.waker.take() {
-                    w.wake();
+                    self.deferred.push(w);
                 }
             }
         }
+    }
+
+    /// The waiters picked since the last call, to wake once the lock is
+    /// released.
+    #[inline]
+    pub(crate) fn take_wakes(&mut self) -> Wakes {
+        if self.deferred.is_empty() {
+            return Wakes::default();
+        }
+        std::mem::take(&mut self.deferred)
     }
 
     fn has_waiters(&self) -> bool {
@@ -142,6 +191,12 @@ impl<T> State<T> {
     fn full(&self) -> bool {
         self.items.len() >= self.cap || (self.bytes >= self.cap_bytes && !self.items.is_empty())
     }
+    /// Half empty or less, by count and by bytes: where pushers waiting for
+    /// room are woken by single pops, so that they come back for many
+    /// places at once rather than one place per wake-up.
+    fn low(&self) -> bool {
+        self.items.len() <= self.cap / 2 && self.bytes <= self.cap_bytes / 2
+    }
     fn push(&mut self, t: T) {
         self.bytes += (self.weigh)(&t);
         self.items.push_back(t);
@@ -156,6 +211,54 @@ impl<T> State<T> {
 /// Bounded MPMC queue. See the module docs.
 pub struct Queue<T> {
     state: Mutex<State<T>>,
+    /// Open and not full, as of the last unlock: what `has_room` reads
+    /// without taking the lock (a sender's readiness check).
+    room: AtomicBool,
+}
+
+/// The locked state; on unlock it publishes whether there is room, then
+/// wakes the waiters picked while it was held.
+struct Locked<'a, T> {
+    g: Option<MutexGuard<'a, State<T>>>,
+    room: &'a AtomicBool,
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = State<T>;
+    fn deref(&self) -> &State<T> {
+        match &self.g {
+            Some(g) => g,
+            None => unreachable!("the guard lives until drop"),
+        }
+    }
+}
+
+impl<T> DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut State<T> {
+        match &mut self.g {
+            Some(g) => g,
+            None => unreachable!("the guard lives until drop"),
+        }
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        let Some(mut g) = self.g.take() else { return };
+        let room = !g.closed && !g.full();
+        if self.room.load(Ordering::Relaxed) != room {
+            // SeqCst: a sender that announced its wait and then reads this
+            // (both fenced, see send.rs) cannot miss room freed here
+            self.room.store(room, Ordering::SeqCst);
+        }
+        if g.poppers.deferred.is_empty() && g.pushers.deferred.is_empty() {
+            return;
+        }
+        let (a, b) = (g.poppers.take_wakes(), g.pushers.take_wakes());
+        drop(g);
+        a.wake();
+        b.wake();
+    }
 }
 
 /// Result of a push that could not complete at once.
@@ -178,7 +281,7 @@ impl<T> Queue<T> {
     pub fn with_bytes(cap: usize, cap_bytes: usize, weigh: fn(&T) -> usize) -> Queue<T> {
         Queue {
             state: Mutex::new(State {
-                items: VecDeque::with_capacity(cap.clamp(1, 1024)),
+                items: VecDeque::new(),
                 cap: cap.max(1),
                 bytes: 0,
                 cap_bytes,
@@ -187,12 +290,16 @@ impl<T> Queue<T> {
                 poppers: WaitList::default(),
                 pushers: WaitList::default(),
             }),
+            room: AtomicBool::new(true),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // a panic while holding this lock cannot leave the deque inconsistent
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> Locked<'_, T> {
+        Locked {
+            // a panic while holding this lock cannot leave the deque inconsistent
+            g: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
+            room: &self.room,
+        }
     }
 
     /// Number of queued items.
@@ -246,10 +353,10 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// True when a push would not wait.
+    /// True when a push would not wait (as of the last operation; another
+    /// thread may be changing it).
     pub fn has_room(&self) -> bool {
-        let s = self.lock();
-        !s.closed && !s.full()
+        self.room.load(Ordering::SeqCst)
     }
 
     /// Pushes even when full (by at most a few items: for a sender that was
@@ -374,7 +481,7 @@ impl<T> Queue<T> {
         let mut s = self.lock();
         if let Some(item) = s.pop() {
             s.poppers.release(key);
-            if s.pushers.has_waiters() {
+            if s.pushers.has_waiters() && s.low() {
                 s.pushers.wake_one();
             }
             if !s.items.is_empty() && s.poppers.has_waiters() {
@@ -424,11 +531,114 @@ impl<T> Queue<T> {
         Poll::Pending
     }
 
+    /// Pops up to `max` items onto the back of `out`, waiting if empty
+    /// (`poll_pop_batch` into a deque). `Ready(0)` once closed and drained.
+    pub fn poll_pop_into(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        out: &mut VecDeque<T>,
+        max: usize,
+    ) -> Poll<usize> {
+        self.poll_pop_into_with(cx, key, out, max, |_| {})
+    }
+
+    /// `poll_pop_into`, calling `popped(n)` with the lock still held when
+    /// `n > 0` items were taken (so that whoever empties the queue under
+    /// its lock, as `close` does, sees them accounted for).
+    pub fn poll_pop_into_with(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut WaitKey,
+        out: &mut VecDeque<T>,
+        max: usize,
+        popped: impl FnOnce(usize),
+    ) -> Poll<usize> {
+        let mut s = self.lock();
+        if !s.items.is_empty() {
+            let n = max.min(s.items.len());
+            popped(n);
+            if n == s.items.len() {
+                s.bytes = 0;
+                out.extend(s.items.drain(..));
+            } else {
+                let weigh = s.weigh;
+                let bytes: usize = s.items.iter().take(n).map(weigh).sum();
+                s.bytes -= bytes;
+                out.extend(s.items.drain(..n));
+            }
+            s.poppers.release(key);
+            if s.pushers.has_waiters() {
+                s.pushers.wake_all();
+            }
+            if !s.items.is_empty() && s.poppers.has_waiters() {
+                s.poppers.wake_all();
+            }
+            return Poll::Ready(n);
+        }
+        if s.closed {
+            s.poppers.release(key);
+            return Poll::Ready(0);
+        }
+        s.poppers.register(key, cx.waker());
+        Poll::Pending
+    }
+
+    /// Pops up to `max` items onto the back of `out` without waiting;
+    /// returns how many.
+    pub fn try_pop_into(&self, out: &mut VecDeque<T>, max: usize) -> usize {
+        let mut s = self.lock();
+        let n = max.min(s.items.len());
+        if n == 0 {
+            return 0;
+        }
+        if n == s.items.len() {
+            s.bytes = 0;
+            out.extend(s.items.drain(..));
+        } else {
+            let weigh = s.weigh;
+            let bytes: usize = s.items.iter().take(n).map(weigh).sum();
+            s.bytes -= bytes;
+            out.extend(s.items.drain(..n));
+        }
+        if s.pushers.has_waiters() {
+            s.pushers.wake_all();
+        }
+        n
+    }
+
+    /// Puts items taken by a consumer that no longer wants them back at the
+    /// front, in order, past the bounds if need be (they had their places).
+    /// False when the queue is closed: the items stay with the caller.
+    pub fn unpop(&self, items: &mut VecDeque<T>) -> bool {
+        let mut s = self.lock();
+        if s.closed {
+            return false;
+        }
+        while let Some(t) = items.pop_back() {
+            s.bytes += (s.weigh)(&t);
+            s.items.push_front(t);
+        }
+        if !s.items.is_empty() && s.poppers.has_waiters() {
+            s.poppers.wake_all();
+        }
+        true
+    }
+
+    /// Wakes whoever waits to pop, items or not (a consumer with work
+    /// outside the queue to do).
+    pub fn wake_poppers(&self) {
+        let mut s = self.lock();
+        if s.poppers.has_waiters() {
+            s.poppers.wake_all();
+        }
+    }
+
     /// Pops without waiting.
     pub fn try_pop(&self) -> Option<T> {
         let mut s = self.lock();
         let item = s.pop();
-        if item.is_some() && s.pushers.has_waiters() {
+        if item.is_some() && s.pushers.has_waiters() && s.low() {
             s.pushers.wake_one();
         }
         item

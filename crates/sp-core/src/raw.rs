@@ -204,6 +204,7 @@ impl RawSocket {
             Box::pin(RawStream {
                 raw: self.clone(),
                 key: WaitKey::default(),
+                held: std::collections::VecDeque::new(),
             }),
         )
     }
@@ -289,21 +290,38 @@ impl Drop for RawSink {
     }
 }
 
-/// `Stream` over a raw socket's receive queue.
+/// Messages a [`RawStream`] takes from the receive queue at once.
+const RECV_BATCH: usize = 32;
+
+/// `Stream` over a raw socket's receive queue. It takes what is queued in
+/// batches (up to 32 messages under one lock) and hands them out one by
+/// one; a stream dropped with some in hand puts them back for the others.
 pub struct RawStream {
     raw: RawSocket,
     key: WaitKey,
+    held: std::collections::VecDeque<Message>,
 }
 
 impl Stream for RawStream {
     type Item = Result<Message>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         let this = self.get_mut();
-        match this.raw.poll_recv(cx, &mut this.key) {
-            Poll::Ready(Ok(m)) => Poll::Ready(Some(Ok(m))),
-            Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Pending => Poll::Pending,
+        let core = &this.raw.core;
+        loop {
+            if let Some(m) = this.held.pop_front() {
+                if core.claim_held() {
+                    return Poll::Ready(Some(Ok(m)));
+                }
+                // the socket closed and counted what was in hand
+                this.held.clear();
+                return Poll::Ready(None);
+            }
+            match core.poll_recv_into(cx, &mut this.key, &mut this.held, RECV_BATCH) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(Error::Closed)) => return Poll::Ready(None),
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
@@ -311,5 +329,8 @@ impl Stream for RawStream {
 impl Drop for RawStream {
     fn drop(&mut self) {
         self.raw.cancel_recv(&mut self.key);
+        if !self.held.is_empty() {
+            self.raw.core.give_back(&mut self.held);
+        }
     }
 }

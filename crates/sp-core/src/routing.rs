@@ -172,6 +172,13 @@ pub trait Pipes {
     /// gives the message back (unchanged) when none has room.
     fn balance(&mut self, msg: Message) -> Result<PipeId, Message> {
         let n = self.ids().len();
+        if n == 1 {
+            // one pipe: no position to keep
+            return match self.try_push_at(0, msg) {
+                Ok(()) => Ok(self.ids()[0]),
+                Err(r) => Err(r.msg),
+            };
+        }
         let start = self.cursor();
         let mut msg = msg;
         // a push that finds no room is the look: one queue lock per pipe
@@ -324,13 +331,27 @@ pub trait Routing: Send + Sync + 'static {
         let _ = id;
     }
 
+    /// True for a request/reply protocol: a send right after a receive (a
+    /// reply, or the next request after an answer) is written by the
+    /// sender itself when its pipe is idle, instead of being handed to the
+    /// pipe's writer task (saving a wake-up of another thread per message,
+    /// the latency of a lone request or reply). Streams keep the default,
+    /// `false`: their messages are batched many per system call.
+    fn write_through(&self) -> bool {
+        false
+    }
+
     /// What a full receive queue does.
     fn recv_policy(&self) -> RecvPolicy {
         RecvPolicy::Wait
     }
 
     /// Header bytes the protocol adds on receive (REP's pipe id), reserved
-    /// in front of every received frame.
+    /// in front of every received frame. A protocol that adds none should
+    /// say 0: a stream transport then hands small frames over as views of
+    /// the chunk they were read into, without an allocation or a copy (a
+    /// header pushed onto such a message anyway goes beside it, in the
+    /// message's inline area).
     fn recv_headroom(&self) -> usize {
         8
     }

@@ -29,7 +29,20 @@ pub enum Handover {
 impl Core {
     fn route(&self, msg: Message) -> Routed {
         let mut live = self.live_pipes();
+        live.inline = self.answering();
         self.router.send(msg, &mut live)
+    }
+
+    /// True when this send may write through an idle pipe: the protocol is
+    /// request/reply and the socket received since it last sent (a reply,
+    /// or a request after its answer), so the send is most likely a lone
+    /// one that someone waits for rather than part of a stream.
+    fn answering(&self) -> bool {
+        if !self.write_through {
+            return false;
+        }
+        let seen = self.counters.msgs_in();
+        self.answered_in.swap(seen, Ordering::Relaxed) != seen
     }
 
     fn ready_now(&self) -> bool {
@@ -152,7 +165,9 @@ impl Core {
                 reason: DropReason::Closed,
             });
         }
-        self.live_pipes().try_push(pipe, msg)
+        let mut live = self.live_pipes();
+        live.inline = self.answering();
+        live.try_push(pipe, msg)
     }
 
     fn release_send_key(&self, key: &mut WaitKey) {
@@ -174,10 +189,12 @@ impl Core {
     pub(crate) fn wake_senders(&self) {
         fence(Ordering::SeqCst);
         if self.send_waiting.load(Ordering::SeqCst) > 0 {
-            self.send_waiters
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .wake_all();
+            let wakes = {
+                let mut w = self.send_waiters.lock().unwrap_or_else(|e| e.into_inner());
+                w.wake_all();
+                w.take_wakes()
+            };
+            wakes.wake();
         }
     }
 }

@@ -179,6 +179,17 @@ impl Counters {
         self.msgs_in.fetch_add(1, Relaxed);
         self.bytes_in.fetch_add(bytes as u64, Relaxed);
     }
+    /// Messages received so far.
+    pub(crate) fn msgs_in(&self) -> u64 {
+        self.msgs_in.load(Relaxed)
+    }
+    /// Counts `msgs` messages of `bytes` bytes in all received.
+    pub fn received_many(&self, msgs: usize, bytes: usize) {
+        if msgs > 0 {
+            self.msgs_in.fetch_add(msgs as u64, Relaxed);
+            self.bytes_in.fetch_add(bytes as u64, Relaxed);
+        }
+    }
     /// Counts `msgs` messages of `bytes` bytes in all sent.
     pub fn sent_many(&self, msgs: usize, bytes: usize) {
         self.msgs_out.fetch_add(msgs as u64, Relaxed);
@@ -252,10 +263,14 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Bytes of message data copied on the send path: a message flattened for
     /// a layer that needs contiguity and lacked the room, a TLS record, copy
-    /// on write. 0 on a plain stack.
+    /// on write, a small frame gathered into a stream writer's batch buffer
+    /// (under 1 KiB with its prefix; larger frames are never copied on a
+    /// plain stack).
     pub bytes_copied: u64,
-    /// Bytes of message data copied on the receive path (the staging copy of
-    /// frames small enough to be read many per system call, TLS records).
+    /// Bytes of message data copied on the receive path (TLS records; the
+    /// staging copy of frames small enough to be read many per system call,
+    /// where the protocol wants room in front of them or a layer writes them
+    /// in place; elsewhere such frames share the chunk they were read into).
     pub bytes_copied_in: u64,
     /// Pipes attached.
     pub pipes_opened: u64,

@@ -54,25 +54,43 @@ pub struct PipeConfig {
 /// assert_eq!(budget.available(), 1000);
 /// ```
 #[derive(Clone, Debug)]
-pub struct AllocBudget(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+pub struct AllocBudget(std::sync::Arc<Budget>);
+
+#[derive(Debug)]
+struct Budget {
+    left: std::sync::atomic::AtomicUsize,
+    /// The socket's large buffers, kept for reuse (see [`AllocBudget::recv_buf`]).
+    pool: crate::message::pool::BufPool,
+}
 
 impl AllocBudget {
-    /// A budget of `bytes`.
+    /// A budget of `bytes`; the pool of large buffers beside it keeps at
+    /// most as many.
     pub fn new(bytes: usize) -> AllocBudget {
-        AllocBudget(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
-            bytes,
-        )))
+        AllocBudget::with_pool(bytes, bytes)
+    }
+
+    /// A budget of `bytes` whose pool of large buffers keeps at most
+    /// `keep` bytes (a socket: what its send and receive queues may hold
+    /// together, so its idle buffers never exceed what its queues could
+    /// hold anyway; they are freed with the socket).
+    pub(crate) fn with_pool(bytes: usize, keep: usize) -> AllocBudget {
+        AllocBudget(std::sync::Arc::new(Budget {
+            left: std::sync::atomic::AtomicUsize::new(bytes),
+            pool: crate::message::pool::BufPool::new(keep),
+        }))
     }
 
     /// Bytes not taken.
     pub fn available(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.left.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Takes `n` bytes, or nothing when fewer are left.
     pub fn try_take(&self, n: usize) -> Option<AllocAhead> {
         use std::sync::atomic::Ordering::Relaxed;
         self.0
+            .left
             .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(n))
             .ok()?;
         Some(AllocAhead {
@@ -82,7 +100,22 @@ impl AllocBudget {
     }
 
     fn give_back(&self, n: usize) {
-        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .left
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A receive buffer for a frame of `len` bytes with `headroom` in front
+    /// ([`RecvBuf::new`](crate::RecvBuf::new)), reusing one of the socket's
+    /// large buffers when it keeps one of the size: a large frame read into
+    /// it faults in no fresh pages, and its message gives the buffer back
+    /// when dropped.
+    pub fn recv_buf(&self, headroom: usize, len: usize) -> crate::RecvBuf {
+        crate::RecvBuf::in_pool(&self.0.pool, headroom, len)
+    }
+
+    pub(crate) fn pool(&self) -> &crate::message::pool::BufPool {
+        &self.0.pool
     }
 }
 

@@ -26,6 +26,11 @@ impl Routing for Bus0Raw {
     fn spec(&self) -> ProtocolSpec {
         crate::raw::builtin(ProtocolId::BUS0)
     }
+    fn recv_headroom(&self) -> usize {
+        // nothing is written in front of a received frame: small frames may
+        // stay views of the chunk they were read into
+        0
+    }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         let origin = msg.pipe();
         pipes.broadcast(msg, origin);

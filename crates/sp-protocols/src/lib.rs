@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod bus;
+mod idmap;
 pub mod pair1;
 pub mod plain;
 pub mod pubsub;
@@ -26,7 +27,7 @@ pub mod survey;
 pub use bus::{reflect, Bus0Raw};
 pub use pair1::{Pair1, Pair1Raw};
 pub use plain::Plain;
-pub use pubsub::{Pub0Raw, Sub0, Sub0Raw, SubControl};
+pub use pubsub::{Pub0Lossless, Pub0Raw, Sub0, Sub0Raw, SubControl};
 pub use rep::Rep0;
 pub use req::{Req0, ReqState};
 pub use survey::{Respondent0, Respondent0Raw, Surveyor0, Surveyor0Raw, SurveyorControl};

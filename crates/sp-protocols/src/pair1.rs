@@ -67,6 +67,11 @@ impl Routing for Pair1Raw {
     fn spec(&self) -> ProtocolSpec {
         crate::raw::builtin(ProtocolId::PAIR1)
     }
+    fn recv_headroom(&self) -> usize {
+        // nothing is written in front of a received frame: small frames may
+        // stay views of the chunk they were read into
+        0
+    }
     fn send(&self, mut msg: Message, pipes: &mut dyn Pipes) -> Routed {
         let hops = match next_hops(&msg) {
             Ok(h) => h,

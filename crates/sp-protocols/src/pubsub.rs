@@ -11,6 +11,16 @@
 //! * **SUB drops the oldest** when its queue is full (nng's default), counted
 //!   as `QueueFull`; a message no subscription wants is counted as
 //!   [`DropReason::NoSubscription`].
+//! * **Lossless, opt-in** (as ZeroMQ's `XPUB_NODROP`): a [`Pub0Lossless`]
+//!   PUB waits until every subscriber's pipe has room instead of dropping,
+//!   and a lossless SUB ([`Sub0::lossless`], [`Sub0Raw::lossless`]) stops
+//!   reading its pipes while its queues are full instead of dropping the
+//!   oldest, so the transport's flow control carries the back-pressure to the
+//!   publisher. Together they lose nothing while the pipes stay up: the PUB
+//!   then runs at the pace of its slowest subscriber. With no subscriber at
+//!   all a message still goes nowhere (`NoPeer`), and what a pipe that
+//!   closes held is counted `PipeClosed`, as for any PUB
+//!   (`spstack::pub0_lossless()`, `spstack::sub0_lossless()`).
 //! * **Raw SUB** ([`Sub0Raw`]) filters with *socket-wide* subscriptions
 //!   (nanomsg's xsub does; nng's raw xsub has none and passes everything). It
 //!   starts subscribed to everything, so by default it behaves as nng's
@@ -239,6 +249,55 @@ impl Routing for Pub0Raw {
     }
 }
 
+/// PUB v0 that never drops for a full pipe (ZeroMQ's `XPUB_NODROP`): a send
+/// waits until every pipe has room, then goes to all of them. The wire is
+/// PUB's; the peers are ordinary SUBs (make them lossless too, see the
+/// module docs, or a slow one still drops the oldest on its side).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pub0Lossless;
+
+impl Routing for Pub0Lossless {
+    fn spec(&self) -> ProtocolSpec {
+        crate::raw::builtin(ProtocolId::PUB0)
+    }
+    fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
+        let n = pipes.ids().len();
+        if n > 0 && !pipes.all_room() {
+            return Routed::Wait(msg);
+        }
+        if n == 0 {
+            // nobody subscribed: counted NoPeer
+            pipes.broadcast(msg, None);
+            return Routed::Queued(None);
+        }
+        // every pipe had room just now; a concurrent sender may have taken
+        // the last place meanwhile: go past the bound by that much rather
+        // than drop (only a closing pipe refuses, and loses it, counted)
+        let mut msg = Some(msg);
+        for i in 0..n {
+            let id = pipes.ids()[i];
+            let Some(m) = (if i + 1 == n { msg.take() } else { msg.clone() }) else {
+                break;
+            };
+            if let Err(r) = pipes.try_push_at(i, m) {
+                if pipes.force_push(id, r.msg).is_err() {
+                    pipes.dropped(None, DropReason::PipeClosed);
+                }
+            }
+        }
+        Routed::Queued(None)
+    }
+    fn send_ready(&self, pipes: &dyn Pipes) -> bool {
+        pipes.ids().is_empty() || pipes.all_room()
+    }
+    fn recv(&self, _: PipeId, _: &mut Message, _: &mut dyn RecvContext) -> Verdict {
+        Verdict::Drop(DropReason::Malformed)
+    }
+    fn recv_headroom(&self) -> usize {
+        0
+    }
+}
+
 // ---------------------------------------------------------------- raw SUB
 
 #[derive(Clone)]
@@ -256,6 +315,8 @@ enum Filter {
 #[derive(Clone)]
 pub struct Sub0Raw {
     filter: Filter,
+    /// Waits for room in the receive queue instead of dropping the oldest.
+    lossless: bool,
 }
 
 impl fmt::Debug for Sub0Raw {
@@ -284,7 +345,16 @@ impl Sub0Raw {
         let _ = ctl.subscribe(b"");
         Sub0Raw {
             filter: Filter::Own(Arc::new(ctl)),
+            lossless: false,
         }
+    }
+
+    /// This raw SUB, lossless: a full receive queue stops it reading its
+    /// pipes (back-pressure to the publisher) instead of dropping the
+    /// oldest. Pair it with a [`Pub0Lossless`] publisher.
+    pub fn lossless(mut self) -> Sub0Raw {
+        self.lossless = true;
+        self
     }
 
     /// The socket-wide subscriptions (`None` for the raw half of a cooked
@@ -319,7 +389,11 @@ impl Routing for Sub0Raw {
         }
     }
     fn recv_policy(&self) -> RecvPolicy {
-        RecvPolicy::DropOldest
+        if self.lossless {
+            RecvPolicy::Wait
+        } else {
+            RecvPolicy::DropOldest
+        }
     }
     fn recv_headroom(&self) -> usize {
         0
@@ -336,6 +410,7 @@ impl Routing for Sub0Raw {
 #[derive(Clone)]
 pub struct Sub0 {
     union: Arc<Union>,
+    lossless: bool,
 }
 
 impl fmt::Debug for Sub0 {
@@ -357,6 +432,20 @@ impl Sub0 {
     pub fn new() -> Sub0 {
         Sub0 {
             union: Arc::new(RwLock::new(TopicTrie::default())),
+            lossless: false,
+        }
+    }
+
+    /// A lossless cooked SUB: its raw half stops reading the pipes while the
+    /// receive queue is full, and a message is taken from that queue only
+    /// when every context has room for it, so nothing is dropped for a full
+    /// queue (a context that does not read holds the others back). Build the
+    /// socket over its [`Sub0::raw_protocol`] (`spstack::sub0_lossless()`
+    /// does) and publish with [`Pub0Lossless`].
+    pub fn lossless() -> Sub0 {
+        Sub0 {
+            lossless: true,
+            ..Sub0::new()
         }
     }
 
@@ -365,6 +454,7 @@ impl Sub0 {
     pub fn raw_protocol(&self) -> Sub0Raw {
         Sub0Raw {
             filter: Filter::Union(self.union.clone()),
+            lossless: self.lossless,
         }
     }
 }
@@ -377,9 +467,10 @@ impl CookedProtocol for Sub0 {
         Arc::new_cyclic(|me| SubShared {
             me: me.clone(),
             union: self.union.clone(),
-            ctxs: Mutex::new(HashMap::new()),
+            ctxs: Mutex::new(Ctxs::default()),
             next_ctx: AtomicU64::new(1),
             raw: raw.clone(),
+            lossless: self.lossless,
         })
     }
 }
@@ -393,59 +484,86 @@ struct Slot {
     waker: Option<Waker>,
 }
 
+/// The contexts of a cooked SUB.
+#[derive(Default)]
+struct Ctxs {
+    map: HashMap<CtxId, Slot>,
+    /// Lossless: contexts waiting for every context to have room before
+    /// they take the next raw message.
+    room_waiters: Vec<Waker>,
+}
+
+impl std::ops::Deref for Ctxs {
+    type Target = HashMap<CtxId, Slot>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Ctxs {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
 struct SubShared {
     me: Weak<SubShared>,
     raw: RawSocket,
     union: Arc<Union>,
-    ctxs: Mutex<HashMap<CtxId, Slot>>,
+    ctxs: Mutex<Ctxs>,
     next_ctx: AtomicU64,
+    lossless: bool,
 }
 
 impl SubShared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<CtxId, Slot>> {
+    fn lock(&self) -> MutexGuard<'_, Ctxs> {
         self.ctxs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Hands a message from the raw socket to every context it matches;
-    /// wakes those that wait (but `me`, which is running).
-    fn dispatch(&self, m: Message, me: CtxId) {
-        let (cap, cap_bytes) = {
-            let o = self.raw.options();
-            (o.recv_queue.max(1), o.recv_queue_bytes)
-        };
+    /// The queue bounds of a context: count and bytes.
+    fn bounds(&self) -> (usize, usize) {
+        let o = self.raw.options();
+        (o.recv_queue.max(1), o.recv_queue_bytes)
+    }
+
+    /// Hands a message from the raw socket to every context it matches
+    /// (under the contexts' lock, taken with the message: contexts that
+    /// dispatch at once cannot reorder messages); returns whom to wake (all
+    /// that wait but `me`, which is running).
+    fn dispatch(&self, ctxs: &mut Ctxs, m: Message, me: CtxId) -> Vec<Waker> {
+        let (cap, cap_bytes) = self.bounds();
         let counters = self.raw.counters();
+        let lossless = self.lossless;
         let mut wake: Vec<Waker> = Vec::new();
         let mut matched = false;
-        {
-            let mut ctxs = self.lock();
-            for (&id, s) in ctxs.iter_mut() {
-                if !s.ctl.matches(m.body()) {
-                    continue;
+        for (&id, s) in ctxs.iter_mut() {
+            if !s.ctl.matches(m.body()) {
+                continue;
+            }
+            matched = true;
+            // room for this one, in count and in bytes (a lossless SUB
+            // checked there was before it took the message)
+            while !lossless
+                && !s.queue.is_empty()
+                && (s.queue.len() >= cap || s.bytes + m.len() > cap_bytes)
+            {
+                if let Some(old) = s.queue.pop_front() {
+                    s.bytes -= old.len();
+                    counters.dropped(DropReason::QueueFull);
+                    tracing::debug!(target: "spstack", ctx = id, "SUB context queue full: oldest dropped");
                 }
-                matched = true;
-                // room for this one, in count and in bytes
-                while !s.queue.is_empty() && (s.queue.len() >= cap || s.bytes + m.len() > cap_bytes)
-                {
-                    if let Some(old) = s.queue.pop_front() {
-                        s.bytes -= old.len();
-                        counters.dropped(DropReason::QueueFull);
-                        tracing::debug!(target: "spstack", ctx = id, "SUB context queue full: oldest dropped");
-                    }
-                }
-                s.bytes += m.len();
-                s.queue.push_back(m.clone());
-                if id != me {
-                    wake.extend(s.waker.take());
-                }
+            }
+            s.bytes += m.len();
+            s.queue.push_back(m.clone());
+            if id != me {
+                wake.extend(s.waker.take());
             }
         }
         if !matched {
             // its subscriber left, or unsubscribed, after the pipe let it in
             counters.dropped(DropReason::NoSubscription);
         }
-        for w in wake {
-            w.wake();
-        }
+        wake
     }
 }
 
@@ -499,14 +617,19 @@ impl Stream for SubRx {
         let this = self.get_mut();
         let shared = &this.shared;
         for _ in 0..DISPATCH_BUDGET {
-            {
+            let wake = {
                 let mut ctxs = shared.lock();
                 let Some(s) = ctxs.get_mut(&this.id) else {
                     return Poll::Ready(None);
                 };
                 if let Some(m) = s.queue.pop_front() {
                     s.bytes -= m.len();
+                    let waiters = std::mem::take(&mut ctxs.room_waiters);
                     drop(ctxs);
+                    // a context waiting for room may take the next one now
+                    for w in waiters {
+                        w.wake();
+                    }
                     // pass on a raw wake-up this context no longer needs
                     shared.raw.cancel_recv(&mut this.key);
                     return Poll::Ready(Some(Ok(m)));
@@ -515,12 +638,31 @@ impl Stream for SubRx {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => s.waker = Some(cx.waker().clone()),
                 }
-            }
-            match shared.raw.poll_recv(cx, &mut this.key) {
-                Poll::Ready(Ok(m)) => shared.dispatch(m, this.id),
-                Poll::Ready(Err(Error::Closed)) => return Poll::Ready(None),
-                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
-                Poll::Pending => return Poll::Pending,
+                if shared.lossless {
+                    // take the next raw message only when every context
+                    // has room for one more (its largest possible share is
+                    // the whole message: at most one over the byte bound)
+                    let (cap, cap_bytes) = shared.bounds();
+                    let full = ctxs.map.values().any(|s| {
+                        s.queue.len() >= cap || (s.bytes >= cap_bytes && !s.queue.is_empty())
+                    });
+                    if full {
+                        shared.raw.cancel_recv(&mut this.key);
+                        if !ctxs.room_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                            ctxs.room_waiters.push(cx.waker().clone());
+                        }
+                        return Poll::Pending;
+                    }
+                }
+                match shared.raw.poll_recv(cx, &mut this.key) {
+                    Poll::Ready(Ok(m)) => shared.dispatch(&mut ctxs, m, this.id),
+                    Poll::Ready(Err(Error::Closed)) => return Poll::Ready(None),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            };
+            for w in wake {
+                w.wake();
             }
         }
         // a stream of messages for other contexts: let them (and others) run
@@ -533,7 +675,17 @@ impl Stream for SubRx {
 impl Drop for SubRx {
     fn drop(&mut self) {
         self.shared.raw.cancel_recv(&mut self.key);
-        let slot = self.shared.lock().remove(&self.id);
+        let (slot, waiters) = {
+            let mut ctxs = self.shared.lock();
+            (
+                ctxs.remove(&self.id),
+                std::mem::take(&mut ctxs.room_waiters),
+            )
+        };
+        // a lossless SUB's other contexts may have waited for this one
+        for w in waiters {
+            w.wake();
+        }
         if let Some(s) = slot {
             s.ctl.detach();
         }

@@ -113,6 +113,11 @@ impl Routing for Pair0Raw {
     fn spec(&self) -> ProtocolSpec {
         builtin(ProtocolId::PAIR0)
     }
+    fn recv_headroom(&self) -> usize {
+        // nothing is written in front of a received frame: small frames may
+        // stay views of the chunk they were read into
+        0
+    }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         send_balanced(msg, pipes)
     }
@@ -135,6 +140,11 @@ pub struct Push0Raw;
 impl Routing for Push0Raw {
     fn spec(&self) -> ProtocolSpec {
         builtin(ProtocolId::PUSH0)
+    }
+    fn recv_headroom(&self) -> usize {
+        // nothing is written in front of a received frame: small frames may
+        // stay views of the chunk they were read into
+        0
     }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         send_balanced(msg, pipes)
@@ -159,6 +169,11 @@ impl Routing for Pull0Raw {
     fn spec(&self) -> ProtocolSpec {
         builtin(ProtocolId::PULL0)
     }
+    fn recv_headroom(&self) -> usize {
+        // nothing is written in front of a received frame: small frames may
+        // stay views of the chunk they were read into
+        0
+    }
     fn send(&self, _: Message, _: &mut dyn Pipes) -> Routed {
         cannot_send("PULL cannot send")
     }
@@ -175,6 +190,15 @@ pub struct Req0Raw;
 impl Routing for Req0Raw {
     fn spec(&self) -> ProtocolSpec {
         builtin(ProtocolId::REQ0)
+    }
+    fn write_through(&self) -> bool {
+        // request/reply: a lone message someone waits for
+        true
+    }
+    fn recv_headroom(&self) -> usize {
+        // nothing is written in front of a received frame: small frames may
+        // stay views of the chunk they were read into
+        0
     }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         send_balanced(msg, pipes)
@@ -201,6 +225,10 @@ pub struct Rep0Raw;
 impl Routing for Rep0Raw {
     fn spec(&self) -> ProtocolSpec {
         builtin(ProtocolId::REP0)
+    }
+    fn write_through(&self) -> bool {
+        // request/reply: a lone message someone waits for
+        true
     }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         send_by_header(msg, pipes)

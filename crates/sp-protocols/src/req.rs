@@ -4,7 +4,6 @@
 //! decides when to resend. The context halves below only move messages
 //! between it and the raw socket.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
@@ -54,8 +53,8 @@ pub enum ReplyOutcome {
 /// The REQ protocol state of one socket, all contexts included. No I/O.
 pub struct ReqState {
     next_id: u32,
-    pending: HashMap<u32, Pending>,
-    by_ctx: HashMap<CtxId, u32>,
+    pending: crate::idmap::IdMap<u32, Pending>,
+    by_ctx: crate::idmap::IdMap<CtxId, u32>,
     resend: Option<Duration>,
 }
 
@@ -64,8 +63,8 @@ impl ReqState {
     pub fn new(resend: Option<Duration>) -> ReqState {
         ReqState {
             next_id: fastrand::u32(..0x7fff_ffff),
-            pending: HashMap::new(),
-            by_ctx: HashMap::new(),
+            pending: Default::default(),
+            by_ctx: Default::default(),
             resend,
         }
     }

@@ -47,7 +47,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +87,15 @@ impl Routing for Surveyor0Raw {
     fn spec(&self) -> ProtocolSpec {
         crate::raw::builtin(ProtocolId::SURVEYOR0)
     }
+    fn write_through(&self) -> bool {
+        // request/reply: a lone message someone waits for
+        true
+    }
+    fn recv_headroom(&self) -> usize {
+        // nothing is written in front of a received frame: small frames may
+        // stay views of the chunk they were read into
+        0
+    }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         pipes.broadcast(msg, None);
         Routed::Queued(None)
@@ -109,6 +118,10 @@ pub struct Respondent0Raw;
 impl Routing for Respondent0Raw {
     fn spec(&self) -> ProtocolSpec {
         crate::raw::builtin(ProtocolId::RESPONDENT0)
+    }
+    fn write_through(&self) -> bool {
+        // request/reply: a lone message someone waits for
+        true
     }
     fn send(&self, msg: Message, pipes: &mut dyn Pipes) -> Routed {
         crate::raw::send_by_header(msg, pipes)
@@ -198,8 +211,8 @@ pub enum Next {
 /// bounded by the contexts the application opens times the budget.
 pub struct SurveyState {
     next_id: u32,
-    surveys: HashMap<u32, Survey>,
-    by_ctx: HashMap<CtxId, u32>,
+    surveys: crate::idmap::IdMap<u32, Survey>,
+    by_ctx: crate::idmap::IdMap<CtxId, u32>,
     cap: usize,
     cap_bytes: usize,
     /// Bytes of the responses waiting on every survey.
@@ -223,8 +236,8 @@ impl SurveyState {
     pub fn with_bytes(cap: usize, cap_bytes: usize) -> SurveyState {
         SurveyState {
             next_id: fastrand::u32(..0x7fff_ffff),
-            surveys: HashMap::new(),
-            by_ctx: HashMap::new(),
+            surveys: Default::default(),
+            by_ctx: Default::default(),
             cap: cap.max(1),
             cap_bytes,
             held_bytes: 0,

@@ -3,7 +3,7 @@
 //! frame (header folded into the body, by moving an offset), so protocols
 //! parse inproc exactly as they parse TCP.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -16,7 +16,9 @@ use sp_core::{split_url, Announcement, BoxFuture, Connection, Error, Message, Re
 use tokio::sync::{mpsc, oneshot};
 
 /// Frames in flight per direction of an inproc pipe.
-const DEPTH: usize = 64;
+const DEPTH: usize = 128;
+/// Frames a stream takes off its queue at once.
+const TAKE: usize = 32;
 
 /// The in-process transport.
 #[derive(Clone, Copy, Debug, Default)]
@@ -175,12 +177,13 @@ impl Unannounced for Half {
                 tx: Box::pin(InprocSink {
                     q: out,
                     key: WaitKey::default(),
-                    pending: None,
+                    pending: VecDeque::new(),
                 }),
                 rx: Box::pin(InprocStream {
                     q: inn,
                     key: WaitKey::default(),
                     max: cfg.recv_max_size,
+                    taken: VecDeque::new(),
                 }),
                 info: cfg.pipe_info("inproc", addr.clone(), addr, peer, dialer),
             })
@@ -191,17 +194,18 @@ impl Unannounced for Half {
 struct InprocSink {
     q: Arc<Queue<Message>>,
     key: WaitKey,
-    pending: Option<Message>,
+    /// Fed, not yet in the queue: pushed in one go on flush.
+    pending: VecDeque<Message>,
 }
 
 impl InprocSink {
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.pending.is_none() {
+        if self.pending.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        match self.q.poll_push(cx, &mut self.key, &mut self.pending) {
+        match self.q.poll_push_batch(cx, &mut self.key, &mut self.pending) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(Error::ConnectionClosed)),
+            Poll::Ready(Err(())) => Poll::Ready(Err(Error::ConnectionClosed)),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -210,7 +214,11 @@ impl InprocSink {
 impl Sink<Message> for InprocSink {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.get_mut().poll_pending(cx)
+        let this = self.get_mut();
+        if this.pending.len() < DEPTH {
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_pending(cx)
     }
     fn start_send(self: Pin<&mut Self>, mut m: Message) -> Result<()> {
         // what a stream transport would deliver: one flat frame
@@ -219,7 +227,7 @@ impl Sink<Message> for InprocSink {
         }
         m.header_to_body();
         m.set_pipe(None);
-        self.get_mut().pending = Some(m);
+        self.get_mut().pending.push_back(m);
         Ok(())
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -246,19 +254,30 @@ struct InprocStream {
     q: Arc<Queue<Message>>,
     key: WaitKey,
     max: usize,
+    /// Taken off the queue, not yet handed out.
+    taken: VecDeque<Message>,
 }
 
 impl Stream for InprocStream {
     type Item = Result<Message>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         let this = self.get_mut();
-        match this.q.poll_pop(cx, &mut this.key) {
-            Poll::Ready(Some(m)) if m.len() > this.max => Poll::Ready(Some(Err(Error::TooLarge {
+        if this.taken.is_empty() {
+            match this
+                .q
+                .poll_pop_into(cx, &mut this.key, &mut this.taken, TAKE)
+            {
+                Poll::Ready(0) => return Poll::Ready(None),
+                Poll::Ready(_) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match this.taken.pop_front() {
+            Some(m) if m.len() > this.max => Poll::Ready(Some(Err(Error::TooLarge {
                 size: m.len() as u64,
                 limit: this.max,
             }))),
-            Poll::Ready(m) => Poll::Ready(m.map(Ok)),
-            Poll::Pending => Poll::Pending,
+            m => Poll::Ready(m.map(Ok)),
         }
     }
 }

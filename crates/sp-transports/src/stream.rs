@@ -1,13 +1,22 @@
 //! SP framing over a byte stream (TCP, IPC): the 8-byte announcement, then
 //! `[0x01 (ipc only)] [u64 BE length] [frame]` per message.
 //!
-//! The writer gathers queued frames into vectored writes: the length prefix
-//! comes from a small per-frame array and the message bytes are referenced
-//! where they lie, so the body is never copied and many small messages share
-//! one system call. The reader checks every length against the receive limit
-//! before it allocates, and reads large frames straight into the message's
-//! own buffer when the socket's [`AllocBudget`] covers the bytes still to
-//! come; otherwise it grows a buffer as they arrive (see [`FrameReader`]).
+//! The writer gathers queued frames into vectored writes. A frame below
+//! [`COPY_BELOW`] is copied, with its length prefix, into the writer's batch
+//! buffer (counted as a copy) and its message freed at once, so hundreds of
+//! small messages go out in one contiguous `write`; a larger frame goes to
+//! the kernel from its own buffer, never copied, its prefix in the batch
+//! buffer beside it.
+//!
+//! The reader reads many frames per system call into a staging chunk. A
+//! frame below [`STAGED_BELOW`] becomes a message that *shares* that chunk
+//! (no allocation, no copy) when the protocol reserves no room in front of
+//! received frames ([`PipeConfig::recv_headroom`] 0); otherwise it is copied
+//! into a buffer of its own with that room. Every length is checked against
+//! the receive limit before anything is allocated; large frames are read
+//! straight into their message's own buffer when the socket's
+//! [`AllocBudget`] covers the bytes still to come, else into a buffer that
+//! grows as they arrive (see [`FrameReader`]).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -21,15 +30,32 @@ use sp_core::{Announcement, Error, Message, RecvBuf, Result, MAX_LAYER_LIST};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Frames at least this large are read straight into their own buffer;
-/// smaller ones are read many per system call into a staging buffer and
-/// copied out once (counted).
+/// smaller ones are read many per system call into a staging chunk, and
+/// become messages sharing it (or, where the protocol wants room in front of
+/// them, are copied out once, counted).
 pub const STAGED_BELOW: usize = 16 << 10;
 const DIRECT_READ: usize = STAGED_BELOW;
+/// The largest staging chunk: one read takes up to this much.
 const READ_CHUNK: usize = 64 << 10;
+/// The first staging chunk of a pipe, and what a pipe that only trickles
+/// keeps; a pipe that fills its chunk gets one twice as large next time, up
+/// to [`READ_CHUNK`]. A pipe that never receives holds none.
+pub const CHUNK_MIN: usize = 2 << 10;
+/// Frames (prefix included) below this many bytes are copied into the
+/// writer's batch buffer; larger ones are written from their own buffers.
+pub const COPY_BELOW: usize = 1 << 10;
+/// Bytes in the writer's batch buffer before `poll_ready` writes them out.
+const OUT_MAX: usize = 64 << 10;
 /// Frames queued in the writer before `poll_ready` forces a flush.
 const MAX_PENDING: usize = 1024;
-/// iovecs per `writev` (Linux allows 1024).
-const MAX_IOV: usize = 512;
+/// iovecs per `writev` (Linux allows 1024; frames under `COPY_BELOW` share
+/// one, and larger ones fill a write with a few each).
+const MAX_IOV: usize = 64;
+/// What a writer that sends little keeps of its batch buffer.
+const OUT_KEEP: usize = 4 << 10;
+/// Small flushes in a row after which a writer gives back what a burst made
+/// its buffers take.
+const SHRINK_AFTER: u8 = 64;
 
 /// Whether frames carry IPC's leading type byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,13 +161,33 @@ async fn read_exact<S: AsyncRead + Unpin>(s: &mut S, b: &mut [u8]) -> Result<()>
     }
 }
 
+/// A run of the writer's output: bytes of its batch buffer, or a frame
+/// written from its own buffer.
+enum Seg {
+    /// The next `n` bytes of the batch buffer (length prefixes and small
+    /// frames).
+    Copied(usize),
+    /// A frame written where it lies.
+    Frame(Message),
+}
+
 /// The sending half: `Sink<Message>` with vectored, batched writes.
 pub struct FrameWriter<W> {
     io: W,
     framing: Framing,
-    frames: VecDeque<(Message, [u8; 9])>,
-    /// Bytes of the front frame (prefix included) already written.
+    /// Length prefixes and small frames, in order.
+    out: Vec<u8>,
+    /// Where the front segment's bytes start in `out`.
+    out_head: usize,
+    segs: VecDeque<Seg>,
+    /// Frames fed since the last complete flush.
+    frames: usize,
+    /// Bytes of the front segment already written.
     written: usize,
+    /// Flushes in a row that were small.
+    small: u8,
+    /// Bytes gathered into `out` not yet counted as copied.
+    uncounted: usize,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -150,27 +196,64 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         FrameWriter {
             io,
             framing,
-            frames: VecDeque::new(),
+            out: Vec::new(),
+            out_head: 0,
+            segs: VecDeque::new(),
+            frames: 0,
             written: 0,
+            small: 0,
+            uncounted: 0,
+        }
+    }
+
+    fn copied(&mut self, n: usize) {
+        match self.segs.back_mut() {
+            Some(Seg::Copied(len)) => *len += n,
+            _ => self.segs.push_back(Seg::Copied(n)),
         }
     }
 
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let plen = self.framing.prefix_len();
-        while !self.frames.is_empty() {
+        if self.uncounted > 0 {
+            sp_core::record_copy(std::mem::take(&mut self.uncounted));
+        }
+        while !self.segs.is_empty() {
+            if let (1, Some(Seg::Copied(n))) = (self.segs.len(), self.segs.front()) {
+                // the usual case: everything in the batch buffer, one write
+                let at = self.out_head + self.written;
+                let end = self.out_head + n;
+                let k = match Pin::new(&mut self.io).poll_write(cx, &self.out[at..end]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(k)) => k,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                };
+                self.written += k;
+                if self.written == *n {
+                    self.segs.clear();
+                    self.written = 0;
+                }
+                continue;
+            }
             let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
             let mut n_iov = 0;
             let mut skip = self.written;
-            'frames: for (m, prefix) in self.frames.iter() {
-                let parts = m.frame_parts();
-                let all = std::iter::once(&prefix[..plen]).chain(parts);
-                for part in all {
+            let mut at = self.out_head;
+            'segs: for seg in self.segs.iter() {
+                let parts = match seg {
+                    Seg::Copied(n) => {
+                        at += n;
+                        [&self.out[at - n..at], &[][..], &[][..]]
+                    }
+                    Seg::Frame(m) => m.frame_parts(),
+                };
+                for part in parts {
                     if skip >= part.len() {
                         skip -= part.len();
                         continue;
                     }
                     if n_iov == MAX_IOV {
-                        break 'frames;
+                        break 'segs;
                     }
                     iov[n_iov] = IoSlice::new(&part[skip..]);
                     skip = 0;
@@ -184,17 +267,35 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
                 Poll::Pending => return Poll::Pending,
             };
             let mut left = self.written + n;
-            while let Some((m, _)) = self.frames.front() {
-                let total = plen + m.frame_len();
-                if left >= total {
-                    left -= total;
-                    self.frames.pop_front();
-                } else {
+            while let Some(seg) = self.segs.front() {
+                let len = match seg {
+                    Seg::Copied(n) => *n,
+                    Seg::Frame(m) => m.frame_len(),
+                };
+                if left < len {
                     break;
+                }
+                left -= len;
+                if let Some(Seg::Copied(n)) = self.segs.pop_front() {
+                    self.out_head += n;
                 }
             }
             self.written = left;
         }
+        // all out: the buffer starts again from its beginning; a writer that
+        // has sent little for a while gives back what a burst made it take
+        self.small = if self.out.len() < OUT_KEEP / 4 && self.frames < 16 {
+            self.small.saturating_add(1)
+        } else {
+            0
+        };
+        self.out.clear();
+        if self.small == SHRINK_AFTER {
+            self.out.shrink_to(OUT_KEEP);
+            self.segs.shrink_to(16);
+        }
+        self.out_head = 0;
+        self.frames = 0;
         Pin::new(&mut self.io).poll_flush(cx)
     }
 }
@@ -203,23 +304,40 @@ impl<W: AsyncWrite + Unpin> Sink<Message> for FrameWriter<W> {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
-        if this.frames.len() >= MAX_PENDING {
+        if this.out.len() - this.out_head >= OUT_MAX || this.segs.len() >= MAX_PENDING {
             return this.poll_drain(cx).map_err(Error::from);
         }
         Poll::Ready(Ok(()))
     }
     fn start_send(self: Pin<&mut Self>, m: Message) -> Result<()> {
         let this = self.get_mut();
-        let mut prefix = [0u8; 9];
-        let len = (m.frame_len() as u64).to_be_bytes();
-        match this.framing {
-            Framing::Tcp => prefix[..8].copy_from_slice(&len),
-            Framing::Ipc => {
-                prefix[0] = 1;
-                prefix[1..].copy_from_slice(&len);
+        let flen = m.frame_len();
+        let len = (flen as u64).to_be_bytes();
+        let plen = match this.framing {
+            Framing::Tcp => {
+                this.out.extend_from_slice(&len);
+                8
             }
+            Framing::Ipc => {
+                this.out.push(1);
+                this.out.extend_from_slice(&len);
+                9
+            }
+        };
+        this.frames += 1;
+        if plen + flen < COPY_BELOW {
+            // a small frame travels in the batch buffer: one copy (counted),
+            // and its message is freed now
+            for p in m.frame_parts() {
+                this.out.extend_from_slice(p);
+            }
+            // counted once per write, not per frame
+            this.uncounted += flen;
+            this.copied(plen + flen);
+        } else {
+            this.copied(plen);
+            this.segs.push_back(Seg::Frame(m));
         }
-        this.frames.push_back((m, prefix));
         Ok(())
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -262,8 +380,15 @@ fn grow_to(have: usize, len: usize) -> usize {
 
 /// The receiving half: `Stream<Item = Result<Message>>`.
 ///
-/// A frame below [`STAGED_BELOW`] is read with others into a staging buffer.
-/// A larger one is allocated whole when its length arrives only if the
+/// A frame below [`STAGED_BELOW`] is read with others into a staging chunk
+/// (of [`CHUNK_MIN`] to 64 KiB, as the pipe's traffic needs; none while it
+/// receives nothing). Where the protocol reserves no headroom on receive,
+/// the frame's message is a view of that chunk: no allocation, no copy, and
+/// the chunk is freed with the last message that uses it (so a small message
+/// kept long keeps its chunk). Otherwise the frame is copied into a buffer of
+/// its own with the headroom (counted).
+///
+/// A larger frame is allocated whole when its length arrives only if the
 /// socket's [`AllocBudget`] covers the bytes still to come: then its body is
 /// read straight into the message (one allocation, no copy). Otherwise the
 /// buffer grows as the bytes arrive, at most doubling what was received,
@@ -281,6 +406,10 @@ pub struct FrameReader<R> {
     done: bool,
     /// The last frame was read straight into its buffer.
     large: bool,
+    /// Size of the next staging chunk.
+    chunk: usize,
+    /// Bytes the last read returned.
+    last_read: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -289,30 +418,58 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             io,
             framing,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             state: ReadState::Prefix,
             max: cfg.recv_limit.clone(),
             budget: cfg.alloc_budget.clone(),
             headroom: cfg.recv_headroom,
             done: false,
             large: false,
+            chunk: CHUNK_MIN,
+            last_read: 0,
+        }
+    }
+
+    /// Makes room in the staging chunk: the same one when nothing shares it
+    /// any more, else a fresh one.
+    fn room(&mut self) {
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            self.buf.reserve(self.chunk);
         }
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        if self.large && self.buf.is_empty() {
+        self.room();
+        let free = self.buf.capacity() - self.buf.len();
+        let r = if self.large && self.buf.is_empty() {
             // the last frame was large: the next is likely too. Read only its
             // prefix, so that its body goes straight into its own buffer
             // rather than through this one (one more system call per large
             // frame, against a copy of it)
             let plen = self.framing.prefix_len();
             let mut limited = bytes::BufMut::limit(&mut self.buf, plen);
-            return tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut limited);
+            tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut limited)
+        } else {
+            tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        };
+        match &r {
+            Poll::Ready(Ok(n)) => {
+                if *n == free && self.chunk < READ_CHUNK {
+                    // the peer sends faster than one chunk per read
+                    self.chunk *= 2;
+                }
+                self.last_read = *n;
+            }
+            Poll::Pending if self.buf.is_empty() && self.last_read < CHUNK_MIN / 2 => {
+                // a pipe that trickles (or went quiet) keeps a small chunk
+                self.chunk = CHUNK_MIN;
+                if self.buf.capacity() > 2 * CHUNK_MIN {
+                    self.buf = BytesMut::new();
+                }
+            }
+            _ => {}
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        r
     }
 
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
@@ -345,6 +502,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         let len = len64 as usize;
                         self.large = len >= DIRECT_READ;
                         if self.buf.len() - plen >= len {
+                            if self.headroom == 0 {
+                                // a view of the chunk: no allocation, no copy
+                                let mut b = self.buf.split_to(plen + len).freeze();
+                                b.advance(plen);
+                                return Poll::Ready(Some(Ok(Message::from(b))));
+                            }
                             self.buf.advance(plen);
                             let mut rb = RecvBuf::new(self.headroom, len);
                             rb.extend_from(&self.buf[..len]);
@@ -356,7 +519,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             let have = self.buf.len();
                             self.state = match self.budget.try_take(len - have) {
                                 Some(ahead) => {
-                                    let mut rb = RecvBuf::new(self.headroom, len);
+                                    let mut rb = self.budget.recv_buf(self.headroom, len);
                                     rb.extend_from(&self.buf);
                                     ReadState::Direct { buf: rb, ahead }
                                 }
@@ -419,9 +582,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     while buf.len() < *len {
                         if buf.capacity() == 0 {
                             // nothing arrived yet: wait for the first bytes in
-                            // the staging buffer, which every pipe has anyway
-                            if self.buf.capacity() < READ_CHUNK / 4 {
-                                self.buf.reserve(READ_CHUNK);
+                            // the staging chunk, which the pipe has anyway
+                            if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+                                self.buf.reserve(self.chunk);
                             }
                             let mut limited = bytes::BufMut::limit(&mut self.buf, *len);
                             match tokio_util::io::poll_read_buf(
@@ -466,7 +629,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                             Poll::Pending => return Poll::Pending,
                         }
                     }
-                    let mut rb = RecvBuf::new(self.headroom, *len);
+                    let mut rb = self.budget.recv_buf(self.headroom, *len);
                     rb.extend_from(buf);
                     self.state = ReadState::Prefix;
                     return Poll::Ready(Some(Ok(rb.into_message())));

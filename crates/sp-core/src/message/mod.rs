@@ -47,6 +47,7 @@
 
 mod copies;
 mod inline;
+pub(crate) mod pool;
 mod recv_buf;
 
 use std::fmt;
@@ -81,6 +82,9 @@ fn alloc_shared(len: usize) -> Arc<[u8]> {
 enum Store {
     /// The library's own buffer: writable when unique.
     Own(Arc<[u8]>),
+    /// The library's own large buffer, back to its socket's pool when the
+    /// last message using it goes (see `pool.rs`): writable when unique.
+    Pooled(Arc<pool::PoolBuf>),
     /// A body taken over from the application (or a library that hands out
     /// `Bytes`): never written, copied on the first write.
     Ext(Bytes),
@@ -90,12 +94,14 @@ impl Store {
     fn bytes(&self) -> &[u8] {
         match self {
             Store::Own(a) => a,
+            Store::Pooled(p) => &p.buf,
             Store::Ext(b) => b,
         }
     }
     fn writable(&mut self) -> Option<&mut [u8]> {
         match self {
             Store::Own(a) => Arc::get_mut(a),
+            Store::Pooled(p) => Arc::get_mut(p).map(|p| &mut p.buf[..]),
             Store::Ext(_) => None,
         }
     }
@@ -175,6 +181,46 @@ impl Message {
         }
     }
 
+    /// Wraps a pooled buffer: everything between `start` and `end` is body.
+    pub(crate) fn from_pooled(buf: pool::PoolBuf, start: usize, end: usize) -> Message {
+        Message {
+            store: Store::Pooled(Arc::new(buf)),
+            start,
+            split: start,
+            end,
+            extra: None,
+            pipe: None,
+        }
+    }
+
+    /// A message like [`Message::with_capacity`], in a buffer from `pool`
+    /// when it keeps one of the size. A reused buffer is zeroed whole, room
+    /// in front and behind included: an earlier message's bytes must never
+    /// reach a peer through a header or trailer a component sizes but does
+    /// not fully write (the memset is the cost `with_capacity` pays too).
+    pub(crate) fn with_capacity_in(
+        pool: &pool::BufPool,
+        headroom: usize,
+        body_len: usize,
+        tailroom: usize,
+    ) -> Message {
+        let total = headroom + body_len + tailroom;
+        if total < pool::POOL_MIN {
+            return Message::with_capacity(headroom, body_len, tailroom);
+        }
+        let buf = match pool.take(total) {
+            pool::Taken::Kept(mut b) => {
+                b.fill(0);
+                b
+            }
+            pool::Taken::Fresh => vec![0u8; total].into_boxed_slice(),
+            pool::Taken::Plain => return Message::with_capacity(headroom, body_len, tailroom),
+        };
+        // a larger kept buffer leaves more (zeroed) room behind
+        let end = headroom + body_len;
+        Message::from_pooled(pool::PoolBuf::new(buf, pool.home()), headroom, end)
+    }
+
     fn from_ext(b: Bytes) -> Message {
         let end = b.len();
         Message {
@@ -250,7 +296,7 @@ impl Message {
     /// Bytes free in front of the header (0 for a body taken over).
     pub fn headroom(&self) -> usize {
         match self.store {
-            Store::Own(_) => self.start,
+            Store::Own(_) | Store::Pooled(_) => self.start,
             Store::Ext(_) => 0,
         }
     }
@@ -259,6 +305,7 @@ impl Message {
     pub fn tailroom(&self) -> usize {
         match &self.store {
             Store::Own(a) => a.len() - self.end,
+            Store::Pooled(p) => p.buf.len() - self.end,
             Store::Ext(_) => 0,
         }
     }
@@ -620,6 +667,7 @@ impl Message {
         match self.store {
             Store::Ext(b) => b.slice(s..e),
             Store::Own(a) => Bytes::from_owner(Owned(a, s, e)),
+            Store::Pooled(p) => Bytes::from_owner(PooledOwned(p, s, e)),
         }
     }
 
@@ -632,6 +680,15 @@ impl Message {
 
 /// A message buffer lent to `Bytes`.
 struct Owned(Arc<[u8]>, usize, usize);
+
+/// A pooled message buffer lent to `Bytes` (back to its pool after).
+struct PooledOwned(Arc<pool::PoolBuf>, usize, usize);
+
+impl AsRef<[u8]> for PooledOwned {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.buf[self.1..self.2]
+    }
+}
 
 impl AsRef<[u8]> for Owned {
     fn as_ref(&self) -> &[u8] {

@@ -211,3 +211,85 @@ fn a_message_stays_small_enough_to_move_without_a_memcpy_call() {
         std::mem::size_of::<Message>()
     );
 }
+
+#[test]
+fn a_new_message_is_zeroed_even_where_a_freed_one_was() {
+    for size in [0usize, 1, 63, 4096, 64 << 10, 1 << 20] {
+        for _ in 0..3 {
+            // dirty memory the allocator will likely hand out again
+            let mut dirty = Message::with_capacity(64, size, 16);
+            dirty.body_mut().fill(0xa5);
+            drop(dirty);
+            let m = Message::with_capacity(64, size, 16);
+            assert_eq!(m.body().len(), size);
+            assert!(
+                m.body().iter().all(|&b| b == 0),
+                "{size}-byte body not zeroed"
+            );
+            assert_eq!((m.headroom(), m.tailroom()), (64, 16));
+        }
+    }
+}
+
+#[test]
+fn a_pooled_send_buffer_carries_no_byte_of_the_message_before_it() {
+    // (dirty message, the next one): same size, and a smaller one that
+    // reuses a larger buffer (more room behind than asked for)
+    for ((h0, b0, t0), (h1, b1, t1)) in [
+        ((64, 64 << 10, 16), (64, 64 << 10, 16)),
+        ((0, 1 << 20, 32), (8, 600 << 10, 0)),
+    ] {
+        let pool = pool::BufPool::new(8 << 20);
+        let mut dirty = Message::with_capacity_in(&pool, h0, b0, t0);
+        // every byte of it: header room, body and trailer room
+        dirty.store.writable().expect("unique").fill(0xa5);
+        let at = dirty.store.bytes().as_ptr();
+        drop(dirty);
+        let m = Message::with_capacity_in(&pool, h1, b1, t1);
+        assert_eq!(m.store.bytes().as_ptr(), at, "the kept buffer is reused");
+        assert!(
+            m.store.bytes().iter().all(|&b| b == 0),
+            "a reused buffer is zeroed whole"
+        );
+        assert_eq!((m.headroom(), m.body().len()), (h1, b1));
+        assert!(m.tailroom() >= t1);
+    }
+}
+
+#[test]
+fn a_pooled_receive_buffer_carries_no_byte_of_the_frame_before_it() {
+    let pool = pool::BufPool::new(8 << 20);
+    let mut dirty = RecvBuf::in_pool(&pool, 8, 64 << 10);
+    dirty.extend_from(&vec![0xa5; 64 << 10]);
+    let m = dirty.into_message();
+    let at = m.store.bytes().as_ptr();
+    drop(m);
+    // a smaller frame, cut short after 3 bytes, read into the same buffer
+    let mut rb = RecvBuf::in_pool(&pool, 8, 40 << 10);
+    rb.extend_from(&[1, 2, 3]);
+    let m = rb.into_message();
+    assert_eq!(m.store.bytes().as_ptr(), at, "the kept buffer is reused");
+    assert_eq!(m.body().len(), 40 << 10);
+    assert_eq!(&m.body()[..3], &[1, 2, 3]);
+    let rest = m.store.bytes().iter().enumerate();
+    assert!(
+        rest.filter(|(i, _)| !(8..11).contains(i))
+            .all(|(_, &b)| b == 0),
+        "headroom, the unread rest and the room behind are zeroed"
+    );
+}
+
+#[test]
+fn a_pooled_buffer_goes_back_only_when_its_last_user_does() {
+    let pool = pool::BufPool::new(8 << 20);
+    let m = Message::with_capacity_in(&pool, 0, 64 << 10, 0);
+    let bytes = m.clone().into_frame_bytes();
+    drop(m);
+    // `bytes` still reads the buffer: it must not be handed out again
+    assert!(!matches!(pool.take(64 << 10), pool::Taken::Kept(_)));
+    drop(bytes);
+    match pool.take(64 << 10) {
+        pool::Taken::Kept(b) => assert_eq!(b.len(), 64 << 10),
+        _ => panic!("the buffer is back in the pool"),
+    }
+}

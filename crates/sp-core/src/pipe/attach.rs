@@ -58,6 +58,7 @@ impl Core {
             abort,
             gone: CancellationToken::new(),
             slot: std::sync::Mutex::new(slot),
+            writer: std::sync::Mutex::new(None),
         });
         // the limit and the insert under one lock: two pipes racing for a
         // PAIR's one place cannot both get it
@@ -69,6 +70,7 @@ impl Core {
                 let view = LivePipes {
                     table: &*t,
                     core: self,
+                    inline: false,
                 };
                 match self.router.admit(&view, &info) {
                     Ok(()) => {
@@ -108,10 +110,12 @@ impl Core {
             socket: self.counters.clone(),
             pipe: entry.stats.clone(),
         };
+        *entry.writer.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(super::writer::WriterState::new(tx));
         let core = self.clone();
         let e2 = entry.clone();
         self.tasks
-            .spawn(async move { core.writer(e2, tx).await }.instrument(span.clone()));
+            .spawn(async move { core.writer(e2).await }.instrument(span.clone()));
         let core = self.clone();
         let e2 = entry.clone();
         self.tasks

@@ -9,4 +9,4 @@ mod open;
 mod reader;
 pub(crate) mod scope;
 pub(crate) mod table;
-mod writer;
+pub(crate) mod writer;

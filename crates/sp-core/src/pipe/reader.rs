@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tracing::{debug, warn};
 
 use super::link::Tracked;
@@ -53,7 +53,7 @@ impl Core {
         let drained = p.drain.cancelled();
         tokio::pin!(drained);
         let mut draining = false;
-        let mut batch: VecDeque<Message> = VecDeque::with_capacity(BATCH);
+        let mut batch: VecDeque<Message> = VecDeque::new();
         let mut key = WaitKey::default();
         let idle_after = self.opts.idle_timeout;
         let mut idle_timer = idle_after.map(|d| Box::pin(tokio::time::sleep(d)));
@@ -74,50 +74,17 @@ impl Core {
                 // queue is the application's, not the peer's silence
                 t.as_mut().reset(tokio::time::Instant::now() + d);
             }
-            let mut next = tokio::select! {
+            let stop = tokio::select! {
                 biased;
                 _ = &mut drained => {
                     draining = true;
                     continue;
                 }
-                n = rx.next() => n,
+                s = std::future::poll_fn(|cx| {
+                    self.poll_frames(&p, &mut rx, cx, &mut batch, &mut frame_no, tracked.as_deref())
+                }) => s,
                 _ = idle(&mut idle_timer) => break 'read Stop::Idle,
             };
-            let mut stop = None;
-            let mut batch_bytes = 0;
-            loop {
-                match next {
-                    Some(Ok(m)) => {
-                        batch_bytes += m.len();
-                        let n = frame_no;
-                        frame_no += 1;
-                        if let Err(why) =
-                            self.accept_frame(&p, m, &mut batch, n, tracked.as_deref())
-                        {
-                            warn!(target: "spstack", why, "protocol violation; closing pipe");
-                            stop = Some(Stop::Broken);
-                            break;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        self.count_pipe_error(&p, &e);
-                        stop = Some(Stop::Broken);
-                        break;
-                    }
-                    None => {
-                        debug!(target: "spstack", "peer closed the pipe");
-                        stop = Some(Stop::Eof);
-                        break;
-                    }
-                }
-                if batch.len() >= BATCH || batch_bytes >= BATCH_BYTES {
-                    break;
-                }
-                match rx.next().now_or_never() {
-                    Some(n) => next = n,
-                    None => break,
-                }
-            }
             if !batch.is_empty() && self.router.recv_policy() == RecvPolicy::DropOldest {
                 for m in batch.drain(..) {
                     match self.recv.push_evict_into(m, &mut evicted) {
@@ -207,8 +174,66 @@ impl Core {
         }
     }
 
-    /// Counts and parses one received frame; queues it for delivery or drops
-    /// it. `Err` means the peer broke the protocol and the pipe must close.
+    /// Takes every frame the stream has ready (up to a batch), parsing each
+    /// into `batch` (numbered from `frame_no` on), in one poll with one copy
+    /// scope; counts them once.
+    /// `Pending` only when no frame was ready; `Ready(Some(stop))` when the
+    /// stream ended or the pipe must close.
+    fn poll_frames(
+        &self,
+        p: &PipeEntry,
+        rx: &mut Counted<BoxStream>,
+        cx: &mut std::task::Context<'_>,
+        batch: &mut VecDeque<Message>,
+        frame_no: &mut u64,
+        tracked: Option<&Tracked>,
+    ) -> std::task::Poll<Option<Stop>> {
+        use std::task::Poll;
+        let (mut n, mut bytes) = (0usize, 0usize);
+        let mut stop = None;
+        {
+            let _scope = crate::CopyScope::enter(&rx.socket, &rx.pipe, crate::Direction::Recv);
+            loop {
+                match rx.inner.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(m))) => {
+                        n += 1;
+                        bytes += m.len();
+                        // every frame gets its number, in order, for a
+                        // layer that acknowledges what the socket took
+                        let no = *frame_no;
+                        *frame_no += 1;
+                        if let Err(why) = self.accept_frame(p, m, batch, no, tracked) {
+                            warn!(target: "spstack", why, "protocol violation; closing pipe");
+                            stop = Some(Stop::Broken);
+                            break;
+                        }
+                        if batch.len() >= BATCH || bytes >= BATCH_BYTES {
+                            break;
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        self.count_pipe_error(p, &e);
+                        stop = Some(Stop::Broken);
+                        break;
+                    }
+                    Poll::Ready(None) => {
+                        debug!(target: "spstack", "peer closed the pipe");
+                        stop = Some(Stop::Eof);
+                        break;
+                    }
+                    Poll::Pending if n == 0 => return Poll::Pending,
+                    Poll::Pending => break,
+                }
+            }
+        }
+        p.stats.received_many(n, bytes);
+        self.counters.received_many(n, bytes);
+        Poll::Ready(stop)
+    }
+
+    /// Parses one received frame (counted by the caller); queues it for
+    /// delivery or drops it. `Err` means the peer broke the protocol and the
+    /// pipe must close.
     fn accept_frame(
         &self,
         p: &PipeEntry,
@@ -217,9 +242,6 @@ impl Core {
         n: u64,
         tracked: Option<&Tracked>,
     ) -> Result<(), String> {
-        let len = m.len();
-        p.stats.received(len);
-        self.counters.received(len);
         let mut cx = ReaderContext {
             core: self,
             live: None,

@@ -16,12 +16,6 @@ pub(crate) struct Counted<T> {
     pub pipe: Arc<Counters>,
 }
 
-impl<T> Counted<T> {
-    fn scope(&self, dir: Direction) -> CopyScope<'_> {
-        CopyScope::enter(&self.socket, &self.pipe, dir)
-    }
-}
-
 impl Sink<Message> for Counted<BoxSink> {
     type Error = Error;
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -52,15 +46,6 @@ impl Stream for Counted<BoxStream> {
         let this = &mut *self;
         let _s = CopyScope::enter(&this.socket, &this.pipe, Direction::Recv);
         this.inner.as_mut().poll_next(cx)
-    }
-}
-
-impl<T> Counted<T> {
-    /// Runs `f` with copies counted on the way `dir` (work the pipe task does
-    /// itself, such as flattening a frame for its layers).
-    pub fn counting<R>(&self, dir: Direction, f: impl FnOnce() -> R) -> R {
-        let _s = self.scope(dir);
-        f()
     }
 }
 

@@ -55,6 +55,9 @@ pub(crate) struct PipeEntry {
     /// Its place among its listener's pipes, given back when it leaves the
     /// table (not when its tasks end: the linger does not hold a place).
     pub slot: std::sync::Mutex<Option<crate::endpoint::ListenerSlot>>,
+    /// The writer's half of the connection (see `pipe/writer.rs`); `None`
+    /// before the writer starts and once it has finished.
+    pub writer: std::sync::Mutex<Option<super::writer::WriterState>>,
 }
 
 /// Hashes a pipe id with one multiplication: ids are not chosen by peers,
@@ -122,6 +125,8 @@ impl PipeTable {
 pub(crate) struct LivePipes<'a, G> {
     pub table: G,
     pub core: &'a Core,
+    /// A send that may write through an idle pipe (`pipe/writer.rs`).
+    pub inline: bool,
 }
 
 impl<G: Deref<Target = PipeTable>> Pipes for LivePipes<'_, G> {
@@ -135,7 +140,15 @@ impl<G: Deref<Target = PipeTable>> Pipes for LivePipes<'_, G> {
         self.table.list[i].queue.has_room()
     }
     fn try_push_at(&mut self, i: usize, msg: Message) -> Result<(), Refused> {
-        push(&self.table.list[i].queue, msg)
+        let p = &self.table.list[i];
+        let msg = match self.inline {
+            true => match self.core.write_through(p, msg) {
+                Ok(()) => return Ok(()),
+                Err(m) => m,
+            },
+            false => msg,
+        };
+        push(&p.queue, msg)
     }
     fn try_push(&mut self, id: PipeId, msg: Message) -> Result<(), Refused> {
         let Some(p) = self.table.get(id) else {
@@ -143,6 +156,13 @@ impl<G: Deref<Target = PipeTable>> Pipes for LivePipes<'_, G> {
                 msg,
                 reason: DropReason::UnknownPipe,
             });
+        };
+        let msg = match self.inline {
+            true => match self.core.write_through(p, msg) {
+                Ok(()) => return Ok(()),
+                Err(m) => m,
+            },
+            false => msg,
         };
         push(&p.queue, msg)
     }

@@ -52,8 +52,8 @@ impl SocketContext {
             Some(t) => tokio::time::timeout(t, fut)
                 .await
                 .map_err(|_| Error::TimedOut(t))?
-                .unwrap_or(Err(Error::Closed)),
-            None => fut.await.unwrap_or(Err(Error::Closed)),
+                .unwrap_or_else(|| Err(Error::Closed)),
+            None => fut.await.unwrap_or_else(|| Err(Error::Closed)),
         }
     }
     /// Splits into the two halves (each keeps the socket alive).

@@ -104,7 +104,11 @@ impl Socket {
     pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
         let msg = msg.into();
         let fut = async {
-            let mut tx = self.inner.tx.lock().await;
+            // uncontended (one sender at a time, the usual case): no lock future
+            let mut tx = match self.inner.tx.try_lock() {
+                Some(g) => g,
+                None => self.inner.tx.lock().await,
+            };
             tx.send(msg).await
         };
         match self.options().send_timeout {
@@ -118,8 +122,11 @@ impl Socket {
     /// Receives from the socket's default context.
     pub async fn recv(&self) -> Result<Message> {
         let fut = async {
-            let mut rx = self.inner.rx.lock().await;
-            rx.next().await.unwrap_or(Err(Error::Closed))
+            let mut rx = match self.inner.rx.try_lock() {
+                Some(g) => g,
+                None => self.inner.rx.lock().await,
+            };
+            rx.next().await.unwrap_or_else(|| Err(Error::Closed))
         };
         match self.options().recv_timeout {
             Some(t) => tokio::time::timeout(t, fut)
@@ -217,16 +224,25 @@ impl Socket {
         &self.shared().plan
     }
 
-    /// A message with a `body_len`-byte body and exactly the headroom and
+    /// A message with a `body_len`-byte body (zeroed) and the headroom and
     /// tailroom this stack needs, every pipe layer's size-dependent part
     /// included: one allocation for its whole trip, no copy on the way out.
+    /// A message of 16 KiB or more reuses a buffer the socket keeps from
+    /// earlier large messages when it has one of the size (no allocation, no
+    /// fresh pages), and its buffer goes back there when it is dropped.
     pub fn new_message(&self, body_len: usize) -> Message {
         let s = self.shared();
         let o = s.message_overhead;
         // the SP header of REQ/REP is at most (ttl+1) words
         let sp = 4 * (self.options().ttl as usize + 1);
         let (pipe_head, pipe_tail) = s.plan.room(body_len + o.header + o.trailer + sp);
-        Message::with_capacity(o.header + sp + pipe_head, body_len, o.trailer + pipe_tail)
+        // a large one reuses a buffer the socket keeps (see `AllocBudget::recv_buf`)
+        Message::with_capacity_in(
+            s.raw.core.alloc_budget.pool(),
+            o.header + sp + pipe_head,
+            body_len,
+            o.trailer + pipe_tail,
+        )
     }
 
     /// The components of this stack, outermost (transport side) first:
