@@ -11,12 +11,10 @@
 //! resolved (nngcat resolves it for tcp only), and `quic://` (sp-quic)
 //! takes the TLS flags as `tls+tcp://` does. stdout is always nngcat's.
 
-mod args;
 mod bench;
-mod decode;
-mod dissector;
-mod format;
 mod progress;
+
+use spcat::{args, decode, dissector, format};
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
