@@ -434,3 +434,40 @@ async fn messages_taken_in_a_batch_are_delivered_or_counted() {
     assert_eq!(s.drops(DropReason::Closed), 6, "{s}");
     assert_eq!(s.total_drops(), 6, "{s}");
 }
+
+/// A socket whose runtime is gone (a killed worker, a node of the hosts
+/// harness) keeps no connection open: its peer hears the FIN, as from a
+/// killed process, even though the socket handle itself lives on (the
+/// write half a sender may write through lives in the socket's pipe table).
+#[test]
+fn a_peer_whose_runtime_is_gone_is_heard_closing() {
+    let rt_b = tokio::runtime::Runtime::new().unwrap();
+    let (push, url) = rt_b.block_on(async {
+        let push = spstack::push0().build();
+        let ep = push.listen("tcp://127.0.0.1:0").await.unwrap();
+        let url = ep.url().to_string();
+        (push, url)
+    });
+    let rt_a = tokio::runtime::Runtime::new().unwrap();
+    rt_a.block_on(async {
+        let pull = spstack::pull0().build();
+        pull.dial(&url).await.unwrap();
+        let mut events = pull.pipe_events();
+        rt_b.shutdown_background();
+        let removed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(spstack::PipeEvent::RemovePost(..)) = events.recv().await {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            removed.is_ok(),
+            "the pipe to a peer whose runtime is gone stayed: {}",
+            pull.stats()
+        );
+        assert!(pull.pipes().is_empty());
+    });
+    drop(push);
+}

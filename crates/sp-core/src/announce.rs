@@ -29,14 +29,22 @@ impl Announcement {
         let mut out = vec![0, b'S', b'P', 0, p[0], p[1], 0, 0];
         if !self.layers.is_empty() {
             out[3] = 1;
+            // a name longer than its length byte is cut at a character
+            // boundary, and the list ends before the first name that does
+            // not fit whole: the peer can always read what we send, and what
+            // differs from our stack shows as a mismatch, never as garbage
             let mut list = Vec::new();
             for l in &self.layers {
-                let b = l.as_bytes();
-                let n = b.len().min(255);
+                let mut n = l.len().min(255);
+                while !l.is_char_boundary(n) {
+                    n -= 1;
+                }
+                if list.len() + 1 + n > MAX_LAYER_LIST {
+                    break;
+                }
                 list.push(n as u8);
-                list.extend_from_slice(&b[..n]);
+                list.extend_from_slice(&l.as_bytes()[..n]);
             }
-            list.truncate(MAX_LAYER_LIST);
             out.extend_from_slice(&(list.len() as u16).to_be_bytes());
             out.extend_from_slice(&list);
         }
@@ -142,6 +150,33 @@ mod tests {
             Announcement::parse_layers(&e[10..10 + len]).unwrap(),
             a.layers
         );
+    }
+
+    /// Found by the `announce` fuzz target: a layer name over 255 bytes
+    /// was cut inside a UTF-8 character (and a list over 1024 bytes inside
+    /// a name), so the peer refused our header as garbage instead of
+    /// reporting which layer differs.
+    #[test]
+    fn fuzz_announce_long_layer_names_stay_readable() {
+        let long = "é".repeat(200); // 400 bytes, a char boundary at 254 but not 255
+        let many: Vec<String> = (0..12).map(|i| format!("{i}{}", "x".repeat(99))).collect();
+        for layers in [vec![long.clone(), "b/1".into()], many] {
+            let a = Announcement {
+                protocol: ProtocolId::REQ0,
+                layers,
+            };
+            let e = a.encode();
+            let len = u16::from_be_bytes([e[8], e[9]]) as usize;
+            assert!(len <= MAX_LAYER_LIST);
+            let read = Announcement::parse_layers(&e[10..10 + len]).expect("a peer reads it");
+            assert!(read.iter().all(|l| l.len() <= 255));
+            // what could not be carried whole is never taken for a match
+            let peer = Announcement {
+                protocol: ProtocolId::REQ0,
+                layers: read,
+            };
+            assert!(a.check_peer(ProtocolId::REQ0, &peer).is_err());
+        }
     }
 
     #[test]

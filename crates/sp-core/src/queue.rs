@@ -716,6 +716,9 @@ impl<T> Drop for PushWait<'_, T> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;

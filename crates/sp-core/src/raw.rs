@@ -310,11 +310,27 @@ impl Stream for RawStream {
         loop {
             if let Some(m) = this.held.pop_front() {
                 if core.claim_held() {
+                    // taken in a batch before a watched pipe's layer was
+                    // known: its frame is settled now that it is handed out
+                    if core.receipts.active() {
+                        core.settle_taken(&m);
+                    }
                     return Poll::Ready(Some(Ok(m)));
                 }
                 // the socket closed and counted what was in hand
                 this.held.clear();
                 return Poll::Ready(None);
+            }
+            if core.receipts.active() {
+                // a layer acknowledges what the application took (ack/1):
+                // one at a time, settled as it is taken, never held in a
+                // batch that a dropped stream would give up
+                return match core.poll_recv(cx, &mut this.key) {
+                    Poll::Ready(Ok(m)) => Poll::Ready(Some(Ok(m))),
+                    Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
+                    Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                    Poll::Pending => Poll::Pending,
+                };
             }
             match core.poll_recv_into(cx, &mut this.key, &mut this.held, RECV_BATCH) {
                 Poll::Ready(Ok(())) => continue,

@@ -890,6 +890,15 @@ fn decode_line(text: &str, tag: &str, path: &Path) -> Result<Zeroizing<[u8; 32]>
     Ok(out)
 }
 
+/// The one-line Noise key format as [`load_noise_secret`] and
+/// [`load_noise_public`] read it, from text in memory: for the fuzz targets
+/// (`fuzzing` feature), which must not go through files.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn decode_noise_line(text: &str, tag: &str) -> Result<[u8; 32], KeyError> {
+    decode_line(text, tag, &memory()).map(|k| *k)
+}
+
 /// Saves an X25519 secret (`spstack-noise-x25519-secret <base64>`), mode 0600 from creation.
 pub fn save_noise_secret(path: &Path, secret: &[u8; 32], overwrite: bool) -> Result<(), KeyError> {
     let line = encode_line(NOISE_SECRET_TAG, secret);

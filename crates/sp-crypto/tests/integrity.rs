@@ -74,6 +74,13 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// A msg_id per seq, never all zeros (a request's must be set).
+fn msg_id_of(seq: u64) -> [u8; 16] {
+    let mut id = [0x5a; 16];
+    id[8..].copy_from_slice(&seq.to_be_bytes());
+    id
+}
+
 /// One-way fields as a PUSH signs them for a PULL.
 fn fields(seq: u64, timestamp_ms: u64) -> RecordFields {
     RecordFields {
@@ -81,7 +88,7 @@ fn fields(seq: u64, timestamp_ms: u64) -> RecordFields {
         protocol: ProtocolId::PUSH0,
         peer_protocol: ProtocolId::PULL0,
         to: None,
-        msg_id: [seq as u8; 16],
+        msg_id: msg_id_of(seq),
         epoch: 0xfeed,
         seq,
         timestamp_ms,

@@ -69,6 +69,11 @@ use sp_core::{
 
 use trie::TopicTrie;
 
+/// The subscription trie itself, for the fuzz targets (`fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use trie::TopicTrie as FuzzTopicTrie;
+
 /// Distinct subscriptions one context (or one raw socket) may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 1 << 20;
 /// Summed length of one context's subscriptions, in bytes.

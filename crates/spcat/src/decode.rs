@@ -7,8 +7,9 @@
 //! TLS, or a layer spcat does not know) the rest is one opaque payload, with
 //! its size and the layer that owns it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
+use std::sync::Mutex;
 
 use sp_crypto::integrity::{Integrity, IntegrityConfig};
 use sp_crypto::keys::{SigningKeypair, TrustedSigners};
@@ -20,9 +21,9 @@ use spstack::{Overhead, Protocol};
 fn usage_text() -> String {
     let names = |kind| {
         known_layers()
-            .into_iter()
+            .iter()
             .filter(|(k, _)| *k == kind)
-            .map(|(_, i)| i.name)
+            .map(|(_, i)| i.name.clone())
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -58,9 +59,23 @@ fn usage_text() -> String {
     )
 }
 
-fn usage(msg: &str) -> i32 {
-    eprintln!("spcat decode: {msg}\n{}", usage_text());
-    1
+fn usage(msg: &str) -> Outcome {
+    Outcome {
+        code: 1,
+        stdout: String::new(),
+        stderr: format!("spcat decode: {msg}\n{}\n", usage_text()),
+    }
+}
+
+/// What `spcat decode` prints and exits with.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code.
+    pub code: i32,
+    /// What goes to standard output.
+    pub stdout: String,
+    /// What goes to standard error.
+    pub stderr: String,
 }
 
 /// Where a layer sits: below the protocol, per pipe, or above it.
@@ -72,23 +87,26 @@ enum Kind {
 
 /// The layers of spstack's crates, with the formats those crates declare.
 /// The keys are throwaway: only `info()` is read, nothing is sealed or
-/// signed with them.
-fn known_layers() -> Vec<(Kind, ComponentInfo)> {
-    let noise = |p| Noise::new(NoiseConfig::new(StaticKeypair::generate()).pattern(p)).info();
-    let mut known = vec![
-        (Kind::Pipe, noise(Pattern::XX)),
-        (Kind::Pipe, noise(Pattern::IK)),
-    ];
-    // any audience will do: the format does not depend on it
-    if let Ok(cfg) = IntegrityConfig::new(
-        SigningKeypair::generate(),
-        TrustedSigners::new(),
-        "spcat-decode",
-    ) {
-        known.push((Kind::Message, Integrity::new(cfg).info()));
-    }
-    known.push((Kind::Message, sp_ws::Opcodes::new().info()));
-    known
+/// signed with them. Made once: each costs a key generation.
+fn known_layers() -> &'static [(Kind, ComponentInfo)] {
+    static KNOWN: std::sync::OnceLock<Vec<(Kind, ComponentInfo)>> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let noise = |p| Noise::new(NoiseConfig::new(StaticKeypair::generate()).pattern(p)).info();
+        let mut known = vec![
+            (Kind::Pipe, noise(Pattern::XX)),
+            (Kind::Pipe, noise(Pattern::IK)),
+        ];
+        // any audience will do: the format does not depend on it
+        if let Ok(cfg) = IntegrityConfig::new(
+            SigningKeypair::generate(),
+            TrustedSigners::new(),
+            "spcat-decode",
+        ) {
+            known.push((Kind::Message, Integrity::new(cfg).info()));
+        }
+        known.push((Kind::Message, sp_ws::Opcodes::new().info()));
+        known
+    })
 }
 
 /// A known layer by its name, or by its name without the version when
@@ -156,12 +174,29 @@ impl Stack {
     }
 }
 
+/// `Field::name` is a `&'static str` (formats are normally constants of a
+/// layer's crate), so a declared name is leaked: once per distinct name,
+/// and kept reachable in this set, so that parsing a format again (the
+/// fuzz target does it millions of times) allocates nothing new and the
+/// leak checker sees no lost memory.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.into());
+    names.insert(n);
+    n
+}
+
 /// A layer format given with `--declare NAME=FIELDS[|TRAILER]`: fields
 /// `name:type` (`u8` `u16` `u24` `u32` `u64`, big-endian as SP is, or with an
 /// `le` suffix; `bytesN`; `backtrace`), and the word `opaque` for a layer
 /// that transforms what it carries. A third-party layer's crate knows its
 /// format (`info()`); this lets spcat show its fields without that crate.
-pub(crate) fn parse_declare(spec: &str) -> Result<ComponentInfo, String> {
+#[doc(hidden)]
+pub fn parse_declare(spec: &str) -> Result<ComponentInfo, String> {
     let (name, body) = spec
         .split_once('=')
         .ok_or_else(|| format!("--declare {spec:?}: expected NAME=FIELDS, e.g. trace/1=seq:u32"))?;
@@ -186,7 +221,7 @@ pub(crate) fn parse_declare(spec: &str) -> Result<ComponentInfo, String> {
                     "--declare {name}: field name {fname:?} (letters, digits, _)"
                 ));
             }
-            let fname: &'static str = Box::leak(fname.to_string().into_boxed_str());
+            let fname = intern(fname);
             let uint = |w, order| FieldKind::Uint { width: w, order };
             let kind = match ty {
                 "u8" => uint(1, ByteOrder::Big),
@@ -219,8 +254,18 @@ pub(crate) fn parse_declare(spec: &str) -> Result<ComponentInfo, String> {
         FieldKind::Bytes(n) => n,
         FieldKind::Backtrace => 4,
     };
-    info.overhead = Overhead::header(header.iter().map(width).sum())
-        .plus(Overhead::trailer(trailer.iter().map(width).sum()));
+    // `bytesN` takes any usize: fields wider in all than a usize are no
+    // format at all, not a sum to wrap
+    let total = |fields: &[Field], part: &str| {
+        fields
+            .iter()
+            .try_fold(0usize, |sum, f| sum.checked_add(width(f)))
+            .ok_or_else(|| {
+                format!("--declare {name}: the {part}'s fields are wider than any frame")
+            })
+    };
+    info.overhead = Overhead::header(total(&header, "header")?)
+        .plus(Overhead::trailer(total(&trailer, "trailer")?));
     Ok(info.with_header(header).with_trailer(trailer))
 }
 
@@ -252,7 +297,7 @@ pub(crate) fn parse_stack(
             }
             continue;
         }
-        let info = match known_layer(name, &known) {
+        let info = match known_layer(name, known) {
             Some((Kind::Pipe, info)) if !below => {
                 return Err(format!(
                     "{} is a pipe layer: list it before the protocol",
@@ -371,20 +416,32 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
         .chars()
         .filter(|c| !c.is_whitespace() && !matches!(c, ':' | '-' | '"' | ','))
         .collect::<String>();
-    if cleaned.len() % 2 != 0 {
+    // by characters, not bytes: a pair is never cut inside one
+    let digits: Vec<char> = cleaned.chars().collect();
+    if digits.len() % 2 != 0 {
         return Err("odd number of hex digits".into());
     }
-    (0..cleaned.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&cleaned[i..i + 2], 16)
-                .map_err(|_| format!("not hex: {:?}", &cleaned[i..i + 2]))
+    digits
+        .chunks(2)
+        .map(|pair| match (pair[0].to_digit(16), pair[1].to_digit(16)) {
+            (Some(hi), Some(lo)) => Ok((hi * 16 + lo) as u8),
+            _ => Err(format!("not hex: {:?}", pair.iter().collect::<String>())),
         })
         .collect()
 }
 
 /// Runs `spcat decode` with the words after `decode`; returns the exit code.
 pub fn run(words: &[Vec<u8>]) -> i32 {
+    let out = decode(words, &|path| std::fs::read(path));
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    out.code
+}
+
+/// `spcat decode` with the words after `decode`, reading `--file` through
+/// `read_file`: what [`run`] prints, without printing it (the fuzz target
+/// calls this, with files it makes up).
+pub fn decode(words: &[Vec<u8>], read_file: &dyn Fn(&str) -> std::io::Result<Vec<u8>>) -> Outcome {
     let mut stack = None;
     let mut frame = None;
     let mut transport = Some("tcp".to_string());
@@ -410,11 +467,14 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
                 Err(f) => return usage(&format!("{f} requires an argument")),
             },
             "--file" | "-F" => match value("--file") {
-                Ok(p) => match std::fs::read(&p) {
+                Ok(p) => match read_file(&p) {
                     Ok(b) => frame = Some(b),
                     Err(e) => {
-                        eprintln!("spcat decode: cannot read {p}: {e}");
-                        return 1;
+                        return Outcome {
+                            code: 1,
+                            stdout: String::new(),
+                            stderr: format!("spcat decode: cannot read {p}: {e}\n"),
+                        }
                     }
                 },
                 Err(f) => return usage(&format!("{f} requires an argument")),
@@ -431,8 +491,11 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
             "--no-prefix" | "--wiretap" => transport = None,
             "--raw" => raw = true,
             "--help" | "-h" => {
-                println!("{}", usage_text());
-                return 0;
+                return Outcome {
+                    code: 0,
+                    stdout: format!("{}\n", usage_text()),
+                    stderr: String::new(),
+                }
             }
             other => return usage(&format!("unknown argument {other:?}")),
         }
@@ -452,11 +515,10 @@ pub fn run(words: &[Vec<u8>]) -> i32 {
         Err(e) => return usage(&e),
     };
     let d = describe_frame(&stack.components(transport), &frame);
-    print!("{}", render(&d, &stack.unknown));
-    if d.error.is_some() {
-        1
-    } else {
-        0
+    Outcome {
+        code: i32::from(d.error.is_some()),
+        stdout: render(&d, &stack.unknown),
+        stderr: String::new(),
     }
 }
 
@@ -471,6 +533,47 @@ mod tests {
         assert_eq!(parse_hex("\"\\x01\\xff\"").unwrap(), vec![1, 255]);
         assert!(parse_hex("abc").is_err());
         assert!(parse_hex("zz").is_err());
+    }
+
+    /// Found by the `spcat_decode` fuzz target: a non-ASCII character
+    /// among the hex digits made `--hex` slice the string inside it and
+    /// panic.
+    #[test]
+    fn fuzz_spcat_decode_non_ascii_hex_is_an_error() {
+        for bad in ["0é0", "0\u{20ac}", "000\u{fffd}0", "é"] {
+            assert!(parse_hex(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Found by the `spcat_declare` fuzz target: fields whose widths add
+    /// up past `usize` (`bytes18446744073709551615` and one more byte)
+    /// overflowed the overhead's sum and panicked.
+    #[test]
+    fn fuzz_spcat_declare_widths_past_usize_are_an_error() {
+        let max = usize::MAX;
+        for bad in [
+            format!("t/1=a:bytes{max},b:u8"),
+            format!("t/1=a:u8|a:bytes{max},b:bytes{max}"),
+        ] {
+            let e = parse_declare(&bad).expect_err(&bad);
+            assert!(e.contains("wider"), "{e}");
+        }
+        // as wide as can be said is still a format
+        let d = parse_declare(&format!("t/1=a:bytes{max}|b:bytes{max}")).unwrap();
+        assert_eq!((d.overhead.header, d.overhead.trailer), (max, max));
+    }
+
+    /// Found by the `spcat_declare` fuzz target's leak check: every parse
+    /// leaked its field names anew (lost memory, growing without bound
+    /// when a format is parsed again). A name is now leaked once and stays
+    /// reachable.
+    #[test]
+    fn fuzz_spcat_declare_field_names_leak_once() {
+        let a = parse_declare("t/1=seq:u32|crc:u16").unwrap();
+        let b = parse_declare("u/2=seq:u8|crc:u32").unwrap();
+        assert!(std::ptr::eq(a.header[0].name, b.header[0].name));
+        assert!(std::ptr::eq(a.trailer[0].name, b.trailer[0].name));
+        assert_eq!((b.header[0].name, b.trailer[0].name), ("seq", "crc"));
     }
 
     #[test]

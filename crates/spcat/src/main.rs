@@ -12,12 +12,10 @@
 //! takes the TLS flags as `tls+tcp://` does. stdout is always nngcat's.
 #![deny(missing_docs)]
 
-mod args;
 mod bench;
-mod decode;
-mod dissector;
-mod format;
 mod progress;
+
+use spcat::{args, decode, dissector, format};
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

@@ -74,12 +74,29 @@ enum End {
     Broken,
 }
 
+/// Drops a pipe's writer state (its half of the connection) when the
+/// writer task goes, however it goes.
+struct ReleaseOnDrop(Arc<PipeEntry>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let state = lock(&self.0).take();
+        drop(state);
+    }
+}
+
 fn lock(p: &PipeEntry) -> MutexGuard<'_, Option<WriterState>> {
     p.writer.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Core {
     pub(crate) async fn writer(self: Arc<Self>, p: Arc<PipeEntry>) {
+        // the connection's write half lives in the pipe entry (for senders
+        // writing through), which the socket keeps: if this task is dropped
+        // unfinished (its runtime shut down), it must not keep the
+        // connection open behind a peer's back — the peer hears the FIN
+        // that a killed process would send
+        let _release = ReleaseOnDrop(p.clone());
         let mut key = WaitKey::default();
         // one cancellation future for the pipe's life: re-creating it per
         // batch would register a fresh waiter every time

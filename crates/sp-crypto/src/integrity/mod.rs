@@ -1774,6 +1774,13 @@ mod tests {
         IntegrityConfig::new(key.clone(), trusted.iter().map(|k| k.verifying_key()), aud).unwrap()
     }
 
+    /// A msg_id per seq, never all zeros (a request's must be set).
+    fn msg_id_of(seq: u64) -> [u8; 16] {
+        let mut id = [0x5a; 16];
+        id[8..].copy_from_slice(&seq.to_be_bytes());
+        id
+    }
+
     /// One-way fields as a PUSH signs them for a PULL.
     fn push_fields(epoch: u64, seq: u64, ts: u64) -> RecordFields {
         RecordFields {
@@ -1781,7 +1788,7 @@ mod tests {
             protocol: ProtocolId::PUSH0,
             peer_protocol: ProtocolId::PULL0,
             to: None,
-            msg_id: [seq as u8; 16],
+            msg_id: msg_id_of(seq),
             epoch,
             seq,
             timestamp_ms: ts,
@@ -1854,6 +1861,39 @@ mod tests {
         assert_eq!(d.field("to").unwrap().bytes, [5; 32]);
         assert_eq!(d.field("in_reply_to").unwrap().bytes, [9; 16]);
         assert_eq!(d.field("signature").unwrap().offset, wire.len() - 64);
+    }
+
+    /// Found by the `integrity` fuzz target: a trusted requester's request
+    /// with an all-zero msg_id was taken, and the reply the REP then signed
+    /// named it in `in_reply_to` as zeros, the wire's "none": a reply no
+    /// requester can parse (refused as `unsigned`), and a trailer this
+    /// layer should never write. Such a request cannot be answered, so it
+    /// does not parse.
+    #[test]
+    fn fuzz_integrity_request_with_zero_msg_id_is_refused() {
+        let k = SigningKeypair::generate();
+        let rep = Integrity::new(cfg(&k, &[&k], "svc")).on_protocol(ProtocolId::REP0);
+        let s = Signer::new(k.clone(), "svc").unwrap();
+        let mut f = RecordFields {
+            kind: RecordKind::Request,
+            protocol: ProtocolId::REQ0,
+            peer_protocol: ProtocolId::REP0,
+            to: None,
+            msg_id: [0; 16],
+            epoch: 1,
+            seq: 1,
+            timestamp_ms: SystemClock.wall_ms(),
+            valid_for_ms: 0,
+            in_reply_to: None,
+        };
+        assert_eq!(
+            check(&rep, &s.sign_with(&f, b"q")).map(|_| ()),
+            Err(Rejection::Unsigned)
+        );
+        assert!(SignedTrailer::parse(&s.sign_with(&f, b"q")).is_err());
+        // one set bit is enough
+        f.msg_id[15] = 1;
+        assert!(check(&rep, &s.sign_with(&f, b"q")).is_ok());
     }
 
     #[test]

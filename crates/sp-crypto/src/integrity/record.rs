@@ -158,7 +158,8 @@ impl SignedTrailer {
     /// signed by this layer. The payload is `&body[..body.len() - TRAILER_LEN]`.
     ///
     /// Only one encoding of each field list parses: a field a kind does not
-    /// use must be zero, and one it needs must be set.
+    /// use must be zero, and one it needs must be set (a request's `msg_id`
+    /// too: its reply names it, where zeros mean none).
     pub fn parse(body: &[u8]) -> Result<SignedTrailer, &'static str> {
         // the only length check; every offset below is < TRAILER_LEN
         let Some(at) = body.len().checked_sub(TRAILER_LEN) else {
@@ -179,6 +180,11 @@ impl SignedTrailer {
             }
             RecordKind::Request if in_reply_to.is_some() => {
                 return Err("a request names no request it answers")
+            }
+            // a reply names its request by msg_id, and zeros there mean
+            // none: a request with a zero msg_id could never be answered
+            RecordKind::Request if t[OFF_MSG_ID..OFF_EPOCH].iter().all(|&b| b == 0) => {
+                return Err("a request needs a msg_id (all zeros cannot be answered)")
             }
             RecordKind::OneWay if to.is_some() || in_reply_to.is_some() => {
                 return Err("a one-way message names no addressee and no request")
