@@ -643,7 +643,7 @@ pub fn integrity(data: &[u8]) {
         }
         _ => 0,
     };
-    let id_of = |k: &SigningKeypair| k.key_id();
+    let id_of = |k: &SigningKeypair| k.key_id().to_bytes();
     let mut model = Model {
         role,
         protocol,
@@ -654,7 +654,10 @@ pub fn integrity(data: &[u8]) {
         our_id: id_of(&ours),
         trusted: vec![id_of(&a), id_of(&b)],
         answered_by: answered_by.map(|ks| {
-            let mut ids: Vec<[u8; 32]> = ks.iter().map(sp_crypto::keys::key_id_of).collect();
+            let mut ids: Vec<[u8; 32]> = ks
+                .iter()
+                .map(|k| sp_crypto::keys::key_id_of(k).to_bytes())
+                .collect();
             ids.sort_unstable();
             ids
         }),
