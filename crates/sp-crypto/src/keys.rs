@@ -220,59 +220,9 @@ impl fmt::Display for SigningKeyId {
     }
 }
 
-/// Bare bytes still convert (code written when ids were `[u8; 32]`); a
-/// `NoisePublicKey` does not.
-impl From<[u8; 32]> for SigningKeyId {
-    fn from(bytes: [u8; 32]) -> SigningKeyId {
-        SigningKeyId(bytes)
-    }
-}
-
-impl From<SigningKeyId> for [u8; 32] {
-    fn from(id: SigningKeyId) -> [u8; 32] {
-        id.0
-    }
-}
-
-impl PartialEq<[u8; 32]> for SigningKeyId {
-    fn eq(&self, other: &[u8; 32]) -> bool {
-        &self.0 == other
-    }
-}
-
-/// Reads as its bytes (`id.to_vec()`, `id[..]`, `&id` where `&[u8]` is taken), as code written when ids
-/// were `[u8; 32]` read them; nothing converts it by value to a key type.
-impl std::ops::Deref for SigningKeyId {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl PartialEq<SigningKeyId> for [u8; 32] {
-    fn eq(&self, other: &SigningKeyId) -> bool {
-        self == &other.0
-    }
-}
-
-impl PartialEq<SigningKeyId> for Vec<u8> {
-    fn eq(&self, other: &SigningKeyId) -> bool {
-        self[..] == other.0[..]
-    }
-}
-
-impl AsRef<[u8]> for SigningKeyId {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Lets a set keyed by id be searched with the bytes of a received trailer.
-impl std::borrow::Borrow<[u8; 32]> for SigningKeyId {
-    fn borrow(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
+// bare bytes still convert and compare (a set of ids is searched with the
+// bytes of a received trailer); a `NoisePublicKey` does not convert
+bytes32_key_conversions!(SigningKeyId);
 
 /// An X25519 secret for a Noise static key (32 bytes, wiped from memory on
 /// drop). Its `Debug` never shows the bytes; `*secret` reads them.

@@ -41,62 +41,9 @@ impl std::fmt::Display for NoisePublicKey {
     }
 }
 
-/// Bare bytes still convert (code written when keys were `[u8; 32]`, and
-/// keys read from a peer's configuration); what does not convert is another
-/// key type, e.g. a `SigningKeyId`.
-impl From<[u8; 32]> for NoisePublicKey {
-    fn from(bytes: [u8; 32]) -> NoisePublicKey {
-        NoisePublicKey(bytes)
-    }
-}
-
-impl From<NoisePublicKey> for [u8; 32] {
-    fn from(key: NoisePublicKey) -> [u8; 32] {
-        key.0
-    }
-}
-
-impl PartialEq<[u8; 32]> for NoisePublicKey {
-    fn eq(&self, other: &[u8; 32]) -> bool {
-        &self.0 == other
-    }
-}
-
-/// Reads as its bytes (`key.to_vec()`, `key[..]`, `&key` where `&[u8]` is
-/// taken), as code written when keys were `[u8; 32]` read them; nothing
-/// converts it by value to another key type.
-impl std::ops::Deref for NoisePublicKey {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl PartialEq<NoisePublicKey> for [u8; 32] {
-    fn eq(&self, other: &NoisePublicKey) -> bool {
-        self == &other.0
-    }
-}
-
-impl PartialEq<NoisePublicKey> for Vec<u8> {
-    fn eq(&self, other: &NoisePublicKey) -> bool {
-        self[..] == other.0[..]
-    }
-}
-
-impl AsRef<[u8]> for NoisePublicKey {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Lets an allow-list keyed by public key be searched with the bytes a
-/// handshake delivered.
-impl std::borrow::Borrow<[u8; 32]> for NoisePublicKey {
-    fn borrow(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
+// bare bytes still convert and compare (an allow-list is searched with the
+// bytes a handshake delivered); a `SigningKeyId` does not convert
+bytes32_key_conversions!(NoisePublicKey);
 
 /// An X25519 static keypair: 32 secret bytes (wiped from memory on drop)
 /// and the public key derived from them.
